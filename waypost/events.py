@@ -1,0 +1,343 @@
+"""The catalogue of numbered events and how they are emitted through `logging`.
+
+Every event an operator may see has an id, a severity, a category, a message
+template and what to do about it; `waypost events` prints this catalogue.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import string
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+
+class Severity(enum.IntEnum):
+    """Event severities, ordered and mapped onto `logging` levels."""
+
+    INFO = logging.INFO
+    WARNING = logging.WARNING
+    ERROR = logging.ERROR
+    CRITICAL = logging.CRITICAL
+
+
+class Category(enum.StrEnum):
+    """Diagnostics-logging categories, as an Exchange administrator knows them."""
+
+    SYSTEM = "system"
+    CONFIG = "config"
+    STORE = "store"
+    CHECK = "check"
+    QUEUE = "queue"
+    DELIVERY = "delivery"
+    ROUTING = "routing"
+    INTERFACE = "interface"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventDefinition:
+    """One entry of the catalogue."""
+
+    id: int
+    name: str
+    severity: Severity
+    category: Category
+    template: str
+    action: str
+
+    def fields(self) -> list[str]:
+        """The names the template needs, in order of appearance."""
+        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
+
+    def render(self, values: Mapping[str, object]) -> str:
+        """The message text; a missing field shows as `<name?>` rather than failing."""
+        return self.template.format_map(_Lenient(values))
+
+
+class _Lenient(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return f"<{key}?>"
+
+
+CATALOGUE: dict[int, EventDefinition] = {}
+
+
+def _define(
+    id: int, name: str, severity: Severity, category: Category, template: str, action: str
+) -> EventDefinition:
+    if id in CATALOGUE:
+        raise ValueError(f"event id {id} defined twice")
+    event = EventDefinition(
+        id=id, name=name, severity=severity, category=category, template=template, action=action
+    )
+    CATALOGUE[id] = event
+    return event
+
+
+S, C = Severity, Category
+
+# 1000-1099 system
+SERVICE_STARTED = _define(
+    1000, "service-started", S.INFO, C.SYSTEM,
+    "Waypost {version} started; data directory {data_dir}",
+    "None.",
+)
+SERVICE_STOPPED = _define(
+    1001, "service-stopped", S.INFO, C.SYSTEM,
+    "Waypost stopped cleanly",
+    "None.",
+)
+UNCLEAN_STOP_DETECTED = _define(
+    1002, "unclean-stop-detected", S.WARNING, C.SYSTEM,
+    "The previous run (pid {pid}) did not stop cleanly; checking the MTA database",
+    "None: the check runs by itself. Find out why the process stopped (kill, crash, power).",
+)
+UNEXPECTED_ERROR = _define(
+    1003, "unexpected-error", S.ERROR, C.SYSTEM,
+    "Unexpected error in {component}: {error}; the component carries on",
+    "Report this as a bug with the log lines around it.",
+)
+ALREADY_RUNNING = _define(
+    1004, "already-running", S.ERROR, C.SYSTEM,
+    "Another Waypost (pid {pid}) is already using data directory {data_dir}",
+    "Stop the other instance, or give this one another data directory.",
+)
+
+# 1100-1199 configuration
+CONFIG_INVALID = _define(
+    1100, "config-invalid", S.ERROR, C.CONFIG,
+    "Configuration {path}: {key}: {reason}",
+    "Correct the named key; `waypost config check FILE` checks a file without starting.",
+)
+CONFIG_LOADED = _define(
+    1101, "config-loaded", S.INFO, C.CONFIG,
+    "Configuration loaded from {source}",
+    "None.",
+)
+
+# 1200-1299 store (the MTA database)
+STORE_OPENED = _define(
+    1200, "store-opened", S.INFO, C.STORE,
+    "MTA database {path} opened ({messages} messages, {recipients} recipients queued)",
+    "None.",
+)
+OBJECT_QUARANTINED = _define(
+    1201, "object-quarantined", S.ERROR, C.STORE,
+    "Bad {kind} {object_id} moved to quarantine: {reason}",
+    "The MTA carries on. Inspect the object with `waypost queue show`; "
+    "run `waypost check -v` to look for others.",
+)
+STORE_WRITE_FAILED = _define(
+    1202, "store-write-failed", S.ERROR, C.STORE,
+    "Writing to the MTA database failed: {error}; {count} operations answered with a "
+    "temporary error",
+    "Check free disk space and the file system; nothing acknowledged was lost.",
+)
+STORE_CORRUPT = _define(
+    1203, "store-corrupt", S.CRITICAL, C.STORE,
+    "MTA database {path} is damaged: {reason}",
+    "Stop Waypost and follow the recovery procedure in docs/operations.md "
+    "(`waypost check --repair`, or restore from the SQLite backup).",
+)
+LEASE_EXPIRED = _define(
+    1204, "lease-expired", S.WARNING, C.STORE,
+    "Recipient {recipient_id} of message {message_id} was leased by {owner} whose lease "
+    "expired; it is queued again",
+    "None: work held by a stopped worker comes back by itself.",
+)
+STORE_OPEN_FAILED = _define(
+    1205, "store-open-failed", S.CRITICAL, C.STORE,
+    "Cannot open the MTA database {path}: {reason}",
+    "Check the data directory's path, permissions and free space.",
+)
+
+# 1300-1399 checker
+CHECK_STARTED = _define(
+    1300, "check-started", S.INFO, C.CHECK,
+    "Checking MTA database {path}",
+    "None.",
+)
+CHECK_FINISHED = _define(
+    1301, "check-finished", S.INFO, C.CHECK,
+    "Check of {path} finished: {objects} objects, {problems} problems, {repaired} quarantined",
+    "If problems remain, run `waypost check --repair`.",
+)
+CHECK_PROBLEM = _define(
+    1302, "check-problem", S.WARNING, C.CHECK,
+    "{kind} {object_id}: {reason}",
+    "Run `waypost check --repair` to move the object to quarantine.",
+)
+
+# 1400-1499 queue manager
+RECIPIENT_DEFERRED = _define(
+    1400, "recipient-deferred", S.INFO, C.QUEUE,
+    "Message {message_id} to {recipient}: deferred until {next_attempt} (attempt {attempts}): "
+    "{error}",
+    "None if it is rare; many for one next hop suggest that hop is down.",
+)
+RECIPIENT_EXPIRED = _define(
+    1401, "recipient-expired", S.WARNING, C.QUEUE,
+    "Message {message_id} to {recipient} expired after {attempts} attempts; a report is owed. "
+    "Last error: {error}",
+    "Find out why the next hop {next_hop} did not accept it.",
+)
+RECIPIENT_FAILED = _define(
+    1402, "recipient-failed", S.WARNING, C.QUEUE,
+    "Message {message_id} to {recipient} failed permanently: {error}",
+    "None: a non-delivery report is owed to the originator.",
+)
+QUEUE_ADMIN = _define(
+    1403, "queue-admin", S.INFO, C.QUEUE,
+    "Operator {action} on {count} recipients of {target}",
+    "None.",
+)
+NO_ROUTE = _define(
+    1404, "no-route", S.WARNING, C.ROUTING,
+    "No route for {recipient}",
+    "Add a route entry or local domain for it; `waypost route ADDRESS` explains the decision.",
+)
+
+# 1500-1599 delivery
+DELIVERED = _define(
+    1500, "delivered", S.INFO, C.DELIVERY,
+    "Message {message_id} delivered to {recipient} via {next_hop}",
+    "None.",
+)
+LOCAL_DELIVERY_FAILED = _define(
+    1501, "local-delivery-failed", S.WARNING, C.DELIVERY,
+    "Local delivery of message {message_id} to {recipient} failed: {error}",
+    "Check the Maildir's path, permissions and free space.",
+)
+
+# 1600-1699 interface (listeners; the transports add theirs here)
+ACCEPT_FAILED = _define(
+    1600, "accept-failed", S.ERROR, C.INTERFACE,
+    "accept() on {listener} failed: {error}; retrying in {delay}s",
+    "Raise the file-descriptor limit or lower connection limits; the listener keeps serving.",
+)
+
+del S, C
+
+
+def by_name(name: str) -> EventDefinition:
+    """Look an event up by its name (for tests and tools)."""
+    for event in CATALOGUE.values():
+        if event.name == name:
+            return event
+    raise KeyError(name)
+
+
+def catalogue() -> Iterator[EventDefinition]:
+    """Every event, by id."""
+    return iter(sorted(CATALOGUE.values(), key=lambda e: e.id))
+
+
+_LOGGER = logging.getLogger("waypost")
+
+
+def emit(event: EventDefinition, **fields: object) -> None:
+    """Log one numbered event with its fields as a structured record."""
+    logger = _LOGGER.getChild(event.category.value)
+    if not logger.isEnabledFor(event.severity):
+        return
+    logger.log(
+        event.severity,
+        "%s",
+        event.render(fields),
+        extra={"waypost_event": event, "waypost_fields": fields},
+    )
+
+
+def _record_event(record: logging.LogRecord) -> tuple[EventDefinition | None, Mapping[str, Any]]:
+    event = getattr(record, "waypost_event", None)
+    fields = getattr(record, "waypost_fields", {})
+    return event, fields
+
+
+def _timestamp(created: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """`2026-11-23T10:00:00.000Z WARNING 1201 store: Bad message 7 moved to quarantine: …`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event, _ = _record_event(record)
+        tag = f"{event.id} {event.category.value}" if event else record.name
+        line = f"{_timestamp(record.created)} {record.levelname} {tag}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, id, name, severity, category, message, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event, fields = _record_event(record)
+        doc: dict[str, Any] = {
+            "time": _timestamp(record.created),
+            "severity": record.levelname,
+            "message": record.getMessage(),
+        }
+        if event:
+            doc.update(id=event.id, name=event.name, category=event.category.value)
+            doc["fields"] = {k: _jsonable(v) for k, v in fields.items()}
+        else:
+            doc["logger"] = record.name
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def configure_logging(
+    *, level: str = "INFO", json_file: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Readable lines on the terminal (stderr), and JSON lines to a file when asked."""
+    root = logging.getLogger("waypost")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level.upper())
+    root.propagate = False
+    terminal = logging.StreamHandler(stream or sys.stderr)
+    terminal.setFormatter(TextFormatter())
+    root.addHandler(terminal)
+    if json_file:
+        file_handler = logging.FileHandler(json_file, encoding="utf-8")
+        file_handler.setFormatter(JsonFormatter())
+        root.addHandler(file_handler)
+
+
+def markdown() -> str:
+    """The catalogue as the Markdown of docs/events.md."""
+    lines = [
+        "# Events",
+        "",
+        "Every event Waypost logs has a number, a severity and a diagnostics-logging",
+        "category. `waypost events` prints this catalogue; the JSON log (`[log] json_file`)",
+        "carries `id`, `name`, `category` and the event's `fields` on every line.",
+        "",
+        "This file is generated: `waypost events --markdown > docs/events.md`.",
+        "",
+        "| id | name | severity | category | message | what to do |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in catalogue():
+        message = e.template.replace("|", "\\|")
+        lines.append(
+            f"| {e.id} | {e.name} | {e.severity.name} | {e.category.value} | {message} | "
+            f"{e.action} |"
+        )
+    return "\n".join(lines) + "\n"

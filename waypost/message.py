@@ -1,0 +1,171 @@
+"""The one internal message model: an envelope that carries X.400 P1 and SMTP semantics.
+
+Addresses are kept in their canonical text forms (an RFC 5321 mailbox, or an
+X.400 O/R address in the RFC 1685 form `/C=GB/ADMD= /PRMD=Acme/S=Smith/`);
+`waypost.address` parses them. Envelopes are msgspec structs, so that
+encoding them for the MTA database is fast and decoding them validates
+every field's type.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+
+import msgspec
+
+
+class Priority(enum.IntEnum):
+    """X.411 Priority."""
+
+    NORMAL = 0
+    NON_URGENT = 1
+    URGENT = 2
+
+
+class ReportRequest(enum.IntEnum):
+    """What the originator asked to hear about a recipient (X.411 originator-report-request).
+
+    The SMTP side maps NOTIFY onto it: NEVER → NONE, FAILURE → NON_DELIVERY,
+    SUCCESS → ALWAYS.
+    """
+
+    NONE = 0
+    NON_DELIVERY = 1
+    ALWAYS = 2
+
+
+class Notify(enum.StrEnum):
+    """RFC 3461 NOTIFY keywords."""
+
+    NEVER = "NEVER"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    DELAY = "DELAY"
+
+
+class Ret(enum.StrEnum):
+    """RFC 3461 RET: how much of the message a failure report returns."""
+
+    FULL = "FULL"
+    HDRS = "HDRS"
+
+
+class ContentType:
+    """Content types Waypost knows by name; others are `builtin:N` or `oid:1.2.…`."""
+
+    INTERNET = "rfc5322"
+    P2 = "builtin:2"
+    P22 = "builtin:22"
+    P772 = "oid:1.3.26.0.4406.0.4.1"
+
+
+class Extension(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A P1 extension field, kept even when Waypost does not understand it.
+
+    `type` is a standard extension integer (`"3"`) or an OID (`"1.2.840…"`);
+    `value` is the BER encoding of the value, untouched.
+    """
+
+    type: str
+    critical_for: list[str] = []
+    value: bytes = b""
+
+
+class TraceElement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One hop of X.411 trace information (or an SMTP Received: hop)."""
+
+    domain: str
+    arrival: float
+    action: str = "relayed"
+    converted_eits: list[str] = []
+    attempted_domain: str | None = None
+
+
+class Recipient(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A recipient of the envelope with its per-recipient fields."""
+
+    address: str
+    originally_specified_number: int = 0
+    report_request: ReportRequest = ReportRequest.NON_DELIVERY
+    mta_report_request: ReportRequest = ReportRequest.NON_DELIVERY
+    responsibility: bool = True
+    explicit_conversion: int | None = None
+    notify: list[Notify] = []
+    orcpt: str | None = None
+    extensions: list[Extension] = []
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Everything an MTA needs to know to transfer a message, from either world.
+
+    `originator` is the X.400 originator O/R name or the SMTP reverse path;
+    the empty string is the null reverse path `<>` (a report), which must
+    never itself be reported on.
+    """
+
+    mts_id: str
+    originator: str
+    recipients: list[Recipient]
+    content_type: str = ContentType.INTERNET
+    content_id: str | None = None
+    encoded_information_types: list[str] = []
+    priority: Priority = Priority.NORMAL
+    per_message_indicators: list[str] = []
+    deferred_delivery: float | None = None
+    trace: list[TraceElement] = []
+    extensions: list[Extension] = []
+    arrival: float = 0.0
+    # RFC 3461 and RFC 6152/6531 parameters of the SMTP envelope.
+    ret: Ret | None = None
+    envid: str | None = None
+    body: str | None = None
+    smtputf8: bool = False
+    is_report: bool = False
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An envelope and its content, as it is handed to the store to enqueue."""
+
+    envelope: Envelope
+    content: bytes
+
+
+class EnvelopeError(ValueError):
+    """An envelope that does not decode or whose values are out of range."""
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """The compact form the MTA database keeps."""
+    return _ENCODER.encode(envelope)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode and validate; raises EnvelopeError naming what is wrong."""
+    try:
+        envelope = _DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EnvelopeError(f"envelope does not decode: {exc}") from None
+    validate_envelope(envelope)
+    return envelope
+
+
+def validate_envelope(envelope: Envelope) -> None:
+    """Values in range beyond what the types say."""
+    if not envelope.mts_id:
+        raise EnvelopeError("empty MTS identifier")
+    if not envelope.recipients:
+        raise EnvelopeError("no recipients")
+    for index, recipient in enumerate(envelope.recipients):
+        if not recipient.address:
+            raise EnvelopeError(f"recipient {index} has an empty address")
+
+
+def new_mts_id(domain: str = "localhost") -> str:
+    """A unique MTS identifier local part: time-ordered, then random."""
+    return f"{int(time.time() * 1000):x}.{os.urandom(6).hex()}@{domain}"
