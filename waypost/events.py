@@ -260,7 +260,8 @@ def _record_event(record: logging.LogRecord) -> tuple[EventDefinition | None, Ma
 
 
 def _timestamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    millis = int(created % 1 * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
 class TextFormatter(logging.Formatter):

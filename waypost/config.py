@@ -1,0 +1,473 @@
+"""The configuration: one TOML file, read with `tomllib` and validated into frozen structs.
+
+Every problem is a `ConfigError` naming the file, the dotted key and the reason;
+`waypost config check FILE` prints them all. docs/configuration.md documents each key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from waypost.routing import RoutingTable
+
+EMBEDDED = "embedded defaults"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_MTA_NAME = 32  # X.411 ub-mta-name-length
+
+
+class ConfigError(ValueError):
+    """A configuration problem: `path` is the file, `key` the dotted key ("" for the whole file)."""
+
+    def __init__(self, path: str, key: str, reason: str) -> None:
+        # All three in args, so that the exception pickles and compares by value in tests.
+        super().__init__(path, key, reason)
+        self.path = path
+        self.key = key
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if not self.key:
+            return f"{self.path}: {self.reason}"
+        return f"{self.path}: {self.key}: {self.reason}"
+
+
+class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[server]: who this MTA is and where it keeps its database."""
+
+    hostname: str = "localhost"
+    data_dir: str = "./waypost-data"
+
+
+class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[log]: how much to log and where the JSON-lines event log goes."""
+
+    level: str = "info"
+    json_file: str = ""
+
+
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[store]: the MTA database."""
+
+    path: str = ""
+    lease_seconds: float = 300.0
+    max_batch: int = 1000
+
+
+class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[queue]: scheduling, back-off and concurrency of the queue manager (Postfix's knobs)."""
+
+    poll_interval: float = 1.0
+    batch_size: int = 256
+    min_backoff: float = 300.0
+    max_backoff: float = 4000.0
+    max_lifetime: float = 432000.0
+    delivery_concurrency: int = 20
+    destination_concurrency: int = 10
+
+
+class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[local]: which recipients are delivered here, and where."""
+
+    domains: tuple[str, ...] = ("localhost",)
+    oraddresses: tuple[str, ...] = ()
+    maildir: str = "maildir"
+    mailboxes: tuple[str, ...] = ()
+
+
+def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple(parse_address(text) for text in listen)
+
+
+class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[smtp]: the SMTP server's listening addresses."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:2525",)
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """`listen` as (host, port) pairs; valid in a loaded Config."""
+        return _addresses(self.listen)
+
+
+class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[x400]: the P1 listener and the MTA name this MTA binds with."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:1102",)
+    mta_name: str = "WAYPOST"
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """`listen` as (host, port) pairs; valid in a loaded Config."""
+        return _addresses(self.listen)
+
+
+class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[route]] entry; waypost.routing gives `match` and `next_hop` their meaning."""
+
+    match: str
+    next_hop: str
+
+
+# Every section is frozen and forbids unknown fields, so a misspelt key is an error.
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole configuration, with paths made absolute; `source` says where it came from."""
+
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+    store: StoreConfig = StoreConfig()
+    queue: QueueConfig = QueueConfig()
+    local: LocalConfig = LocalConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    x400: X400Config = X400Config()
+    route: tuple[RouteConfig, ...] = ()
+    source: str = EMBEDDED
+
+
+# The top-level keys a file may have: every field of Config but `source`, which is ours.
+SECTIONS: dict[str, Any] = {
+    f.name: f.type for f in msgspec.structs.fields(Config) if f.name != "source"
+}
+_SECTION_STRUCTS: dict[str, type[msgspec.Struct]] = {
+    "server": ServerConfig,
+    "log": LogConfig,
+    "store": StoreConfig,
+    "queue": QueueConfig,
+    "local": LocalConfig,
+    "smtp": SmtpConfig,
+    "x400": X400Config,
+    "route": RouteConfig,
+}
+
+
+# --- addresses and names -------------------------------------------------------------------
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+
+
+def is_domain_name(name: str) -> bool:
+    """A host or mail domain name in its ASCII (A-label) form, any case."""
+    if not name or len(name) > 253:
+        return False
+    labels = name.lower().split(".")
+    # An all-numeric last label is a mistyped IP address, never a name (RFC 3696 §2).
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`host:port` or `[ipv6]:port` → (host, port); ValueError says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host!r} in brackets is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, as in [::1]:2525")
+    else:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not is_domain_name(host):
+                raise ValueError(
+                    f"{text!r}: {host!r} is neither an IP address nor a host name"
+                ) from None
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate a configuration file, or the embedded defaults when `path` is None.
+
+    Raises the first ConfigError found; `check_config_file` returns them all.
+    """
+    config, errors = _load(path)
+    if errors:
+        raise errors[0]
+    assert config is not None
+    return config
+
+
+def check_config_file(path: str | os.PathLike[str]) -> list[ConfigError]:
+    """Every problem that can be found in the file; [] when it loads."""
+    return _load(path)[1]
+
+
+def build_routing_table(config: Config) -> RoutingTable:
+    """The routing table of a Config; a bad route is a ConfigError naming `route[N].field`."""
+    # Imported here: routing is a layer above config, and may itself import it.
+    from waypost.routing import RouteEntry, RouteError, RoutingTable  # noqa: PLC0415
+
+    try:
+        return RoutingTable(
+            [RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route],
+            local_domains=list(config.local.domains),
+            local_oraddresses=list(config.local.oraddresses),
+        )
+    except RouteError as exc:
+        key, reason = _split_keyed_message(str(exc), default_key="route")
+        raise ConfigError(config.source, key, reason) from None
+
+
+def _load(path: str | os.PathLike[str] | None) -> tuple[Config | None, list[ConfigError]]:
+    if path is None:
+        return _build({}, source=EMBEDDED, base=os.getcwd())
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        return None, [ConfigError(source, "", f"cannot read: {exc.strerror or exc}")]
+    except UnicodeDecodeError as exc:
+        return None, [ConfigError(source, "", f"not UTF-8 text: byte {exc.start}")]
+    except RecursionError:
+        return None, [ConfigError(source, "", "TOML nested too deeply")]
+    except tomllib.TOMLDecodeError as exc:
+        return None, [_syntax_error(source, str(exc))]
+    return _build(data, source=source, base=os.path.dirname(os.path.abspath(source)))
+
+
+def _syntax_error(source: str, message: str) -> ConfigError:
+    # Python 3.11's TOMLDecodeError has the position only in its text.
+    found = re.fullmatch(r"(.*) \(at (line \d+, column \d+|end of document)\)", message)
+    if found is None:
+        return ConfigError(source, "", f"TOML syntax error: {message}")
+    reason, where = found.groups()
+    return ConfigError(source, where, f"TOML syntax error: {reason}")
+
+
+def _build(
+    data: Mapping[str, Any], *, source: str, base: str
+) -> tuple[Config | None, list[ConfigError]]:
+    errors: list[ConfigError] = []
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in SECTIONS:
+            what = "section" if isinstance(value, dict) else "key"
+            errors.append(ConfigError(source, name, _unknown(what, name, SECTIONS)))
+    # Each section on its own, so that one bad section does not hide problems in the others.
+    for name, kind in SECTIONS.items():
+        if name not in data:
+            continue
+        if name == "route" and isinstance(data[name], dict):
+            errors.append(
+                ConfigError(source, "route", "routes are an array of tables: write [[route]]")
+            )
+            continue
+        try:
+            sections[name] = msgspec.convert(data[name], kind)
+        except msgspec.ValidationError as exc:
+            errors.append(_type_error(source, name, str(exc)))
+    if errors:
+        return None, errors
+    config = Config(**sections, source=source)
+    errors = [ConfigError(source, key, reason) for key, reason in _check_values(config)]
+    if errors:
+        return None, errors
+    config = _normalise(config, base)
+    try:
+        build_routing_table(config)
+    except ConfigError as exc:
+        return None, [exc]
+    return config, []
+
+
+_TYPE_NAMES = {
+    "object": "a table",
+    "array": "an array",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "nothing",
+    "datetime": "a date-time",
+    "date": "a date",
+    "time": "a time",
+}
+
+
+def _type_error(source: str, section: str, message: str) -> ConfigError:
+    text, _, where = message.partition(" - at `")
+    # msgspec's path is relative to the section converted: `$`, `$.key`, `$[2].key`.
+    key = section + where.rstrip("`")[1:]
+    if found := re.fullmatch(r"Object contains unknown field `(.*)`", text):
+        field = found.group(1)
+        struct = _SECTION_STRUCTS[section]
+        known = [f.name for f in msgspec.structs.fields(struct)]
+        return ConfigError(source, f"{key}.{field}", _unknown("key", field, known))
+    if found := re.fullmatch(r"Object missing required field `(.*)`", text):
+        return ConfigError(source, f"{key}.{found.group(1)}", "required key is missing")
+    if found := re.fullmatch(r"Expected `(.*)`, got `(.*)`", text):
+        expected, got = (_TYPE_NAMES.get(t, t) for t in found.groups())
+        return ConfigError(source, key, f"expected {expected}, got {got}")
+    return ConfigError(source, key, text[:1].lower() + text[1:])
+
+
+def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"unknown {what}; did you mean {close[0]!r}?" if close else f"unknown {what}"
+
+
+def _split_keyed_message(message: str, *, default_key: str) -> tuple[str, str]:
+    found = re.fullmatch(r"([a-z_0-9]+(?:\[\d+\])?(?:\.[a-z_0-9]+(?:\[\d+\])?)*): (.*)", message)
+    if found is None:
+        return default_key, message
+    return found.group(1), found.group(2)
+
+
+# --- values beyond their types -------------------------------------------------------------
+
+
+def _check_values(config: Config) -> Iterator[tuple[str, str]]:
+    """(key, reason) for every value out of range."""
+    server, store, queue, local = config.server, config.store, config.queue, config.local
+    if not is_domain_name(server.hostname):
+        yield "server.hostname", f"{server.hostname!r} is not a valid host name"
+    if not server.data_dir:
+        yield "server.data_dir", "must not be empty"
+
+    if config.log.level.lower() not in LOG_LEVELS:
+        reason = f"must be one of {', '.join(LOG_LEVELS)}"
+        close = difflib.get_close_matches(config.log.level.lower(), LOG_LEVELS, n=1)
+        yield "log.level", reason + (f"; did you mean {close[0]!r}?" if close else "")
+
+    yield from _positive("store.lease_seconds", store.lease_seconds)
+    yield from _within("store.max_batch", store.max_batch, 1, 100_000)
+
+    yield from _positive("queue.poll_interval", queue.poll_interval)
+    yield from _within("queue.batch_size", queue.batch_size, 1, 100_000)
+    yield from _positive("queue.min_backoff", queue.min_backoff)
+    yield from _positive("queue.max_backoff", queue.max_backoff)
+    if queue.min_backoff > queue.max_backoff:
+        yield "queue.min_backoff", (
+            f"{queue.min_backoff:g} is more than queue.max_backoff ({queue.max_backoff:g})"
+        )
+    yield from _positive("queue.max_lifetime", queue.max_lifetime)
+    yield from _within("queue.delivery_concurrency", queue.delivery_concurrency, 1, 10_000)
+    yield from _within("queue.destination_concurrency", queue.destination_concurrency, 1, 10_000)
+
+    for i, domain in enumerate(local.domains):
+        if not is_domain_name(domain):
+            yield f"local.domains[{i}]", f"{domain!r} is not a valid domain name"
+    for i, prefix in enumerate(local.oraddresses):
+        if not prefix.strip():
+            yield f"local.oraddresses[{i}]", "must not be empty"
+    if not local.maildir:
+        yield "local.maildir", "must not be empty"
+    for i, mailbox in enumerate(local.mailboxes):
+        # Each becomes a directory name under the Maildir root: nothing may climb out of it.
+        if not mailbox or mailbox.startswith(".") or "/" in mailbox or "\0" in mailbox:
+            yield f"local.mailboxes[{i}]", (
+                f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')"
+            )
+
+    for section in ("smtp", "x400"):
+        listen: tuple[str, ...] = getattr(config, section).listen
+        for i, text in enumerate(listen):
+            try:
+                parse_address(text)
+            except ValueError as exc:
+                yield f"{section}.listen[{i}]", str(exc)
+    name = config.x400.mta_name
+    if not 1 <= len(name) <= MAX_MTA_NAME or not all(" " <= c <= "~" for c in name):
+        yield "x400.mta_name", f"must be 1 to {MAX_MTA_NAME} printable ASCII characters"
+
+    for i, route in enumerate(config.route):
+        for field in ("match", "next_hop"):
+            if not getattr(route, field).strip():
+                yield f"route[{i}].{field}", "must not be empty"
+
+
+def _positive(key: str, value: float) -> Iterator[tuple[str, str]]:
+    if not (math.isfinite(value) and value > 0):
+        yield key, f"must be a number of seconds greater than 0, not {value:g}"
+
+
+def _within(key: str, value: int, low: int, high: int) -> Iterator[tuple[str, str]]:
+    if not low <= value <= high:
+        yield key, f"must be from {low} to {high}, not {value}"
+
+
+def _normalise(config: Config, base: str) -> Config:
+    """Lower-case what is case-insensitive; make paths absolute (data_dir against `base`)."""
+    data_dir = os.path.abspath(os.path.join(base, config.server.data_dir))
+
+    def under_data_dir(path: str) -> str:
+        return os.path.abspath(os.path.join(data_dir, path))
+
+    replace = msgspec.structs.replace
+    return replace(
+        config,
+        server=replace(config.server, data_dir=data_dir),
+        log=replace(
+            config.log,
+            level=config.log.level.lower(),
+            json_file=under_data_dir(config.log.json_file) if config.log.json_file else "",
+        ),
+        store=replace(config.store, path=under_data_dir(config.store.path or "mta.db")),
+        local=replace(
+            config.local,
+            domains=tuple(d.lower() for d in config.local.domains),
+            maildir=under_data_dir(config.local.maildir),
+        ),
+    )
+
+
+# --- the defaults as TOML ------------------------------------------------------------------
+
+
+def dump_defaults() -> str:
+    """The embedded defaults as TOML text, paths as written (not yet resolved)."""
+    lines = ["# Waypost configuration: the embedded defaults."]
+    defaults = Config()
+    for name in SECTIONS:
+        if name == "route":
+            continue
+        lines += ["", f"[{name}]"]
+        section = getattr(defaults, name)
+        lines += [
+            f"{f.name} = {toml_value(getattr(section, f.name))}"
+            for f in msgspec.structs.fields(section)
+        ]
+    lines += ["", "# No routes by default: [[route]] tables with match and next_hop add them."]
+    return "\n".join(lines) + "\n"
+
+
+_ESCAPES: dict[str, str] = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def toml_value(value: object) -> str:
+    """A TOML literal for the values our sections hold."""
+    formatters: dict[type, Callable[[Any], str]] = {
+        bool: lambda v: "true" if v else "false",
+        int: str,
+        float: repr,  # 300.0, inf and nan are all TOML
+        str: lambda v: '"' + "".join(_escape(c) for c in v) + '"',
+        tuple: lambda v: "[" + ", ".join(toml_value(item) for item in v) + "]",
+    }
+    return formatters[type(value)](value)
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    # TOML forbids control characters and DEL in basic strings.
+    return f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char

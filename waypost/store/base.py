@@ -1,0 +1,156 @@
+"""The MTA database's interface: recipient states, claims, outcomes, and the Store protocol."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from waypost.message import Envelope, Message
+
+
+class RecipientState(enum.StrEnum):
+    """Where a recipient is in its life: queued → leased → delivered / deferred / failed."""
+
+    QUEUED = "queued"
+    LEASED = "leased"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    HELD = "held"
+    QUARANTINED = "quarantined"
+
+
+RECIPIENT_STATES = frozenset(s.value for s in RecipientState)
+# States in which the recipient waits for a time (due_at) to be worked on again.
+TIMED_STATES = frozenset({RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.LEASED})
+# States after which nothing more happens to the recipient, unless a report is owed.
+FINAL_STATES = frozenset({RecipientState.DELIVERED, RecipientState.FAILED})
+
+
+class MessageState(enum.StrEnum):
+    """A message is active until all its recipients are final; quarantined when it is bad."""
+
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
+
+
+MESSAGE_STATES = frozenset(s.value for s in MessageState)
+
+
+class ReportOwed(enum.StrEnum):
+    """A report that the transports still have to send for a recipient."""
+
+    NON_DELIVERY = "non-delivery"
+    DELIVERY = "delivery"
+
+
+class Result(enum.StrEnum):
+    """What a delivery attempt came to."""
+
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+class StoreError(Exception):
+    """The MTA database could not do what was asked: answer the peer with a temporary error."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file itself is damaged (SQLite reports corruption)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """A message to enqueue, with the next hop already chosen for each recipient."""
+
+    message: Message
+    next_hops: Sequence[str]
+
+    def __post_init__(self) -> None:
+        if len(self.next_hops) != len(self.message.envelope.recipients):
+            raise ValueError("one next hop per recipient is needed")
+        if any(not hop for hop in self.next_hops):
+            raise ValueError("a next hop is empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A recipient leased to this worker, with its message's envelope."""
+
+    recipient_id: int
+    message_id: int
+    rcpt_index: int
+    address: str
+    next_hop: str
+    attempts: int
+    received_at: float
+    expires_at: float
+    size: int
+    envelope: Envelope
+    lease_was_expired: bool = False
+    previous_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The result of one attempt for one claimed recipient."""
+
+    recipient_id: int
+    result: Result
+    detail: str = ""
+    next_attempt: float | None = None
+    report: ReportOwed | None = None
+
+    def __post_init__(self) -> None:
+        if self.result is Result.DEFERRED and self.next_attempt is None:
+            raise ValueError("a deferred outcome needs its next attempt time")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quarantined:
+    """An object the store moved to quarantine, for the caller to report as an event."""
+
+    kind: str
+    object_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimBatch:
+    """What one claim returns: good work, and the bad objects it set aside."""
+
+    claims: list[Claim]
+    quarantined: list[Quarantined]
+
+
+class Store(Protocol):
+    """The MTA database as the services see it. Every write returns once it is durable."""
+
+    async def enqueue(self, new: NewMessage) -> int:
+        """Store the message and its recipients; returns the message id once durable."""
+        ...
+
+    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
+        """Lease up to `limit` due recipients (queued, deferred, or with an expired lease)."""
+        ...
+
+    async def settle(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        """Record outcomes of leased recipients; returns how many were still this owner's."""
+        ...
+
+    async def read_content(self, message_id: int) -> bytes:
+        """The message's content, checked against its recorded size."""
+        ...
+
+    async def quarantine_message(self, message_id: int, reason: str) -> None:
+        """Set a bad message and its recipients aside, keeping a copy."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the next recipient becomes due, if any."""
+        ...
+
+    async def close(self) -> None: ...

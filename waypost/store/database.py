@@ -1,0 +1,297 @@
+"""The MTA database's operations on one SQLite connection, synchronous.
+
+The group-commit writer runs these in its thread, many to a transaction; the
+command line runs them directly. Callers own the transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from waypost.message import Envelope, encode_envelope
+from waypost.store import quarantine
+from waypost.store.base import (
+    Claim,
+    ClaimBatch,
+    NewMessage,
+    Outcome,
+    Quarantined,
+    RecipientState,
+    Result,
+    StoreCorruptError,
+    StoreError,
+)
+from waypost.store.schema import connect, create
+from waypost.store.validate import check_message_row, check_recipient_row
+
+
+class BadContentError(StoreError):
+    """A message's content is missing or does not match its recorded size."""
+
+
+_CLAIM_SQL = """
+SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, r.state, r.due_at,
+       r.attempts, r.report, r.lease_owner,
+       m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state
+FROM recipients AS r LEFT JOIN messages AS m ON m.id = r.message_id
+WHERE r.due_at <= ? ORDER BY r.due_at LIMIT ?
+"""
+
+_OPEN_STATES = (
+    f"('{RecipientState.QUEUED}', '{RecipientState.DEFERRED}', '{RecipientState.LEASED}', "
+    f"'{RecipientState.HELD}', '{RecipientState.QUARANTINED}')"
+)
+
+
+def translate(exc: sqlite3.Error) -> StoreError:
+    """SQLite's errors as the store's: corruption is told apart from other failures."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    ):
+        return StoreCorruptError(text)
+    return StoreError(text)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One recipient as `waypost queue list` shows it."""
+
+    message_id: int
+    recipient_id: int
+    address: str
+    originator: str
+    next_hop: str
+    state: str
+    attempts: int
+    last_error: str | None
+    due_at: float | None
+    received_at: float
+    size: int
+    report: str | None
+
+
+class Database:
+    """Operations on the MTA database over one connection."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str, *, readonly: bool = False, create_schema: bool = True) -> Database:
+        try:
+            conn = connect(path, readonly=readonly)
+            if create_schema and not readonly:
+                create(conn)
+        except sqlite3.Error as exc:
+            raise translate(exc) from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- the hot path -------------------------------------------------------
+
+    def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
+        """Insert one message, its content and its recipients; returns the message id."""
+        envelope = new.message.envelope
+        content = new.message.content
+        cur = self.conn.execute(
+            "INSERT INTO messages (mts_id, originator, envelope, size, received_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (envelope.mts_id, envelope.originator, encode_envelope(envelope), len(content), now,
+             now + lifetime),
+        )
+        message_id = cur.lastrowid
+        assert message_id is not None
+        self.conn.execute(
+            "INSERT INTO content (message_id, data) VALUES (?, ?)", (message_id, content)
+        )
+        due = max(now, envelope.deferred_delivery or now)
+        self.conn.executemany(
+            "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            [
+                (message_id, index, rcpt.address, hop, due, now)
+                for index, (rcpt, hop) in enumerate(
+                    zip(envelope.recipients, new.next_hops, strict=True)
+                )
+            ],
+        )
+        return message_id
+
+    def claim(self, now: float, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
+        """Lease due recipients; bad rows met on the way are quarantined, not returned."""
+        rows = self.conn.execute(_CLAIM_SQL, (now, limit)).fetchall()
+        envelopes: dict[int, Envelope | None] = {}
+        claims: list[Claim] = []
+        bad: list[Quarantined] = []
+        leases: list[tuple[float, str, float, int]] = []
+        for row in rows:
+            rid, mid = row[0], row[1]
+            if row[10] is None:
+                reason = f"its message {mid!r} does not exist"
+                quarantine.quarantine_recipient(self.conn, rid, reason, now, remove=True)
+                bad.append(Quarantined(kind="recipient", object_id=rid, reason=reason))
+                continue
+            if mid not in envelopes:
+                envelope, why = check_message_row(row[10:18])
+                envelopes[mid] = envelope
+                if envelope is None:
+                    reason = why or "bad message"
+                    quarantine.quarantine_message(self.conn, mid, reason, now)
+                    bad.append(Quarantined(kind="message", object_id=mid, reason=reason))
+            envelope = envelopes[mid]
+            if envelope is None:
+                continue
+            why = check_recipient_row(row[0:9], envelope)
+            if why is not None:
+                quarantine.quarantine_recipient(self.conn, rid, why, now)
+                bad.append(Quarantined(kind="recipient", object_id=rid, reason=why))
+                continue
+            state = row[5]
+            claims.append(
+                Claim(
+                    recipient_id=rid, message_id=mid, rcpt_index=row[2], address=row[3],
+                    next_hop=row[4], attempts=row[7], received_at=row[15], expires_at=row[16],
+                    size=row[14], envelope=envelope,
+                    lease_was_expired=state == RecipientState.LEASED, previous_owner=row[9],
+                )
+            )
+            leases.append((now + lease_seconds, owner, now, rid))
+        self.conn.executemany(
+            "UPDATE recipients SET state = 'leased', due_at = ?, lease_owner = ?, updated_at = ? "
+            "WHERE id = ?",
+            leases,
+        )
+        return ClaimBatch(claims=claims, quarantined=bad)
+
+    def settle(self, owner: str, outcomes: Sequence[Outcome], now: float) -> int:
+        """Record outcomes for recipients this owner still leases; finished messages go."""
+        settled = 0
+        touched: set[int] = set()
+        for outcome in outcomes:
+            if outcome.result is Result.DEFERRED:
+                state, due = RecipientState.DEFERRED.value, outcome.next_attempt
+            elif outcome.result is Result.DELIVERED:
+                state, due = RecipientState.DELIVERED.value, None
+            else:
+                state, due = RecipientState.FAILED.value, None
+            cur = self.conn.execute(
+                "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + 1, "
+                "last_error = ?, lease_owner = NULL, report = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'leased' AND lease_owner = ? RETURNING message_id",
+                (state, due, outcome.detail[:1000] or None,
+                 outcome.report.value if outcome.report else None, now,
+                 outcome.recipient_id, owner),
+            )
+            row = cur.fetchone()
+            if row is not None:
+                settled += 1
+                touched.add(row[0])
+        for message_id in touched:
+            self.remove_if_finished(message_id)
+        return settled
+
+    def remove_if_finished(self, message_id: int) -> bool:
+        """Delete a message whose every recipient is final with no report owed."""
+        pending = self.conn.execute(
+            "SELECT 1 FROM recipients WHERE message_id = ? AND "
+            "(state NOT IN ('delivered', 'failed') OR report IS NOT NULL) LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        if pending is not None:
+            return False
+        self.delete_message(message_id)
+        return True
+
+    def delete_message(self, message_id: int) -> None:
+        self.conn.execute("DELETE FROM recipients WHERE message_id = ?", (message_id,))
+        self.conn.execute("DELETE FROM content WHERE message_id = ?", (message_id,))
+        self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def read_content(self, message_id: int) -> bytes:
+        row = self.conn.execute(
+            "SELECT m.size, c.data FROM messages AS m LEFT JOIN content AS c "
+            "ON c.message_id = m.id WHERE m.id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            raise BadContentError(f"message {message_id} does not exist")
+        size, data = row
+        if not isinstance(data, bytes):
+            raise BadContentError(f"message {message_id} has no content")
+        if len(data) != size:
+            raise BadContentError(
+                f"message {message_id} content is {len(data)} bytes, {size} were stored"
+            )
+        return data
+
+    def next_due(self) -> float | None:
+        row = self.conn.execute(
+            "SELECT due_at FROM recipients WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
+        ).fetchone()
+        if row is None or not isinstance(row[0], (int, float)):
+            return None
+        return float(row[0])
+
+    def release_leases(self, now: float, *, except_owner: str | None = None) -> int:
+        """Queue again every leased recipient (at start-up: their workers are gone)."""
+        cur = self.conn.execute(
+            "UPDATE recipients SET state = 'queued', due_at = ?, lease_owner = NULL, "
+            "updated_at = ? WHERE state = 'leased' AND lease_owner IS NOT ?",
+            (now, now, except_owner),
+        )
+        return cur.rowcount
+
+    # -- counts and listings for operators ----------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """(active messages, recipients not yet final)."""
+        messages = self.conn.execute(
+            "SELECT count(*) FROM messages WHERE state = 'active'"
+        ).fetchone()[0]
+        recipients = self.conn.execute(
+            f"SELECT count(*) FROM recipients WHERE state IN {_OPEN_STATES}"
+        ).fetchone()[0]
+        return int(messages), int(recipients)
+
+    def queue_rows(
+        self, *, states: Sequence[str] = (), next_hop: str | None = None, limit: int | None = None
+    ) -> Iterator[QueueRow]:
+        sql = (
+            "SELECT r.message_id, r.id, r.address, m.originator, r.next_hop, r.state, "
+            "r.attempts, r.last_error, r.due_at, m.received_at, m.size, r.report "
+            "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id"
+        )
+        where: list[str] = []
+        args: list[object] = []
+        if states:
+            where.append(f"r.state IN ({', '.join('?' for _ in states)})")
+            args.extend(states)
+        if next_hop is not None:
+            where.append("r.next_hop = ?")
+            args.append(next_hop)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.message_id, r.rcpt_index"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for row in self.conn.execute(sql, args):
+            yield QueueRow(*row)

@@ -1,0 +1,89 @@
+"""The SQLite schema of the MTA database and how a connection to it is set up."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+# Messages and their recipients are separate rows: one recipient's progress
+# never rewrites the message. Content lives in its own table so that scans of
+# the queue never page message bodies in.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id          INTEGER PRIMARY KEY,
+    mts_id      TEXT NOT NULL,
+    originator  TEXT NOT NULL,
+    envelope    BLOB NOT NULL,
+    size        INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'active'
+);
+CREATE TABLE IF NOT EXISTS content (
+    message_id INTEGER PRIMARY KEY,
+    data       BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    id          INTEGER PRIMARY KEY,
+    message_id  INTEGER NOT NULL,
+    rcpt_index  INTEGER NOT NULL,
+    address     TEXT NOT NULL,
+    next_hop    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    due_at      REAL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    lease_owner TEXT,
+    report      TEXT,
+    updated_at  REAL NOT NULL
+);
+-- due_at is set only while a recipient waits for a time (queued, deferred,
+-- leased: the lease's expiry), so this one index finds all due work,
+-- including work whose lease has run out.
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_message ON recipients (message_id);
+CREATE INDEX IF NOT EXISTS recipients_report ON recipients (report) WHERE report IS NOT NULL;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id             INTEGER PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    object_id      INTEGER,
+    reason         TEXT NOT NULL,
+    row            TEXT NOT NULL,
+    data           BLOB,
+    quarantined_at REAL NOT NULL
+);
+"""
+
+INDEXES = ("recipients_due", "recipients_message", "recipients_report")
+
+
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        # FULL, not NORMAL: in WAL mode NORMAL may roll back a commit after a
+        # power loss, and a 250 must mean the message survives that.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -16000")
+    return conn
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create the tables if they are missing and record the schema version."""
+    conn.executescript(SCHEMA)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        (str(SCHEMA_VERSION),),
+    )

@@ -1,0 +1,246 @@
+"""The embedded MTA database: SQLite in WAL mode with one writer thread doing group commit.
+
+Every write operation is queued to the writer, which runs all that are
+waiting in one transaction and one fsync, then answers each caller. A caller
+is answered only once its operation is durable (synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from waypost import events
+from waypost.clock import Clock, SystemClock
+from waypost.store import quarantine
+from waypost.store.base import ClaimBatch, NewMessage, Outcome, StoreError
+from waypost.store.database import Database, translate
+
+T = TypeVar("T")
+
+# An operation run by the writer inside the shared transaction. Enqueues are
+# validated before they are queued, so a failure here is the database's
+# (disk full, I/O error), and the whole batch is answered with an error.
+Operation = Callable[[Database], Any]
+
+
+@dataclass(slots=True)
+class _Pending:
+    operation: Operation
+    future: asyncio.Future[Any]
+    isolated: bool
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+_STOP = object()
+
+
+class SQLiteStore:
+    """The Store on SQLite. Open with `await SQLiteStore.open(path)`."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        lifetime: float = 432000.0,
+        max_batch: int = 1000,
+    ) -> None:
+        self.path = path
+        self.clock: Clock = clock or SystemClock()
+        self.lifetime = lifetime
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: threading.Thread | None = None
+        self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="waypost-read")
+        self._local = threading.local()
+        self._closed = False
+        self.commits = 0
+        self.operations = 0
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        lifetime: float = 432000.0,
+        max_batch: int = 1000,
+    ) -> SQLiteStore:
+        store = cls(path, clock=clock, lifetime=lifetime, max_batch=max_batch)
+        store._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[Database] = store._loop.create_future()
+        store._writer = threading.Thread(
+            target=store._run_writer, args=(ready,), name="waypost-writer", daemon=True
+        )
+        store._writer.start()
+        await ready
+        return store
+
+    # -- the Store interface --------------------------------------------------
+
+    async def enqueue(self, new: NewMessage) -> int:
+        now, lifetime = self.clock.now(), self.lifetime
+        result: int = await self._submit(lambda db: db.enqueue(new, now, lifetime))
+        return result
+
+    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
+        now = self.clock.now()
+        batch: ClaimBatch = await self._submit(
+            lambda db: db.claim(now, owner, limit, lease_seconds), isolated=True
+        )
+        for bad in batch.quarantined:
+            events.emit(
+                events.OBJECT_QUARANTINED, kind=bad.kind, object_id=bad.object_id, reason=bad.reason
+            )
+        return batch
+
+    async def settle(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        now = self.clock.now()
+        settled: int = await self._submit(lambda db: db.settle(owner, outcomes, now), isolated=True)
+        return settled
+
+    async def read_content(self, message_id: int) -> bytes:
+        return await self._read(lambda db: db.read_content(message_id))
+
+    async def quarantine_message(self, message_id: int, reason: str) -> None:
+        now = self.clock.now()
+        done = await self._submit(
+            lambda db: quarantine.quarantine_message(db.conn, message_id, reason, now),
+            isolated=True,
+        )
+        if done:
+            events.emit(
+                events.OBJECT_QUARANTINED, kind="message", object_id=message_id, reason=reason
+            )
+
+    async def next_due(self) -> float | None:
+        return await self._read(lambda db: db.next_due())
+
+    async def release_leases(self) -> int:
+        now = self.clock.now()
+        count: int = await self._submit(lambda db: db.release_leases(now), isolated=True)
+        return count
+
+    async def counts(self) -> tuple[int, int]:
+        return await self._read(lambda db: db.counts())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._reader.shutdown(wait=True)
+
+    # -- the writer -------------------------------------------------------------
+
+    def _submit(self, operation: Operation, *, isolated: bool = False) -> asyncio.Future[Any]:
+        if self._closed:
+            raise StoreError("the MTA database is closed")
+        assert self._loop is not None
+        future = self._loop.create_future()
+        self._queue.put(_Pending(operation, future, isolated))
+        return future
+
+    def _run_writer(self, ready: asyncio.Future[Database]) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        try:
+            db = Database.open(self.path)
+        except StoreError as exc:
+            error = exc
+            loop.call_soon_threadsafe(ready.set_exception, error)
+            return
+        loop.call_soon_threadsafe(ready.set_result, db)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                pending = [p for p in batch if isinstance(p, _Pending)]
+                self._commit(db, pending)
+                loop.call_soon_threadsafe(_answer, pending)
+                if stop:
+                    return
+        finally:
+            db.close()
+
+    def _commit(self, db: Database, pending: list[_Pending]) -> None:
+        conn = db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in pending:
+                if item.isolated:
+                    # Operations that may fail on their own run in a savepoint,
+                    # so one failure does not undo the others in the batch.
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        item.result = item.operation(db)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        item.error = translate(exc) if isinstance(exc, sqlite3.Error) else exc
+                    conn.execute("RELEASE op")
+                else:
+                    item.result = item.operation(db)
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.operations += len(pending)
+        except Exception as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+            error = translate(exc) if isinstance(exc, sqlite3.Error) else StoreError(repr(exc))
+            events.emit(events.STORE_WRITE_FAILED, error=str(error), count=len(pending))
+            for item in pending:
+                item.result = None
+                item.error = error
+
+    # -- readers ------------------------------------------------------------------
+
+    def _reader_db(self) -> Database:
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = Database.open(self.path, create_schema=False)
+            self._local.db = db
+        return db
+
+    async def _read(self, operation: Callable[[Database], T]) -> T:
+        def run() -> T:
+            try:
+                return operation(self._reader_db())
+            except sqlite3.Error as exc:
+                raise translate(exc) from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+
+def _answer(pending: list[_Pending]) -> None:
+    for item in pending:
+        if item.future.done():
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
