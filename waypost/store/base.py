@@ -90,6 +90,7 @@ class Claim:
     expires_at: float
     size: int
     envelope: Envelope
+    last_error: str | None = None
     lease_was_expired: bool = False
     previous_owner: str | None = None
 

@@ -35,7 +35,8 @@ class BadContentError(StoreError):
 _CLAIM_SQL = """
 SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, r.state, r.due_at,
        r.attempts, r.report, r.lease_owner,
-       m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state
+       m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state,
+       r.last_error
 FROM recipients AS r LEFT JOIN messages AS m ON m.id = r.message_id
 WHERE r.due_at <= ? ORDER BY r.due_at LIMIT ?
 """
@@ -169,7 +170,7 @@ class Database:
                 Claim(
                     recipient_id=rid, message_id=mid, rcpt_index=row[2], address=row[3],
                     next_hop=row[4], attempts=row[7], received_at=row[15], expires_at=row[16],
-                    size=row[14], envelope=envelope,
+                    size=row[14], envelope=envelope, last_error=row[18],
                     lease_was_expired=state == RecipientState.LEASED, previous_owner=row[9],
                 )
             )

@@ -1,0 +1,24 @@
+"""Shared fixtures; in CI (WAYPOST_REQUIRE_INTEROP=1) a skipped interop test is a failure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+REQUIRE_INTEROP = os.environ.get("WAYPOST_REQUIRE_INTEROP") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if REQUIRE_INTEROP and report.skipped and item.get_closest_marker("interop"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"interop test {item.nodeid} was skipped, which WAYPOST_REQUIRE_INTEROP=1 forbids: "
+            f"{report.longrepr}"
+        )

@@ -1,0 +1,1 @@
+"""Delivery agents: local Maildir delivery (the transports add theirs)."""

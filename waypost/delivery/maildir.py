@@ -1,0 +1,116 @@
+"""Local delivery into Maildirs: written to tmp/, fsync'd, then renamed into new/.
+
+A message is in a mailbox only once the rename is durable, so a crash never
+leaves half a message in new/ — at worst a file in tmp/ that Maildir readers
+ignore, and a second delivery (at-least-once).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from waypost.message import ContentType, Envelope
+
+# Local parts become directory names; anything that could climb out of the
+# Maildir root, or hide a file, is refused rather than rewritten.
+_SAFE_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+\-=?^_`{|}~][A-Za-z0-9.!#$%&'*+\-=?^_`{|}~]*$")
+
+
+class LocalDeliveryError(Exception):
+    """Delivery failed; `permanent` says whether trying again could help."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Where a message landed."""
+
+    path: Path
+
+
+class MaildirStore:
+    """One Maildir per local part under `root`."""
+
+    def __init__(
+        self, root: Path, *, mailboxes: frozenset[str] = frozenset(), hostname: str = ""
+    ) -> None:
+        self.root = root
+        self.mailboxes = frozenset(m.lower() for m in mailboxes)
+        self.hostname = (hostname or socket.gethostname()).replace("/", "\\057").replace(
+            ":", "\\072"
+        )
+        self._counter = itertools.count()
+
+    def mailbox_for(self, local_part: str) -> Path:
+        """The Maildir of a local part; raises a permanent error for unknown or unsafe names."""
+        name = local_part.lower()
+        if not _SAFE_LOCAL_PART.match(name) or ".." in name:
+            raise LocalDeliveryError(
+                f"5.1.3 local part {local_part!r} cannot be a mailbox name", permanent=True
+            )
+        if self.mailboxes and name not in self.mailboxes:
+            raise LocalDeliveryError(f"5.1.1 no such mailbox {local_part!r}", permanent=True)
+        return self.root / name
+
+    def deliver(
+        self, local_part: str, recipient: str, envelope: Envelope, content: bytes
+    ) -> Delivered:
+        """Write one message into the mailbox of `local_part`; synchronous (run it in a thread)."""
+        if envelope.content_type != ContentType.INTERNET:
+            raise LocalDeliveryError(
+                f"5.6.1 content type {envelope.content_type} cannot be delivered to a Maildir",
+                permanent=True,
+            )
+        mailbox = self.mailbox_for(local_part)
+        try:
+            return self._write(mailbox, _with_delivery_headers(envelope, recipient, content))
+        except OSError as exc:
+            raise LocalDeliveryError(
+                f"4.3.0 cannot write to {mailbox}: {exc.strerror or exc}", permanent=False
+            ) from None
+
+    def _write(self, mailbox: Path, data: bytes) -> Delivered:
+        for sub in ("tmp", "new", "cur"):
+            (mailbox / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = time.time()
+        name = (
+            f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(self._counter)}"
+            f".{self.hostname}"
+        )
+        tmp = mailbox / "tmp" / name
+        new = mailbox / "new" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, new)
+        _fsync_dir(mailbox / "new")
+        return Delivered(path=new)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _with_delivery_headers(envelope: Envelope, recipient: str, content: bytes) -> bytes:
+    """Return-Path and Delivered-To, as Postfix's local(8) adds them; lines end in LF."""
+    head = f"Return-Path: <{envelope.originator}>\nDelivered-To: {recipient}\n".encode()
+    return head + content.replace(b"\r\n", b"\n")

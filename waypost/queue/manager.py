@@ -1,0 +1,263 @@
+"""The queue manager: leases due recipients, hands them to delivery agents by next hop,
+and records each outcome — with back-off, expiry and the reports owed.
+
+One failing delivery never stops the loop: an agent that raises costs that
+attempt a deferral and an event, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from waypost import events
+from waypost.clock import Clock
+from waypost.message import Envelope, Notify, Recipient, ReportRequest
+from waypost.queue.deliverer import Attempt, Deliverer, Transfer
+from waypost.queue.policy import RetryPolicy
+from waypost.store.base import Claim, Outcome, ReportOwed, Result, Store, StoreError
+from waypost.store.database import BadContentError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSettings:
+    """How hard and how often the queue manager works."""
+
+    batch_size: int = 256
+    lease_seconds: float = 300.0
+    poll_interval: float = 1.0
+    delivery_concurrency: int = 20
+    destination_concurrency: int = 10
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _wants_report(envelope: Envelope, recipient: Recipient, delivered: bool) -> bool:
+    if not envelope.originator or envelope.is_report:
+        return False  # never a report for a report (null reverse path)
+    if recipient.notify:
+        wanted = Notify.SUCCESS if delivered else Notify.FAILURE
+        return wanted in recipient.notify
+    if delivered:
+        return recipient.report_request is ReportRequest.ALWAYS
+    return recipient.report_request is not ReportRequest.NONE
+
+
+class QueueManager:
+    """Runs until stopped; `run_once` does one pass for tests driven by a manual clock."""
+
+    def __init__(
+        self,
+        store: Store,
+        deliverers: Mapping[str, Deliverer],
+        *,
+        clock: Clock,
+        policy: RetryPolicy,
+        settings: QueueSettings | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.deliverers = dict(deliverers)
+        self.clock = clock
+        self.policy = policy
+        self.settings = settings or QueueSettings()
+        self.owner = owner or worker_id()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._slots = asyncio.Semaphore(self.settings.delivery_concurrency)
+        self._per_hop: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters: dict[str, int] = defaultdict(int)
+
+    def wake(self) -> None:
+        """New work was enqueued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self.run_once()
+            except StoreError as exc:
+                events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=str(exc))
+                claimed = 0
+            if claimed:
+                continue
+            await self._idle()
+
+    async def stop(self) -> None:
+        """Stop claiming and let the deliveries in flight finish."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run_once(self) -> int:
+        """Claim one batch of due work and start delivering it; returns how many were claimed."""
+        free = self.settings.batch_size
+        batch = await self.store.claim(
+            owner=self.owner, limit=free, lease_seconds=self.settings.lease_seconds
+        )
+        self.counters["quarantined"] += len(batch.quarantined)
+        groups: dict[tuple[str, int], list[Claim]] = defaultdict(list)
+        for claim in batch.claims:
+            if claim.lease_was_expired:
+                events.emit(
+                    events.LEASE_EXPIRED, recipient_id=claim.recipient_id,
+                    message_id=claim.message_id, owner=claim.previous_owner,
+                )
+            groups[(claim.next_hop, claim.message_id)].append(claim)
+        for (hop, _), claims in groups.items():
+            await self._slots.acquire()
+            task = asyncio.create_task(self._transfer(hop, claims))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(batch.claims) + len(batch.quarantined)
+
+    async def drain(self) -> None:
+        """Wait for the deliveries in flight (for tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _idle(self) -> None:
+        timeout = self.settings.poll_interval
+        with contextlib.suppress(StoreError):
+            due = await self.store.next_due()
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - self.clock.now()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _transfer(self, hop: str, claims: list[Claim]) -> None:
+        try:
+            gate = self._per_hop.setdefault(
+                hop, asyncio.Semaphore(self.settings.destination_concurrency)
+            )
+            async with gate:
+                outcomes = await self._attempt(hop, claims)
+            if outcomes:
+                await self.store.settle(self.owner, outcomes)
+        except StoreError as exc:
+            # The outcomes are lost but the leases are not: they expire and the
+            # recipients are tried again (at-least-once).
+            events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=str(exc))
+        finally:
+            self._slots.release()
+            if not self._tasks - {asyncio.current_task()}:
+                self._wake.set()
+
+    async def _attempt(self, hop: str, claims: list[Claim]) -> list[Outcome]:
+        now = self.clock.now()
+        first = claims[0]
+        expired = [c for c in claims if c.expires_at <= now]
+        live = [c for c in claims if c.expires_at > now]
+        attempts: list[Attempt] = [
+            Attempt(recipient_id=c.recipient_id, result=Result.DEFERRED, detail=_last_error(c))
+            for c in expired
+        ]
+        if live:
+            attempts += await self._deliver(hop, first.message_id, first.envelope, live)
+        by_id = {c.recipient_id: c for c in claims}
+        return [self._outcome(by_id[a.recipient_id], a, hop) for a in attempts]
+
+    async def _deliver(
+        self, hop: str, message_id: int, envelope: Envelope, claims: list[Claim]
+    ) -> list[Attempt]:
+        transport = hop.partition(":")[0]
+        deliverer = self.deliverers.get(transport)
+        if deliverer is None:
+            detail = f"4.3.5 no delivery agent for transport {transport!r} (next hop {hop})"
+            return [_deferred(c, detail) for c in claims]
+        try:
+            content = await self.store.read_content(message_id)
+        except BadContentError as exc:
+            await self.store.quarantine_message(message_id, str(exc))
+            return []
+        try:
+            attempts = await deliverer.deliver(
+                Transfer(
+                    next_hop=hop, message_id=message_id, envelope=envelope, content=content,
+                    recipients=claims,
+                )
+            )
+        except Exception as exc:
+            events.emit(
+                events.UNEXPECTED_ERROR, component=f"{transport} delivery", error=repr(exc)
+            )
+            return [_deferred(c, "4.3.0 internal error in the delivery agent") for c in claims]
+        asked = {c.recipient_id for c in claims}
+        attempts = [a for a in attempts if a.recipient_id in asked]
+        answered = {a.recipient_id for a in attempts}
+        attempts += [
+            _deferred(c, "4.3.0 the delivery agent gave no answer for this recipient")
+            for c in claims
+            if c.recipient_id not in answered
+        ]
+        return attempts
+
+    def _outcome(self, claim: Claim, attempt: Attempt, hop: str) -> Outcome:
+        now = self.clock.now()
+        recipient = claim.envelope.recipients[claim.rcpt_index]
+        if attempt.result is Result.DELIVERED:
+            self.counters["delivered"] += 1
+            events.emit(
+                events.DELIVERED, message_id=claim.message_id, recipient=claim.address,
+                next_hop=hop,
+            )
+            report = ReportOwed.DELIVERY if _wants_report(claim.envelope, recipient, True) else None
+            return Outcome(
+                recipient_id=claim.recipient_id, result=Result.DELIVERED, detail=attempt.detail,
+                report=report,
+            )
+        if attempt.result is Result.DEFERRED and now < claim.expires_at:
+            self.counters["deferred"] += 1
+            next_attempt = min(
+                self.policy.next_attempt(now=now, received_at=claim.received_at), claim.expires_at
+            )
+            events.emit(
+                events.RECIPIENT_DEFERRED, message_id=claim.message_id, recipient=claim.address,
+                next_attempt=_iso(next_attempt), attempts=claim.attempts + 1, error=attempt.detail,
+            )
+            return Outcome(
+                recipient_id=claim.recipient_id, result=Result.DEFERRED, detail=attempt.detail,
+                next_attempt=next_attempt,
+            )
+        self.counters["failed"] += 1
+        if attempt.result is Result.DEFERRED:
+            detail = f"4.4.7 expired in the queue; last error: {attempt.detail}"
+            events.emit(
+                events.RECIPIENT_EXPIRED, message_id=claim.message_id, recipient=claim.address,
+                attempts=claim.attempts, error=attempt.detail, next_hop=hop,
+            )
+        else:
+            detail = attempt.detail
+            events.emit(
+                events.RECIPIENT_FAILED, message_id=claim.message_id, recipient=claim.address,
+                error=detail,
+            )
+        wanted = _wants_report(claim.envelope, recipient, False)
+        report = ReportOwed.NON_DELIVERY if wanted else None
+        return Outcome(
+            recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail, report=report
+        )
+
+
+def _deferred(claim: Claim, detail: str) -> Attempt:
+    return Attempt(recipient_id=claim.recipient_id, result=Result.DEFERRED, detail=detail)
+
+
+def _last_error(claim: Claim) -> str:
+    return claim.last_error or "no delivery attempt succeeded before the message expired"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
