@@ -12,10 +12,13 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import typing
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from waypost.address import AddressError, parse_domain
 
 if TYPE_CHECKING:
     from waypost.routing import RoutingTable
@@ -39,6 +42,9 @@ class ConfigError(ValueError):
         if not self.key:
             return f"{self.path}: {self.reason}"
         return f"{self.path}: {self.key}: {self.reason}"
+
+
+# Every section is frozen, and forbids unknown fields so that a misspelt key is an error.
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -118,11 +124,12 @@ class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     next_hop: str
 
 
-# Every section is frozen and forbids unknown fields, so a misspelt key is an error.
-
-
 class Config(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole configuration, with paths made absolute; `source` says where it came from."""
+    """The whole configuration; `source` is the file it came from, or EMBEDDED.
+
+    `Config()` holds the defaults as written; a loaded Config has absolute paths
+    (`store.path` filled in) and lower-cased `log.level` and `local.domains`.
+    """
 
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
@@ -139,15 +146,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 SECTIONS: dict[str, Any] = {
     f.name: f.type for f in msgspec.structs.fields(Config) if f.name != "source"
 }
+# The struct a section's tables convert into: [[route]] is an array of RouteConfig.
 _SECTION_STRUCTS: dict[str, type[msgspec.Struct]] = {
-    "server": ServerConfig,
-    "log": LogConfig,
-    "store": StoreConfig,
-    "queue": QueueConfig,
-    "local": LocalConfig,
-    "smtp": SmtpConfig,
-    "x400": X400Config,
-    "route": RouteConfig,
+    name: (typing.get_args(kind) or (kind,))[0] for name, kind in SECTIONS.items()
 }
 
 
@@ -186,7 +187,8 @@ def parse_address(text: str) -> tuple[str, int]:
                 raise ValueError(
                     f"{text!r}: {host!r} is neither an IP address nor a host name"
                 ) from None
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not (digits and 1 <= int(port_text) <= 65535):
         raise ValueError(f"{text!r}: port must be a number from 1 to 65535")
     return host, int(port_text)
 
@@ -212,19 +214,48 @@ def check_config_file(path: str | os.PathLike[str]) -> list[ConfigError]:
 
 
 def build_routing_table(config: Config) -> RoutingTable:
-    """The routing table of a Config; a bad route is a ConfigError naming `route[N].field`."""
+    """The routing table of a Config; a bad entry is a ConfigError naming `route[N].field`."""
     # Imported here: routing is a layer above config, and may itself import it.
     from waypost.routing import RouteEntry, RouteError, RoutingTable  # noqa: PLC0415
 
     try:
         return RoutingTable(
             [RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route],
-            local_domains=list(config.local.domains),
-            local_oraddresses=list(config.local.oraddresses),
+            local_domains=config.local.domains,
+            local_oraddresses=config.local.oraddresses,
         )
     except RouteError as exc:
-        key, reason = _split_keyed_message(str(exc), default_key="route")
-        raise ConfigError(config.source, key, reason) from None
+        raise ConfigError(config.source, exc.key, exc.reason) from None
+
+
+def _routing_errors(config: Config) -> list[ConfigError]:
+    """Every bad routing entry, though the table itself stops at the first.
+
+    Each entry is tried alone (its key then says `[0]`, given back its own index),
+    then all together for what only the whole shows, such as a duplicate.
+    """
+    replace = msgspec.structs.replace
+    local = config.local
+    trials: list[tuple[int, Config]] = []
+    for i, domain in enumerate(local.domains):
+        trials.append((i, replace(config, route=(), local=LocalConfig(domains=(domain,)))))
+    for i, prefix in enumerate(local.oraddresses):
+        only = LocalConfig(domains=(), oraddresses=(prefix,))
+        trials.append((i, replace(config, route=(), local=only)))
+    for i, route in enumerate(config.route):
+        trials.append((i, replace(config, route=(route,), local=LocalConfig(domains=()))))
+    errors: dict[str, ConfigError] = {}
+    for index, one in trials:
+        try:
+            build_routing_table(one)
+        except ConfigError as exc:
+            key = exc.key.replace("[0]", f"[{index}]", 1)
+            errors.setdefault(key, ConfigError(config.source, key, exc.reason))
+    try:
+        build_routing_table(config)
+    except ConfigError as exc:
+        errors.setdefault(exc.key, exc)
+    return list(errors.values())
 
 
 def _load(path: str | os.PathLike[str] | None) -> tuple[Config | None, list[ConfigError]]:
@@ -242,6 +273,9 @@ def _load(path: str | os.PathLike[str] | None) -> tuple[Config | None, list[Conf
         return None, [ConfigError(source, "", "TOML nested too deeply")]
     except tomllib.TOMLDecodeError as exc:
         return None, [_syntax_error(source, str(exc))]
+    except ValueError as exc:
+        # tomllib lets int()'s own limit through, for an integer of over 4300 digits.
+        return None, [ConfigError(source, "", f"TOML value not usable: {exc}")]
     return _build(data, source=source, base=os.path.dirname(os.path.abspath(source)))
 
 
@@ -276,18 +310,17 @@ def _build(
             sections[name] = msgspec.convert(data[name], kind)
         except msgspec.ValidationError as exc:
             errors.append(_type_error(source, name, str(exc)))
-    if errors:
-        return None, errors
+    # A section that did not convert takes its defaults, which are in range: the
+    # other sections' values are checked all the same.
     config = Config(**sections, source=source)
-    errors = [ConfigError(source, key, reason) for key, reason in _check_values(config)]
+    errors += [ConfigError(source, key, reason) for key, reason in _check_values(config)]
+    # The routing table validates the routes and the local domains and prefixes again,
+    # in its own terms; a key already reported above is not reported twice.
+    reported = {error.key for error in errors}
+    errors += [error for error in _routing_errors(config) if error.key not in reported]
     if errors:
         return None, errors
-    config = _normalise(config, base)
-    try:
-        build_routing_table(config)
-    except ConfigError as exc:
-        return None, [exc]
-    return config, []
+    return _normalise(config, base), []
 
 
 _TYPE_NAMES = {
@@ -326,13 +359,6 @@ def _unknown(what: str, name: str, known: Iterable[str]) -> str:
     return f"unknown {what}; did you mean {close[0]!r}?" if close else f"unknown {what}"
 
 
-def _split_keyed_message(message: str, *, default_key: str) -> tuple[str, str]:
-    found = re.fullmatch(r"([a-z_0-9]+(?:\[\d+\])?(?:\.[a-z_0-9]+(?:\[\d+\])?)*): (.*)", message)
-    if found is None:
-        return default_key, message
-    return found.group(1), found.group(2)
-
-
 # --- values beyond their types -------------------------------------------------------------
 
 
@@ -365,8 +391,10 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _within("queue.destination_concurrency", queue.destination_concurrency, 1, 10_000)
 
     for i, domain in enumerate(local.domains):
-        if not is_domain_name(domain):
-            yield f"local.domains[{i}]", f"{domain!r} is not a valid domain name"
+        try:
+            parse_domain(domain)
+        except AddressError as exc:
+            yield f"local.domains[{i}]", f"{domain!r} is not a valid domain name: {exc}"
     for i, prefix in enumerate(local.oraddresses):
         if not prefix.strip():
             yield f"local.oraddresses[{i}]", "must not be empty"
@@ -425,7 +453,7 @@ def _normalise(config: Config, base: str) -> Config:
         store=replace(config.store, path=under_data_dir(config.store.path or "mta.db")),
         local=replace(
             config.local,
-            domains=tuple(d.lower() for d in config.local.domains),
+            domains=tuple(parse_domain(d) for d in config.local.domains),
             maildir=under_data_dir(config.local.maildir),
         ),
     )
@@ -456,14 +484,18 @@ _ESCAPES: dict[str, str] = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", 
 
 def toml_value(value: object) -> str:
     """A TOML literal for the values our sections hold."""
-    formatters: dict[type, Callable[[Any], str]] = {
-        bool: lambda v: "true" if v else "false",
-        int: str,
-        float: repr,  # 300.0, inf and nan are all TOML
-        str: lambda v: '"' + "".join(_escape(c) for c in v) + '"',
-        tuple: lambda v: "[" + ", ".join(toml_value(item) for item in v) + "]",
-    }
-    return formatters[type(value)](value)
+    match value:
+        case bool():
+            return "true" if value else "false"
+        case int():
+            return str(value)
+        case float():
+            return repr(value)  # 300.0, 1e+16, inf and nan are all TOML
+        case str():
+            return '"' + "".join(_escape(char) for char in value) + '"'
+        case tuple() | list():
+            return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
 def _escape(char: str) -> str:

@@ -172,6 +172,19 @@ CHECK_PROBLEM = _define(
     "{kind} {object_id}: {reason}",
     "Run `waypost check --repair` to move the object to quarantine.",
 )
+CHECK_REPAIRED = _define(
+    1303, "check-repaired", S.WARNING, C.CHECK,
+    "Repair of {path} committed in one transaction: problems repaired {repaired} "
+    "(moved to quarantine {quarantined}, stale leases queued again {requeued}, "
+    "schema repairs {schema})",
+    "Inspect the quarantined objects with `waypost queue show`; find out what damaged them.",
+)
+CHECK_REPAIR_FAILED = _define(
+    1304, "check-repair-failed", S.ERROR, C.CHECK,
+    "Repair of {path} failed and was rolled back, nothing was changed: {error}",
+    "Make sure Waypost is stopped, the file is writable and the disk has free space; "
+    "then run `waypost check --repair` again.",
+)
 
 # 1400-1499 queue manager
 RECIPIENT_DEFERRED = _define(

@@ -86,8 +86,10 @@ class QueueManager:
         while not self._stopping:
             try:
                 claimed = await self.run_once()
-            except StoreError as exc:
-                events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=str(exc))
+            except Exception as exc:
+                # Whatever went wrong, the queue manager carries on: the work it
+                # could not claim stays due, and leases it took expire.
+                events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=repr(exc))
                 claimed = 0
             if claimed:
                 continue

@@ -273,7 +273,12 @@ class Database:
         return int(messages), int(recipients)
 
     def queue_rows(
-        self, *, states: Sequence[str] = (), next_hop: str | None = None, limit: int | None = None
+        self,
+        *,
+        states: Sequence[str] = (),
+        next_hop: str | None = None,
+        message_id: int | None = None,
+        limit: int | None = None,
     ) -> Iterator[QueueRow]:
         sql = (
             "SELECT r.message_id, r.id, r.address, m.originator, r.next_hop, r.state, "
@@ -288,6 +293,9 @@ class Database:
         if next_hop is not None:
             where.append("r.next_hop = ?")
             args.append(next_hop)
+        if message_id is not None:
+            where.append("r.message_id = ?")
+            args.append(message_id)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.message_id, r.rcpt_index"

@@ -1,0 +1,236 @@
+"""The `waypost` command end to end: real subprocesses, a real data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+MESSAGE = b"From: alice@example.org\r\nTo: bob@localhost\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
+
+
+def waypost(*args: str, stdin: bytes = b"", cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waypost.cli.main", *args],
+        input=stdin.decode(),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "WAYPOST_CONFIG": ""},
+    )
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "waypost.toml"
+    config.write_text(
+        '[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        '[local]\ndomains = ["localhost", "example.net"]\n'
+        '[queue]\npoll_interval = 0.2\nmin_backoff = 1\nmax_backoff = 2\n'
+        '[[route]]\nmatch = "remote.example"\nnext_hop = "smtp:[127.0.0.1]:2526"\n'
+        + extra
+    )
+    return config
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+
+
+def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@example.org") -> int:
+    result = waypost("submit", "-c", str(config), "-", "--from", sender, "--to", *rcpts,
+                     stdin=MESSAGE, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[2])
+
+
+def test_help_for_every_verb(tmp_path: Path) -> None:
+    top = waypost("--help", cwd=tmp_path)
+    assert top.returncode == 0 and "Exit codes" in top.stdout
+    for verb in ("serve", "check", "submit", "queue", "route", "events", "config",
+                 "queue list", "queue show", "queue hold", "config check"):
+        result = waypost(*verb.split(), "--help", cwd=tmp_path)
+        assert result.returncode == 0, (verb, result.stderr)
+        assert "usage: waypost" in result.stdout
+
+
+def test_bad_usage_and_bad_config_are_clear(tmp_path: Path) -> None:
+    result = waypost("queue", "frobnicate", cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[queue]\nmin_backof = 3\n")
+    result = waypost("config", "check", str(bad), cwd=tmp_path)
+    assert result.returncode == 78
+    assert "queue.min_backof" in result.stderr and "min_backoff" in result.stderr
+    result = waypost("queue", "list", "-c", str(bad), cwd=tmp_path)
+    assert result.returncode == 78 and "queue.min_backof" in result.stderr
+    result = waypost("queue", "list", "-c", str(tmp_path / "missing.toml"), cwd=tmp_path)
+    assert result.returncode == 78 and "does not exist" in result.stderr
+    for r in (result,):
+        no_traceback(r)
+
+
+def test_submit_then_queue_commands(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    first = submit(tmp_path, config, "bob@localhost", "x@remote.example")
+    second = submit(tmp_path, config, "carol@remote.example")
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+    listing = waypost("queue", "list", "-c", str(config), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "x@remote.example" in listing.stdout and "smtp:[127.0.0.1]:2526" in listing.stdout
+    assert "-- 3 recipients" in listing.stdout
+
+    shape = waypost("queue", "list", "--shape", "-c", str(config), cwd=tmp_path)
+    lines = {line.split()[0]: line.split()[1:] for line in shape.stdout.splitlines()[1:]}
+    assert lines["smtp:[127.0.0.1]:2526"][0] == "2" and lines["local"][0] == "1"
+    assert lines["TOTAL"][:2] == ["3", "3"]  # all younger than 5 minutes
+
+    show = waypost("queue", "show", str(first), "-c", str(config), cwd=tmp_path)
+    assert show.returncode == 0
+    assert "Originator:     alice@example.org" in show.stdout
+    assert "Subject: hello" in show.stdout and "bob@localhost" in show.stdout
+
+    hold = waypost("queue", "hold", str(second), "-c", str(config), cwd=tmp_path)
+    assert hold.returncode == 0 and "1 recipients changed" in hold.stdout
+    held = waypost("queue", "list", "--state", "held", "-c", str(config), cwd=tmp_path)
+    assert "carol@remote.example" in held.stdout and "-- 1 recipients" in held.stdout
+    release = waypost("queue", "release", "--all", "-c", str(config), cwd=tmp_path)
+    assert "1 recipients changed" in release.stdout
+
+    bounce = waypost("queue", "bounce", str(second), "-c", str(config), cwd=tmp_path)
+    assert bounce.returncode == 0
+    failed = waypost("queue", "list", "--state", "failed", "-c", str(config), cwd=tmp_path)
+    assert "carol@remote.example" in failed.stdout and "returned to the sender" in failed.stdout
+
+    delete = waypost("queue", "delete", str(first), "-c", str(config), cwd=tmp_path)
+    assert delete.returncode == 0 and "2 recipients changed" in delete.stdout
+    missing = waypost("queue", "show", str(first), "-c", str(config), cwd=tmp_path)
+    assert missing.returncode == 1 and f"no message {first}" in missing.stderr
+    no_traceback(missing)
+
+
+def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    bad = waypost("submit", "-c", str(config), "--from", "a@b", "--to", "not an address",
+                  stdin=MESSAGE, cwd=tmp_path)
+    assert bad.returncode == 1 and "recipient 'not an address'" in bad.stderr
+    unroutable = waypost("submit", "-c", str(config), "--from", "a@b", "--to", "x@nowhere.example",
+                         stdin=MESSAGE, cwd=tmp_path)
+    assert unroutable.returncode == 1 and "no route" in unroutable.stderr
+    for r in (bad, unroutable):
+        no_traceback(r)
+    assert not (tmp_path / "data" / "mta.db").exists() or "-- 0 recipients" in waypost(
+        "queue", "list", "-c", str(config), cwd=tmp_path
+    ).stdout
+
+
+def test_route_explains(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n'
+    )
+    result = waypost("route", "-c", str(config), "bob@localhost", "a@remote.example",
+                     "/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "bob@localhost: local" in result.stdout
+    assert "a@remote.example: smtp:[127.0.0.1]:2526" in result.stdout
+    assert "x400:ACME-MTA" in result.stdout
+    none = waypost("route", "-c", str(config), "a@elsewhere.example", cwd=tmp_path)
+    assert none.returncode == 1 and "NO ROUTE" in none.stdout
+
+
+def test_events_catalogue_and_docs_agree(tmp_path: Path) -> None:
+    result = waypost("events", "--json", cwd=tmp_path)
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["id"] for e in entries} >= {1002, 1201, 1600}
+    markdown = waypost("events", "--markdown", cwd=tmp_path).stdout
+    docs = Path(__file__).parent.parent / "docs" / "events.md"
+    assert docs.read_text() == markdown, "docs/events.md is stale: waypost events --markdown"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    config = write_config(tmp_path)
+    yield tmp_path, config
+
+
+def start_serve(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "waypost.cli.main", "serve", "-c", str(config)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(predicate: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def maildir_files(tmp_path: Path, user: str) -> list[Path]:
+    new = tmp_path / "data" / "maildir" / user / "new"
+    return sorted(new.iterdir()) if new.exists() else []
+
+
+def test_serve_delivers_submitted_mail_and_stops_cleanly(served: tuple[Path, Path]) -> None:
+    tmp_path, config = served
+    proc = start_serve(tmp_path, config)
+    try:
+        for _ in range(3):
+            submit(tmp_path, config, "bob@localhost")
+        wait_for(lambda: len(maildir_files(tmp_path, "bob")) == 3)
+        second = start_serve(tmp_path, config)
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 75 and "already using" in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "1000 system: Waypost" in err and "1001 system: Waypost stopped cleanly" in err
+    assert (tmp_path / "data" / "waypost.pid").read_text() == ""
+    body = maildir_files(tmp_path, "bob")[0].read_bytes()
+    assert b"Delivered-To: bob@localhost" in body and b"Hi Bob." in body
+
+
+def test_unclean_stop_runs_the_checker_and_quarantines(served: tuple[Path, Path]) -> None:
+    tmp_path, config = served
+    # Two messages for a remote hop with no delivery agent yet: they stay queued.
+    submit(tmp_path, config, "x@remote.example")
+    bad = submit(tmp_path, config, "y@remote.example")
+    proc = start_serve(tmp_path, config)
+    pid_file = tmp_path / "data" / "waypost.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    time.sleep(0.5)
+    proc.kill()
+    proc.communicate(timeout=30)
+    with sqlite3.connect(tmp_path / "data" / "mta.db") as conn:
+        conn.execute("UPDATE recipients SET rcpt_index = 9 WHERE message_id = ?", (bad,))
+    proc = start_serve(tmp_path, config)
+    try:
+        wait_for(lambda: _quarantined(tmp_path) == 1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "1002 system: The previous run" in err
+    assert "1300 check: Checking MTA database" in err
+    check = waypost("check", "-c", str(config), cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def _quarantined(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "data" / "mta.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0])

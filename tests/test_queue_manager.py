@@ -1,0 +1,206 @@
+"""The queue manager against the real SQLite store, with a manual clock driving time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from helpers import new_message
+
+from waypost.clock import ManualClock
+from waypost.delivery.local import LocalDeliverer
+from waypost.delivery.maildir import MaildirStore
+from waypost.message import Notify, Recipient
+from waypost.queue.deliverer import Attempt, Transfer
+from waypost.queue.manager import QueueManager, QueueSettings
+from waypost.queue.policy import RetryPolicy
+from waypost.store import Database, NewMessage, Result, SQLiteStore
+
+POLICY = RetryPolicy(min_backoff=300, max_backoff=4000, max_lifetime=20000)
+
+
+class Scripted:
+    """A delivery agent that answers from a script and remembers what it was given."""
+
+    def __init__(self, result: Result = Result.DEFERRED, detail: str = "4.4.1 no answer") -> None:
+        self.result = result
+        self.detail = detail
+        self.transfers: list[Transfer] = []
+
+    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+        self.transfers.append(transfer)
+        return [
+            Attempt(recipient_id=c.recipient_id, result=self.result, detail=self.detail)
+            for c in transfer.recipients
+        ]
+
+
+class Exploding:
+    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+        raise RuntimeError("bug in a delivery agent")
+
+
+async def make(
+    tmp_path: Path, deliverers: dict[str, object], clock: ManualClock
+) -> tuple[SQLiteStore, QueueManager]:
+    store = await SQLiteStore.open(
+        str(tmp_path / "mta.db"), clock=clock, lifetime=POLICY.max_lifetime
+    )
+    manager = QueueManager(
+        store, deliverers, clock=clock, policy=POLICY,  # type: ignore[arg-type]
+        settings=QueueSettings(batch_size=50),
+    )
+    return store, manager
+
+
+async def pass_once(manager: QueueManager) -> int:
+    claimed = await manager.run_once()
+    await manager.drain()
+    return claimed
+
+
+def rows(tmp_path: Path) -> list[tuple[str, str, int, float | None, str | None]]:
+    db = Database.open(str(tmp_path / "mta.db"))
+    out = [(r.address, r.state, r.attempts, r.due_at, r.report) for r in db.queue_rows()]
+    db.close()
+    return out
+
+
+async def test_local_recipients_land_in_their_maildir(tmp_path: Path) -> None:
+    clock = ManualClock()
+    maildirs = MaildirStore(tmp_path / "maildir", hostname="test")
+    store, manager = await make(tmp_path, {"local": LocalDeliverer(maildirs)}, clock)
+    await store.enqueue(new_message(("bob@localhost", "carol@localhost"), body=b"Subject: x\r\n\r\nhi\r\n"))
+    assert await pass_once(manager) == 2
+    for user in ("bob", "carol"):
+        (delivered,) = list((tmp_path / "maildir" / user / "new").iterdir())
+        text = delivered.read_bytes()
+        assert text.startswith(b"Return-Path: <alice@example.org>\nDelivered-To: " + user.encode())
+        assert text.endswith(b"Subject: x\n\nhi\n")
+        assert list((tmp_path / "maildir" / user / "tmp").iterdir()) == []
+    # Delivered and no report asked: the message is gone from the queue.
+    assert rows(tmp_path) == []
+    await store.close()
+
+
+async def test_unknown_mailbox_fails_and_owes_a_report(tmp_path: Path) -> None:
+    clock = ManualClock()
+    maildirs = MaildirStore(tmp_path / "maildir", mailboxes=frozenset({"bob"}))
+    store, manager = await make(tmp_path, {"local": LocalDeliverer(maildirs)}, clock)
+    await store.enqueue(new_message(("bob@localhost", "nobody@localhost")))
+    await pass_once(manager)
+    assert rows(tmp_path) == [
+        ("bob@localhost", "delivered", 1, None, None),
+        ("nobody@localhost", "failed", 1, None, "non-delivery"),
+    ]
+    await store.close()
+
+
+async def test_no_report_for_a_report(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, manager = await make(tmp_path, {"local": Scripted(Result.FAILED, "5.1.1 x")}, clock)
+    await store.enqueue(new_message(("bob@localhost",), originator=""))
+    await pass_once(manager)
+    assert rows(tmp_path) == []  # failed, nothing owed, so the message is finished
+    await store.close()
+
+
+async def test_notify_success_owes_a_delivery_report(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, manager = await make(tmp_path, {"local": Scripted(Result.DELIVERED, "2.0.0")}, clock)
+    new = new_message(("bob@localhost",))
+    envelope = new.message.envelope
+    recipient = Recipient(address="bob@localhost", notify=[Notify.SUCCESS])
+    message = type(new.message)(
+        envelope=type(envelope)(**{**_fields(envelope), "recipients": [recipient]}),
+        content=new.message.content,
+    )
+    await store.enqueue(NewMessage(message=message, next_hops=["local"]))
+    await pass_once(manager)
+    assert rows(tmp_path) == [("bob@localhost", "delivered", 1, None, "delivery")]
+    await store.close()
+
+
+def _fields(struct: object) -> dict[str, object]:
+    return {f: getattr(struct, f) for f in struct.__struct_fields__}  # type: ignore[attr-defined]
+
+
+async def test_backoff_doubles_with_age_then_expires(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    agent = Scripted()
+    store, manager = await make(tmp_path, {"smtp": agent}, clock)
+    start = clock.now()
+    await store.enqueue(new_message(("x@remote.example",), hop="smtp:[192.0.2.1]:25"))
+    waits = []
+    caplog.set_level(logging.INFO, logger="waypost")
+    while True:
+        await pass_once(manager)
+        ((_, state, _, due, report),) = rows(tmp_path)
+        if state != "deferred":
+            break
+        assert due is not None
+        waits.append(round(due - clock.now()))
+        await clock.advance(due - clock.now())
+    # Interval = the message's age, clamped to [300, 4000]: it doubles, then stays at the maximum,
+    # and the last one is cut short by the expiry (20000 s).
+    assert waits[:5] == [300, 300, 600, 1200, 2400]
+    assert waits[5:-1] == [4000] * len(waits[5:-1])
+    assert clock.now() - start == pytest.approx(20000)
+    assert state == "failed" and report == "non-delivery"
+    assert any(getattr(r, "waypost_event", None) and r.waypost_event.name == "recipient-expired"
+               for r in caplog.records)
+    await store.close()
+
+
+async def test_a_failing_agent_costs_a_deferral_not_the_loop(tmp_path: Path) -> None:
+    clock = ManualClock()
+    good = Scripted(Result.DELIVERED, "2.0.0 ok")
+    store, manager = await make(tmp_path, {"smtp": Exploding(), "local": good}, clock)
+    await store.enqueue(new_message(("x@remote.example",), hop="smtp:[192.0.2.1]:25"))
+    await store.enqueue(new_message(("bob@localhost",)))
+    assert await pass_once(manager) == 2
+    assert rows(tmp_path) == [("x@remote.example", "deferred", 1, clock.now() + 300, None)]
+    assert len(good.transfers) == 1
+    await store.close()
+
+
+async def test_transport_without_agent_waits_in_the_queue(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, manager = await make(tmp_path, {}, clock)
+    await store.enqueue(new_message(("x@remote.example",), hop="x400:PEER"))
+    await pass_once(manager)
+    ((_, state, attempts, _, _),) = rows(tmp_path)
+    assert (state, attempts) == ("deferred", 1)
+    await store.close()
+
+
+async def test_one_transfer_per_message_and_hop(tmp_path: Path) -> None:
+    clock = ManualClock()
+    agent = Scripted(Result.DELIVERED, "2.0.0")
+    store, manager = await make(tmp_path, {"smtp": agent}, clock)
+    new = new_message(("a@r.example", "b@r.example", "c@r.example"))
+    await store.enqueue(
+        NewMessage(message=new.message, next_hops=["smtp:[h1]:25", "smtp:[h1]:25", "smtp:[h2]:25"])
+    )
+    await pass_once(manager)
+    by_hop = sorted((t.next_hop, [c.address for c in t.recipients]) for t in agent.transfers)
+    assert by_hop == [("smtp:[h1]:25", ["a@r.example", "b@r.example"]), ("smtp:[h2]:25", ["c@r.example"])]
+    assert all(t.content == new.message.content for t in agent.transfers)
+    await store.close()
+
+
+async def test_truncated_content_quarantines_the_message_only(tmp_path: Path) -> None:
+    import sqlite3
+
+    clock = ManualClock()
+    agent = Scripted(Result.DELIVERED, "2.0.0")
+    store, manager = await make(tmp_path, {"local": agent}, clock)
+    bad = await store.enqueue(new_message(("a@localhost",)))
+    await store.enqueue(new_message(("b@localhost",)))
+    with sqlite3.connect(tmp_path / "mta.db") as conn:
+        conn.execute("UPDATE content SET data = x'00' WHERE message_id = ?", (bad,))
+    await pass_once(manager)
+    assert [c.address for t in agent.transfers for c in t.recipients] == ["b@localhost"]
+    assert rows(tmp_path) == [("a@localhost", "quarantined", 0, None, None)]
+    await store.close()

@@ -1,0 +1,1 @@
+"""The `waypost` command line, one module per verb."""

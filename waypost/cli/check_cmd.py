@@ -1,0 +1,64 @@
+"""`waypost check [--repair] [-v]`: verify (and repair) the MTA database offline, like mtacheck."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from waypost.cli.common import CommandError, add_config_option, load
+from waypost.service import database_path
+from waypost.store import check
+
+# The CLI's exit codes keep 2 for usage errors, as every verb does.
+EXIT_CODES = {
+    check.EXIT_CLEAN: 0,
+    check.EXIT_PROBLEMS: 1,
+    check.EXIT_REPAIRED: 3,
+    check.EXIT_FATAL: 4,
+}
+
+
+def add_parser(verbs: Any) -> None:
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "check",
+        help="verify and repair the MTA database",
+        description="Verify the MTA database offline: SQLite integrity, the schema, every "
+        "message and recipient, references, orphaned content, leases and indexes. With "
+        "--repair, move every bad object to quarantine (nothing is deleted silently). "
+        "Exit codes: 0 clean, 1 problems found, 3 repaired and now clean, 4 the database "
+        "file is unusable (see docs/operations.md).",
+    )
+    add_config_option(parser)
+    parser.add_argument("--repair", action="store_true", help="quarantine every bad object")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every object")
+    parser.add_argument("--db", metavar="PATH", help="check this database file instead")
+    parser.set_defaults(run=run)
+
+
+def _refuse_if_running(db_path: str) -> None:
+    """The checker works offline: refuse to run beside a Waypost that owns the database."""
+    pid_file = Path(db_path).parent / "waypost.pid"
+    if not pid_file.exists():
+        return
+    fd = os.open(pid_file, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode(errors="replace").strip()
+        raise CommandError(
+            f"Waypost (pid {pid or '?'}) is running on {db_path}; stop it first"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def run(args: argparse.Namespace) -> int:
+    db_path = args.db or database_path(load(args))
+    _refuse_if_running(db_path)
+    report = check.check_database(db_path, repair=args.repair)
+    for line in check.render_lines(report, verbose=args.verbose):
+        print(line)
+    return EXIT_CODES.get(report.exit_code, 1)

@@ -1,0 +1,53 @@
+"""What the verbs share: the -c/--config option, loading the configuration, errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from waypost.config import Config, load_config
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 78
+
+
+class CommandError(Exception):
+    """A verb could not do what was asked; the message is for the operator."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=os.environ.get("WAYPOST_CONFIG"),
+        help="configuration file (default: $WAYPOST_CONFIG, else the embedded defaults)",
+    )
+
+
+def load(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is not None and not os.path.exists(path):
+        raise CommandError(f"configuration file {path} does not exist", EXIT_CONFIG)
+    return load_config(path)
+
+
+def format_age(seconds: float) -> str:
+    """`42s`, `5m`, `3h`, `2d`: short ages for queue listings."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def format_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))

@@ -1,0 +1,223 @@
+"""`waypost queue …`: list, show, hold, release, retry, delete and bounce queued messages."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from waypost import events
+from waypost.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    add_config_option,
+    format_age,
+    format_time,
+    load,
+)
+from waypost.message import EnvelopeError, decode_envelope
+from waypost.service import database_path
+from waypost.store import admin
+from waypost.store.base import StoreError
+from waypost.store.database import Database, translate
+
+# qshape's age buckets, in minutes.
+SHAPE_BUCKETS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
+
+
+def add_parser(verbs: Any) -> None:
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        "queue", help="inspect and manage the queue", description="Inspect and manage the queue."
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser(
+        "list", help="list queued recipients",
+        description="One line per recipient: message id, age, size, state, attempts, next "
+        "hop, recipient and the last error. --shape groups by next hop and age like qshape.",
+    )
+    listing.add_argument("--state", action="append", default=[], help="only this state")
+    listing.add_argument("--next-hop", help="only this next hop")
+    listing.add_argument("--limit", type=int, default=None, help="at most this many lines")
+    listing.add_argument(
+        "--shape", action="store_true", help="counts by next hop and age (minutes), like qshape"
+    )
+    listing.set_defaults(run=run_list)
+
+    show = actions.add_parser("show", help="show one message in full")
+    show.add_argument("message_id", type=int, metavar="ID")
+    show.set_defaults(run=run_show)
+
+    quarantine = actions.add_parser("quarantine", help="list the quarantined objects")
+    quarantine.set_defaults(run=run_quarantine)
+
+    for action, text in (
+        (admin.Action.HOLD, "hold: no delivery until released"),
+        (admin.Action.RELEASE, "release held recipients"),
+        (admin.Action.RETRY, "try deferred recipients now"),
+        (admin.Action.DELETE, "delete messages without a report"),
+        (admin.Action.BOUNCE, "fail the recipients and owe a non-delivery report"),
+    ):
+        sub = actions.add_parser(action.value, help=text, description=text)
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
+        target.add_argument("--all", action="store_true", help="every message in the queue")
+        sub.set_defaults(run=run_admin, admin_action=action)
+
+    for sub in actions.choices.values():
+        add_config_option(sub)
+
+
+def _open(args: argparse.Namespace) -> Database:
+    path = database_path(load(args))
+    if not Path(path).exists():
+        raise CommandError(f"no MTA database at {path} (nothing was ever queued)")
+    try:
+        return Database.open(path, create_schema=False)
+    except StoreError as exc:
+        raise CommandError(f"cannot open {path}: {exc}") from None
+
+
+def run_list(args: argparse.Namespace) -> int:
+    db = _open(args)
+    now = time.time()
+    try:
+        rows = db.queue_rows(states=args.state, next_hop=args.next_hop, limit=args.limit)
+        if args.shape:
+            _print_shape(rows, now)
+            return EXIT_OK
+        print(
+            f"{'ID':>8} {'AGE':>5} {'SIZE':>8} {'STATE':<11} {'TRIES':>5} {'NEXT':>5}  "
+            f"{'NEXT HOP':<24} RECIPIENT"
+        )
+        count = 0
+        for row in rows:
+            count += 1
+            due = format_age(row.due_at - now) if isinstance(row.due_at, float) else "-"
+            print(
+                f"{row.message_id:>8} {format_age(now - row.received_at):>5} {row.size:>8} "
+                f"{row.state:<11} {row.attempts:>5} {due:>5}  {row.next_hop:<24} {row.address}"
+            )
+            if row.last_error:
+                print(f"{'':>15}({row.last_error})")
+        print(f"-- {count} recipients")
+    except sqlite3.Error as exc:
+        raise CommandError(f"reading the queue failed: {translate(exc)}") from None
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def _print_shape(rows: Any, now: float) -> None:
+    table: dict[str, Counter[int]] = defaultdict(Counter)
+    for row in rows:
+        minutes = (now - row.received_at) / 60
+        bucket = next((i for i, limit in enumerate(SHAPE_BUCKETS) if minutes < limit), 9)
+        table[row.next_hop][bucket] += 1
+    headers = [f"{b}" for b in SHAPE_BUCKETS] + [f"{SHAPE_BUCKETS[-1]}+"]
+    width = max([len("TOTAL"), *(len(h) for h in table)])
+    print(f"{'':<{width}} {'T':>6} " + " ".join(f"{h:>6}" for h in headers))
+    totals: Counter[int] = Counter()
+    for hop in sorted(table, key=lambda h: -sum(table[h].values())):
+        counts = table[hop]
+        totals.update(counts)
+        print(
+            f"{hop:<{width}} {sum(counts.values()):>6} "
+            + " ".join(f"{counts[i]:>6}" for i in range(10))
+        )
+    print(
+        f"{'TOTAL':<{width}} {sum(totals.values()):>6} "
+        + " ".join(f"{totals[i]:>6}" for i in range(10))
+    )
+
+
+def run_show(args: argparse.Namespace) -> int:
+    db = _open(args)
+    try:
+        row = db.conn.execute(
+            "SELECT id, mts_id, originator, envelope, size, received_at, expires_at, state "
+            "FROM messages WHERE id = ?",
+            (args.message_id,),
+        ).fetchone()
+        if row is None:
+            raise CommandError(f"no message {args.message_id} in the queue")
+        _id, mts_id, originator, blob, size, received_at, expires_at, state = row
+        print(f"Message {args.message_id}  ({state})")
+        print(f"  MTS identifier: {mts_id}")
+        print(f"  Originator:     {originator or '<>'}")
+        print(f"  Size:           {size} bytes")
+        print(f"  Arrived:        {format_time(received_at)}")
+        print(f"  Expires:        {format_time(expires_at)}")
+        try:
+            envelope = decode_envelope(blob)
+        except EnvelopeError as exc:
+            print(f"  Envelope:       DOES NOT DECODE: {exc}")
+        else:
+            print(f"  Content type:   {envelope.content_type}")
+            print(f"  Priority:       {envelope.priority.name.lower()}")
+            if envelope.envid or envelope.ret:
+                print(f"  DSN:            ENVID={envelope.envid} RET={envelope.ret}")
+            for hop in envelope.trace:
+                print(f"  Trace:          {hop.domain} {format_time(hop.arrival)} {hop.action}")
+        print("  Recipients:")
+        for r in db.queue_rows(message_id=args.message_id):
+            print(f"    {r.recipient_id:>6} {r.state:<11} tries {r.attempts}  {r.next_hop}  {r.address}")
+            if r.last_error:
+                print(f"           ({r.last_error})")
+            if r.report:
+                print(f"           {r.report} report owed")
+        _print_headers(db, args.message_id)
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def _print_headers(db: Database, message_id: int) -> None:
+    content = db.conn.execute(
+        "SELECT substr(data, 1, 4096) FROM content WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    if content is None or not isinstance(content[0], bytes):
+        print("  Content:        MISSING")
+        return
+    head = content[0].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    wanted = (b"from:", b"to:", b"subject:", b"date:", b"message-id:")
+    lines = [ln for ln in head.splitlines() if ln.lower().startswith(wanted)]
+    if lines:
+        print("  Headers:")
+        for line in lines:
+            print(f"    {line.decode('utf-8', 'replace')}")
+
+
+def run_quarantine(args: argparse.Namespace) -> int:
+    db = _open(args)
+    try:
+        rows = db.conn.execute(
+            "SELECT id, kind, object_id, reason, quarantined_at FROM quarantine ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+    for qid, kind, object_id, reason, at in rows:
+        print(f"{qid:>6} {format_time(at)} {kind} {object_id}: {reason}")
+    print(f"-- {len(rows)} quarantined objects")
+    return EXIT_OK
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    action: admin.Action = args.admin_action
+    targets = None if args.all else list(args.message_ids)
+    db = _open(args)
+    try:
+        with db.transaction():
+            changed = admin.apply(db, action, targets, time.time())
+    except sqlite3.Error as exc:
+        raise CommandError(f"{action} failed: {translate(exc)}") from None
+    finally:
+        db.close()
+    target = "the whole queue" if targets is None else "messages " + ", ".join(map(str, targets))
+    events.emit(events.QUEUE_ADMIN, action=action.value, count=changed, target=target)
+    print(f"{action.value}: {changed} recipients changed")
+    return EXIT_OK if changed or targets is None else EXIT_FAILED

@@ -1,0 +1,520 @@
+"""The routing table: which next hop each recipient goes to, and why (Exchange's GWART).
+
+Built once from the configuration, which it validates entry by entry; `route()`
+takes addresses from outside and never raises.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from waypost.address import (
+    AddressError,
+    Mailbox,
+    ORAddress,
+    is_oraddress_text,
+    parse_domain,
+    parse_mailbox,
+    parse_oraddress,
+    parse_path,
+)
+from waypost.address.mailbox import a_label
+from waypost.address.oraddress import ATTRIBUTE_ORDER, BLANK_ADMD, fold_value
+
+TRANSPORTS = ("local", "smtp", "x400", "error")
+SMTP_PORT = 25
+_SHOWN = 200  # how much of an unparseable address an explanation repeats
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """One configured route: `match` (domain, `.suffix`, `*` or O/R prefix) → `next_hop`."""
+
+    match: str
+    next_hop: str
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where a recipient goes next; `str()` is the key the queue groups recipients by.
+
+    * `local`: delivered here.
+    * `smtp` with a port: connect to `destination` (host name or IP address), no MX lookup.
+    * `smtp` without a port: MX lookup of `destination` (port 25).
+    * `x400`: `destination` is an adjacent MTA, configured elsewhere.
+    * `error`: refuse the recipient with the text in `destination`.
+    """
+
+    transport: str
+    destination: str = ""
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {self.transport!r}")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not from 1 to 65535")
+
+    def __str__(self) -> str:
+        if self.transport == "local":
+            return "local"
+        if self.transport == "smtp" and self.port is not None:
+            return f"smtp:[{self.destination}]:{self.port}"
+        return f"{self.transport}:{self.destination}"
+
+    @property
+    def mx_lookup(self) -> bool:
+        """Whether the SMTP client looks up the MX records of `destination`."""
+        return self.transport == "smtp" and self.port is None
+
+
+LOCAL = NextHop("local")
+
+
+class RouteError(ValueError):
+    """A bad routing entry; `key` names it as the configuration does (`route[2].next_hop`)."""
+
+    def __init__(
+        self, key: str, reason: str, index: int | None = None, field: str | None = None
+    ) -> None:
+        # All in args, so that the exception pickles and compares by value.
+        super().__init__(key, reason, index, field)
+        self.key = key
+        self.reason = reason
+        self.index = index
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where an address goes: `next_hop` None means no route, and the last line says why.
+
+    `explanation` is what `waypost route ADDRESS` prints: what was considered and
+    why the winner won. `rule` names the configuration entry that decided.
+    """
+
+    address: str
+    next_hop: NextHop | None
+    explanation: list[str]
+    rule: str | None = None
+
+
+def parse_next_hop(text: str) -> NextHop:
+    """Parse `local`, `smtp:`, `smtp:host`, `smtp:[host]`, `smtp:[host]:port`, `x400:NAME`
+    or `error:text`; raises ValueError with the reason.
+
+    An IPv6 host is written in brackets, with or without the RFC 5321 tag:
+    `smtp:[::1]:2526` and `smtp:[IPv6:::1]:2526` are the same next hop.
+    """
+    spec = text.strip()
+    if not spec:
+        raise ValueError("empty (expected local, smtp:…, x400:… or error:…)")
+    transport, colon, rest = spec.partition(":")
+    transport = transport.strip().lower()
+    rest = rest.strip()
+    if transport == "local":
+        if rest:
+            raise ValueError(f"'local' takes no destination, got {rest!r}")
+        return LOCAL
+    if transport == "smtp":
+        if not colon:
+            raise ValueError(
+                "write 'smtp:' (MX of the recipient's domain), 'smtp:host' (MX of host) "
+                "or 'smtp:[host]:port' (that host)"
+            )
+        return _parse_smtp(rest)
+    if transport == "x400":
+        if not rest:
+            raise ValueError("x400 needs the name of an adjacent MTA: 'x400:NAME'")
+        if not rest.isascii() or any(not ch.isprintable() or ch.isspace() for ch in rest):
+            raise ValueError(f"X.400 MTA name {rest!r} must be printable ASCII without spaces")
+        return NextHop("x400", rest)
+    if transport == "error":
+        if not rest:
+            raise ValueError("error needs the text to refuse with, e.g. 'error:no such domain'")
+        if not rest.isprintable():
+            raise ValueError("error text must be printable (it goes into SMTP replies)")
+        return NextHop("error", rest)
+    raise ValueError(f"unknown transport {transport!r} (expected local, smtp:…, x400:… or error:…)")
+
+
+def domain_key(domain: str) -> str:
+    """The form domains are compared in: lower case, A-labels (`xn--…`); literals as they are."""
+    if domain.startswith("["):
+        return domain
+    return ".".join(a_label(label) for label in domain.lower().split("."))
+
+
+class RoutingTable:
+    """Routes, local domains and local O/R prefixes, validated at construction.
+
+    Mailboxes: a local domain → `local`; else the exact domain route, else the
+    longest `.suffix` route, else `*`. O/R addresses: a local prefix → `local`;
+    else the matching O/R prefix route that sets the most attributes (on a tie,
+    the one naming the deeper attribute: C, ADMD, PRMD, O, OU1…). `*` is for
+    mail domains only. Bad entries raise RouteError naming `route[N].match`,
+    `route[N].next_hop`, `local.domains[N]` or `local.oraddresses[N]`.
+    `x400_peers`, when given, are the MTA names an `x400:` next hop may name.
+    """
+
+    def __init__(
+        self,
+        routes: Iterable[RouteEntry] = (),
+        local_domains: Iterable[str] = (),
+        local_oraddresses: Iterable[str] = (),
+        *,
+        x400_peers: Collection[str] | None = None,
+    ) -> None:
+        self._local: dict[str, str] = {}
+        self._exact: dict[str, _Rule] = {}
+        self._suffix: dict[str, _Rule] = {}  # keyed without the leading dot
+        self._default: _Rule | None = None
+        self._local_or = _PrefixIndex()
+        self._or_routes = _PrefixIndex()
+
+        for i, text in enumerate(local_domains):
+            key = f"local.domains[{i}]"
+            try:
+                domain = parse_domain(text.strip())
+            except AddressError as exc:
+                raise RouteError(key, str(exc), i) from None
+            self._local.setdefault(domain_key(domain), f"{key} {text.strip()!r}")
+        local_prefixes: set[tuple[object, ...]] = set()
+        for i, text in enumerate(local_oraddresses):
+            key = f"local.oraddresses[{i}]"
+            try:
+                local_prefix = parse_oraddress(text)
+            except AddressError as exc:
+                raise RouteError(key, f"not a valid O/R address prefix: {exc}", i) from None
+            if _prefix_key(local_prefix) not in local_prefixes:
+                local_prefixes.add(_prefix_key(local_prefix))
+                self._local_or.add(f"{key} {text.strip()!r}", LOCAL, local_prefix)
+
+        seen: dict[tuple[str, object], tuple[int, str]] = {}
+        for i, entry in enumerate(routes):
+            match = entry.match.strip()
+            try:
+                kind, domain, prefix = _parse_match(match)
+            except ValueError as exc:
+                raise RouteError(f"route[{i}].match", str(exc), i, "match") from None
+            try:
+                hop = parse_next_hop(entry.next_hop)
+            except ValueError as exc:
+                raise RouteError(f"route[{i}].next_hop", str(exc), i, "next_hop") from None
+            if (
+                hop.transport == "x400"
+                and x400_peers is not None
+                and (hop.destination not in x400_peers)
+            ):
+                known = ", ".join(sorted(x400_peers)) or "none"
+                raise RouteError(
+                    f"route[{i}].next_hop",
+                    f"unknown X.400 peer {hop.destination!r} (configured: {known})",
+                    i,
+                    "next_hop",
+                )
+            if kind == "oraddress" and hop.mx_lookup and not hop.destination:
+                raise RouteError(
+                    f"route[{i}].next_hop",
+                    "'smtp:' looks up the MX of the recipient's domain, which an O/R address "
+                    "does not have; name a host: 'smtp:[host]' or 'smtp:host'",
+                    i,
+                    "next_hop",
+                )
+            match_key = (kind, domain) if prefix is None else (kind, _prefix_key(prefix))
+            if match_key in seen:
+                first, first_match = seen[match_key]
+                raise RouteError(
+                    f"route[{i}].match",
+                    f"duplicate of route[{first}] ({first_match!r})",
+                    i,
+                    "match",
+                )
+            seen[match_key] = (i, match)
+            name = f"route[{i}] {match!r}"
+            if prefix is not None:
+                self._or_routes.add(name, hop, prefix)
+            elif kind == "default":
+                self._default = _Rule(name, hop)
+            elif kind == "suffix":
+                self._suffix[domain] = _Rule(name, hop)
+            else:
+                self._exact[domain] = _Rule(name, hop)
+        self._local_or.freeze()
+        self._or_routes.freeze()
+
+    def is_local_domain(self, domain: str) -> bool:
+        """Whether mail for this domain is delivered here (False for a malformed domain)."""
+        try:
+            return domain_key(parse_domain(domain)) in self._local
+        except AddressError:
+            return False
+
+    def route(self, address: str) -> Decision:
+        """The decision for one recipient address (a mailbox, a `<path>` or an O/R address)."""
+        looks_or = False
+        try:
+            if address.startswith("<"):
+                mailbox = parse_path(address)
+                if mailbox is None:
+                    return _no_route(address, "<> is the null reverse path, not a recipient")
+                return self._route_mailbox(mailbox)
+            looks_or = is_oraddress_text(address)
+            if looks_or:
+                return self._route_oraddress(parse_oraddress(address))
+            return self._route_mailbox(parse_mailbox(address))
+        except ValueError as exc:  # AddressError, or anything else a hostile text provokes
+            kind = "an X.400 O/R address" if looks_or else "a mailbox"
+            shown = address if len(address) <= _SHOWN else address[:_SHOWN] + "…"
+            return _no_route(address, f"{shown!r} is not {kind}: {exc}")
+
+    def _route_mailbox(self, mailbox: Mailbox) -> Decision:
+        canonical = str(mailbox)
+        domain = mailbox.domain
+        lines = [f"{canonical}: RFC 5321 mailbox, domain {domain}"]
+        key = domain_key(domain)
+        local = self._local.get(key)
+        if local is not None:
+            lines.append(f"domain {domain} is local ({local})")
+            lines.append(f"chosen: local{_note(LOCAL)}")
+            return Decision(canonical, LOCAL, lines, rule=local)
+        lines.append(f"domain {domain} is not local")
+
+        candidates: list[tuple[_Rule, str]] = []
+        exact = self._exact.get(key)
+        if exact is not None:
+            candidates.append((exact, "exact"))
+        if not key.startswith("["):
+            labels = key.split(".")
+            for i in range(1, len(labels)):
+                suffix = ".".join(labels[i:])
+                rule = self._suffix.get(suffix)
+                if rule is not None:
+                    candidates.append((rule, f"suffix, {len(suffix) + 1} chars"))
+        if self._default is not None:
+            candidates.append((self._default, "default"))
+        if not candidates:
+            lines.append(f"no route: nothing matches {domain} and there is no default route '*'")
+            return Decision(canonical, None, lines)
+
+        winner = candidates[0][0]
+        lines.append(f"{winner.name} matches ({candidates[0][1]})")
+        lines.extend(
+            f"{rule.name} also matches ({how}) but is less specific" for rule, how in candidates[1:]
+        )
+        hop = winner.next_hop
+        own_domain = hop.mx_lookup and not hop.destination
+        if own_domain:
+            hop = _own_domain(key)
+        lines.append(f"chosen: {hop}{_note(hop, recipient_domain=own_domain)}")
+        return Decision(canonical, hop, lines, rule=winner.name)
+
+    def _route_oraddress(self, address: ORAddress) -> Decision:
+        canonical = str(address)
+        lines = [f"{canonical}: X.400 O/R address"]
+        for index, destination in ((self._local_or, "local"), (self._or_routes, "route")):
+            found = index.matches(address)
+            if not found:
+                if destination == "local":
+                    lines.append("not under any local O/R prefix")
+                continue
+            best = found[0]
+            lines.append(f"{best.name} matches (O/R prefix, {_count(best.prefix)})")
+            for other in found[1:]:
+                if other.prefix.specificity < best.prefix.specificity:
+                    why = "but is less specific"
+                else:
+                    why = "but names a shallower attribute (C, ADMD, PRMD, O, OU… in that order)"
+                count = _count(other.prefix)
+                lines.append(f"{other.name} also matches (O/R prefix, {count}) {why}")
+            lines.append(f"chosen: {best.next_hop}{_note(best.next_hop)}")
+            return Decision(canonical, best.next_hop, lines, rule=best.name)
+        lines.append("no route: no O/R prefix matches (the default route '*' is for mail domains)")
+        return Decision(canonical, None, lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    next_hop: NextHop
+
+
+_Rank = tuple[int, tuple[int, ...], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    name: str
+    next_hop: NextHop
+    prefix: ORAddress
+    rank: _Rank  # smaller is better; see _rank()
+
+
+def _rank(prefix: ORAddress) -> _Rank:
+    """Best first: more attributes, then the deeper attribute, then the text (for a total order)."""
+    depths = sorted(
+        (
+            ATTRIBUTE_ORDER.index(key) if not key.startswith("DDA:") else len(ATTRIBUTE_ORDER)
+            for key, value in prefix.attributes()
+            if not (key == "ADMD" and value == BLANK_ADMD)
+        ),
+        reverse=True,
+    )
+    return (-prefix.specificity, tuple(-depth for depth in depths), str(prefix).lower())
+
+
+class _PrefixIndex:
+    """O/R prefixes by (country, ADMD), so that route() looks at one country's prefixes only."""
+
+    def __init__(self) -> None:
+        self._by_domain: dict[tuple[str, str], list[_Prefix]] = {}
+
+    def add(self, name: str, next_hop: NextHop, prefix: ORAddress) -> None:
+        key = (fold_value(prefix.country), fold_value(prefix.admd))
+        self._by_domain.setdefault(key, []).append(_Prefix(name, next_hop, prefix, _rank(prefix)))
+
+    def freeze(self) -> None:
+        for prefixes in self._by_domain.values():
+            prefixes.sort(key=_by_rank)
+
+    def matches(self, address: ORAddress) -> list[_Prefix]:
+        """Every prefix the address is under, best first."""
+        country, admd = fold_value(address.country), fold_value(address.admd)
+        keys = [(country, admd)] if not admd else [(country, admd), (country, "")]
+        found = [
+            prefix
+            for key in keys
+            for prefix in self._by_domain.get(key, ())
+            if address.matches_prefix(prefix.prefix)
+        ]
+        if len(keys) > 1:
+            found.sort(key=_by_rank)
+        return found
+
+
+def _by_rank(prefix: _Prefix) -> _Rank:
+    return prefix.rank
+
+
+def _parse_match(match: str) -> tuple[str, str, ORAddress | None]:
+    """(kind, domain key or "", O/R prefix or None) for a route's match."""
+    if not match:
+        raise ValueError("empty (expected a domain, .domain, * or an O/R address prefix)")
+    if match == "*":
+        return "default", "", None
+    if match.startswith("*."):
+        raise ValueError(
+            f"{match!r} is not a pattern here: write {match[1:]!r} for the subdomains of "
+            f"{match[2:]!r} (and {match[2:]!r} for the domain itself)"
+        )
+    if is_oraddress_text(match):
+        try:
+            prefix = parse_oraddress(match)
+        except AddressError as exc:
+            raise ValueError(f"not a valid O/R address prefix: {exc}") from None
+        return "oraddress", "", prefix
+    if "@" in match:
+        raise ValueError(f"{match!r}: routes match domains, not mailboxes")
+    if match.startswith("."):
+        if match[1:].startswith("["):
+            raise ValueError("an address literal has no subdomains; match it exactly")
+        return "suffix", domain_key(parse_domain(match[1:])), None
+    return "exact", domain_key(parse_domain(match)), None
+
+
+def _prefix_key(prefix: ORAddress) -> tuple[object, ...]:
+    """Equal for prefixes that match the same addresses (X.411 comparison)."""
+    standard = tuple(
+        (key, fold_value(value)) for key, value in prefix.attributes() if not key.startswith("DDA:")
+    )
+    ddas = frozenset((fold_value(t), fold_value(v)) for t, v in prefix.ddas)
+    return standard, ddas
+
+
+def _own_domain(key: str) -> NextHop:
+    """`smtp:` for this domain: its MX, or straight to the host of an address literal."""
+    if not key.startswith("["):
+        return NextHop("smtp", key)
+    literal = key[1:-1]
+    host = literal[5:] if literal[:5].lower() == "ipv6:" else literal
+    return NextHop("smtp", host, SMTP_PORT)
+
+
+def _parse_smtp(rest: str) -> NextHop:
+    if not rest:
+        return NextHop("smtp")  # the recipient's own domain, filled in by route()
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close == -1:
+            raise ValueError(f"'smtp:{rest}': missing ']' after the host")
+        host = _bracketed_host(rest[1:close])
+        tail = rest[close + 1 :]
+        if not tail:
+            return NextHop("smtp", host, SMTP_PORT)
+        digits = tail[1:]
+        if tail[0] != ":" or not (digits.isascii() and digits.isdigit()):
+            raise ValueError(f"'smtp:{rest}': after ']' expected ':port', got {tail!r}")
+        if not 1 <= int(digits) <= 65535:
+            raise ValueError(f"port {digits} must be a number from 1 to 65535")
+        return NextHop("smtp", host, int(digits))
+    if ":" in rest:
+        raise ValueError(
+            f"'smtp:{rest}': a port needs the host in brackets, 'smtp:[host]:port' "
+            "(an MX lookup always uses port 25)"
+        )
+    try:
+        ipaddress.ip_address(rest)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"write an IP address in brackets: 'smtp:[{rest}]'")
+    return NextHop("smtp", _host_name(rest))
+
+
+def _bracketed_host(inner: str) -> str:
+    if inner[:5].lower() == "ipv6:" or ":" in inner:
+        text = inner[5:] if inner[:5].lower() == "ipv6:" else inner
+        try:
+            return ipaddress.IPv6Address(text).compressed
+        except ValueError:
+            raise ValueError(f"[{inner}] is not an IPv6 address") from None
+    try:
+        return str(ipaddress.IPv4Address(inner))
+    except ValueError:
+        return _host_name(inner)
+
+
+def _host_name(text: str) -> str:
+    try:
+        return domain_key(parse_domain(text))
+    except AddressError as exc:
+        raise ValueError(f"host {text!r}: {exc}") from None
+
+
+def _no_route(address: str, reason: str) -> Decision:
+    return Decision(address, None, [f"no route: {reason}"])
+
+
+def _count(prefix: ORAddress) -> str:
+    n = prefix.specificity
+    return f"{n} attribute" if n == 1 else f"{n} attributes"
+
+
+def _note(hop: NextHop, *, recipient_domain: bool = False) -> str:
+    if hop.transport == "local":
+        return " (delivered here)"
+    if hop.transport == "x400":
+        return " (an adjacent X.400 MTA)"
+    if hop.transport == "error":
+        return " (the recipient is refused with this text)"
+    if hop.mx_lookup:
+        whose = "the recipient's domain" if recipient_domain else hop.destination
+        return f" (MX lookup of {whose})"
+    if recipient_domain:
+        return " (the host of the address literal, no MX lookup)"
+    return " (that host, no MX lookup)"

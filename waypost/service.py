@@ -1,0 +1,210 @@
+"""`waypost serve`: the data directory, the start-up check, the store and the queue manager.
+
+The data directory holds a pid file that is locked while Waypost runs and
+emptied when it stops cleanly; finding it non-empty and unlocked at start-up
+means the last run did not stop cleanly, and the database is checked (and
+bad objects quarantined) before anything else touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from waypost import __version__, events
+from waypost.clock import Clock, SystemClock
+from waypost.config import Config, build_routing_table
+from waypost.delivery.local import LocalDeliverer
+from waypost.delivery.maildir import MaildirStore
+from waypost.message import Message
+from waypost.queue.deliverer import Deliverer
+from waypost.queue.manager import QueueManager, QueueSettings
+from waypost.queue.policy import RetryPolicy
+from waypost.queue.submit import route_message
+from waypost.routing import RoutingTable
+from waypost.store.base import StoreCorruptError, StoreError
+from waypost.store.check import check_database
+from waypost.store.sqlite import SQLiteStore
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again once the other instance stopped
+EXIT_DATABASE_UNUSABLE = 76
+
+
+class ServiceError(Exception):
+    """Waypost cannot start; the message says why and what to do."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def prepare_data_dir(path: str) -> Path:
+    """Create the data directory owner-only; tighten it if it exists with looser modes."""
+    data_dir = Path(path)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data_dir.stat().st_mode & 0o077:
+        data_dir.chmod(0o700)
+    return data_dir
+
+
+@dataclass
+class RunLock:
+    """The locked pid file; `previous_pid` is set when the last run stopped uncleanly."""
+
+    fd: int
+    path: Path
+    previous_pid: int | None
+
+    @classmethod
+    def acquire(cls, data_dir: Path) -> RunLock:
+        path = data_dir / "waypost.pid"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            events.emit(events.ALREADY_RUNNING, pid=other or "?", data_dir=data_dir)
+            raise ServiceError(
+                f"another Waypost (pid {other or '?'}) is using {data_dir}", EXIT_ALREADY_RUNNING
+            ) from None
+        left = os.read(fd, 32).decode(errors="replace").strip()
+        previous = int(left) if left.isdigit() else (0 if left else None)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+        return cls(fd=fd, path=path, previous_pid=previous)
+
+    def release_clean(self) -> None:
+        """Mark a clean stop (an empty pid file) and unlock."""
+        os.ftruncate(self.fd, 0)
+        os.fsync(self.fd)
+        os.close(self.fd)
+
+
+def database_path(config: Config) -> str:
+    return config.store.path or str(Path(config.server.data_dir) / "mta.db")
+
+
+def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:
+    """Run the checker with repair; refuse to start on a database that cannot be used."""
+    events.emit(events.UNCLEAN_STOP_DETECTED, pid=previous_pid or "?")
+    if not Path(db_path).exists():
+        return
+    report = check_database(db_path, repair=True)
+    if report.fatal:
+        raise ServiceError(
+            f"the MTA database {db_path} is damaged: {report.fatal}", EXIT_DATABASE_UNUSABLE
+        )
+
+
+class Service:
+    """A running Waypost: the store, the routing table, the queue manager."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: SQLiteStore,
+        routing: RoutingTable,
+        manager: QueueManager,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.routing = routing
+        self.manager = manager
+
+    @classmethod
+    async def start(cls, config: Config, *, clock: Clock | None = None) -> Service:
+        clock = clock or SystemClock()
+        routing = build_routing_table(config)
+        try:
+            store = await SQLiteStore.open(
+                database_path(config),
+                clock=clock,
+                lifetime=config.queue.max_lifetime,
+                max_batch=config.store.max_batch,
+            )
+        except StoreError as exc:
+            events.emit(events.STORE_OPEN_FAILED, path=database_path(config), reason=str(exc))
+            code = EXIT_DATABASE_UNUSABLE if isinstance(exc, StoreCorruptError) else EXIT_FAILED
+            raise ServiceError(f"cannot open {database_path(config)}: {exc}", code) from None
+        released = await store.release_leases()
+        messages, recipients = await store.counts()
+        events.emit(
+            events.STORE_OPENED, path=store.path, messages=messages, recipients=recipients
+        )
+        if released:
+            events.emit(
+                events.QUEUE_ADMIN, action="lease release at start-up", count=released,
+                target="the queue",
+            )
+        maildirs = MaildirStore(
+            Path(config.server.data_dir) / config.local.maildir,
+            mailboxes=frozenset(config.local.mailboxes),
+            hostname=config.server.hostname,
+        )
+        deliverers: dict[str, Deliverer] = {"local": LocalDeliverer(maildirs)}
+        q = config.queue
+        manager = QueueManager(
+            store,
+            deliverers,
+            clock=clock,
+            policy=RetryPolicy(
+                min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime
+            ),
+            settings=QueueSettings(
+                batch_size=q.batch_size,
+                lease_seconds=config.store.lease_seconds,
+                poll_interval=q.poll_interval,
+                delivery_concurrency=q.delivery_concurrency,
+                destination_concurrency=q.destination_concurrency,
+            ),
+        )
+        return cls(config, store, routing, manager)
+
+    async def submit(self, message: Message) -> int:
+        """Route and enqueue a message; returns its queue id once it is durable."""
+        message_id = await self.store.enqueue(route_message(message, self.routing))
+        self.manager.wake()
+        return message_id
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        await self.store.close()
+
+
+async def run(config: Config, *, on_ready: Callable[[Service], None] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    data_dir = prepare_data_dir(config.server.data_dir)
+    lock = RunLock.acquire(data_dir)
+    if lock.previous_pid is not None:
+        check_after_unclean_stop(database_path(config), lock.previous_pid)
+    service = await Service.start(config)
+    events.emit(events.SERVICE_STARTED, version=__version__, data_dir=data_dir)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    manager_task = asyncio.create_task(service.manager.run())
+    if on_ready is not None:
+        on_ready(service)
+    stop_wait = asyncio.create_task(stopping.wait())
+    await asyncio.wait({manager_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    await service.stop()
+    if not manager_task.done():
+        manager_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await manager_task
+    lock.release_clean()
+    events.emit(events.SERVICE_STOPPED)
+    return EXIT_OK
