@@ -54,23 +54,28 @@ async def run(path: str, producers: int, total: int, max_batch: int) -> tuple[fl
 
 
 def throughput(workdir: str, producers_list: list[int], seconds_target: float) -> None:
-    print(f"{'producers':>9} {'group commit/s':>15} {'fsync each/s':>13} {'ratio':>6} "
-          f"{'msgs/commit':>11}")
+    print(
+        f"{'producers':>9} {'group commit/s':>15} {'fsync each/s':>13} {'ratio':>6} "
+        f"{'msgs/commit':>11}"
+    )
     for producers in producers_list:
         results = []
         for max_batch in (1000, 1):
             path = os.path.join(workdir, f"bench-{producers}-{max_batch}.db")
             # Size each run to last a few seconds at the expected rate.
-            total = producers * max(20, int(seconds_target * (25000 if max_batch > 1 else 2500)
-                                            / producers))
+            total = producers * max(
+                20, int(seconds_target * (25000 if max_batch > 1 else 2500) / producers)
+            )
             if max_batch == 1:
                 total = producers * max(5, int(seconds_target * 2500 / producers))
             rate, commits = asyncio.run(run(path, producers, total, max_batch))
             results.append((rate, total / max(commits, 1)))
             os.remove(path)
         (grouped, per_commit), (single, _) = results
-        print(f"{producers:>9} {grouped:>15,.0f} {single:>13,.0f} {grouped / single:>5.1f}x "
-              f"{per_commit:>11.1f}")
+        print(
+            f"{producers:>9} {grouped:>15,.0f} {single:>13,.0f} {grouped / single:>5.1f}x "
+            f"{per_commit:>11.1f}"
+        )
 
 
 async def grow(path: str, target: int) -> None:
@@ -92,8 +97,10 @@ async def grow(path: str, target: int) -> None:
         claim_ms = (time.perf_counter() - t) * 1000
         assert len(batch.claims) == 256
         db_size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-        print(f"{done:>10,} {proc.memory_info().rss / 2**20:>8.1f} {db_size / 2**20:>8.0f} "
-              f"{rate:>10,.0f} {claim_ms:>9.1f}")
+        print(
+            f"{done:>10,} {proc.memory_info().rss / 2**20:>8.1f} {db_size / 2**20:>8.0f} "
+            f"{rate:>10,.0f} {claim_ms:>9.1f}"
+        )
     await store.close()
 
 
@@ -105,8 +112,10 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="where to put the databases")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="waypost-bench-", dir=args.dir)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs · Python "
-          f"{sys.version.split()[0]} · 1 KiB messages · SQLite WAL synchronous=FULL · {workdir}")
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs · Python "
+        f"{sys.version.split()[0]} · 1 KiB messages · SQLite WAL synchronous=FULL · {workdir}"
+    )
     try:
         if args.rss:
             asyncio.run(grow(os.path.join(workdir, "grow.db"), args.rss))

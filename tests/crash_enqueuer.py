@@ -21,10 +21,14 @@ async def main(path: str, producers: int) -> None:
         while True:
             mts_id = new_mts_id(f"p{p}.test")
             envelope = Envelope(
-                mts_id=mts_id, originator="a@test", recipients=[Recipient(address=f"u{n}@localhost")]
+                mts_id=mts_id,
+                originator="a@test",
+                recipients=[Recipient(address=f"u{n}@localhost")],
             )
             await store.enqueue(
-                NewMessage(message=Message(envelope=envelope, content=b"x" * 1024), next_hops=["local"])
+                NewMessage(
+                    message=Message(envelope=envelope, content=b"x" * 1024), next_hops=["local"]
+                )
             )
             out.write(mts_id + "\n")
             out.flush()

@@ -17,8 +17,10 @@ import pytest
 MESSAGE = b"From: alice@example.org\r\nTo: bob@localhost\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
 
-def waypost(*args: str, stdin: bytes = b"", cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def waypost(
+    *args: str, stdin: bytes = b"", cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1510 - callers assert on the exit code
         [sys.executable, "-m", "waypost.cli.main", *args],
         input=stdin.decode(),
         capture_output=True,
@@ -34,9 +36,8 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     config.write_text(
         '[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         '[local]\ndomains = ["localhost", "example.net"]\n'
-        '[queue]\npoll_interval = 0.2\nmin_backoff = 1\nmax_backoff = 2\n'
-        '[[route]]\nmatch = "remote.example"\nnext_hop = "smtp:[127.0.0.1]:2526"\n'
-        + extra
+        "[queue]\npoll_interval = 0.2\nmin_backoff = 1\nmax_backoff = 2\n"
+        '[[route]]\nmatch = "remote.example"\nnext_hop = "smtp:[127.0.0.1]:2526"\n' + extra
     )
     return config
 
@@ -47,8 +48,18 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@example.org") -> int:
-    result = waypost("submit", "-c", str(config), "-", "--from", sender, "--to", *rcpts,
-                     stdin=MESSAGE, cwd=tmp_path)
+    result = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "-",
+        "--from",
+        sender,
+        "--to",
+        *rcpts,
+        stdin=MESSAGE,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split()[2])
 
@@ -56,8 +67,19 @@ def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@examp
 def test_help_for_every_verb(tmp_path: Path) -> None:
     top = waypost("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Exit codes" in top.stdout
-    for verb in ("serve", "check", "submit", "queue", "route", "events", "config",
-                 "queue list", "queue show", "queue hold", "config check"):
+    for verb in (
+        "serve",
+        "check",
+        "submit",
+        "queue",
+        "route",
+        "events",
+        "config",
+        "queue list",
+        "queue show",
+        "queue hold",
+        "config check",
+    ):
         result = waypost(*verb.split(), "--help", cwd=tmp_path)
         assert result.returncode == 0, (verb, result.stderr)
         assert "usage: waypost" in result.stdout
@@ -121,25 +143,51 @@ def test_submit_then_queue_commands(tmp_path: Path) -> None:
 
 def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    bad = waypost("submit", "-c", str(config), "--from", "a@b", "--to", "not an address",
-                  stdin=MESSAGE, cwd=tmp_path)
+    bad = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "--from",
+        "a@b",
+        "--to",
+        "not an address",
+        stdin=MESSAGE,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 1 and "recipient 'not an address'" in bad.stderr
-    unroutable = waypost("submit", "-c", str(config), "--from", "a@b", "--to", "x@nowhere.example",
-                         stdin=MESSAGE, cwd=tmp_path)
+    unroutable = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "--from",
+        "a@b",
+        "--to",
+        "x@nowhere.example",
+        stdin=MESSAGE,
+        cwd=tmp_path,
+    )
     assert unroutable.returncode == 1 and "no route" in unroutable.stderr
     for r in (bad, unroutable):
         no_traceback(r)
-    assert not (tmp_path / "data" / "mta.db").exists() or "-- 0 recipients" in waypost(
-        "queue", "list", "-c", str(config), cwd=tmp_path
-    ).stdout
+    assert (
+        not (tmp_path / "data" / "mta.db").exists()
+        or "-- 0 recipients" in waypost("queue", "list", "-c", str(config), cwd=tmp_path).stdout
+    )
 
 
 def test_route_explains(tmp_path: Path) -> None:
     config = write_config(
         tmp_path, '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n'
     )
-    result = waypost("route", "-c", str(config), "bob@localhost", "a@remote.example",
-                     "/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/", cwd=tmp_path)
+    result = waypost(
+        "route",
+        "-c",
+        str(config),
+        "bob@localhost",
+        "a@remote.example",
+        "/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "bob@localhost: local" in result.stdout
     assert "a@remote.example: smtp:[127.0.0.1]:2526" in result.stdout
@@ -166,7 +214,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 def start_serve(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "waypost.cli.main", "serve", "-c", str(config)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -192,11 +243,11 @@ def test_serve_delivers_submitted_mail_and_stops_cleanly(served: tuple[Path, Pat
             submit(tmp_path, config, "bob@localhost")
         wait_for(lambda: len(maildir_files(tmp_path, "bob")) == 3)
         second = start_serve(tmp_path, config)
-        out, err = second.communicate(timeout=30)
+        _, err = second.communicate(timeout=30)
         assert second.returncode == 75 and "already using" in err
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "1000 system: Waypost" in err and "1001 system: Waypost stopped cleanly" in err
     assert (tmp_path / "data" / "waypost.pid").read_text() == ""
@@ -223,7 +274,7 @@ def test_unclean_stop_runs_the_checker_and_quarantines(served: tuple[Path, Path]
         time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "1002 system: The previous run" in err
     assert "1300 check: Checking MTA database" in err
@@ -234,3 +285,40 @@ def test_unclean_stop_runs_the_checker_and_quarantines(served: tuple[Path, Path]
 def _quarantined(tmp_path: Path) -> int:
     with sqlite3.connect(tmp_path / "data" / "mta.db") as conn:
         return int(conn.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+
+
+def test_queue_commands_carry_on_over_damaged_rows(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    ids = [submit(tmp_path, config, f"u{i}@remote.example") for i in range(4)]
+    with sqlite3.connect(tmp_path / "data" / "mta.db") as conn:
+        conn.execute(
+            "UPDATE messages SET envelope = 'not a blob', received_at = 'soon' WHERE id = ?",
+            (ids[0],),
+        )
+        conn.execute(
+            "UPDATE recipients SET due_at = 'never', attempts = -3, state = 'bogus' "
+            "WHERE message_id = ?",
+            (ids[1],),
+        )
+        conn.execute("UPDATE messages SET size = 'big', expires_at = 1e300 WHERE id = ?", (ids[2],))
+        conn.execute("DELETE FROM content WHERE message_id = ?", (ids[3],))
+    for args in (
+        ("queue", "list"),
+        ("queue", "list", "--shape"),
+        *(("queue", "show", str(i)) for i in ids),
+    ):
+        result = waypost(*args, "-c", str(config), cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        no_traceback(result)
+    listing = waypost("queue", "list", "-c", str(config), cwd=tmp_path).stdout
+    assert "bogus" in listing and "-- 4 recipients" in listing
+    show = waypost("queue", "show", str(ids[0]), "-c", str(config), cwd=tmp_path).stdout
+    assert "DOES NOT DECODE" in show
+    assert (
+        "MISSING" in waypost("queue", "show", str(ids[3]), "-c", str(config), cwd=tmp_path).stdout
+    )
+    check = waypost("check", "-c", str(config), cwd=tmp_path)
+    assert check.returncode == 1
+    repaired = waypost("check", "--repair", "-c", str(config), cwd=tmp_path)
+    assert repaired.returncode == 3, repaired.stdout + repaired.stderr
+    assert waypost("check", "-c", str(config), cwd=tmp_path).returncode == 0

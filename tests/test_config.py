@@ -74,7 +74,10 @@ def test_defaults_are_the_documented_values() -> None:
     assert (queue.delivery_concurrency, queue.destination_concurrency) == (20, 10)
     local = config.local
     assert (local.domains, local.oraddresses, local.maildir, local.mailboxes) == (
-        ("localhost",), (), "maildir", ()
+        ("localhost",),
+        (),
+        "maildir",
+        (),
     )
     assert config.smtp.listen == ("127.0.0.1:2525",)
     assert config.smtp.addresses == (("127.0.0.1", 2525),)
@@ -173,12 +176,18 @@ def test_section_that_is_not_a_table(tmp_path: Path) -> None:
         ("[queue]\nmin_backoff = nan", "queue.min_backoff", "greater than 0, not nan"),
         ("[queue]\nbatch_size = 100001", "queue.batch_size", "must be from 1 to 100000"),
         ("[queue]\ndelivery_concurrency = 0", "queue.delivery_concurrency", "must be from 1"),
-        ("[queue]\ndestination_concurrency = 99999999999999999999", "queue.destination_concurrency",
-         "must be from 1 to 10000"),
+        (
+            "[queue]\ndestination_concurrency = 99999999999999999999",
+            "queue.destination_concurrency",
+            "must be from 1 to 10000",
+        ),
         ("[server]\nhostname = 'no such host'", "server.hostname", "not a valid host name"),
         ("[server]\ndata_dir = ''", "server.data_dir", "must not be empty"),
-        ("[local]\ndomains = ['ok.example', 'bad_domain.example']", "local.domains[1]",
-         "'bad_domain.example' is not a valid domain name"),
+        (
+            "[local]\ndomains = ['ok.example', 'bad_domain.example']",
+            "local.domains[1]",
+            "'bad_domain.example' is not a valid domain name",
+        ),
         ("[local]\nmailboxes = ['../etc']", "local.mailboxes[0]", "not a usable local part"),
         ("[local]\noraddresses = ['']", "local.oraddresses[0]", "must not be empty"),
         ("[local]\nmaildir = ''", "local.maildir", "must not be empty"),
@@ -400,7 +409,11 @@ def test_check_reports_every_range_problem(tmp_path: Path) -> None:
     )
     keys = [error.key for error in check_config_file(path)]
     assert keys == [
-        "log.level", "queue.batch_size", "queue.min_backoff", "smtp.listen[0]", "smtp.listen[2]"
+        "log.level",
+        "queue.batch_size",
+        "queue.min_backoff",
+        "smtp.listen[0]",
+        "smtp.listen[2]",
     ]
 
 
@@ -522,8 +535,19 @@ _SCALARS = st.one_of(
             _SCALARS,
             st.dictionaries(
                 st.sampled_from(
-                    ["hostname", "level", "max_batch", "min_backoff", "listen", "domains",
-                     "mta_name", "match", "next_hop", "mailboxes", "x"]
+                    [
+                        "hostname",
+                        "level",
+                        "max_batch",
+                        "min_backoff",
+                        "listen",
+                        "domains",
+                        "mta_name",
+                        "match",
+                        "next_hop",
+                        "mailboxes",
+                        "x",
+                    ]
                 ),
                 st.one_of(_SCALARS, st.lists(_SCALARS, max_size=3)),
             ),

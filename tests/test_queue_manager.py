@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,10 @@ async def make(
         str(tmp_path / "mta.db"), clock=clock, lifetime=POLICY.max_lifetime
     )
     manager = QueueManager(
-        store, deliverers, clock=clock, policy=POLICY,  # type: ignore[arg-type]
+        store,
+        deliverers,
+        clock=clock,
+        policy=POLICY,  # type: ignore[arg-type]
         settings=QueueSettings(batch_size=50),
     )
     return store, manager
@@ -71,7 +75,9 @@ async def test_local_recipients_land_in_their_maildir(tmp_path: Path) -> None:
     clock = ManualClock()
     maildirs = MaildirStore(tmp_path / "maildir", hostname="test")
     store, manager = await make(tmp_path, {"local": LocalDeliverer(maildirs)}, clock)
-    await store.enqueue(new_message(("bob@localhost", "carol@localhost"), body=b"Subject: x\r\n\r\nhi\r\n"))
+    await store.enqueue(
+        new_message(("bob@localhost", "carol@localhost"), body=b"Subject: x\r\n\r\nhi\r\n")
+    )
     assert await pass_once(manager) == 2
     for user in ("bob", "carol"):
         (delivered,) = list((tmp_path / "maildir" / user / "new").iterdir())
@@ -126,7 +132,9 @@ def _fields(struct: object) -> dict[str, object]:
     return {f: getattr(struct, f) for f in struct.__struct_fields__}  # type: ignore[attr-defined]
 
 
-async def test_backoff_doubles_with_age_then_expires(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_backoff_doubles_with_age_then_expires(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = ManualClock()
     agent = Scripted()
     store, manager = await make(tmp_path, {"smtp": agent}, clock)
@@ -148,8 +156,10 @@ async def test_backoff_doubles_with_age_then_expires(tmp_path: Path, caplog: pyt
     assert waits[5:-1] == [4000] * len(waits[5:-1])
     assert clock.now() - start == pytest.approx(20000)
     assert state == "failed" and report == "non-delivery"
-    assert any(getattr(r, "waypost_event", None) and r.waypost_event.name == "recipient-expired"
-               for r in caplog.records)
+    assert any(
+        getattr(r, "waypost_event", None) and r.waypost_event.name == "recipient-expired"
+        for r in caplog.records
+    )
     await store.close()
 
 
@@ -185,14 +195,15 @@ async def test_one_transfer_per_message_and_hop(tmp_path: Path) -> None:
     )
     await pass_once(manager)
     by_hop = sorted((t.next_hop, [c.address for c in t.recipients]) for t in agent.transfers)
-    assert by_hop == [("smtp:[h1]:25", ["a@r.example", "b@r.example"]), ("smtp:[h2]:25", ["c@r.example"])]
+    assert by_hop == [
+        ("smtp:[h1]:25", ["a@r.example", "b@r.example"]),
+        ("smtp:[h2]:25", ["c@r.example"]),
+    ]
     assert all(t.content == new.message.content for t in agent.transfers)
     await store.close()
 
 
 async def test_truncated_content_quarantines_the_message_only(tmp_path: Path) -> None:
-    import sqlite3
-
     clock = ManualClock()
     agent = Scripted(Result.DELIVERED, "2.0.0")
     store, manager = await make(tmp_path, {"local": agent}, clock)

@@ -110,11 +110,15 @@ async def test_settle_records_outcomes_and_removes_finished_messages(db_path: st
         [
             Outcome(recipient_id=a.recipient_id, result=Result.DELIVERED),
             Outcome(
-                recipient_id=b.recipient_id, result=Result.DEFERRED, detail="4.4.1 no answer",
+                recipient_id=b.recipient_id,
+                result=Result.DEFERRED,
+                detail="4.4.1 no answer",
                 next_attempt=clock.now() + 300,
             ),
             Outcome(
-                recipient_id=c.recipient_id, result=Result.FAILED, detail="5.1.1 unknown",
+                recipient_id=c.recipient_id,
+                result=Result.FAILED,
+                detail="5.1.1 unknown",
                 report=ReportOwed.NON_DELIVERY,
             ),
         ],
@@ -177,9 +181,12 @@ async def test_recipient_of_a_missing_message_is_moved_out(db_path: str) -> None
     assert [c.message_id for c in batch.claims] == [keep]
     assert [q.kind for q in batch.quarantined] == ["recipient"]
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute(
-            "SELECT count(*) FROM recipients WHERE message_id = ?", (gone,)
-        ).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM recipients WHERE message_id = ?", (gone,)
+            ).fetchone()[0]
+            == 0
+        )
         row = conn.execute("SELECT row FROM quarantine WHERE kind = 'recipient'").fetchone()[0]
         assert f'"message_id": {gone}' in row
     await store.close()

@@ -383,8 +383,9 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _positive("queue.min_backoff", queue.min_backoff)
     yield from _positive("queue.max_backoff", queue.max_backoff)
     if queue.min_backoff > queue.max_backoff:
-        yield "queue.min_backoff", (
-            f"{queue.min_backoff:g} is more than queue.max_backoff ({queue.max_backoff:g})"
+        yield (
+            "queue.min_backoff",
+            (f"{queue.min_backoff:g} is more than queue.max_backoff ({queue.max_backoff:g})"),
         )
     yield from _positive("queue.max_lifetime", queue.max_lifetime)
     yield from _within("queue.delivery_concurrency", queue.delivery_concurrency, 1, 10_000)
@@ -403,8 +404,9 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     for i, mailbox in enumerate(local.mailboxes):
         # Each becomes a directory name under the Maildir root: nothing may climb out of it.
         if not mailbox or mailbox.startswith(".") or "/" in mailbox or "\0" in mailbox:
-            yield f"local.mailboxes[{i}]", (
-                f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')"
+            yield (
+                f"local.mailboxes[{i}]",
+                (f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')"),
             )
 
     for section in ("smtp", "x400"):

@@ -139,12 +139,12 @@ class Service:
             raise ServiceError(f"cannot open {database_path(config)}: {exc}", code) from None
         released = await store.release_leases()
         messages, recipients = await store.counts()
-        events.emit(
-            events.STORE_OPENED, path=store.path, messages=messages, recipients=recipients
-        )
+        events.emit(events.STORE_OPENED, path=store.path, messages=messages, recipients=recipients)
         if released:
             events.emit(
-                events.QUEUE_ADMIN, action="lease release at start-up", count=released,
+                events.QUEUE_ADMIN,
+                action="lease release at start-up",
+                count=released,
                 target="the queue",
             )
         maildirs = MaildirStore(

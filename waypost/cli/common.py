@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -38,16 +39,35 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
-def format_age(seconds: float) -> str:
-    """`42s`, `5m`, `3h`, `2d`: short ages for queue listings."""
-    seconds = max(0.0, seconds)
+def is_number(value: object) -> bool:
+    """A real number, as a value read from a possibly damaged database must be checked."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_age(seconds: object) -> str:
+    """`42s`, `5m`, `3h`, `2d`: short ages for queue listings; `?` for a damaged value."""
+    if not is_number(seconds):
+        return "?"
+    assert isinstance(seconds, (int, float))
+    seconds = max(0.0, float(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
 
 
-def format_time(epoch: float | None) -> str:
+def format_interval(later: object, earlier: object) -> str:
+    """The age between two times read from the database; `?` if either is damaged."""
+    if is_number(later) and is_number(earlier):
+        assert isinstance(later, (int, float)) and isinstance(earlier, (int, float))
+        return format_age(later - earlier)
+    return "?"
+
+
+def format_time(epoch: object) -> str:
     if epoch is None:
         return "-"
+    if not is_number(epoch) or not 0 <= epoch < 1e11:  # type: ignore[operator]
+        return f"? ({epoch!r})"
+    assert isinstance(epoch, (int, float))
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))

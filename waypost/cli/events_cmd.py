@@ -25,10 +25,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for e in events.catalogue():
         if args.json:
-            print(json.dumps({
-                "id": e.id, "name": e.name, "severity": e.severity.name,
-                "category": e.category.value, "template": e.template, "action": e.action,
-            }))
+            print(
+                json.dumps(
+                    {
+                        "id": e.id,
+                        "name": e.name,
+                        "severity": e.severity.name,
+                        "category": e.category.value,
+                        "template": e.template,
+                        "action": e.action,
+                    }
+                )
+            )
         else:
             print(f"{e.id:5d} {e.severity.name:<8} {e.category.value:<9} {e.name}")
             print(f"      {e.template}")

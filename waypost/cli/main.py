@@ -20,8 +20,16 @@ import sys
 from collections.abc import Sequence
 
 from waypost import __version__, events
-from waypost.cli import check_cmd, config_cmd, events_cmd, queue_cmd, route_cmd, serve_cmd, submit_cmd
-from waypost.cli.common import CommandError, EXIT_CONFIG
+from waypost.cli import (
+    check_cmd,
+    config_cmd,
+    events_cmd,
+    queue_cmd,
+    route_cmd,
+    serve_cmd,
+    submit_cmd,
+)
+from waypost.cli.common import EXIT_CONFIG, CommandError
 from waypost.config import ConfigError
 
 VERBS = (serve_cmd, check_cmd, submit_cmd, queue_cmd, route_cmd, events_cmd, config_cmd)

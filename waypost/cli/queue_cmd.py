@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -15,8 +16,9 @@ from waypost.cli.common import (
     EXIT_OK,
     CommandError,
     add_config_option,
-    format_age,
+    format_interval,
     format_time,
+    is_number,
     load,
 )
 from waypost.message import EnvelopeError, decode_envelope
@@ -36,7 +38,8 @@ def add_parser(verbs: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser(
-        "list", help="list queued recipients",
+        "list",
+        help="list queued recipients",
         description="One line per recipient: message id, age, size, state, attempts, next "
         "hop, recipient and the last error. --shape groups by next hop and age like qshape.",
     )
@@ -97,10 +100,11 @@ def run_list(args: argparse.Namespace) -> int:
         count = 0
         for row in rows:
             count += 1
-            due = format_age(row.due_at - now) if isinstance(row.due_at, float) else "-"
+            due = "-" if row.due_at is None else format_interval(row.due_at, now)
+            age = format_interval(now, row.received_at)
             print(
-                f"{row.message_id:>8} {format_age(now - row.received_at):>5} {row.size:>8} "
-                f"{row.state:<11} {row.attempts:>5} {due:>5}  {row.next_hop:<24} {row.address}"
+                f"{row.message_id!s:>8} {age:>5} {row.size!s:>8} {row.state!s:<11} "
+                f"{row.attempts!s:>5} {due:>5}  {row.next_hop!s:<24} {row.address}"
             )
             if row.last_error:
                 print(f"{'':>15}({row.last_error})")
@@ -115,9 +119,10 @@ def run_list(args: argparse.Namespace) -> int:
 def _print_shape(rows: Any, now: float) -> None:
     table: dict[str, Counter[int]] = defaultdict(Counter)
     for row in rows:
-        minutes = (now - row.received_at) / 60
+        # A damaged arrival time counts as the oldest: it is the one to look at.
+        minutes = (now - row.received_at) / 60 if is_number(row.received_at) else math.inf
         bucket = next((i for i, limit in enumerate(SHAPE_BUCKETS) if minutes < limit), 9)
-        table[row.next_hop][bucket] += 1
+        table[str(row.next_hop)][bucket] += 1
     headers = [f"{b}" for b in SHAPE_BUCKETS] + [f"{SHAPE_BUCKETS[-1]}+"]
     width = max([len("TOTAL"), *(len(h) for h in table)])
     print(f"{'':<{width}} {'T':>6} " + " ".join(f"{h:>6}" for h in headers))
@@ -149,10 +154,12 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"Message {args.message_id}  ({state})")
         print(f"  MTS identifier: {mts_id}")
         print(f"  Originator:     {originator or '<>'}")
-        print(f"  Size:           {size} bytes")
+        print(f"  Size:           {size!r} bytes")
         print(f"  Arrived:        {format_time(received_at)}")
         print(f"  Expires:        {format_time(expires_at)}")
         try:
+            if not isinstance(blob, bytes):
+                raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
             envelope = decode_envelope(blob)
         except EnvelopeError as exc:
             print(f"  Envelope:       DOES NOT DECODE: {exc}")
@@ -165,7 +172,10 @@ def run_show(args: argparse.Namespace) -> int:
                 print(f"  Trace:          {hop.domain} {format_time(hop.arrival)} {hop.action}")
         print("  Recipients:")
         for r in db.queue_rows(message_id=args.message_id):
-            print(f"    {r.recipient_id:>6} {r.state:<11} tries {r.attempts}  {r.next_hop}  {r.address}")
+            print(
+                f"    {r.recipient_id:>6} {r.state!s:<11} tries {r.attempts}  {r.next_hop}  "
+                f"{r.address}"
+            )
             if r.last_error:
                 print(f"           ({r.last_error})")
             if r.report:

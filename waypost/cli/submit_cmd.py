@@ -31,11 +31,19 @@ def add_parser(verbs: Any) -> None:
     )
     add_config_option(parser)
     parser.add_argument(
-        "--from", dest="originator", required=True, metavar="ADDR",
+        "--from",
+        dest="originator",
+        required=True,
+        metavar="ADDR",
         help="the originator (envelope sender); '' for the null reverse path",
     )
     parser.add_argument(
-        "--to", dest="recipients", required=True, nargs="+", action="extend", metavar="ADDR",
+        "--to",
+        dest="recipients",
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="ADDR",
         help="recipients: mailboxes or X.400 O/R addresses",
     )
     parser.add_argument("file", nargs="?", default="-", metavar="FILE|-")
@@ -90,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     envelope = Envelope(
         mts_id=mts_id,
         originator=originator,
-        recipients=[Recipient(address=r, originally_specified_number=i + 1)
-                    for i, r in enumerate(recipients)],
+        recipients=[
+            Recipient(address=r, originally_specified_number=i + 1)
+            for i, r in enumerate(recipients)
+        ],
         arrival=time.time(),
     )
     message = Message(envelope=envelope, content=_with_trace_headers(content, config, mts_id))

@@ -30,7 +30,9 @@ class LocalDeliverer:
             except LocalDeliveryError as exc:
                 events.emit(
                     events.LOCAL_DELIVERY_FAILED,
-                    message_id=transfer.message_id, recipient=claim.address, error=str(exc),
+                    message_id=transfer.message_id,
+                    recipient=claim.address,
+                    error=str(exc),
                 )
                 result = Result.FAILED if exc.permanent else Result.DEFERRED
                 attempts.append(

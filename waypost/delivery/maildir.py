@@ -45,8 +45,8 @@ class MaildirStore:
     ) -> None:
         self.root = root
         self.mailboxes = frozenset(m.lower() for m in mailboxes)
-        self.hostname = (hostname or socket.gethostname()).replace("/", "\\057").replace(
-            ":", "\\072"
+        self.hostname = (
+            (hostname or socket.gethostname()).replace("/", "\\057").replace(":", "\\072")
         )
         self._counter = itertools.count()
 

@@ -113,8 +113,10 @@ class QueueManager:
         for claim in batch.claims:
             if claim.lease_was_expired:
                 events.emit(
-                    events.LEASE_EXPIRED, recipient_id=claim.recipient_id,
-                    message_id=claim.message_id, owner=claim.previous_owner,
+                    events.LEASE_EXPIRED,
+                    recipient_id=claim.recipient_id,
+                    message_id=claim.message_id,
+                    owner=claim.previous_owner,
                 )
             groups[(claim.next_hop, claim.message_id)].append(claim)
         for (hop, _), claims in groups.items():
@@ -187,14 +189,15 @@ class QueueManager:
         try:
             attempts = await deliverer.deliver(
                 Transfer(
-                    next_hop=hop, message_id=message_id, envelope=envelope, content=content,
+                    next_hop=hop,
+                    message_id=message_id,
+                    envelope=envelope,
+                    content=content,
                     recipients=claims,
                 )
             )
         except Exception as exc:
-            events.emit(
-                events.UNEXPECTED_ERROR, component=f"{transport} delivery", error=repr(exc)
-            )
+            events.emit(events.UNEXPECTED_ERROR, component=f"{transport} delivery", error=repr(exc))
             return [_deferred(c, "4.3.0 internal error in the delivery agent") for c in claims]
         asked = {c.recipient_id for c in claims}
         attempts = [a for a in attempts if a.recipient_id in asked]
@@ -212,12 +215,16 @@ class QueueManager:
         if attempt.result is Result.DELIVERED:
             self.counters["delivered"] += 1
             events.emit(
-                events.DELIVERED, message_id=claim.message_id, recipient=claim.address,
+                events.DELIVERED,
+                message_id=claim.message_id,
+                recipient=claim.address,
                 next_hop=hop,
             )
             report = ReportOwed.DELIVERY if _wants_report(claim.envelope, recipient, True) else None
             return Outcome(
-                recipient_id=claim.recipient_id, result=Result.DELIVERED, detail=attempt.detail,
+                recipient_id=claim.recipient_id,
+                result=Result.DELIVERED,
+                detail=attempt.detail,
                 report=report,
             )
         if attempt.result is Result.DEFERRED and now < claim.expires_at:
@@ -226,24 +233,36 @@ class QueueManager:
                 self.policy.next_attempt(now=now, received_at=claim.received_at), claim.expires_at
             )
             events.emit(
-                events.RECIPIENT_DEFERRED, message_id=claim.message_id, recipient=claim.address,
-                next_attempt=_iso(next_attempt), attempts=claim.attempts + 1, error=attempt.detail,
+                events.RECIPIENT_DEFERRED,
+                message_id=claim.message_id,
+                recipient=claim.address,
+                next_attempt=_iso(next_attempt),
+                attempts=claim.attempts + 1,
+                error=attempt.detail,
             )
             return Outcome(
-                recipient_id=claim.recipient_id, result=Result.DEFERRED, detail=attempt.detail,
+                recipient_id=claim.recipient_id,
+                result=Result.DEFERRED,
+                detail=attempt.detail,
                 next_attempt=next_attempt,
             )
         self.counters["failed"] += 1
         if attempt.result is Result.DEFERRED:
             detail = f"4.4.7 expired in the queue; last error: {attempt.detail}"
             events.emit(
-                events.RECIPIENT_EXPIRED, message_id=claim.message_id, recipient=claim.address,
-                attempts=claim.attempts, error=attempt.detail, next_hop=hop,
+                events.RECIPIENT_EXPIRED,
+                message_id=claim.message_id,
+                recipient=claim.address,
+                attempts=claim.attempts,
+                error=attempt.detail,
+                next_hop=hop,
             )
         else:
             detail = attempt.detail
             events.emit(
-                events.RECIPIENT_FAILED, message_id=claim.message_id, recipient=claim.address,
+                events.RECIPIENT_FAILED,
+                message_id=claim.message_id,
+                recipient=claim.address,
                 error=detail,
             )
         wanted = _wants_report(claim.envelope, recipient, False)

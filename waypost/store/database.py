@@ -115,8 +115,14 @@ class Database:
         cur = self.conn.execute(
             "INSERT INTO messages (mts_id, originator, envelope, size, received_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (envelope.mts_id, envelope.originator, encode_envelope(envelope), len(content), now,
-             now + lifetime),
+            (
+                envelope.mts_id,
+                envelope.originator,
+                encode_envelope(envelope),
+                len(content),
+                now,
+                now + lifetime,
+            ),
         )
         message_id = cur.lastrowid
         assert message_id is not None
@@ -168,10 +174,19 @@ class Database:
             state = row[5]
             claims.append(
                 Claim(
-                    recipient_id=rid, message_id=mid, rcpt_index=row[2], address=row[3],
-                    next_hop=row[4], attempts=row[7], received_at=row[15], expires_at=row[16],
-                    size=row[14], envelope=envelope, last_error=row[18],
-                    lease_was_expired=state == RecipientState.LEASED, previous_owner=row[9],
+                    recipient_id=rid,
+                    message_id=mid,
+                    rcpt_index=row[2],
+                    address=row[3],
+                    next_hop=row[4],
+                    attempts=row[7],
+                    received_at=row[15],
+                    expires_at=row[16],
+                    size=row[14],
+                    envelope=envelope,
+                    last_error=row[18],
+                    lease_was_expired=state == RecipientState.LEASED,
+                    previous_owner=row[9],
                 )
             )
             leases.append((now + lease_seconds, owner, now, rid))
@@ -197,9 +212,15 @@ class Database:
                 "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + 1, "
                 "last_error = ?, lease_owner = NULL, report = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'leased' AND lease_owner = ? RETURNING message_id",
-                (state, due, outcome.detail[:1000] or None,
-                 outcome.report.value if outcome.report else None, now,
-                 outcome.recipient_id, owner),
+                (
+                    state,
+                    due,
+                    outcome.detail[:1000] or None,
+                    outcome.report.value if outcome.report else None,
+                    now,
+                    outcome.recipient_id,
+                    owner,
+                ),
             )
             row = cur.fetchone()
             if row is not None:
