@@ -67,8 +67,13 @@ def build_database(
 
 @contextmanager
 def raw(path: str | os.PathLike[str]) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection in autocommit mode, behind Waypost's back."""
+    """A plain sqlite3 connection in autocommit mode, behind Waypost's back.
+
+    Text that is not UTF-8 (see `garble_text`) reads back with lone surrogates
+    instead of raising.
+    """
     conn = sqlite3.connect(os.fspath(path), isolation_level=None)
+    conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
         yield conn
     finally:
@@ -131,6 +136,18 @@ def set_bogus_state(path: str | os.PathLike[str], recipient_id: int, state: str 
     """Give the recipient a state that is not one of Waypost's."""
     with raw(path) as conn:
         conn.execute("UPDATE recipients SET state = ? WHERE id = ?", (state, recipient_id))
+    return recipient_id
+
+
+def garble_text(path: str | os.PathLike[str], recipient_id: int, column: str = "next_hop") -> int:
+    """Store bytes that are not UTF-8 as the recipient's text `column` (a flipped high bit)."""
+    if column not in ("address", "next_hop", "state", "report", "lease_owner"):
+        raise ValueError(f"{column!r} is not a text column of recipients")
+    with raw(path) as conn:
+        conn.execute(
+            f"UPDATE recipients SET {column} = CAST(X'686f70ff2e74657374' AS TEXT) WHERE id = ?",
+            (recipient_id,),
+        )
     return recipient_id
 
 
@@ -281,17 +298,3 @@ def file_bytes(path: str | os.PathLike[str]) -> bytes:
     """The database file's bytes, to show that something did not write to it."""
     with open(path, "rb") as f:
         return f.read()
-
-
-def garble_text(
-    path: str | os.PathLike[str], recipient_id: int, column: str = "next_hop"
-) -> int:
-    """Store bytes that are not UTF-8 as the recipient's text `column` (a flipped high bit)."""
-    if column not in ("address", "next_hop", "state", "report", "lease_owner"):
-        raise ValueError(f"{column!r} is not a text column of recipients")
-    with raw(path) as conn:
-        conn.execute(
-            f"UPDATE recipients SET {column} = CAST(X'686f70ff2e74657374' AS TEXT) WHERE id = ?",
-            (recipient_id,),
-        )
-    return recipient_id

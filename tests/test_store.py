@@ -242,3 +242,11 @@ async def test_deferred_delivery_time_is_respected(db_path: str) -> None:
     await clock.advance(600)
     assert len((await store.claim(owner="w", limit=10, lease_seconds=60)).claims) == 1
     await store.close()
+
+
+async def test_database_files_are_owner_only(db_path: str) -> None:
+    store = await open_store(db_path)
+    await store.enqueue(new_message())
+    for suffix in ("", "-wal", "-shm"):
+        assert Path(db_path + suffix).stat().st_mode & 0o777 == 0o600, suffix
+    await store.close()

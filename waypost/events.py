@@ -83,104 +83,158 @@ S, C = Severity, Category
 
 # 1000-1099 system
 SERVICE_STARTED = _define(
-    1000, "service-started", S.INFO, C.SYSTEM,
+    1000,
+    "service-started",
+    S.INFO,
+    C.SYSTEM,
     "Waypost {version} started; data directory {data_dir}",
     "None.",
 )
 SERVICE_STOPPED = _define(
-    1001, "service-stopped", S.INFO, C.SYSTEM,
+    1001,
+    "service-stopped",
+    S.INFO,
+    C.SYSTEM,
     "Waypost stopped cleanly",
     "None.",
 )
 UNCLEAN_STOP_DETECTED = _define(
-    1002, "unclean-stop-detected", S.WARNING, C.SYSTEM,
+    1002,
+    "unclean-stop-detected",
+    S.WARNING,
+    C.SYSTEM,
     "The previous run (pid {pid}) did not stop cleanly; checking the MTA database",
     "None: the check runs by itself. Find out why the process stopped (kill, crash, power).",
 )
 UNEXPECTED_ERROR = _define(
-    1003, "unexpected-error", S.ERROR, C.SYSTEM,
+    1003,
+    "unexpected-error",
+    S.ERROR,
+    C.SYSTEM,
     "Unexpected error in {component}: {error}; the component carries on",
     "Report this as a bug with the log lines around it.",
 )
 ALREADY_RUNNING = _define(
-    1004, "already-running", S.ERROR, C.SYSTEM,
+    1004,
+    "already-running",
+    S.ERROR,
+    C.SYSTEM,
     "Another Waypost (pid {pid}) is already using data directory {data_dir}",
     "Stop the other instance, or give this one another data directory.",
 )
 
 # 1100-1199 configuration
 CONFIG_INVALID = _define(
-    1100, "config-invalid", S.ERROR, C.CONFIG,
+    1100,
+    "config-invalid",
+    S.ERROR,
+    C.CONFIG,
     "Configuration {path}: {key}: {reason}",
     "Correct the named key; `waypost config check FILE` checks a file without starting.",
 )
 CONFIG_LOADED = _define(
-    1101, "config-loaded", S.INFO, C.CONFIG,
+    1101,
+    "config-loaded",
+    S.INFO,
+    C.CONFIG,
     "Configuration loaded from {source}",
     "None.",
 )
 
 # 1200-1299 store (the MTA database)
 STORE_OPENED = _define(
-    1200, "store-opened", S.INFO, C.STORE,
+    1200,
+    "store-opened",
+    S.INFO,
+    C.STORE,
     "MTA database {path} opened ({messages} messages, {recipients} recipients queued)",
     "None.",
 )
 OBJECT_QUARANTINED = _define(
-    1201, "object-quarantined", S.ERROR, C.STORE,
+    1201,
+    "object-quarantined",
+    S.ERROR,
+    C.STORE,
     "Bad {kind} {object_id} moved to quarantine: {reason}",
     "The MTA carries on. Inspect the object with `waypost queue show`; "
     "run `waypost check -v` to look for others.",
 )
 STORE_WRITE_FAILED = _define(
-    1202, "store-write-failed", S.ERROR, C.STORE,
+    1202,
+    "store-write-failed",
+    S.ERROR,
+    C.STORE,
     "Writing to the MTA database failed: {error}; {count} operations answered with a "
     "temporary error",
     "Check free disk space and the file system; nothing acknowledged was lost.",
 )
 STORE_CORRUPT = _define(
-    1203, "store-corrupt", S.CRITICAL, C.STORE,
+    1203,
+    "store-corrupt",
+    S.CRITICAL,
+    C.STORE,
     "MTA database {path} is damaged: {reason}",
     "Stop Waypost and follow the recovery procedure in docs/operations.md "
     "(`waypost check --repair`, or restore from the SQLite backup).",
 )
 LEASE_EXPIRED = _define(
-    1204, "lease-expired", S.WARNING, C.STORE,
+    1204,
+    "lease-expired",
+    S.WARNING,
+    C.STORE,
     "Recipient {recipient_id} of message {message_id} was leased by {owner} whose lease "
     "expired; it is queued again",
     "None: work held by a stopped worker comes back by itself.",
 )
 STORE_OPEN_FAILED = _define(
-    1205, "store-open-failed", S.CRITICAL, C.STORE,
+    1205,
+    "store-open-failed",
+    S.CRITICAL,
+    C.STORE,
     "Cannot open the MTA database {path}: {reason}",
     "Check the data directory's path, permissions and free space.",
 )
 
 # 1300-1399 checker
 CHECK_STARTED = _define(
-    1300, "check-started", S.INFO, C.CHECK,
+    1300,
+    "check-started",
+    S.INFO,
+    C.CHECK,
     "Checking MTA database {path}",
     "None.",
 )
 CHECK_FINISHED = _define(
-    1301, "check-finished", S.INFO, C.CHECK,
+    1301,
+    "check-finished",
+    S.INFO,
+    C.CHECK,
     "Check of {path} finished: {objects} objects, {problems} problems, {repaired} quarantined",
     "If problems remain, run `waypost check --repair`.",
 )
 CHECK_PROBLEM = _define(
-    1302, "check-problem", S.WARNING, C.CHECK,
+    1302,
+    "check-problem",
+    S.WARNING,
+    C.CHECK,
     "{kind} {object_id}: {reason}",
     "Run `waypost check --repair` to move the object to quarantine.",
 )
 CHECK_REPAIRED = _define(
-    1303, "check-repaired", S.WARNING, C.CHECK,
+    1303,
+    "check-repaired",
+    S.WARNING,
+    C.CHECK,
     "Repair of {path} committed in one transaction: problems repaired {repaired} "
     "(moved to quarantine {quarantined}, stale leases queued again {requeued}, "
     "schema repairs {schema})",
     "Inspect the quarantined objects with `waypost queue show`; find out what damaged them.",
 )
 CHECK_REPAIR_FAILED = _define(
-    1304, "check-repair-failed", S.ERROR, C.CHECK,
+    1304,
+    "check-repair-failed",
+    S.ERROR,
+    C.CHECK,
     "Repair of {path} failed and was rolled back, nothing was changed: {error}",
     "Make sure Waypost is stopped, the file is writable and the disk has free space; "
     "then run `waypost check --repair` again.",
@@ -188,48 +242,72 @@ CHECK_REPAIR_FAILED = _define(
 
 # 1400-1499 queue manager
 RECIPIENT_DEFERRED = _define(
-    1400, "recipient-deferred", S.INFO, C.QUEUE,
+    1400,
+    "recipient-deferred",
+    S.INFO,
+    C.QUEUE,
     "Message {message_id} to {recipient}: deferred until {next_attempt} (attempt {attempts}): "
     "{error}",
     "None if it is rare; many for one next hop suggest that hop is down.",
 )
 RECIPIENT_EXPIRED = _define(
-    1401, "recipient-expired", S.WARNING, C.QUEUE,
+    1401,
+    "recipient-expired",
+    S.WARNING,
+    C.QUEUE,
     "Message {message_id} to {recipient} expired after {attempts} attempts; a report is owed. "
     "Last error: {error}",
     "Find out why the next hop {next_hop} did not accept it.",
 )
 RECIPIENT_FAILED = _define(
-    1402, "recipient-failed", S.WARNING, C.QUEUE,
+    1402,
+    "recipient-failed",
+    S.WARNING,
+    C.QUEUE,
     "Message {message_id} to {recipient} failed permanently: {error}",
     "None: a non-delivery report is owed to the originator.",
 )
 QUEUE_ADMIN = _define(
-    1403, "queue-admin", S.INFO, C.QUEUE,
+    1403,
+    "queue-admin",
+    S.INFO,
+    C.QUEUE,
     "Operator {action} on {count} recipients of {target}",
     "None.",
 )
 NO_ROUTE = _define(
-    1404, "no-route", S.WARNING, C.ROUTING,
+    1404,
+    "no-route",
+    S.WARNING,
+    C.ROUTING,
     "No route for {recipient}",
     "Add a route entry or local domain for it; `waypost route ADDRESS` explains the decision.",
 )
 
 # 1500-1599 delivery
 DELIVERED = _define(
-    1500, "delivered", S.INFO, C.DELIVERY,
+    1500,
+    "delivered",
+    S.INFO,
+    C.DELIVERY,
     "Message {message_id} delivered to {recipient} via {next_hop}",
     "None.",
 )
 LOCAL_DELIVERY_FAILED = _define(
-    1501, "local-delivery-failed", S.WARNING, C.DELIVERY,
+    1501,
+    "local-delivery-failed",
+    S.WARNING,
+    C.DELIVERY,
     "Local delivery of message {message_id} to {recipient} failed: {error}",
     "Check the Maildir's path, permissions and free space.",
 )
 
 # 1600-1699 interface (listeners; the transports add theirs here)
 ACCEPT_FAILED = _define(
-    1600, "accept-failed", S.ERROR, C.INTERFACE,
+    1600,
+    "accept-failed",
+    S.ERROR,
+    C.INTERFACE,
     "accept() on {listener} failed: {error}; retrying in {delay}s",
     "Raise the file-descriptor limit or lower connection limits; the listener keeps serving.",
 )

@@ -149,7 +149,8 @@ def decode_envelope(data: bytes) -> Envelope:
     """Decode and validate; raises EnvelopeError naming what is wrong."""
     try:
         envelope = _DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        # ValueError covers UnicodeDecodeError: a damaged string inside the envelope.
         raise EnvelopeError(f"envelope does not decode: {exc}") from None
     validate_envelope(envelope)
     return envelope

@@ -24,6 +24,7 @@ Exit codes of `waypost check` (`CheckReport.exit_code`):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import os
@@ -31,7 +32,7 @@ import re
 import shlex
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +40,7 @@ from waypost import events
 from waypost.message import Envelope
 from waypost.store import quarantine
 from waypost.store.base import MessageState, RecipientState
-from waypost.store.schema import INDEXES, SCHEMA_VERSION, connect, create
+from waypost.store.schema import INDEXES, SCHEMA_VERSION, connect, create, tolerant_text
 from waypost.store.validate import check_message_row, check_recipient_row
 
 EXIT_CLEAN = 0
@@ -51,10 +52,15 @@ RECOVERY_PROCEDURE = """\
 Waypost cannot use this file, and `waypost check --repair` does not rewrite a file
 damaged below the row level (that could make it worse). To recover:
   1. Keep Waypost stopped. Copy {path} aside, with its -wal and -shm files if they exist.
-  2. Restore the MTA database from a backup, or salvage what SQLite can still read:
+  2. Restore the MTA database from a backup, or salvage what SQLite can still read
+     into a new file (one that does not exist yet):
        sqlite3 {path} .recover | sqlite3 {new}
-  3. Run `waypost check --repair` on the new file ({new}); when it checks clean,
-     put it in place of {path} and start Waypost."""
+     If that sqlite3 has no working .recover ("SQL logic error"), .dump saves the rows
+     it can read before the damage:
+       sqlite3 {path} .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 {new}
+  3. Run `waypost check --repair --db {new}`: it moves what the damage broke to
+     quarantine. When it checks clean, delete {path}-wal and {path}-shm (they belong
+     to the damaged file), put {new} in place of {path}, and start Waypost."""
 
 # Tables whose loss loses queued mail: no repair can bring them back.
 _DATA_TABLES = ("messages", "content", "recipients")
@@ -69,6 +75,9 @@ _LEASED = RecipientState.LEASED.value
 _INDEX_ONLY = re.compile(
     r"(?:row \d+ missing from index|wrong # of entries in index|non-unique entry in index) (\S+)"
 )
+
+# The index SQLite keeps for meta's primary key: REINDEX rebuilds it like ours.
+_META_KEY_INDEX = re.compile(r"sqlite_autoindex_meta_\d+")
 
 _MESSAGE_SQL = """
 SELECT m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state,
@@ -348,14 +357,13 @@ def _report(path: str, structure: _Structure, scan: _Scanner) -> CheckReport:
     )
 
 
-def _repair(
-    path: str, damaged: frozenset[str], now: float, notices: list[_Notice]
-) -> CheckReport:
+def _repair(path: str, damaged: frozenset[str], now: float, notices: list[_Notice]) -> CheckReport:
     """Check again under the write lock and repair what is found, in one transaction."""
 
-    def failed(exc: sqlite3.Error) -> CheckReport:
+    def failed(exc: Exception) -> CheckReport:
         report = _check(path, repair=False, now=now, notices=notices)
-        return replace(report, repair_requested=True, repair_error=_describe(exc))
+        error = _describe(exc) if isinstance(exc, sqlite3.Error) else f"{type(exc).__name__}: {exc}"
+        return replace(report, repair_requested=True, repair_error=error)
 
     try:
         conn = connect(path)
@@ -377,10 +385,12 @@ def _repair(
             done.extend(_repair_row(conn, problem, now))
         conn.execute("COMMIT")
     except _FatalError as exc:
-        conn.rollback()
+        _rollback(conn)
         return CheckReport(path=path, fatal=exc.reason, fatal_kind=exc.kind, repair_requested=True)
-    except sqlite3.Error as exc:
-        conn.rollback()
+    except Exception as exc:
+        # Whatever fails, the one transaction is undone: the repair is all or nothing.
+        _rollback(conn)
+        conn.close()
         return failed(exc)
     finally:
         conn.close()
@@ -395,6 +405,12 @@ def _repair(
         repaired=len(report.problems),
         after=_check(path, repair=False, now=now, notices=notices),
     )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def _repair_schema(conn: sqlite3.Connection, problem: Problem) -> None:
@@ -494,7 +510,9 @@ def _integrity(conn: sqlite3.Connection) -> frozenset[str]:
     other: list[str] = []
     for line in lines:
         match = _INDEX_ONLY.fullmatch(line.strip())
-        if match is not None and match.group(1) in INDEXES:
+        if match is not None and (
+            match.group(1) in INDEXES or _META_KEY_INDEX.fullmatch(match.group(1))
+        ):
             damaged.add(match.group(1))
         else:
             other.append(line.strip())
@@ -548,8 +566,10 @@ def _structure(conn: sqlite3.Connection, damaged: frozenset[str]) -> _Structure:
     indexes = {name for kind, name in objects if kind == "index"}
     ours = [t for t in (*_DATA_TABLES, *_SIDE_TABLES) if t in tables]
     if not ours:
-        raise _FatalError(FatalKind.NOT_WAYPOST, "it has none of Waypost's tables: it is not a "
-                     "Waypost MTA database")
+        raise _FatalError(
+            FatalKind.NOT_WAYPOST,
+            "it has none of Waypost's tables: it is not a Waypost MTA database",
+        )
     lost = [t for t in _DATA_TABLES if t not in tables]
     if lost:
         raise _FatalError(
@@ -560,38 +580,46 @@ def _structure(conn: sqlite3.Connection, damaged: frozenset[str]) -> _Structure:
         have = {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
         missing = sorted(reference.columns[table] - have)
         if missing:
-            raise _FatalError(
-                FatalKind.SCHEMA, f"table {table} lacks column {', '.join(missing)}"
-            )
+            raise _FatalError(FatalKind.SCHEMA, f"table {table} lacks column {', '.join(missing)}")
     problems: list[Problem] = []
     for table in _SIDE_TABLES:
         if table not in tables:
             problems.append(
                 Problem(
-                    kind="table", object_id=table, reason="is missing",
+                    kind="table",
+                    object_id=table,
+                    reason="is missing",
                     action=Repair.CREATE_TABLE,
                 )
             )
     version: int | None = None
     row = (
-        conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        conn.execute(
+            # NOT INDEXED: the key's index may be the damaged one.
+            "SELECT CAST(value AS BLOB) FROM meta NOT INDEXED WHERE key = 'schema_version'"
+        ).fetchone()
         if "meta" in tables
         else None
     )
-    if row is None:
+    value = row[0] if row is not None and isinstance(row[0], bytes) else b""
+    text = value.decode("utf-8", "replace").strip()
+    if text == str(SCHEMA_VERSION):
+        version = SCHEMA_VERSION
+    elif text.isascii() and text.isdigit():
+        raise _FatalError(
+            FatalKind.VERSION,
+            f"schema version {text} is not one this Waypost knows (it knows "
+            f"{SCHEMA_VERSION}): another Waypost release wrote it",
+        )
+    else:
         problems.append(
             Problem(
-                kind="meta", object_id="schema_version", reason="is not recorded",
+                kind="meta",
+                object_id="schema_version",
+                reason="is not recorded" if row is None else f"is damaged ({value!r})",
                 action=Repair.SET_VERSION,
             )
         )
-    elif str(row[0]).strip() != str(SCHEMA_VERSION):
-        raise _FatalError(
-            FatalKind.VERSION,
-            f"schema version {row[0]!r} is not one this Waypost knows ({SCHEMA_VERSION})",
-        )
-    else:
-        version = SCHEMA_VERSION
     for name in INDEXES:
         if name not in indexes:
             problems.append(
@@ -599,15 +627,18 @@ def _structure(conn: sqlite3.Connection, damaged: frozenset[str]) -> _Structure:
                     kind="index", object_id=name, reason="is missing", action=Repair.CREATE_INDEX
                 )
             )
-        elif name in damaged:
-            problems.append(
-                Problem(
-                    kind="index", object_id=name,
-                    reason="disagrees with its table (SQLite's integrity check)",
-                    action=Repair.REINDEX,
-                )
-            )
-    return _Structure(version=version, problems=tuple(problems))
+    # Damaged indexes are rebuilt first, before anything writes through them.
+    rebuilt = [
+        Problem(
+            kind="index",
+            object_id=name,
+            reason="disagrees with its table (SQLite's integrity check)",
+            action=Repair.REINDEX,
+        )
+        for name in sorted(damaged)
+        if name in indexes
+    ]
+    return _Structure(version=version, problems=(*rebuilt, *problems))
 
 
 # -- the row-by-row scan ---------------------------------------------------------------------
@@ -658,7 +689,9 @@ class _Scanner:
         if row[5] == _QUARANTINED:
             self.quarantined_recipients += 1
         return self._problem(
-            "recipient", row[0], f"its message {row[1]!r} does not exist",
+            "recipient",
+            row[0],
+            f"its message {row[1]!r} does not exist",
             Repair.REMOVE_RECIPIENT,
         )
 
@@ -690,7 +723,7 @@ class _Scanner:
             else:
                 why = _bad_text(m, _MESSAGE_TEXT) if self.tolerant else None
                 if why is None:
-                    envelope, why = check_message_row(m[:8])
+                    envelope, why = _check_message(m)
                 if why is None:
                     why = _content_problem(m[8] is not None, m[9], m[10], m[4])
                 if why is not None:
@@ -747,27 +780,29 @@ class _Scanner:
             return "quarantined"
         if message_state == _QUARANTINED:
             return self._problem(
-                "recipient", rid, f"is {state!r} but its message {mid} is quarantined",
+                "recipient",
+                rid,
+                f"is {state!r} but its message {mid} is quarantined",
                 Repair.QUARANTINE_RECIPIENT,
             )
         if envelope is None:
             return f"goes with bad message {mid}"
-        why = (self.tolerant and _bad_text(r, _RECIPIENT_TEXT)) or check_recipient_row(
-            r[:9], envelope
-        )
+        why = (self.tolerant and _bad_text(r, _RECIPIENT_TEXT)) or _check_recipient(r, envelope)
         if why is not None:
             return self._problem("recipient", rid, why, Repair.QUARANTINE_RECIPIENT)
         index: int = r[2]
         first = seen.setdefault(index, rid)
         if first != rid:
             return self._problem(
-                "recipient", rid,
+                "recipient",
+                rid,
                 f"envelope recipient {index} already has recipient row {first}",
                 Repair.QUARANTINE_RECIPIENT,
             )
         if state == _LEASED:
             return self._problem(
-                "recipient", rid,
+                "recipient",
+                rid,
                 f"is leased by {r[9]!r}, a worker that no longer exists (the check runs offline)",
                 Repair.REQUEUE,
             )
@@ -777,7 +812,8 @@ class _Scanner:
         for message_id, length in self.conn.execute(_ORPHAN_CONTENT_SQL):
             self.content += 1
             status = self._problem(
-                "content", message_id,
+                "content",
+                message_id,
                 f"is orphaned: no message {message_id} ({_plural(length or 0, 'byte')})",
                 Repair.QUARANTINE_CONTENT,
             )
@@ -785,20 +821,23 @@ class _Scanner:
                 yield f"content {message_id} {status}"
 
 
-def _scan(conn: sqlite3.Connection, *, unindexed: bool) -> _Scanner:
-    """Scan with SQLite's fast text decoding; if some text is not UTF-8, scan again tolerantly.
-
-    (Python's sqlite3 raises on such a row and cannot go on with the query, and
-    the tolerant decoding costs a fifth of the speed, so it is only used when needed.)
-    """
-    scan = _Scanner(conn, listing=False, unindexed=unindexed, tolerant=False)
+def _check_message(row: Sequence[Any]) -> tuple[Envelope | None, str | None]:
+    # One bad object must never stop the check, whatever a validator lets escape.
     try:
-        for _ in scan.run():
-            pass
-        return scan
-    except sqlite3.OperationalError as exc:
-        if "decode" not in str(exc):
-            raise
+        return check_message_row(row[:8])
+    except Exception as exc:
+        return None, f"envelope does not decode: {type(exc).__name__}: {exc}"
+
+
+def _check_recipient(row: Sequence[Any], envelope: Envelope) -> str | None:
+    try:
+        return check_recipient_row(row[:9], envelope)
+    except Exception as exc:
+        return f"recipient does not validate: {type(exc).__name__}: {exc}"
+
+
+def _scan(conn: sqlite3.Connection, *, unindexed: bool) -> _Scanner:
+    """Scan every row; text that is not UTF-8 is a problem of its row, not an exception."""
     conn.text_factory = tolerant_text
     scan = _Scanner(conn, listing=False, unindexed=unindexed, tolerant=True)
     for _ in scan.run():
@@ -808,14 +847,7 @@ def _scan(conn: sqlite3.Connection, *, unindexed: bool) -> _Scanner:
 
 # Text columns of a message row and of a recipient row (as the scan selects them).
 _MESSAGE_TEXT = ((1, "mts_id"), (2, "originator"), (7, "state"))
-_RECIPIENT_TEXT = (
-    (3, "address"), (4, "next_hop"), (5, "state"), (8, "report"), (9, "lease_owner")
-)
-
-
-def tolerant_text(data: bytes) -> str:
-    """SQLite text as str; bytes that are not UTF-8 become lone surrogates, not an exception."""
-    return data.decode("utf-8", "surrogateescape")
+_RECIPIENT_TEXT = ((3, "address"), (4, "next_hop"), (5, "state"), (8, "report"), (9, "lease_owner"))
 
 
 def _bad_text(row: Sequence[Any], columns: tuple[tuple[int, str], ...]) -> str | None:
@@ -835,9 +867,11 @@ def _content_problem(exists: bool, kind: object, length: object, size: object) -
     if kind != "blob":
         return f"its content is {kind}, not a blob"
     if length != size:
-        short = "truncated" if isinstance(length, int) and isinstance(size, int) and (
-            length < size
-        ) else "wrong length"
+        short = (
+            "truncated"
+            if isinstance(length, int) and isinstance(size, int) and (length < size)
+            else "wrong length"
+        )
         return f"its content is {_plural(_int(length), 'byte')}, {size!r} were stored ({short})"
     return None
 
@@ -857,7 +891,7 @@ def _plural(n: int, word: str, words: str | None = None) -> str:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def list_objects(path: str, *, unindexed: bool = False) -> Iterator[str]:
+def list_objects(path: str, *, unindexed: bool = False) -> Generator[str, None, None]:
     """Every object in the database, one line each, streamed from a read-only connection."""
     try:
         conn = connect(path, readonly=True)
@@ -892,7 +926,7 @@ _FATAL_HINT: dict[FatalKind, str] = {
 }
 
 
-def render_lines(report: CheckReport, verbose: bool = False) -> Iterator[str]:
+def render_lines(report: CheckReport, verbose: bool = False) -> Generator[str, None, None]:
     """The report as readable lines, like mtacheck's; `verbose` adds every object, streamed."""
     yield f"Waypost check of {report.path}"
     if report.fatal is not None:
@@ -908,7 +942,8 @@ def render_lines(report: CheckReport, verbose: bool = False) -> Iterator[str]:
     yield "SQLite integrity: " + (
         "ok"
         if not indexes
-        else "ok but for index " + ", ".join(str(p.object_id) for p in indexes)
+        else "ok but for index "
+        + ", ".join(str(p.object_id) for p in indexes)
         + " (disagrees with its table)"
     )
     schema = [p for p in report.problems if p.action in _SCHEMA_REPAIRS]
@@ -920,9 +955,7 @@ def render_lines(report: CheckReport, verbose: bool = False) -> Iterator[str]:
         yield "Objects (after repair):" if after is not None else "Objects:"
         yield from (
             f"  {line}"
-            for line in list_objects(
-                report.path, unindexed=bool(indexes) and report.after is None
-            )
+            for line in list_objects(report.path, unindexed=bool(indexes) and report.after is None)
         )
     yield from _sections(report)
     if report.problems:
@@ -970,8 +1003,7 @@ _RESULT = {
 def _sections(report: CheckReport) -> Iterator[str]:
     def bad(kind: str, *, leases: bool = False) -> int:
         return sum(
-            1 for p in report.problems
-            if p.kind == kind and (p.action is Repair.REQUEUE) == leases
+            1 for p in report.problems if p.kind == kind and (p.action is Repair.REQUEUE) == leases
         )
 
     yield (

@@ -16,6 +16,7 @@ from waypost.store import quarantine
 from waypost.store.base import (
     Claim,
     ClaimBatch,
+    MessageState,
     NewMessage,
     Outcome,
     Quarantined,
@@ -154,6 +155,11 @@ class Database:
             if row[10] is None:
                 reason = f"its message {mid!r} does not exist"
                 quarantine.quarantine_recipient(self.conn, rid, reason, now, remove=True)
+                bad.append(Quarantined(kind="recipient", object_id=rid, reason=reason))
+                continue
+            if row[17] == MessageState.QUARANTINED:
+                reason = f"its message {mid} is quarantined"
+                quarantine.quarantine_recipient(self.conn, rid, reason, now)
                 bad.append(Quarantined(kind="recipient", object_id=rid, reason=reason))
                 continue
             if mid not in envelopes:

@@ -81,11 +81,11 @@ def quarantine_message(conn: sqlite3.Connection, message_id: int, reason: str, n
 def quarantine_content(conn: sqlite3.Connection, message_id: int, reason: str, now: float) -> bool:
     """Move content that belongs to no message out of the content table."""
     row = conn.execute(
-        "SELECT message_id, data FROM content WHERE message_id = ?", (message_id,)
+        "SELECT message_id, CAST(data AS BLOB) FROM content WHERE message_id = ?", (message_id,)
     ).fetchone()
     if row is None:
         return False
-    data = row[1] if isinstance(row[1], bytes) else str(row[1]).encode()
+    data = row[1] if isinstance(row[1], bytes) else None
     _record(conn, "content", message_id, reason, json.dumps({"message_id": message_id}), data, now)
     conn.execute("DELETE FROM content WHERE message_id = ?", (message_id,))
     return True

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     mts_id      TEXT NOT NULL,
     originator  TEXT NOT NULL,
     envelope    BLOB NOT NULL,
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS content (
     data       BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS recipients (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id  INTEGER NOT NULL,
     rcpt_index  INTEGER NOT NULL,
     address     TEXT NOT NULL,
@@ -63,6 +63,24 @@ CREATE TABLE IF NOT EXISTS quarantine (
 INDEXES = ("recipients_due", "recipients_message", "recipients_report")
 
 
+def tolerant_text(data: bytes) -> str:
+    """SQLite text as str; bytes that are not UTF-8 become lone surrogates, not an exception."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def is_valid_text(value: object) -> bool:
+    """A str that holds no lone surrogate (so it came from valid UTF-8)."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
     if readonly:
@@ -70,11 +88,17 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
             f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
     else:
-        # Create the file owner-only: SQLite gives its -wal and -shm files the
-        # same mode, and the queue holds other people's mail.
-        if path != ":memory:":
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        is_new = path != ":memory:" and not os.path.exists(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if is_new:
+            # Owner-only: SQLite gives its -wal and -shm files the same mode, and
+            # the queue holds other people's mail. chmod, never open()/close():
+            # closing any descriptor of the file drops this process's POSIX locks
+            # on it, which SQLite's other connections rely on.
+            os.chmod(path, 0o600)
+    # Text that is not UTF-8 (a damaged row) must not make a fetch raise for the
+    # whole batch: decode it with surrogates, which validation then refuses.
+    conn.text_factory = tolerant_text
     conn.execute("PRAGMA busy_timeout = 10000")
     if not readonly:
         # FULL, not NORMAL: in WAL mode NORMAL may roll back a commit after a

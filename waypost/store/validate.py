@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from waypost.message import Envelope, EnvelopeError, decode_envelope
 from waypost.store.base import MESSAGE_STATES, RECIPIENT_STATES, TIMED_STATES, ReportOwed
+from waypost.store.schema import is_valid_text
 
 _REPORTS = frozenset(r.value for r in ReportOwed)
 
@@ -35,6 +36,8 @@ def check_message_row(row: Sequence[object]) -> tuple[Envelope | None, str | Non
     """Validate a `messages` row (id, mts_id, originator, envelope, size, received_at,
     expires_at, state); returns the decoded envelope, or the reason it is bad."""
     _id, mts_id, originator, blob, size, received_at, expires_at, state = row
+    if not (is_valid_text(mts_id) and is_valid_text(originator)):
+        return None, "MTS identifier or originator is not valid UTF-8 text"
     if state not in MESSAGE_STATES:
         return None, f"message state {state!r} is not one of {sorted(MESSAGE_STATES)}"
     if not isinstance(blob, bytes):
@@ -67,8 +70,8 @@ def check_recipient_row(row: Sequence[object], envelope: Envelope) -> str | None
         )
     if envelope.recipients[rcpt_index].address != address:
         return f"address {address!r} differs from envelope recipient {rcpt_index}"
-    if not isinstance(next_hop, str) or not next_hop:
-        return "next hop is empty"
+    if not is_valid_text(next_hop) or not next_hop:
+        return "next hop is empty or not valid UTF-8 text"
     if not isinstance(attempts, int) or attempts < 0:
         return f"attempt count {attempts!r} is out of range"
     if state in TIMED_STATES:
