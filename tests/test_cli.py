@@ -143,29 +143,14 @@ def test_submit_then_queue_commands(tmp_path: Path) -> None:
 
 def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    bad = waypost(
-        "submit",
-        "-c",
-        str(config),
-        "--from",
-        "a@b",
-        "--to",
-        "not an address",
-        stdin=MESSAGE,
-        cwd=tmp_path,
-    )
+
+    def submit_to(recipient: str) -> subprocess.CompletedProcess[str]:
+        args = ("submit", "-c", str(config), "--from", "a@b", "--to", recipient)
+        return waypost(*args, stdin=MESSAGE, cwd=tmp_path)
+
+    bad = submit_to("not an address")
     assert bad.returncode == 1 and "recipient 'not an address'" in bad.stderr
-    unroutable = waypost(
-        "submit",
-        "-c",
-        str(config),
-        "--from",
-        "a@b",
-        "--to",
-        "x@nowhere.example",
-        stdin=MESSAGE,
-        cwd=tmp_path,
-    )
+    unroutable = submit_to("x@nowhere.example")
     assert unroutable.returncode == 1 and "no route" in unroutable.stderr
     for r in (bad, unroutable):
         no_traceback(r)

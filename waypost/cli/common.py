@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
 from waypost.config import Config, load_config
+from waypost.store.validate import is_number
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,11 +37,6 @@ def load(args: argparse.Namespace) -> Config:
     if path is not None and not os.path.exists(path):
         raise CommandError(f"configuration file {path} does not exist", EXIT_CONFIG)
     return load_config(path)
-
-
-def is_number(value: object) -> bool:
-    """A real number, as a value read from a possibly damaged database must be checked."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_age(seconds: object) -> str:

@@ -18,7 +18,6 @@ from waypost.cli.common import (
     add_config_option,
     format_interval,
     format_time,
-    is_number,
     load,
 )
 from waypost.message import EnvelopeError, decode_envelope
@@ -26,6 +25,7 @@ from waypost.service import database_path
 from waypost.store import admin
 from waypost.store.base import StoreError
 from waypost.store.database import Database, translate
+from waypost.store.validate import is_number
 
 # qshape's age buckets, in minutes.
 SHAPE_BUCKETS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)

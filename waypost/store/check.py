@@ -41,7 +41,7 @@ from waypost.message import Envelope
 from waypost.store import quarantine
 from waypost.store.base import MessageState, RecipientState
 from waypost.store.schema import INDEXES, SCHEMA_VERSION, connect, create, tolerant_text
-from waypost.store.validate import check_message_row, check_recipient_row
+from waypost.store.validate import check_message_row, check_recipient_row, is_number
 
 EXIT_CLEAN = 0
 EXIT_PROBLEMS = 1
@@ -707,7 +707,7 @@ class _Scanner:
             # orders NULL first, then numbers, then text and blobs, after every id.)
             while r is not None:
                 rmid = r[1]
-                if rmid == mid or not (rmid is None or (_is_number(rmid) and rmid < mid)):
+                if rmid == mid or not (rmid is None or (is_number(rmid) and rmid < mid)):
                     break
                 status = self._orphan(r)
                 if listing:
@@ -874,10 +874,6 @@ def _content_problem(exists: bool, kind: object, length: object, size: object) -
         )
         return f"its content is {_plural(_int(length), 'byte')}, {size!r} were stored ({short})"
     return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float))
 
 
 def _int(value: object) -> int:

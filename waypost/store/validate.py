@@ -28,7 +28,8 @@ class BadObject:
     reason: str
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool): what a time or count read back must be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -44,7 +45,7 @@ def check_message_row(row: Sequence[object]) -> tuple[Envelope | None, str | Non
         return None, f"envelope is {type(blob).__name__}, not a blob"
     if not isinstance(size, int) or size < 0:
         return None, f"size {size!r} is out of range"
-    if not _is_number(received_at) or not _is_number(expires_at):
+    if not is_number(received_at) or not is_number(expires_at):
         return None, "arrival or expiry time is not a number"
     try:
         envelope = decode_envelope(blob)
@@ -75,7 +76,7 @@ def check_recipient_row(row: Sequence[object], envelope: Envelope) -> str | None
     if not isinstance(attempts, int) or attempts < 0:
         return f"attempt count {attempts!r} is out of range"
     if state in TIMED_STATES:
-        if not _is_number(due_at):
+        if not is_number(due_at):
             return f"a {state} recipient has no valid due time ({due_at!r})"
     elif due_at is not None:
         return f"a {state} recipient has a due time"
