@@ -1,0 +1,112 @@
+"""The listener survives accept() failures (EMFILE) and enforces its connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from waypost.net.listener import Admission, ConnectionLimits, Listener
+
+HERE = Path(__file__).parent
+
+
+def greeting(port: int, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        return sock.recv(100)
+
+
+def test_accept_emfile_is_an_event_and_the_listener_recovers() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "listener_server.py"), "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        assert greeting(port) == b"220 hello\r\n"
+        # Hold more connections than the server has file descriptors.
+        held = []
+        for _ in range(60):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1.0)
+        greeted = 0
+        for sock in held:
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(100).startswith(b"220"):
+                    greeted += 1
+            except TimeoutError:
+                pass
+        assert 10 < greeted < 60, greeted  # some were served, the rest wait in the backlog
+        # Connections already open keep working while accept() fails.
+        held[0].sendall(b"ping\r\n")
+        held[0].settimeout(5)
+        assert held[0].recv(100) == b"ping\r\n"
+        for sock in held:
+            sock.close()
+        # Once descriptors are free again, the listener serves new connections.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if greeting(port, timeout=1) == b"220 hello\r\n":
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "listener did not recover"
+        assert proc.poll() is None, "the server process died"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "1600 interface: accept() on test 127.0.0.1" in err and "EMFILE" in err
+    assert "Traceback" not in err
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self, admission: Admission, release: Callable[[], None]) -> None:
+        self.admission = admission
+        self.release = release
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"refused\r\n" if self.admission.refused else b"ok\r\n")
+        if self.admission.refused:
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
+
+
+async def test_connection_limits_total_and_per_client() -> None:
+    listener = Listener(
+        "limits",
+        [("127.0.0.1", 0)],
+        Recorder,
+        limits=ConnectionLimits(max_total=3, max_per_client=2),
+    )
+    await listener.start()
+    port = listener.bound[0][1]
+
+    async def connect(host: str = "127.0.0.1") -> tuple[bytes, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(host, port)
+        return await reader.readline(), writer
+
+    first, w1 = await connect()
+    second, w2 = await connect()
+    third, w3 = await connect()  # the third from one client: over the per-client limit
+    assert (first, second, third) == (b"ok\r\n", b"ok\r\n", b"refused\r\n")
+    w1.close()
+    await w1.wait_closed()
+    await asyncio.sleep(0.1)
+    fourth, w4 = await connect()  # a slot came free
+    assert fourth == b"ok\r\n"
+    assert listener.open_connections == 2
+    for w in (w2, w3, w4):
+        w.close()
+    await listener.close()

@@ -1,0 +1,1 @@
+"""Networking shared by the transports: listeners that survive accept() failures."""

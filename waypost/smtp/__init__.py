@@ -1,0 +1,1 @@
+"""SMTP: sans-I/O server and client protocols, their asyncio drivers, DSNs."""
