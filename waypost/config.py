@@ -95,9 +95,23 @@ def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
 
 
 class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """[smtp]: the SMTP server's listening addresses."""
+    """[smtp]: the SMTP server — where it listens, what it accepts, from whom it relays."""
 
     listen: tuple[str, ...] = ("127.0.0.1:2525",)
+    max_message_size: int = 35 * 1024 * 1024
+    max_recipients: int = 1000
+    max_errors: int = 20
+    max_commands_before_transaction: int = 100
+    max_connections: int = 1000
+    max_connections_per_client: int = 50
+    idle_timeout: float = 300.0
+    data_timeout: float = 600.0
+    max_hops: int = 50
+    relay_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    tls_cert: str = ""
+    tls_key: str = ""
+    auth_users: str = ""
+    min_free_space: int = 100 * 1024 * 1024
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:
@@ -409,6 +423,29 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
                 (f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')"),
             )
 
+    smtp = config.smtp
+    yield from _within("smtp.max_message_size", smtp.max_message_size, 1024, 2**40)
+    yield from _within("smtp.max_recipients", smtp.max_recipients, 1, 1_000_000)
+    yield from _within("smtp.max_errors", smtp.max_errors, 1, 100_000)
+    yield from _within(
+        "smtp.max_commands_before_transaction", smtp.max_commands_before_transaction, 1, 100_000
+    )
+    yield from _within("smtp.max_connections", smtp.max_connections, 1, 1_000_000)
+    yield from _within(
+        "smtp.max_connections_per_client", smtp.max_connections_per_client, 1, 1_000_000
+    )
+    yield from _positive("smtp.idle_timeout", smtp.idle_timeout)
+    yield from _positive("smtp.data_timeout", smtp.data_timeout)
+    yield from _within("smtp.max_hops", smtp.max_hops, 1, 1000)
+    yield from _within("smtp.min_free_space", smtp.min_free_space, 0, 2**50)
+    for i, network in enumerate(smtp.relay_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            yield f"smtp.relay_networks[{i}]", str(exc)
+    if bool(smtp.tls_cert) != bool(smtp.tls_key):
+        yield "smtp.tls_cert", "tls_cert and tls_key go together: give both or neither"
+
     for section in ("smtp", "x400"):
         listen: tuple[str, ...] = getattr(config, section).listen
         for i, text in enumerate(listen):
@@ -453,6 +490,12 @@ def _normalise(config: Config, base: str) -> Config:
             json_file=under_data_dir(config.log.json_file) if config.log.json_file else "",
         ),
         store=replace(config.store, path=under_data_dir(config.store.path or "mta.db")),
+        smtp=replace(
+            config.smtp,
+            tls_cert=under_data_dir(config.smtp.tls_cert) if config.smtp.tls_cert else "",
+            tls_key=under_data_dir(config.smtp.tls_key) if config.smtp.tls_key else "",
+            auth_users=under_data_dir(config.smtp.auth_users) if config.smtp.auth_users else "",
+        ),
         local=replace(
             config.local,
             domains=tuple(parse_domain(d) for d in config.local.domains),

@@ -37,6 +37,7 @@ class Category(enum.StrEnum):
     DELIVERY = "delivery"
     ROUTING = "routing"
     INTERFACE = "interface"
+    SMTP = "smtp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -310,6 +311,92 @@ ACCEPT_FAILED = _define(
     C.INTERFACE,
     "accept() on {listener} failed: {error}; retrying in {delay}s",
     "Raise the file-descriptor limit or lower connection limits; the listener keeps serving.",
+)
+
+# 1700-1799 SMTP
+SMTP_ACCEPTED = _define(
+    1700,
+    "smtp-accepted",
+    S.INFO,
+    C.SMTP,
+    "Message {message_id} ({mts_id}) from {originator} accepted from {client}: "
+    "{recipients} recipients, {size} bytes",
+    "None.",
+)
+SMTP_RECIPIENT_REFUSED = _define(
+    1701,
+    "smtp-recipient-refused",
+    S.INFO,
+    C.SMTP,
+    "{client}: recipient {recipient} refused: {reply}",
+    "None if rare; many from one client suggest address harvesting or a misconfigured relay.",
+)
+SMTP_CONNECTION_REFUSED = _define(
+    1702,
+    "smtp-connection-refused",
+    S.WARNING,
+    C.SMTP,
+    "Connection from {client} refused: {reason}",
+    "Raise smtp.max_connections or smtp.max_connections_per_client if legitimate "
+    "clients hit the limit.",
+)
+SMTP_VIOLATION = _define(
+    1703,
+    "smtp-violation",
+    S.WARNING,
+    C.SMTP,
+    "{client}: {reason}",
+    "None: the session was answered or closed; look for a misbehaving or hostile client.",
+)
+SMTP_TIMEOUT = _define(
+    1704,
+    "smtp-timeout",
+    S.INFO,
+    C.SMTP,
+    "{client}: idle for too long; session closed with 421",
+    "None.",
+)
+SMTP_DISK_LOW = _define(
+    1705,
+    "smtp-disk-low",
+    S.WARNING,
+    C.SMTP,
+    "Free space on the file system of {path} is under {minimum} bytes: new mail refused "
+    "with 452 4.3.1",
+    "Free disk space; accepted mail is safe and is still delivered.",
+)
+SMTP_LOOP = _define(
+    1706,
+    "smtp-loop",
+    S.WARNING,
+    C.SMTP,
+    "{client}: message from {originator} has {hops} or more Received: fields (a mail "
+    "loop); refused with 554 5.4.6",
+    "Find the routing loop between this MTA and its neighbours.",
+)
+SMTP_STORE_FAILED = _define(
+    1707,
+    "smtp-store-failed",
+    S.ERROR,
+    C.SMTP,
+    "{client}: message could not be stored ({error}); answered 451 4.3.0",
+    "Check the MTA database's disk; the client will try again.",
+)
+SMTP_AUTH_FAILED = _define(
+    1708,
+    "smtp-auth-failed",
+    S.WARNING,
+    C.SMTP,
+    "{client}: AUTH {mechanism} failed for user {username}",
+    "None if rare; many suggest password guessing.",
+)
+SMTP_TLS_FAILED = _define(
+    1709,
+    "smtp-tls-failed",
+    S.WARNING,
+    C.SMTP,
+    "{client}: TLS handshake failed: {error}",
+    "Check smtp.tls_cert and smtp.tls_key if every client fails.",
 )
 
 del S, C

@@ -102,6 +102,9 @@ class Decision:
     next_hop: NextHop | None
     explanation: list[str]
     rule: str | None = None
+    # Chosen by the default route '*': the SMTP server relays such mail only
+    # for trusted clients, as it would for a domain it has no route for.
+    by_default: bool = False
 
 
 def parse_next_hop(text: str) -> NextHop:
@@ -312,7 +315,7 @@ class RoutingTable:
         if own_domain:
             hop = _own_domain(key)
         lines.append(f"chosen: {hop}{_note(hop, recipient_domain=own_domain)}")
-        return Decision(canonical, hop, lines, rule=winner.name)
+        return Decision(canonical, hop, lines, rule=winner.name, by_default=winner is self._default)
 
     def _route_oraddress(self, address: ORAddress) -> Decision:
         canonical = str(address)

@@ -23,12 +23,15 @@ from waypost.config import Config, build_routing_table
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.message import Message
+from waypost.net.listener import ConnectionLimits
 from waypost.queue.deliverer import Deliverer
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.submit import route_message
 from waypost.routing import RoutingTable
-from waypost.store.base import StoreCorruptError, StoreError
+from waypost.smtp.server import SmtpServer
+from waypost.smtp.setup import SmtpSetupError, smtp_server_config
+from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.sqlite import SQLiteStore
 
@@ -121,6 +124,7 @@ class Service:
         self.store = store
         self.routing = routing
         self.manager = manager
+        self.smtp: SmtpServer | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock: Clock | None = None) -> Service:
@@ -173,11 +177,29 @@ class Service:
 
     async def submit(self, message: Message) -> int:
         """Route and enqueue a message; returns its queue id once it is durable."""
-        message_id = await self.store.enqueue(route_message(message, self.routing))
+        return await self.enqueue(route_message(message, self.routing))
+
+    async def enqueue(self, new: NewMessage) -> int:
+        """Enqueue an already routed message; returns its queue id once it is durable."""
+        message_id = await self.store.enqueue(new)
         self.manager.wake()
         return message_id
 
+    async def start_listeners(self) -> None:
+        smtp = self.config.smtp
+        if smtp.listen:
+            self.smtp = SmtpServer(
+                smtp_server_config(self.config, self.routing, self.enqueue),
+                list(smtp.addresses),
+                ConnectionLimits(
+                    max_total=smtp.max_connections, max_per_client=smtp.max_connections_per_client
+                ),
+            )
+            await self.smtp.start()
+
     async def stop(self) -> None:
+        if self.smtp is not None:
+            await self.smtp.close()
         await self.manager.stop()
         await self.store.close()
 
@@ -189,6 +211,11 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     if lock.previous_pid is not None:
         check_after_unclean_stop(database_path(config), lock.previous_pid)
     service = await Service.start(config)
+    try:
+        await service.start_listeners()
+    except (OSError, SmtpSetupError) as exc:
+        await service.stop()
+        raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
     events.emit(events.SERVICE_STARTED, version=__version__, data_dir=data_dir)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

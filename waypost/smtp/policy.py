@@ -1,0 +1,94 @@
+"""Who may send what through the SMTP server: relay control, local mailboxes, free space."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from waypost.address import Mailbox
+from waypost.routing import RoutingTable
+from waypost.smtp.server_replies import Reply
+
+RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+NO_SUCH_USER = Reply(550, "5.1.1", "Recipient address rejected: no such mailbox here")
+NO_ROUTE = Reply(550, "5.1.2", "Recipient address rejected: no route to its domain")
+REFUSED_BY_ROUTE = Reply(550, "5.7.1", "Recipient address rejected by the routing table")
+LOW_DISK = Reply(452, "4.3.1", "Insufficient system storage; try again later")
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientDecision:
+    """Accept with a next hop, or refuse with a reply."""
+
+    next_hop: str | None
+    refusal: Reply | None
+
+
+class RelayPolicy:
+    """Never an open relay: local and routed domains from anyone; any domain only from
+    `relay_networks` or an authenticated client (Postfix's permit_mynetworks,
+    permit_sasl_authenticated, reject_unauth_destination)."""
+
+    def __init__(
+        self,
+        routing: RoutingTable,
+        relay_networks: Sequence[str],
+        *,
+        mailboxes: frozenset[str] = frozenset(),
+    ) -> None:
+        self.routing = routing
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in relay_networks]
+        self.mailboxes = frozenset(m.lower() for m in mailboxes)
+
+    def trusted(self, client: str) -> bool:
+        try:
+            address = ipaddress.ip_address(client.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def recipient(self, rcpt: Mailbox, *, client: str, authenticated: bool) -> RecipientDecision:
+        decision = self.routing.route(str(rcpt))
+        hop = decision.next_hop
+        may_relay = authenticated or self.trusted(client)
+        if hop is None:
+            return RecipientDecision(None, NO_ROUTE if may_relay else RELAY_DENIED)
+        if hop.transport == "local":
+            if self.mailboxes and rcpt.local.lower() not in self.mailboxes:
+                return RecipientDecision(None, NO_SUCH_USER)
+            return RecipientDecision(str(hop), None)
+        if decision.by_default and not may_relay:
+            return RecipientDecision(None, RELAY_DENIED)
+        if hop.transport == "error":
+            return RecipientDecision(None, REFUSED_BY_ROUTE)
+        return RecipientDecision(str(hop), None)
+
+
+class DiskGuard:
+    """Whether the data directory's file system has room for new mail (checked at most once a
+    second: statvfs is cheap, but not free on every MAIL FROM)."""
+
+    def __init__(self, path: str, min_free: int) -> None:
+        self.path = path
+        self.min_free = min_free
+        self._checked = 0.0
+        self._ok = True
+
+    def has_room(self) -> bool:
+        if self.min_free <= 0:
+            return True
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                stat = os.statvfs(self.path)
+            except OSError:
+                self._ok = False
+            else:
+                self._ok = stat.f_bavail * stat.f_frsize >= self.min_free
+        return self._ok

@@ -1,0 +1,397 @@
+"""The SMTP server's asyncio driver: sockets, timers, TLS, and the application's decisions.
+
+The protocol itself is the sans-I/O `ServerConnection`; this module feeds it
+bytes, writes its replies, and answers its questions: relay policy at RCPT,
+durable enqueue before the 250 after DATA (451 4.3.0 on any failure there,
+never a 5xx and never internals), AUTH against the users file, STARTTLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from waypost import events
+from waypost.message import Envelope, Message, Recipient, ReportRequest, new_mts_id
+from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.smtp.auth import AuthUsers
+from waypost.smtp.policy import LOW_DISK, DiskGuard, RelayPolicy
+from waypost.smtp.server_protocol import (
+    NEED_DATA,
+    PAUSED,
+    AuthRequest,
+    ConnectionClosed,
+    Hello,
+    MailFrom,
+    MessageData,
+    RcptTo,
+    Reply,
+    Reset,
+    ServerConnection,
+    StartTLS,
+    Violation,
+)
+from waypost.smtp.server_received import count_received, received_header
+from waypost.smtp.server_settings import ServerSettings
+from waypost.store.base import NewMessage, StoreError
+
+TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure in the MTA; try again later")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops: a mail loop?")
+
+Enqueue = Callable[[NewMessage], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpServerConfig:
+    """Everything the driver needs besides the protocol's own settings."""
+
+    settings: ServerSettings
+    policy: RelayPolicy
+    disk: DiskGuard
+    enqueue: Enqueue
+    max_hops: int = 50
+    idle_timeout: float = 300.0
+    data_timeout: float = 600.0
+    tls: ssl.SSLContext | None = None
+    users: AuthUsers | None = None
+
+
+class SmtpServer:
+    """The SMTP listener and its sessions."""
+
+    def __init__(
+        self,
+        config: SmtpServerConfig,
+        addresses: list[tuple[str, int]],
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.config = config
+        self.listener = Listener("smtp", addresses, self._session, limits=limits)
+        self.sessions: set[SmtpSession] = set()
+
+    async def start(self) -> None:
+        await self.listener.start()
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        return self.listener.bound
+
+    async def close(self) -> None:
+        await self.listener.close()
+        for session in list(self.sessions):
+            session.shutdown()
+
+    def _session(self, admission: Admission, release: Callable[[], None]) -> SmtpSession:
+        session = SmtpSession(self, admission, release)
+        self.sessions.add(session)
+        return session
+
+
+class SmtpSession(asyncio.Protocol):
+    """One SMTP connection."""
+
+    def __init__(self, server: SmtpServer, admission: Admission, release: Callable[[], None]):
+        self.server = server
+        self.config = server.config
+        self.admission = admission
+        self.client = admission.peer[0]
+        self._release = release
+        self.conn = ServerConnection(self.config.settings, tls_active=False)
+        self.transport: asyncio.Transport | None = None
+        self._mail: MailFrom | None = None
+        self._rcpts: list[tuple[RcptTo, str]] = []
+        self._busy: asyncio.Task[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.admission.refused:
+            events.emit(
+                events.SMTP_CONNECTION_REFUSED, client=self.client, reason=self.admission.refused
+            )
+            host = self.config.settings.hostname
+            transport.write(
+                self.conn.greeting(Reply(421, "4.7.0", f"{host} {self.admission.refused}"))
+            )
+            self._close()
+            return
+        transport.write(self.conn.greeting())
+        self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        self.conn.receive_data(data)
+        self._pump()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._pump()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.sessions.discard(self)
+        self._release()
+
+    def shutdown(self) -> None:
+        """The server is stopping: say so and close (a message being stored finishes first)."""
+        if self._busy is None and self.transport is not None and not self._closing:
+            self.transport.write(b"421 4.3.2 Service shutting down\r\n")
+            self._close()
+
+    # -- the protocol machine -----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        if self._closing or self._busy is not None:
+            return
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA or event is PAUSED:
+                break
+            if isinstance(event, MailFrom):
+                self._on_mail(event)
+            elif isinstance(event, RcptTo):
+                self._on_rcpt(event)
+            elif isinstance(event, MessageData):
+                self._run(self._on_message(event))
+                break
+            elif isinstance(event, AuthRequest):
+                self._run(self._on_auth(event))
+                break
+            elif isinstance(event, StartTLS):
+                self._flush()
+                self._run(self._on_starttls())
+                break
+            elif isinstance(event, (Reset, Hello)):
+                self._mail, self._rcpts = None, []
+            elif isinstance(event, Violation):
+                events.emit(events.SMTP_VIOLATION, client=self.client, reason=event.reason)
+            elif isinstance(event, ConnectionClosed):
+                self._flush()
+                self._close()
+                return
+        self._flush()
+        if self.conn.closed:
+            self._close()
+
+    def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def _run(self, work: Awaitable[None]) -> None:
+        """Answer a question that takes time; reading waits until it is answered."""
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._busy = asyncio.ensure_future(work)
+        self._busy.add_done_callback(self._resume)
+
+    def _resume(self, task: asyncio.Task[None]) -> None:
+        self._busy = None
+        if not task.cancelled() and task.exception() is not None:
+            events.emit(
+                events.UNEXPECTED_ERROR, component="smtp session", error=repr(task.exception())
+            )
+            self._close()
+            return
+        if self._closing or self.transport is None:
+            return
+        if self.transport.is_reading() is False:
+            with contextlib.suppress(RuntimeError):
+                self.transport.resume_reading()
+        self._pump()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = (
+            self.config.data_timeout if self.conn.receiving_message else self.config.idle_timeout
+        )
+        self._deadline = loop.time() + limit
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_timer)
+
+    def _check_timer(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        if self._busy is not None or loop.time() < self._deadline:
+            self._timer = loop.call_at(max(self._deadline, loop.time() + 1), self._check_timer)
+            return
+        events.emit(events.SMTP_TIMEOUT, client=self.client)
+        self.conn.timeout()
+        self._flush()
+        self._close()
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _on_mail(self, event: MailFrom) -> None:
+        self._mail, self._rcpts = None, []
+        if not self.config.disk.has_room():
+            events.emit(
+                events.SMTP_DISK_LOW, path=self.config.disk.path, minimum=self.config.disk.min_free
+            )
+            self.conn.reject(event, LOW_DISK)
+            return
+        self._mail = event
+        self.conn.accept(event)
+
+    def _on_rcpt(self, event: RcptTo) -> None:
+        decision = self.config.policy.recipient(
+            event.path, client=self.client, authenticated=self.conn.authenticated_as is not None
+        )
+        if decision.refusal is not None or decision.next_hop is None:
+            refusal = decision.refusal or TEMPORARY_FAILURE
+            events.emit(
+                events.SMTP_RECIPIENT_REFUSED,
+                client=self.client,
+                recipient=str(event.path),
+                reply=f"{refusal.code} {refusal.status} {refusal.text}",
+            )
+            self.conn.reject(event, refusal)
+            return
+        self._rcpts.append((event, decision.next_hop))
+        self.conn.accept(event)
+
+    async def _on_message(self, event: MessageData) -> None:
+        mail, rcpts = self._mail, self._rcpts
+        self._mail, self._rcpts = None, []
+        if mail is None or not rcpts:  # the machine prevents this; refuse safely if not
+            self.conn.reject(event, TEMPORARY_FAILURE)
+            return
+        if count_received(event.content) >= self.config.max_hops:
+            events.emit(
+                events.SMTP_LOOP,
+                client=self.client,
+                hops=self.config.max_hops,
+                originator=str(mail.reverse_path or "<>"),
+            )
+            self.conn.reject(event, TOO_MANY_HOPS)
+            return
+        try:
+            message_id, mts_id = await self._store(mail, rcpts, event.content)
+        except StoreError as exc:
+            events.emit(events.SMTP_STORE_FAILED, client=self.client, error=str(exc))
+            self.conn.reject(event, TEMPORARY_FAILURE)
+            return
+        except Exception as exc:
+            events.emit(events.UNEXPECTED_ERROR, component="smtp server", error=repr(exc))
+            self.conn.reject(event, TEMPORARY_FAILURE)
+            return
+        events.emit(
+            events.SMTP_ACCEPTED,
+            message_id=message_id,
+            mts_id=mts_id,
+            originator=str(mail.reverse_path or "<>"),
+            recipients=len(rcpts),
+            size=len(event.content),
+            client=self.client,
+        )
+        self.conn.accept(event, f"Ok: queued as {message_id}")
+
+    async def _store(
+        self, mail: MailFrom, rcpts: list[tuple[RcptTo, str]], content: bytes
+    ) -> tuple[int, str]:
+        hostname = self.config.settings.hostname
+        mts_id = new_mts_id(hostname)
+        now = time.time()
+        header = received_header(
+            from_name=self.conn.hello_name or "unknown",
+            from_addr=self.client,
+            by_name=hostname,
+            protocol=self.conn.protocol_name(),
+            queue_id=mts_id.partition("@")[0],
+            recipient=str(rcpts[0][0].path) if len(rcpts) == 1 else None,
+            when=now,
+            tls=self._tls_description(),
+        )
+        envelope = Envelope(
+            mts_id=mts_id,
+            originator=str(mail.reverse_path) if mail.reverse_path is not None else "",
+            recipients=[
+                Recipient(
+                    address=str(rcpt.path),
+                    originally_specified_number=i + 1,
+                    notify=list(rcpt.notify),
+                    orcpt=rcpt.orcpt,
+                    report_request=ReportRequest.NON_DELIVERY,
+                )
+                for i, (rcpt, _) in enumerate(rcpts)
+            ],
+            arrival=now,
+            ret=mail.ret,
+            envid=mail.envid,
+            body=mail.body,
+            smtputf8=mail.smtputf8,
+            is_report=mail.reverse_path is None,
+        )
+        new = NewMessage(
+            message=Message(envelope=envelope, content=header + content),
+            next_hops=[hop for _, hop in rcpts],
+        )
+        return await self.config.enqueue(new), mts_id
+
+    def _tls_description(self) -> str | None:
+        if self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        cipher = ssl_object.cipher()
+        return f"{ssl_object.version()} with cipher {cipher[0]}" if cipher else ssl_object.version()
+
+    async def _on_auth(self, event: AuthRequest) -> None:
+        users = self.config.users
+        ok = False
+        if users is not None:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(None, users.verify, event.username, event.password)
+        if ok:
+            self.conn.accept(event)
+        else:
+            events.emit(
+                events.SMTP_AUTH_FAILED,
+                client=self.client,
+                username=event.username,
+                mechanism=event.mechanism,
+            )
+            self.conn.reject(event, AUTH_FAILED)
+
+    async def _on_starttls(self) -> None:
+        tls = self.config.tls
+        assert tls is not None and self.transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await loop.start_tls(
+                self.transport, self, tls, server_side=True, ssl_handshake_timeout=60
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
+            events.emit(events.SMTP_TLS_FAILED, client=self.client, error=str(exc) or repr(exc))
+            self._closing = True
+            self.transport.abort()
+            return
+        if new_transport is None:
+            self._close()
+            return
+        self.transport = new_transport
+        self.conn.tls_started()
+        self._touch()
