@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs the system tools the test suite uses as real peers, when they are missing.
+# Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
+# tshark, sqlite3) when they are missing. Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+[ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "missing system tools: ${need[*]} (run as root, or install them)" >&2
+    echo "missing system tools: ${need[*]} (run make test as root, or install them)" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "postfix postfix/mailname string waypost-test.localdomain" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

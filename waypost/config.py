@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 EMBEDDED = "embedded defaults"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MAX_MTA_NAME = 32  # X.411 ub-mta-name-length
+MAX_MTA_NAME = 32
+TLS_POLICIES = ("none", "opportunistic", "required")  # X.411 ub-mta-name-length
 
 
 class ConfigError(ValueError):
@@ -119,6 +120,17 @@ class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return _addresses(self.listen)
 
 
+class SmtpClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[smtp_client]: how mail is sent to SMTP next hops."""
+
+    tls: str = "opportunistic"
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    max_messages_per_connection: int = 100
+    connection_cache_time: float = 5.0
+
+
 class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[x400]: the P1 listener and the MTA name this MTA binds with."""
 
@@ -151,6 +163,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     queue: QueueConfig = QueueConfig()
     local: LocalConfig = LocalConfig()
     smtp: SmtpConfig = SmtpConfig()
+    smtp_client: SmtpClientConfig = SmtpClientConfig()
     x400: X400Config = X400Config()
     route: tuple[RouteConfig, ...] = ()
     source: str = EMBEDDED
@@ -445,6 +458,15 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
             yield f"smtp.relay_networks[{i}]", str(exc)
     if bool(smtp.tls_cert) != bool(smtp.tls_key):
         yield "smtp.tls_cert", "tls_cert and tls_key go together: give both or neither"
+
+    client = config.smtp_client
+    if client.tls not in TLS_POLICIES:
+        yield "smtp_client.tls", f"must be one of {', '.join(TLS_POLICIES)}, not {client.tls!r}"
+    for key in ("connect_timeout", "command_timeout", "data_timeout", "connection_cache_time"):
+        yield from _positive(f"smtp_client.{key}", getattr(client, key))
+    yield from _within(
+        "smtp_client.max_messages_per_connection", client.max_messages_per_connection, 1, 100_000
+    )
 
     for section in ("smtp", "x400"):
         listen: tuple[str, ...] = getattr(config, section).listen

@@ -398,6 +398,32 @@ SMTP_TLS_FAILED = _define(
     "{client}: TLS handshake failed: {error}",
     "Check smtp.tls_cert and smtp.tls_key if every client fails.",
 )
+SMTP_HOP_FAILED = _define(
+    1710,
+    "smtp-hop-failed",
+    S.WARNING,
+    C.SMTP,
+    "Next hop {next_hop}: {host} could not be used: {error}",
+    "None if it is brief: the next host is tried, then the recipients are deferred. "
+    "Check the next hop if it persists.",
+)
+REPORT_QUEUED = _define(
+    1711,
+    "report-queued",
+    S.INFO,
+    C.QUEUE,
+    "{kind} report on message {message_id} for {recipients} recipients queued as message "
+    "{report_id} to {to}",
+    "None.",
+)
+REPORT_UNDELIVERABLE = _define(
+    1712,
+    "report-undeliverable",
+    S.WARNING,
+    C.QUEUE,
+    "{kind} report on message {message_id} cannot be sent to {to}: {reason}; dropped",
+    "Add a route for the originator's domain if reports to it should be delivered.",
+)
 
 del S, C
 

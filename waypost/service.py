@@ -27,8 +27,10 @@ from waypost.net.listener import ConnectionLimits
 from waypost.queue.deliverer import Deliverer
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
+from waypost.queue.reports import ReportGenerator
 from waypost.queue.submit import route_message
 from waypost.routing import RoutingTable
+from waypost.smtp.delivery import ClientSettings, SmtpDeliverer, TlsPolicy
 from waypost.smtp.server import SmtpServer
 from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
@@ -125,6 +127,9 @@ class Service:
         self.routing = routing
         self.manager = manager
         self.smtp: SmtpServer | None = None
+        self.smtp_deliverer: SmtpDeliverer | None = None
+        self.reports: ReportGenerator | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def start(cls, config: Config, *, clock: Clock | None = None) -> Service:
@@ -156,7 +161,22 @@ class Service:
             mailboxes=frozenset(config.local.mailboxes),
             hostname=config.server.hostname,
         )
-        deliverers: dict[str, Deliverer] = {"local": LocalDeliverer(maildirs)}
+        client = config.smtp_client
+        smtp_deliverer = SmtpDeliverer(
+            ClientSettings(
+                helo_name=config.server.hostname,
+                tls=TlsPolicy(client.tls),
+                connect_timeout=client.connect_timeout,
+                command_timeout=client.command_timeout,
+                data_timeout=client.data_timeout,
+                max_messages_per_connection=client.max_messages_per_connection,
+                connection_cache_time=client.connection_cache_time,
+            )
+        )
+        deliverers: dict[str, Deliverer] = {
+            "local": LocalDeliverer(maildirs),
+            "smtp": smtp_deliverer,
+        }
         q = config.queue
         manager = QueueManager(
             store,
@@ -173,7 +193,18 @@ class Service:
                 destination_concurrency=q.destination_concurrency,
             ),
         )
-        return cls(config, store, routing, manager)
+        reports = ReportGenerator(
+            store,
+            routing,
+            hostname=config.server.hostname,
+            clock=clock,
+            poll_interval=q.poll_interval,
+        )
+        manager.on_report_owed = reports.wake
+        service = cls(config, store, routing, manager)
+        service.smtp_deliverer = smtp_deliverer
+        service.reports = reports
+        return service
 
     async def submit(self, message: Message) -> int:
         """Route and enqueue a message; returns its queue id once it is durable."""
@@ -197,10 +228,26 @@ class Service:
             )
             await self.smtp.start()
 
+    def run_background(self) -> list[asyncio.Task[None]]:
+        """Start the queue manager and the report generator."""
+        self._tasks = [asyncio.create_task(self.manager.run())]
+        if self.reports is not None:
+            self._tasks.append(asyncio.create_task(self.reports.run()))
+        return self._tasks
+
     async def stop(self) -> None:
         if self.smtp is not None:
             await self.smtp.close()
+        if self.reports is not None:
+            self.reports.stop()
         await self.manager.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.smtp_deliverer is not None:
+            await self.smtp_deliverer.close()
         await self.store.close()
 
 
@@ -221,17 +268,13 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    manager_task = asyncio.create_task(service.manager.run())
+    background = service.run_background()
     if on_ready is not None:
         on_ready(service)
     stop_wait = asyncio.create_task(stopping.wait())
-    await asyncio.wait({manager_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({*background, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     stop_wait.cancel()
     await service.stop()
-    if not manager_task.done():
-        manager_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await manager_task
     lock.release_clean()
     events.emit(events.SERVICE_STOPPED)
     return EXIT_OK

@@ -17,6 +17,11 @@ class Attempt:
     recipient_id: int
     result: Result
     detail: str = ""
+    # Who answered (for the Remote-MTA of a report), when it was a remote MTA.
+    remote_mta: str | None = None
+    # Delivered to a next hop that took over the duty to report success (it
+    # offered DSN): no success report is owed here.
+    passed_on: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

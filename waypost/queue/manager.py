@@ -13,14 +13,15 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from waypost import events
 from waypost.clock import Clock
-from waypost.message import Envelope, Notify, Recipient, ReportRequest
+from waypost.message import Envelope
 from waypost.queue.deliverer import Attempt, Deliverer, Transfer
 from waypost.queue.policy import RetryPolicy
+from waypost.smtp.dsn import DsnKind, should_report
 from waypost.store.base import Claim, Outcome, ReportOwed, Result, Store, StoreError
 from waypost.store.database import BadContentError
 
@@ -41,17 +42,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def _wants_report(envelope: Envelope, recipient: Recipient, delivered: bool) -> bool:
-    if not envelope.originator or envelope.is_report:
-        return False  # never a report for a report (null reverse path)
-    if recipient.notify:
-        wanted = Notify.SUCCESS if delivered else Notify.FAILURE
-        return wanted in recipient.notify
-    if delivered:
-        return recipient.report_request is ReportRequest.ALWAYS
-    return recipient.report_request is not ReportRequest.NONE
-
-
 class QueueManager:
     """Runs until stopped; `run_once` does one pass for tests driven by a manual clock."""
 
@@ -64,6 +54,7 @@ class QueueManager:
         policy: RetryPolicy,
         settings: QueueSettings | None = None,
         owner: str | None = None,
+        on_report_owed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.deliverers = dict(deliverers)
@@ -71,6 +62,7 @@ class QueueManager:
         self.policy = policy
         self.settings = settings or QueueSettings()
         self.owner = owner or worker_id()
+        self.on_report_owed = on_report_owed
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots = asyncio.Semaphore(self.settings.delivery_concurrency)
@@ -150,6 +142,8 @@ class QueueManager:
                 outcomes = await self._attempt(hop, claims)
             if outcomes:
                 await self.store.settle(self.owner, outcomes)
+                if self.on_report_owed and any(o.report for o in outcomes):
+                    self.on_report_owed()
         except StoreError as exc:
             # The outcomes are lost but the leases are not: they expire and the
             # recipients are tried again (at-least-once).
@@ -220,7 +214,10 @@ class QueueManager:
                 recipient=claim.address,
                 next_hop=hop,
             )
-            report = ReportOwed.DELIVERY if _wants_report(claim.envelope, recipient, True) else None
+            report = None
+            if not attempt.passed_on and should_report(claim.envelope, recipient, DsnKind.SUCCESS):
+                local = hop.partition(":")[0] == "local"
+                report = ReportOwed.DELIVERY if local else ReportOwed.RELAYED
             return Outcome(
                 recipient_id=claim.recipient_id,
                 result=Result.DELIVERED,
@@ -265,7 +262,7 @@ class QueueManager:
                 recipient=claim.address,
                 error=detail,
             )
-        wanted = _wants_report(claim.envelope, recipient, False)
+        wanted = should_report(claim.envelope, recipient, DsnKind.FAILURE)
         report = ReportOwed.NON_DELIVERY if wanted else None
         return Outcome(
             recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail, report=report

@@ -10,10 +10,8 @@ from dataclasses import dataclass
 
 from waypost.address import Mailbox
 from waypost.routing import RoutingTable
-from waypost.smtp.server_replies import Reply
+from waypost.smtp.server_replies import RECIPIENT_UNKNOWN, RELAY_DENIED, Reply
 
-RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
-NO_SUCH_USER = Reply(550, "5.1.1", "Recipient address rejected: no such mailbox here")
 NO_ROUTE = Reply(550, "5.1.2", "Recipient address rejected: no route to its domain")
 REFUSED_BY_ROUTE = Reply(550, "5.7.1", "Recipient address rejected by the routing table")
 LOW_DISK = Reply(452, "4.3.1", "Insufficient system storage; try again later")
@@ -60,7 +58,7 @@ class RelayPolicy:
             return RecipientDecision(None, NO_ROUTE if may_relay else RELAY_DENIED)
         if hop.transport == "local":
             if self.mailboxes and rcpt.local.lower() not in self.mailboxes:
-                return RecipientDecision(None, NO_SUCH_USER)
+                return RecipientDecision(None, RECIPIENT_UNKNOWN)
             return RecipientDecision(str(hop), None)
         if decision.by_default and not may_relay:
             return RecipientDecision(None, RELAY_DENIED)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from waypost import events
 from waypost.message import Envelope, Message, Recipient, ReportRequest, new_mts_id
 from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.smtp import server_replies as replies
 from waypost.smtp.auth import AuthUsers
 from waypost.smtp.policy import LOW_DISK, DiskGuard, RelayPolicy
 from waypost.smtp.server_protocol import (
@@ -39,8 +40,6 @@ from waypost.smtp.server_received import count_received, received_header
 from waypost.smtp.server_settings import ServerSettings
 from waypost.store.base import NewMessage, StoreError
 
-TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure in the MTA; try again later")
-AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops: a mail loop?")
 
 Enqueue = Callable[[NewMessage], Awaitable[int]]
@@ -260,7 +259,7 @@ class SmtpSession(asyncio.Protocol):
             event.path, client=self.client, authenticated=self.conn.authenticated_as is not None
         )
         if decision.refusal is not None or decision.next_hop is None:
-            refusal = decision.refusal or TEMPORARY_FAILURE
+            refusal = decision.refusal or replies.TEMPORARY_FAILURE
             events.emit(
                 events.SMTP_RECIPIENT_REFUSED,
                 client=self.client,
@@ -276,7 +275,7 @@ class SmtpSession(asyncio.Protocol):
         mail, rcpts = self._mail, self._rcpts
         self._mail, self._rcpts = None, []
         if mail is None or not rcpts:  # the machine prevents this; refuse safely if not
-            self.conn.reject(event, TEMPORARY_FAILURE)
+            self.conn.reject(event, replies.TEMPORARY_FAILURE)
             return
         if count_received(event.content) >= self.config.max_hops:
             events.emit(
@@ -291,11 +290,11 @@ class SmtpSession(asyncio.Protocol):
             message_id, mts_id = await self._store(mail, rcpts, event.content)
         except StoreError as exc:
             events.emit(events.SMTP_STORE_FAILED, client=self.client, error=str(exc))
-            self.conn.reject(event, TEMPORARY_FAILURE)
+            self.conn.reject(event, replies.TEMPORARY_FAILURE)
             return
         except Exception as exc:
             events.emit(events.UNEXPECTED_ERROR, component="smtp server", error=repr(exc))
-            self.conn.reject(event, TEMPORARY_FAILURE)
+            self.conn.reject(event, replies.TEMPORARY_FAILURE)
             return
         events.emit(
             events.SMTP_ACCEPTED,
@@ -374,7 +373,7 @@ class SmtpSession(asyncio.Protocol):
                 username=event.username,
                 mechanism=event.mechanism,
             )
-            self.conn.reject(event, AUTH_FAILED)
+            self.conn.reject(event, replies.AUTH_FAILED)
 
     async def _on_starttls(self) -> None:
         tls = self.config.tls

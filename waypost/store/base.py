@@ -44,6 +44,8 @@ class ReportOwed(enum.StrEnum):
 
     NON_DELIVERY = "non-delivery"
     DELIVERY = "delivery"
+    # Relayed to a next hop that cannot report success itself (RFC 3461 §4.2 "relayed").
+    RELAYED = "relayed"
 
 
 class Result(enum.StrEnum):

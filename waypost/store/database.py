@@ -59,6 +59,30 @@ def translate(exc: sqlite3.Error) -> StoreError:
 
 
 @dataclass(frozen=True, slots=True)
+class OwedRecipient:
+    """A recipient for which a report is owed: its outcome's detail and when it came."""
+
+    recipient_id: int
+    rcpt_index: int
+    address: str
+    report: str
+    detail: str
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class OwedReport:
+    """The reports owed on one message; `envelope` is None (and `problem` says why) when the
+    message does not validate."""
+
+    message_id: int
+    envelope: Envelope | None
+    problem: str | None
+    received_at: float
+    recipients: list[OwedRecipient]
+
+
+@dataclass(frozen=True, slots=True)
 class QueueRow:
     """One recipient as `waypost queue list` shows it."""
 
@@ -252,6 +276,62 @@ class Database:
         self.conn.execute("DELETE FROM recipients WHERE message_id = ?", (message_id,))
         self.conn.execute("DELETE FROM content WHERE message_id = ?", (message_id,))
         self.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def reports_owed(self, limit: int) -> list[OwedReport]:
+        """Recipients whose outcome is final and whose report is still to be sent, by message.
+
+        Reports to X.400 originators (canonical O/R addresses start with "/") are the
+        X.400 side's to make, in its own form.
+        """
+        rows = self.conn.execute(
+            "SELECT r.message_id, r.id, r.rcpt_index, r.address, r.report, r.last_error, "
+            "r.updated_at, m.mts_id, m.originator, m.envelope, m.size, m.received_at, "
+            "m.expires_at, m.state FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+            "WHERE r.report IS NOT NULL AND r.state IN ('delivered', 'failed') "
+            "AND m.state = 'active' AND m.originator NOT LIKE '/%' "
+            "ORDER BY r.message_id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        owed: dict[int, OwedReport] = {}
+        for row in rows:
+            message_id = row[0]
+            if message_id not in owed:
+                envelope, why = check_message_row((message_id, *row[7:14]))
+                owed[message_id] = OwedReport(
+                    message_id=message_id,
+                    envelope=envelope,
+                    problem=why,
+                    received_at=row[11],
+                    recipients=[],
+                )
+            owed[message_id].recipients.append(
+                OwedRecipient(
+                    recipient_id=row[1],
+                    rcpt_index=row[2],
+                    address=row[3],
+                    report=row[4],
+                    detail=row[5] or "",
+                    when=row[6],
+                )
+            )
+        return list(owed.values())
+
+    def complete_reports(
+        self,
+        message_id: int,
+        recipient_ids: Sequence[int],
+        report: NewMessage | None,
+        now: float,
+        lifetime: float,
+    ) -> int | None:
+        """Enqueue the report (if any) and mark it sent, in the same transaction."""
+        report_id = self.enqueue(report, now, lifetime) if report is not None else None
+        self.conn.executemany(
+            "UPDATE recipients SET report = NULL, updated_at = ? WHERE id = ? AND message_id = ?",
+            [(now, rid, message_id) for rid in recipient_ids],
+        )
+        self.remove_if_finished(message_id)
+        return report_id
 
     def read_content(self, message_id: int) -> bytes:
         row = self.conn.execute(

@@ -21,7 +21,7 @@ from waypost import events
 from waypost.clock import Clock, SystemClock
 from waypost.store import quarantine
 from waypost.store.base import ClaimBatch, NewMessage, Outcome, StoreError
-from waypost.store.database import Database, translate
+from waypost.store.database import Database, OwedReport, translate
 
 T = TypeVar("T")
 
@@ -122,6 +122,19 @@ class SQLiteStore:
             events.emit(
                 events.OBJECT_QUARANTINED, kind="message", object_id=message_id, reason=reason
             )
+
+    async def reports_owed(self, limit: int) -> list[OwedReport]:
+        return await self._read(lambda db: db.reports_owed(limit))
+
+    async def complete_reports(
+        self, message_id: int, recipient_ids: Sequence[int], report: NewMessage | None
+    ) -> int | None:
+        now, lifetime = self.clock.now(), self.lifetime
+        report_id: int | None = await self._submit(
+            lambda db: db.complete_reports(message_id, recipient_ids, report, now, lifetime),
+            isolated=True,
+        )
+        return report_id
 
     async def next_due(self) -> float | None:
         return await self._read(lambda db: db.next_due())

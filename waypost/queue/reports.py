@@ -1,0 +1,149 @@
+"""Sending the reports owed: RFC 3464 DSNs to Internet originators, queued like any message.
+
+A report and the mark that it was sent are written in one transaction, so a
+crash never loses a report nor sends it twice. Reports are never made for
+reports: their envelope has a null reverse path and NOTIFY=NEVER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+from waypost import events
+from waypost.clock import Clock
+from waypost.message import Message, new_mts_id
+from waypost.routing import RoutingTable
+from waypost.smtp.dsn import Action, DsnKind, build_dsn, dsn_envelope, recipient_report
+from waypost.store.base import NewMessage, ReportOwed, StoreError
+from waypost.store.database import BadContentError, OwedRecipient, OwedReport
+from waypost.store.sqlite import SQLiteStore
+
+_KIND = {
+    ReportOwed.NON_DELIVERY: (DsnKind.FAILURE, Action.FAILED),
+    ReportOwed.DELIVERY: (DsnKind.SUCCESS, Action.DELIVERED),
+    ReportOwed.RELAYED: (DsnKind.SUCCESS, Action.RELAYED),
+}
+
+
+class ReportGenerator:
+    """Turns owed reports into queued DSNs; `run_once` does one pass."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        routing: RoutingTable,
+        *,
+        hostname: str,
+        clock: Clock,
+        poll_interval: float = 1.0,
+        batch_size: int = 100,
+    ) -> None:
+        self.store = store
+        self.routing = routing
+        self.hostname = hostname
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.sent = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                done = await self.run_once()
+            except Exception as exc:  # the loop carries on; the reports stay owed
+                events.emit(events.UNEXPECTED_ERROR, component="report generator", error=repr(exc))
+                done = 0
+            if done:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Send the reports owed on up to `batch_size` recipients; returns how many."""
+        owed = await self.store.reports_owed(self.batch_size)
+        done = 0
+        for message in owed:
+            done += await self._report(message)
+        return done
+
+    async def _report(self, owed: OwedReport) -> int:
+        envelope = owed.envelope
+        if envelope is None:
+            await self.store.quarantine_message(owed.message_id, owed.problem or "bad message")
+            return 0
+        try:
+            content = await self.store.read_content(owed.message_id)
+        except BadContentError as exc:
+            await self.store.quarantine_message(owed.message_id, str(exc))
+            return 0
+        groups: dict[ReportOwed, list[OwedRecipient]] = defaultdict(list)
+        for recipient in owed.recipients:
+            groups[ReportOwed(recipient.report)].append(recipient)
+        done = 0
+        for report, recipients in groups.items():
+            kind, action = _KIND[report]
+            reports = [
+                recipient_report(
+                    address=r.address,
+                    action=action,
+                    detail=r.detail,
+                    orcpt=envelope.recipients[r.rcpt_index].orcpt,
+                    last_attempt=r.when,
+                )
+                for r in recipients
+            ]
+            dsn = build_dsn(
+                envelope=envelope,
+                content=content,
+                kind=kind,
+                recipients=reports,
+                reporting_mta=self.hostname,
+                arrival=owed.received_at,
+                now=self.clock.now(),
+            )
+            to = envelope.originator
+            dsn_env = dsn_envelope(envelope, mts_id=new_mts_id(self.hostname), to=to)
+            hop = self.routing.route(to).next_hop
+            ids = [r.recipient_id for r in recipients]
+            new = None
+            if hop is None:
+                events.emit(
+                    events.REPORT_UNDELIVERABLE,
+                    kind=kind.value,
+                    message_id=owed.message_id,
+                    to=to,
+                    reason="no route to the originator",
+                )
+            else:
+                new = NewMessage(
+                    message=Message(envelope=dsn_env, content=dsn), next_hops=[str(hop)]
+                )
+            try:
+                report_id = await self.store.complete_reports(owed.message_id, ids, new)
+            except StoreError as exc:
+                events.emit(events.UNEXPECTED_ERROR, component="report generator", error=str(exc))
+                continue
+            done += len(ids)
+            if report_id is not None:
+                self.sent += 1
+                events.emit(
+                    events.REPORT_QUEUED,
+                    kind=kind.value,
+                    message_id=owed.message_id,
+                    recipients=len(ids),
+                    report_id=report_id,
+                    to=to,
+                )
+        return done
