@@ -307,3 +307,16 @@ def test_queue_commands_carry_on_over_damaged_rows(tmp_path: Path) -> None:
     repaired = waypost("check", "--repair", "-c", str(config), cwd=tmp_path)
     assert repaired.returncode == 3, repaired.stdout + repaired.stderr
     assert waypost("check", "-c", str(config), cwd=tmp_path).returncode == 0
+
+
+def test_password_hash_makes_a_line_the_users_file_accepts(tmp_path: Path) -> None:
+    from waypost.smtp.auth import AuthUsers
+
+    result = waypost("password-hash", "alice", stdin=b"s3cret\n", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("alice:scrypt$")
+    users_file = tmp_path / "users"
+    users_file.write_text(result.stdout)
+    users = AuthUsers.load(users_file)
+    assert users.verify("alice", "s3cret")
+    assert not users.verify("alice", "wrong") and not users.verify("bob", "s3cret")
+    assert "s3cret" not in result.stdout

@@ -135,6 +135,7 @@ class Service:
     async def start(cls, config: Config, *, clock: Clock | None = None) -> Service:
         clock = clock or SystemClock()
         routing = build_routing_table(config)
+        prepare_data_dir(config.server.data_dir)
         try:
             store = await SQLiteStore.open(
                 database_path(config),

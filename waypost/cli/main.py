@@ -24,6 +24,7 @@ from waypost.cli import (
     check_cmd,
     config_cmd,
     events_cmd,
+    password_cmd,
     queue_cmd,
     route_cmd,
     serve_cmd,
@@ -32,7 +33,16 @@ from waypost.cli import (
 from waypost.cli.common import EXIT_CONFIG, CommandError
 from waypost.config import ConfigError
 
-VERBS = (serve_cmd, check_cmd, submit_cmd, queue_cmd, route_cmd, events_cmd, config_cmd)
+VERBS = (
+    serve_cmd,
+    check_cmd,
+    submit_cmd,
+    queue_cmd,
+    route_cmd,
+    events_cmd,
+    config_cmd,
+    password_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,129 @@
+"""The SMTP server driver in process, on the real store: durable 250, 451 on failure, relay."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from waypost.config import load_config
+from waypost.service import Service
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    port = free_port()
+    config_file = tmp_path / "waypost.toml"
+    config_file.write_text(
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nrelay_networks = []\n'
+        f"[queue]\npoll_interval = 0.1\n"
+        f'[[route]]\nmatch = "routed.example"\nnext_hop = "smtp:[127.0.0.1]:9"\n'
+    )
+    svc = await Service.start(load_config(config_file))
+    await svc.start_listeners()
+    svc.run_background()
+    yield svc
+    await svc.stop()
+
+
+def port_of(svc: Service) -> int:
+    assert svc.smtp is not None
+    return svc.smtp.bound[0][1]
+
+
+def send(port: int, sender: str, rcpts: list[str], body: bytes) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        return client.sendmail(sender, rcpts, body)
+
+
+def count(svc: Service, table: str) -> int:
+    with sqlite3.connect(svc.store.path) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_250_only_once_durable_and_delivered_locally(service: Service) -> None:
+    port = port_of(service)
+    refused = await asyncio.to_thread(
+        send, port, "a@src.example", ["bob@localhost"], b"Subject: x\r\n\r\nhi\r\n"
+    )
+    assert refused == {}
+    maildir = Path(service.config.server.data_dir) / "maildir" / "bob" / "new"
+    for _ in range(100):
+        if maildir.exists() and list(maildir.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    (delivered,) = list(maildir.iterdir())
+    assert b"by mx.test (Waypost) with ESMTP" in delivered.read_bytes()
+
+
+async def test_store_failure_after_data_is_451_and_nothing_leaks(service: Service) -> None:
+    port = port_of(service)
+    with sqlite3.connect(service.store.path) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error: secret internals'); END"
+        )
+    with pytest.raises(smtplib.SMTPDataError) as failure:
+        await asyncio.to_thread(send, port, "a@src.example", ["bob@localhost"], b"x\r\n")
+    assert failure.value.smtp_code == 451
+    assert failure.value.smtp_error.startswith(b"4.3.0")
+    assert b"secret" not in failure.value.smtp_error and b"disk" not in failure.value.smtp_error
+    assert count(service, "messages") == 0
+    # The server carries on once the fault is gone.
+    with sqlite3.connect(service.store.path) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    refused = await asyncio.to_thread(send, port, "a@src.example", ["bob@localhost"], b"x\r\n")
+    assert refused == {}
+
+
+async def test_relay_policy_with_no_trusted_networks(service: Service) -> None:
+    port = port_of(service)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        await asyncio.to_thread(send, port, "a@src.example", ["x@elsewhere.example"], b"x\r\n")
+    code, text = refused.value.recipients["x@elsewhere.example"]
+    assert (code, text[:5]) == (554, b"5.7.1")
+    # Local and explicitly routed domains are accepted from anyone.
+    ok = await asyncio.to_thread(
+        send, port, "a@src.example", ["bob@localhost", "y@routed.example"], b"x\r\n"
+    )
+    assert ok == {}
+    assert count(service, "messages") == 1
+
+
+async def test_loop_detection(service: Service) -> None:
+    port = port_of(service)
+    body = b"".join(
+        b"Received: from hop%d by x; Mon, 1 Jan 2024 00:00:00 +0000\r\n" % i for i in range(55)
+    )
+    with pytest.raises(smtplib.SMTPDataError) as failure:
+        await asyncio.to_thread(send, port, "a@src.example", ["bob@localhost"], body + b"\r\nx\r\n")
+    assert failure.value.smtp_code == 554 and failure.value.smtp_error.startswith(b"5.4.6")
+    assert count(service, "messages") == 0
+
+
+async def test_many_concurrent_sessions_each_get_their_message_stored(service: Service) -> None:
+    port = port_of(service)
+
+    def one(i: int) -> dict[str, tuple[int, bytes]]:
+        return send(port, f"s{i}@src.example", [f"u{i}@localhost"], b"Subject: %d\r\n\r\nx\r\n" % i)
+
+    results = await asyncio.gather(*(asyncio.to_thread(one, i) for i in range(20)))
+    assert all(r == {} for r in results)
+    maildir = Path(service.config.server.data_dir) / "maildir"
+    for _ in range(100):
+        if sum(1 for _ in maildir.glob("u*/new/*")) == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert sum(1 for _ in maildir.glob("u*/new/*")) == 20
