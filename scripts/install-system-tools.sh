@@ -7,6 +7,8 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# swaks needs Net::SSLeay for --tls; it is only a recommendation of the swaks package.
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

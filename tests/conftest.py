@@ -16,7 +16,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if REQUIRE_INTEROP and report.skipped and item.get_closest_marker("interop"):
+    skipped = report.skipped and not hasattr(report, "wasxfail")
+    if REQUIRE_INTEROP and skipped and item.get_closest_marker("interop"):
         report.outcome = "failed"
         report.longrepr = (
             f"interop test {item.nodeid} was skipped, which WAYPOST_REQUIRE_INTEROP=1 forbids: "

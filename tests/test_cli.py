@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from waypost.smtp.auth import AuthUsers
+
 MESSAGE = b"From: alice@example.org\r\nTo: bob@localhost\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
 
@@ -310,8 +312,6 @@ def test_queue_commands_carry_on_over_damaged_rows(tmp_path: Path) -> None:
 
 
 def test_password_hash_makes_a_line_the_users_file_accepts(tmp_path: Path) -> None:
-    from waypost.smtp.auth import AuthUsers
-
     result = waypost("password-hash", "alice", stdin=b"s3cret\n", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("alice:scrypt$")
     users_file = tmp_path / "users"

@@ -61,8 +61,24 @@ class EventDefinition:
 
 
 class _Lenient(dict[str, object]):
+    """Field values for a template: a missing one shows as `<name?>`, and control characters
+    are escaped, so that text from a peer (a user name, a reply) can never forge a log line."""
+
     def __missing__(self, key: str) -> str:
         return f"<{key}?>"
+
+    def __getitem__(self, key: str) -> object:
+        value = super().__getitem__(key)
+        if isinstance(value, str) and not value.isprintable():
+            return value.translate(_ESCAPES)
+        return value
+
+
+# C0 controls, DEL, C1 controls and the Unicode line separators, written as escapes.
+_ESCAPES = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
 
 
 CATALOGUE: dict[int, EventDefinition] = {}

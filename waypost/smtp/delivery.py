@@ -37,6 +37,10 @@ from waypost.smtp.client_protocol import (
 )
 from waypost.store.base import Claim, Result
 
+# What the client waits for (ClientConnection.waiting_for), for choosing a timeout.
+_OPENING = frozenset({"the greeting", "EHLO", "HELO", "STARTTLS"})
+_END_OF_DATA = "the end of data"
+
 
 class TlsPolicy(enum.StrEnum):
     """Postfix's smtp_tls_security_level: none, may (opportunistic), encrypt (required)."""
@@ -198,12 +202,7 @@ class SmtpSession:
                         await self._flush()
                 return event
             await self._flush()
-            waiting = self.client.waiting_for or ""
-            timeout = (
-                self.settings.data_timeout
-                if "data" in waiting.lower()
-                else (self.settings.command_timeout)
-            )
+            timeout = self._timeout_for(self.client.waiting_for)
             try:
                 data = await asyncio.wait_for(self.reader.read(65536), timeout)
             except TimeoutError:
@@ -213,6 +212,15 @@ class SmtpSession:
                 self.client.connection_lost()
                 continue
             self.client.receive_data(data)
+
+    def _timeout_for(self, waiting: str | None) -> float:
+        """RFC 5321 §4.5.3.2: the greeting and the opening exchange within connect_timeout,
+        the reply to the end of data within data_timeout, other replies command_timeout."""
+        if waiting in _OPENING:
+            return self.settings.connect_timeout
+        if waiting == _END_OF_DATA:
+            return self.settings.data_timeout
+        return self.settings.command_timeout
 
     async def _flush(self) -> None:
         out = self.client.data_to_send()
