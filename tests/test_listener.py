@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -110,3 +112,61 @@ async def test_connection_limits_total_and_per_client() -> None:
     for w in (w2, w3, w4):
         w.close()
     await listener.close()
+
+
+def test_waypost_smtp_survives_descriptor_exhaustion(tmp_path: Path) -> None:
+    """`waypost serve` with few file descriptors: accept() fails, the SMTP server carries on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "waypost.toml"
+    config.write_text(
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nmax_connections_per_client = 1000\n'
+        f"[queue]\npoll_interval = 0.2\n"
+    )
+
+    # Lower the limit in the child itself (preexec_fn is unsafe beside threads), then exec.
+    few_descriptors = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'waypost.cli.main', *sys.argv[1:]])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", few_descriptors, "serve", "-c", str(config)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert greeting(port, timeout=1).startswith(b"220 mx.test")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        early = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(100)]
+        time.sleep(1.0)
+        # A session opened before the exhaustion still completes a transaction meanwhile.
+        assert early.sendmail("a@x.example", ["carol@localhost"], b"x\r\n") == {}
+        early.quit()
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=2) as client:
+                    assert client.sendmail("a@x.example", ["bob@localhost"], b"x\r\n") == {}
+                break
+            except (OSError, smtplib.SMTPException):
+                assert time.monotonic() < deadline, "the server did not recover"
+                time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "1600 interface: accept() on smtp 127.0.0.1" in err and "EMFILE" in err
+    assert "Traceback" not in err
