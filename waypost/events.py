@@ -458,11 +458,13 @@ def catalogue() -> Iterator[EventDefinition]:
 
 
 _LOGGER = logging.getLogger("waypost")
+# Looked up once: getChild takes the logging module's lock on every call.
+_CATEGORY_LOGGERS = {c: _LOGGER.getChild(c.value) for c in Category}
 
 
 def emit(event: EventDefinition, **fields: object) -> None:
     """Log one numbered event with its fields as a structured record."""
-    logger = _LOGGER.getChild(event.category.value)
+    logger = _CATEGORY_LOGGERS[event.category]
     if not logger.isEnabledFor(event.severity):
         return
     logger.log(

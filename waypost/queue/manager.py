@@ -176,7 +176,7 @@ class QueueManager:
             detail = f"4.3.5 no delivery agent for transport {transport!r} (next hop {hop})"
             return [_deferred(c, detail) for c in claims]
         try:
-            content = await self.store.read_content(message_id)
+            content = await self.store.read_content(message_id, size_hint=claims[0].size)
         except BadContentError as exc:
             await self.store.quarantine_message(message_id, str(exc))
             return []

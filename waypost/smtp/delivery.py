@@ -204,7 +204,9 @@ class SmtpSession:
             await self._flush()
             timeout = self._timeout_for(self.client.waiting_for)
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                # asyncio.timeout, not wait_for: wait_for makes a Task for every read.
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(65536)
             except TimeoutError:
                 self.client.timeout()
                 continue

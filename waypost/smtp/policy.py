@@ -50,10 +50,10 @@ class RelayPolicy:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
 
-    def recipient(self, rcpt: Mailbox, *, client: str, authenticated: bool) -> RecipientDecision:
+    def recipient(self, rcpt: Mailbox, *, may_relay: bool) -> RecipientDecision:
+        """`may_relay`: the client is in relay_networks (see `trusted`) or authenticated."""
         decision = self.routing.route(str(rcpt))
         hop = decision.next_hop
-        may_relay = authenticated or self.trusted(client)
         if hop is None:
             return RecipientDecision(None, NO_ROUTE if may_relay else RELAY_DENIED)
         if hop.transport == "local":

@@ -99,6 +99,7 @@ class SmtpSession(asyncio.Protocol):
         self.config = server.config
         self.admission = admission
         self.client = admission.peer[0]
+        self.trusted = self.config.policy.trusted(self.client)  # once per connection
         self._release = release
         self.conn = ServerConnection(self.config.settings, tls_active=False)
         self.transport: asyncio.Transport | None = None
@@ -255,9 +256,8 @@ class SmtpSession(asyncio.Protocol):
         self.conn.accept(event)
 
     def _on_rcpt(self, event: RcptTo) -> None:
-        decision = self.config.policy.recipient(
-            event.path, client=self.client, authenticated=self.conn.authenticated_as is not None
-        )
+        may_relay = self.trusted or self.conn.authenticated_as is not None
+        decision = self.config.policy.recipient(event.path, may_relay=may_relay)
         if decision.refusal is not None or decision.next_hop is None:
             refusal = decision.refusal or replies.TEMPORARY_FAILURE
             events.emit(

@@ -144,8 +144,9 @@ class Store(Protocol):
         """Record outcomes of leased recipients; returns how many were still this owner's."""
         ...
 
-    async def read_content(self, message_id: int) -> bytes:
-        """The message's content, checked against its recorded size."""
+    async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
+        """The message's content, checked against its recorded size (`size_hint`, when the
+        caller knows it, lets a small message be read without a thread hop)."""
         ...
 
     async def quarantine_message(self, message_id: int, reason: str) -> None:

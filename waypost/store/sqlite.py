@@ -42,6 +42,9 @@ class _Pending:
 
 _STOP = object()
 
+# Content up to this size is read on the event loop's thread (see read_content).
+INLINE_READ_LIMIT = 256 * 1024
+
 
 class SQLiteStore:
     """The Store on SQLite. Open with `await SQLiteStore.open(path)`."""
@@ -63,6 +66,7 @@ class SQLiteStore:
         self._writer: threading.Thread | None = None
         self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="waypost-read")
         self._local = threading.local()
+        self._inline: Database | None = None
         self._closed = False
         self.commits = 0
         self.operations = 0
@@ -109,8 +113,20 @@ class SQLiteStore:
         settled: int = await self._submit(lambda db: db.settle(owner, outcomes, now), isolated=True)
         return settled
 
-    async def read_content(self, message_id: int) -> bytes:
+    async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
+        if size_hint is not None and size_hint <= INLINE_READ_LIMIT:
+            # A small blob by primary key takes microseconds: reading it on the event
+            # loop costs less than handing it to a reader thread and back.
+            try:
+                return self._inline_db().read_content(message_id)
+            except sqlite3.Error as exc:
+                raise translate(exc) from None
         return await self._read(lambda db: db.read_content(message_id))
+
+    def _inline_db(self) -> Database:
+        if self._inline is None:
+            self._inline = Database.open(self.path, create_schema=False)
+        return self._inline
 
     async def quarantine_message(self, message_id: int, reason: str) -> None:
         now = self.clock.now()
@@ -155,6 +171,8 @@ class SQLiteStore:
         if self._writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._reader.shutdown(wait=True)
+        if self._inline is not None:
+            self._inline.close()
 
     # -- the writer -------------------------------------------------------------
 
