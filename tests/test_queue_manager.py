@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -214,4 +215,43 @@ async def test_truncated_content_quarantines_the_message_only(tmp_path: Path) ->
     await pass_once(manager)
     assert [c.address for t in agent.transfers for c in t.recipients] == ["b@localhost"]
     assert rows(tmp_path) == [("a@localhost", "quarantined", 0, None, None)]
+    await store.close()
+
+
+class Slow:
+    """An agent that takes a while, recording how many transfers per hop were in flight."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+        hop = transfer.next_hop
+        self.in_flight[hop] = self.in_flight.get(hop, 0) + 1
+        self.most[hop] = max(self.most.get(hop, 0), self.in_flight[hop])
+        await asyncio.sleep(0.02)
+        self.in_flight[hop] -= 1
+        return [
+            Attempt(recipient_id=c.recipient_id, result=Result.DELIVERED, detail="2.0.0")
+            for c in transfer.recipients
+        ]
+
+
+async def test_per_destination_and_total_concurrency(tmp_path: Path) -> None:
+    clock = ManualClock()
+    agent = Slow()
+    store = await SQLiteStore.open(str(tmp_path / "mta.db"), clock=clock, lifetime=1000)
+    manager = QueueManager(
+        store,
+        {"smtp": agent},
+        clock=clock,
+        policy=POLICY,
+        settings=QueueSettings(batch_size=100, delivery_concurrency=5, destination_concurrency=2),
+    )
+    for i in range(12):
+        hop = "smtp:[h1]:25" if i % 2 else "smtp:[h2]:25"
+        await store.enqueue(new_message((f"u{i}@r.example",), hop=hop))
+    assert await pass_once(manager) == 12
+    assert agent.most == {"smtp:[h1]:25": 2, "smtp:[h2]:25": 2}
+    assert rows(tmp_path) == []
     await store.close()

@@ -127,3 +127,55 @@ async def test_many_concurrent_sessions_each_get_their_message_stored(service: S
             break
         await asyncio.sleep(0.05)
     assert sum(1 for _ in maildir.glob("u*/new/*")) == 20
+
+
+async def test_data_timeout_closes_a_stalled_transfer(tmp_path: Path) -> None:
+    port = free_port()
+    config_file = tmp_path / "t.toml"
+    config_file.write_text(
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ndata_timeout = 0.5\nidle_timeout = 30\n'
+    )
+    svc = await Service.start(load_config(config_file))
+    await svc.start_listeners()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readline()
+        writer.write(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n")
+        replies = b""
+        while b"354" not in replies:
+            replies += await reader.read(1000)
+        writer.write(b"Subject: slow\r\n\r\nhalf a mess")
+        start = asyncio.get_running_loop().time()
+        rest = await asyncio.wait_for(reader.read(1000), 10)
+        assert rest.startswith(b"421 4.4.2")
+        assert asyncio.get_running_loop().time() - start < 5  # the DATA timer, not the idle one
+        assert await reader.read(1000) == b""  # closed
+        assert count(svc, "messages") == 0
+    finally:
+        await svc.stop()
+
+
+async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    config_file = tmp_path / "v6.toml"
+    config_file.write_text(
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n[smtp]\nlisten = ["[::1]:{port}"]\n'
+    )
+    svc = await Service.start(load_config(config_file))
+    await svc.start_listeners()
+    try:
+        assert await asyncio.to_thread(send6, port) == {}
+        assert count(svc, "messages") == 1
+    finally:
+        await svc.stop()
+
+
+def send6(port: int) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("::1", port, timeout=10) as client:
+        return client.sendmail("a@x.example", ["bob@localhost"], b"x\r\n")

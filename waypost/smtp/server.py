@@ -129,9 +129,9 @@ class SmtpSession(asyncio.Protocol):
         self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
         self.conn.receive_data(data)
         self._pump()
+        self._touch()  # after the bytes were read: a DATA command switches to data_timeout
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
@@ -226,7 +226,11 @@ class SmtpSession(asyncio.Protocol):
             self.config.data_timeout if self.conn.receiving_message else self.config.idle_timeout
         )
         self._deadline = loop.time() + limit
-        if self._timer is None:
+        # One timer per session, moved only when the deadline comes earlier (rare:
+        # entering DATA); a later deadline is found when the timer fires.
+        if self._timer is None or self._deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = loop.call_at(self._deadline, self._check_timer)
 
     def _check_timer(self) -> None:
