@@ -1,0 +1,111 @@
+"""BER encoding: definite lengths in their shortest form, deterministic SET OF order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from waypost.x400 import ber_values as values
+from waypost.x400.ber_core import (
+    BIT_STRING,
+    BOOLEAN,
+    INTEGER,
+    NULL,
+    OCTET_STRING,
+    OID,
+    SEQUENCE,
+    SET,
+    UTC_TIME,
+    Tag,
+)
+
+
+def encode_tag(tag: Tag) -> bytes:
+    """Identifier octets, in the high-tag-number form for numbers of 31 and above."""
+    if tag.number < 0:
+        raise ValueError(f"negative tag number {tag.number}")
+    first = (int(tag.cls) << 6) | (0x20 if tag.constructed else 0)
+    if tag.number < 0x1F:
+        return bytes((first | tag.number,))
+    number = tag.number
+    chunk = [number & 0x7F]
+    number >>= 7
+    while number:
+        chunk.append(0x80 | (number & 0x7F))
+        number >>= 7
+    return bytes((first | 0x1F, *reversed(chunk)))
+
+
+def encode_length(length: int) -> bytes:
+    """Length octets in the definite form, shortest encoding."""
+    if length < 0x80:
+        return bytes((length,))
+    size = (length.bit_length() + 7) // 8
+    return bytes((0x80 | size,)) + length.to_bytes(size, "big")
+
+
+def encode_tlv(tag: Tag, content: bytes | bytearray | memoryview) -> bytes:
+    """Tag, definite length and contents."""
+    return b"".join((encode_tag(tag), encode_length(len(content)), content))
+
+
+def encode_int(value: int, tag: Tag = INTEGER) -> bytes:
+    """INTEGER (or ENUMERATED, or an implicitly tagged one)."""
+    return encode_tlv(tag, values.int_to(value))
+
+
+def encode_bool(value: bool, tag: Tag = BOOLEAN) -> bytes:
+    """BOOLEAN, TRUE as 0xFF."""
+    return encode_tlv(tag, b"\xff" if value else b"\x00")
+
+
+def encode_null(tag: Tag = NULL) -> bytes:
+    """NULL."""
+    return encode_tlv(tag, b"")
+
+
+def encode_octets(data: bytes | bytearray | memoryview, tag: Tag = OCTET_STRING) -> bytes:
+    """OCTET STRING, primitive."""
+    return encode_tlv(tag, data)
+
+
+def encode_oid(oid: str | Iterable[int], tag: Tag = OID) -> bytes:
+    """OBJECT IDENTIFIER from dotted text or arcs."""
+    return encode_tlv(tag, values.oid_to(oid))
+
+
+def encode_string(tag: Tag, text: str, kind: Tag | None = None) -> bytes:
+    """A character string of universal type `kind` (default: `tag` itself)."""
+    return encode_tlv(tag, values.string_to(text, (kind or tag).number))
+
+
+def encode_bits(data: bytes, unused: int = 0, tag: Tag = BIT_STRING) -> bytes:
+    """BIT STRING from octets and the count of unused bits in the last one."""
+    if not 0 <= unused <= 7 or (unused and not data):
+        raise ValueError(f"BIT STRING cannot have {unused} unused bits here")
+    return encode_tlv(tag, bytes((unused,)) + data)
+
+
+def encode_bit_set(numbers: Iterable[int], tag: Tag = BIT_STRING) -> bytes:
+    """BIT STRING of named bits (bit 0 first), trailing zero bits dropped."""
+    return encode_bits(*values.bits_to(numbers), tag=tag)
+
+
+def encode_time(value: datetime, tag: Tag = UTC_TIME, kind: Tag | None = None) -> bytes:
+    """UTCTime or GeneralizedTime (`kind`, default `tag`), in UTC with "Z"."""
+    return encode_tlv(tag, values.time_to(value, (kind or tag).number))
+
+
+def constructed(tag: Tag, *children: bytes) -> bytes:
+    """A constructed element holding already encoded children, in order."""
+    return encode_tlv(tag.as_constructed(), b"".join(children))
+
+
+def sequence(*children: bytes) -> bytes:
+    """SEQUENCE of already encoded children."""
+    return constructed(SEQUENCE, *children)
+
+
+def set_of(*children: bytes, tag: Tag = SET) -> bytes:
+    """SET or SET OF: children sorted by their encodings, so the output is deterministic."""
+    return constructed(tag, *sorted(children))
