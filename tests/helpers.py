@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from waypost.message import Envelope, Message, Recipient, new_mts_id
 from waypost.store.base import NewMessage
 
@@ -27,3 +29,17 @@ def new_message(
 ) -> NewMessage:
     message = make_message(recipients, **kwargs)  # type: ignore[arg-type]
     return NewMessage(message=message, next_hops=[hop] * len(recipients))
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (and not handed out before in this run)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import make_message
+from helpers import free_port, make_message
 
 from waypost.config import load_config
 from waypost.message import Message
@@ -20,12 +19,6 @@ from waypost.routing import NextHop
 from waypost.service import Service
 from waypost.smtp.delivery import ClientSettings, HopError, SmtpDeliverer, TlsPolicy
 from waypost.store.base import Claim, Result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start(tmp_path: Path, name: str, extra: str = "") -> Service:

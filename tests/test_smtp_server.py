@@ -10,15 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from waypost.config import load_config
 from waypost.service import Service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -27,8 +28,6 @@ SWAKS = "/usr/bin/swaks"
 HOSTNAME = "mx.test"
 # Waypost's own trace field, as opposed to smtp-sink's "(smtp-sink)" one.
 WAYPOST_RECEIVED = f"by {HOSTNAME} (Waypost) with"
-
-_used_ports: set[int] = set()
 
 
 # --- tools -----------------------------------------------------------------------------
@@ -51,17 +50,6 @@ def require_swaks_tls() -> str:
     if "TLS supported" not in support.stdout + support.stderr:
         pytest.skip("swaks has no TLS support: install libnet-ssleay-perl")
     return swaks
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now (and not handed out before in this run)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
