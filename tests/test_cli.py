@@ -164,7 +164,9 @@ def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
 
 def test_route_explains(tmp_path: Path) -> None:
     config = write_config(
-        tmp_path, '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n'
+        tmp_path,
+        '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n'
+        '[[x400.peer]]\nname = "ACME-MTA"\naddress = "127.0.0.1:10102"\n',
     )
     result = waypost(
         "route",

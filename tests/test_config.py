@@ -19,6 +19,7 @@ from waypost.config import (
     SECTIONS,
     Config,
     ConfigError,
+    X400PeerConfig,
     check_config_file,
     dump_defaults,
     load_config,
@@ -477,7 +478,10 @@ def test_example_file_shows_every_key_with_its_default() -> None:
     example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     defaults = tomllib.loads(dump_defaults())
     for section, values in defaults.items():
-        assert example[section] == values, section
+        shown = {k: v for k, v in example[section].items() if (section, k) != ("x400", "peer")}
+        assert shown == values, section
+    # Every key of a peer appears in the example's peer, or is left at its default on purpose.
+    assert {"name", "address", "mode"} <= set(example["x400"]["peer"][0])
 
 
 def section_fields() -> list[tuple[str, str]]:
@@ -486,6 +490,7 @@ def section_fields() -> list[tuple[str, str]]:
     for section, kind in SECTIONS.items():
         struct = (typing.get_args(kind) or (kind,))[0]
         keys += [(section, f.name) for f in msgspec.structs.fields(struct)]
+    keys += [("x400.peer", f.name) for f in msgspec.structs.fields(X400PeerConfig)]
     return keys
 
 
@@ -494,7 +499,7 @@ def docs_tables() -> dict[str, dict[str, list[str]]]:
     tables: dict[str, dict[str, list[str]]] = {}
     section = None
     for line in DOCS.read_text(encoding="utf-8").splitlines():
-        if heading := re.fullmatch(r"## `\[+(\w+)\]+`.*", line):
+        if heading := re.fullmatch(r"###? `\[+([\w.]+)\]+`.*", line):
             section = heading.group(1)
             tables[section] = {}
         elif line.startswith("## "):
@@ -506,7 +511,7 @@ def docs_tables() -> dict[str, dict[str, list[str]]]:
 
 def test_every_key_is_documented() -> None:
     tables = docs_tables()
-    assert set(tables) == set(SECTIONS)
+    assert set(tables) == {*SECTIONS, "x400.peer"}
     documented = {(section, key) for section, rows in tables.items() for key in rows}
     assert documented == set(section_fields())
 
@@ -596,3 +601,44 @@ def test_any_text_gives_a_config_or_a_config_error(
         load_config(path)
     except ConfigError as error:
         assert error.reason
+
+
+# --- X.400 peers (connectors) --------------------------------------------------------------
+
+PEER = '[[x400.peer]]\nname = "ACME-MTA"\naddress = "127.0.0.1:10102"\n'
+
+
+def test_peer_defaults_are_exchange_connector_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, PEER + 'our_password = "s3cret"\n'))
+    (peer,) = config.x400.peer
+    assert (peer.mode, peer.checkpoint_size, peer.window_size) == ("1988", 30, 5)
+    assert (peer.max_open_retries, peer.max_transfer_retries, peer.threshold) == (144, 2, 50)
+    assert (peer.open_interval, peer.transfer_interval, peer.association_lifetime) == (
+        600,
+        120,
+        300,
+    )
+    assert "s3cret" not in repr(peer) and "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "reason"),
+    [
+        ('mode = "1984"\n', "x400.peer[0].mode", "must be one of 1988, x410"),
+        ("window_size = 0\n", "x400.peer[0].window_size", "must be from 1 to 100"),
+        ('t_selector = "hex:zz"\n', "x400.peer[0].t_selector", "pairs of hex digits"),
+        ('address = "nowhere"\n', "x400.peer[0].address", "not host:port"),
+    ],
+)
+def test_bad_peer_entries_name_the_key(tmp_path: Path, extra: str, key: str, reason: str) -> None:
+    text = PEER.replace('address = "127.0.0.1:10102"\n', "") if "address" in extra else PEER
+    problems = check_config_file(write(tmp_path, text + extra))
+    assert any(p.key == key and reason in p.reason for p in problems), problems
+
+
+def test_duplicate_peer_and_route_to_unknown_peer(tmp_path: Path) -> None:
+    problems = check_config_file(write(tmp_path, PEER + PEER))
+    assert any(p.key == "x400.peer[1].name" and "twice" in p.reason for p in problems)
+    route = '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=X/"\nnext_hop = "x400:OTHER-MTA"\n'
+    problems = check_config_file(write(tmp_path, PEER + route))
+    assert any(p.key == "route[0].next_hop" and "OTHER-MTA" in p.reason for p in problems)

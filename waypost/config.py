@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 EMBEDDED = "embedded defaults"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_MTA_NAME = 32
-TLS_POLICIES = ("none", "opportunistic", "required")  # X.411 ub-mta-name-length
+TLS_POLICIES = ("none", "opportunistic", "required")
+X400_MODES = ("1988", "x410")  # X.411 ub-mta-name-length
 
 
 class ConfigError(ValueError):
@@ -131,11 +132,41 @@ class SmtpClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     connection_cache_time: float = 5.0
 
 
+class X400PeerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[x400.peer]]: an adjacent MTA and its connector parameters (Exchange's X.400
+    connector: the defaults are Exchange 5.5's)."""
+
+    name: str
+    address: str
+    mode: str = "1988"
+    our_name: str = ""
+    our_password: str = ""
+    peer_password: str = ""
+    t_selector: str = ""
+    s_selector: str = ""
+    p_selector: str = ""
+    checkpoint_size: int = 30
+    window_size: int = 5
+    recovery_timeout: float = 60.0
+    association_lifetime: float = 300.0
+    disconnect_timeout: float = 120.0
+    max_open_retries: int = 144
+    max_transfer_retries: int = 2
+    open_interval: float = 600.0
+    transfer_interval: float = 120.0
+    threshold: int = 50
+    two_way_alternate: bool = True
+
+    def __repr__(self) -> str:  # the passwords stay out of logs and tracebacks
+        return f"X400PeerConfig(name={self.name!r}, address={self.address!r}, mode={self.mode!r})"
+
+
 class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[x400]: the P1 listener and the MTA name this MTA binds with."""
 
     listen: tuple[str, ...] = ("127.0.0.1:1102",)
     mta_name: str = "WAYPOST"
+    peer: tuple[X400PeerConfig, ...] = ()
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:
@@ -250,9 +281,23 @@ def build_routing_table(config: Config) -> RoutingTable:
             [RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route],
             local_domains=config.local.domains,
             local_oraddresses=config.local.oraddresses,
+            x400_peers=[peer.name for peer in config.x400.peer],
         )
     except RouteError as exc:
         raise ConfigError(config.source, exc.key, exc.reason) from None
+
+
+def selector_bytes(text: str) -> bytes:
+    """A T/S/P selector as written in the configuration: text, or `hex:` and hex digits."""
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise ValueError(f"{text!r}: after 'hex:' come pairs of hex digits") from None
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"{text!r}: a selector is ASCII text, or hex:…") from None
 
 
 def _routing_errors(config: Config) -> list[ConfigError]:
@@ -479,6 +524,45 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     if not 1 <= len(name) <= MAX_MTA_NAME or not all(" " <= c <= "~" for c in name):
         yield "x400.mta_name", f"must be 1 to {MAX_MTA_NAME} printable ASCII characters"
 
+    seen: set[str] = set()
+    for i, peer in enumerate(config.x400.peer):
+        key = f"x400.peer[{i}]"
+        if not 1 <= len(peer.name) <= MAX_MTA_NAME or not all("!" <= c <= "~" for c in peer.name):
+            yield (
+                f"{key}.name",
+                f"must be 1 to {MAX_MTA_NAME} printable ASCII characters, no spaces",
+            )
+        elif peer.name in seen:
+            yield f"{key}.name", f"{peer.name!r} is configured twice"
+        seen.add(peer.name)
+        try:
+            parse_address(peer.address)
+        except ValueError as exc:
+            yield f"{key}.address", str(exc)
+        if peer.mode not in X400_MODES:
+            yield f"{key}.mode", f"must be one of {', '.join(X400_MODES)}, not {peer.mode!r}"
+        if len(peer.our_name) > MAX_MTA_NAME:
+            yield f"{key}.our_name", f"at most {MAX_MTA_NAME} characters"
+        for field in ("t_selector", "s_selector", "p_selector"):
+            try:
+                if len(selector_bytes(getattr(peer, field))) > 32:
+                    yield f"{key}.{field}", "at most 32 octets"
+            except ValueError as exc:
+                yield f"{key}.{field}", str(exc)
+        yield from _within(f"{key}.checkpoint_size", peer.checkpoint_size, 0, 1024)
+        yield from _within(f"{key}.window_size", peer.window_size, 1, 100)
+        yield from _within(f"{key}.max_open_retries", peer.max_open_retries, 0, 100_000)
+        yield from _within(f"{key}.max_transfer_retries", peer.max_transfer_retries, 0, 1000)
+        yield from _within(f"{key}.threshold", peer.threshold, 1, 1_000_000)
+        for field in (
+            "recovery_timeout",
+            "association_lifetime",
+            "disconnect_timeout",
+            "open_interval",
+            "transfer_interval",
+        ):
+            yield from _positive(f"{key}.{field}", getattr(peer, field))
+
     for i, route in enumerate(config.route):
         for field in ("match", "next_hop"):
             if not getattr(route, field).strip():
@@ -541,8 +625,13 @@ def dump_defaults() -> str:
         lines += [
             f"{f.name} = {toml_value(getattr(section, f.name))}"
             for f in msgspec.structs.fields(section)
+            if (name, f.name) != ("x400", "peer")  # tables of their own, none by default
         ]
-    lines += ["", "# No routes by default: [[route]] tables with match and next_hop add them."]
+    lines += [
+        "",
+        "# No adjacent X.400 MTAs by default: [[x400.peer]] tables with name and address add them.",
+        "# No routes by default: [[route]] tables with match and next_hop add them.",
+    ]
     return "\n".join(lines) + "\n"
 
 
