@@ -90,6 +90,7 @@ class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     oraddresses: tuple[str, ...] = ()
     maildir: str = "maildir"
     mailboxes: tuple[str, ...] = ()
+    x400_store: str = "x400store"
 
 
 def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -473,6 +474,8 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
             yield f"local.oraddresses[{i}]", "must not be empty"
     if not local.maildir:
         yield "local.maildir", "must not be empty"
+    if not local.x400_store:
+        yield "local.x400_store", "must not be empty"
     for i, mailbox in enumerate(local.mailboxes):
         # Each becomes a directory name under the Maildir root: nothing may climb out of it.
         if not mailbox or mailbox.startswith(".") or "/" in mailbox or "\0" in mailbox:
@@ -606,6 +609,7 @@ def _normalise(config: Config, base: str) -> Config:
             config.local,
             domains=tuple(parse_domain(d) for d in config.local.domains),
             maildir=under_data_dir(config.local.maildir),
+            x400_store=under_data_dir(config.local.x400_store),
         ),
     )
 

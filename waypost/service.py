@@ -22,6 +22,7 @@ from waypost.clock import Clock, SystemClock
 from waypost.config import Config, build_routing_table
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
+from waypost.delivery.x400_store import X400Store
 from waypost.message import Message
 from waypost.net.listener import ConnectionLimits
 from waypost.queue.deliverer import Deliverer
@@ -175,7 +176,10 @@ class Service:
             )
         )
         deliverers: dict[str, Deliverer] = {
-            "local": LocalDeliverer(maildirs),
+            "local": LocalDeliverer(
+                maildirs,
+                X400Store(Path(config.local.x400_store), hostname=config.server.hostname),
+            ),
             "smtp": smtp_deliverer,
         }
         q = config.queue

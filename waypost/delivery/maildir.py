@@ -72,19 +72,20 @@ class MaildirStore:
             )
         mailbox = self.mailbox_for(local_part)
         try:
-            return self._write(mailbox, _with_delivery_headers(envelope, recipient, content))
+            return self.write(mailbox, _with_delivery_headers(envelope, recipient, content))
         except OSError as exc:
             raise LocalDeliveryError(
                 f"4.3.0 cannot write to {mailbox}: {exc.strerror or exc}", permanent=False
             ) from None
 
-    def _write(self, mailbox: Path, data: bytes) -> Delivered:
+    def write(self, mailbox: Path, data: bytes, *, suffix: str = "") -> Delivered:
+        """Write one file into `mailbox`'s new/, durably (raises OSError)."""
         for sub in ("tmp", "new", "cur"):
             (mailbox / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         now = time.time()
         name = (
             f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(self._counter)}"
-            f".{self.hostname}"
+            f".{self.hostname}{suffix}"
         )
         tmp = mailbox / "tmp" / name
         new = mailbox / "new" / name
