@@ -322,3 +322,48 @@ def test_password_hash_makes_a_line_the_users_file_accepts(tmp_path: Path) -> No
     assert users.verify("alice", "s3cret")
     assert not users.verify("alice", "wrong") and not users.verify("bob", "s3cret")
     assert "s3cret" not in result.stdout
+
+
+def test_submit_x400_text_becomes_a_p22_ipm_shown_by_queue_show(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[[x400.peer]]\nname = "ACME-MTA"\naddress = "127.0.0.1:10102"\n'
+        '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n',
+    )
+    result = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "-",
+        "--subject",
+        "Quarterly figures",
+        "--from",
+        "c=GB;a= ;p=Waypost;s=Smith;g=Alice",
+        "--to",
+        "/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Jones/",
+        stdin=b"Dear Jones,\nthe figures.\n",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(/C=GB/ADMD= /PRMD=Waypost/;" in result.stdout  # an X.400 MTS identifier
+    message_id = result.stdout.split()[2]
+    show = waypost("queue", "show", message_id, "-c", str(config), cwd=tmp_path).stdout
+    assert "Content type:   builtin:22" in show
+    assert "Subject:        Quarterly figures" in show
+    assert "Originator:     /C=GB/ADMD= /PRMD=Waypost/S=Smith/G=Alice/" in show
+    assert "To:             /C=GB/ADMD= /PRMD=Acme/O=Sales/S=Jones/" in show
+    assert "Body parts:     ia5-text" in show
+    assert "x400:ACME-MTA" in show
+    mixed = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "--from",
+        "/C=GB/ADMD= /PRMD=W/S=A/",
+        "--to",
+        "bob@localhost",
+        stdin=b"x",
+        cwd=tmp_path,
+    )
+    assert mixed.returncode == 1 and "MIXER" in mixed.stderr
+    no_traceback(mixed)

@@ -20,13 +20,15 @@ from waypost.cli.common import (
     format_time,
     load,
 )
-from waypost.message import EnvelopeError, decode_envelope
+from waypost.message import ContentType, EnvelopeError, decode_envelope
 from waypost.service import database_path
 from waypost.store import admin
 from waypost.store.base import StoreError
 from waypost.store.database import Database, translate
 from waypost.store.validate import is_number
+from waypost.x400.ipm import summarize_ipm
 
+IPM_CONTENT_TYPES = frozenset({ContentType.P2, ContentType.P22, ContentType.P772})
 # qshape's age buckets, in minutes.
 SHAPE_BUCKETS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
 
@@ -157,6 +159,7 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"  Size:           {size!r} bytes")
         print(f"  Arrived:        {format_time(received_at)}")
         print(f"  Expires:        {format_time(expires_at)}")
+        content_type = None
         try:
             if not isinstance(blob, bytes):
                 raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
@@ -164,6 +167,7 @@ def run_show(args: argparse.Namespace) -> int:
         except EnvelopeError as exc:
             print(f"  Envelope:       DOES NOT DECODE: {exc}")
         else:
+            content_type = envelope.content_type
             print(f"  Content type:   {envelope.content_type}")
             print(f"  Priority:       {envelope.priority.name.lower()}")
             if envelope.envid or envelope.ret:
@@ -180,7 +184,10 @@ def run_show(args: argparse.Namespace) -> int:
                 print(f"           ({r.last_error})")
             if r.report:
                 print(f"           {r.report} report owed")
-        _print_headers(db, args.message_id)
+        if content_type in IPM_CONTENT_TYPES:
+            _print_ipm(db, args.message_id)
+        else:
+            _print_headers(db, args.message_id)
     finally:
         db.close()
     return EXIT_OK
@@ -200,6 +207,31 @@ def _print_headers(db: Database, message_id: int) -> None:
         print("  Headers:")
         for line in lines:
             print(f"    {line.decode('utf-8', 'replace')}")
+
+
+def _print_ipm(db: Database, message_id: int) -> None:
+    """The heading of a P2/P22/P772 interpersonal message."""
+    try:
+        content = db.read_content(message_id)
+        ipm = summarize_ipm(content)
+    except (StoreError, ValueError) as exc:  # BERError is a ValueError
+        print(f"  Content:        not a readable IPM: {exc}")
+        return
+    if ipm.kind != "ipm":
+        print(f"  Content:        an interpersonal notification ({ipm.kind})")
+        return
+    print("  IPM heading:")
+    for label, value in (
+        ("This IPM", ipm.this_ipm),
+        ("Originator", ipm.originator),
+        ("Subject", ipm.subject),
+    ):
+        if value is not None:
+            print(f"    {label + ':':<16}{value}")
+    for label, names in (("To", ipm.primary), ("Cc", ipm.copy), ("Bcc", ipm.blind)):
+        for name in names:
+            print(f"    {label + ':':<16}{name}")
+    print(f"    {'Body parts:':<16}{', '.join(ipm.body_parts) or '(none)'}")
 
 
 def run_quarantine(args: argparse.Namespace) -> int:

@@ -9,14 +9,21 @@ import sys
 import time
 from typing import Any
 
-from waypost.address import AddressError, canonical_address
+from waypost.address import (
+    AddressError,
+    ORAddress,
+    canonical_address,
+    is_oraddress_text,
+    parse_oraddress,
+)
 from waypost.cli.common import CommandError, add_config_option, load
 from waypost.config import Config, build_routing_table
-from waypost.message import Envelope, Message, Recipient, new_mts_id
+from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
 from waypost.queue.submit import UnroutableError, route_message
 from waypost.service import database_path, prepare_data_dir
 from waypost.store.base import StoreError
 from waypost.store.database import Database
+from waypost.x400.ipm import build_ipm
 
 MAX_SUBMIT_BYTES = 64 * 1024 * 1024
 
@@ -25,9 +32,10 @@ def add_parser(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "submit",
         help="enqueue a message",
-        description="Enqueue a message (RFC 5322 text) from FILE or standard input. "
-        "It is durable in the MTA database when this command returns 0; a running "
-        "Waypost delivers it.",
+        description="Enqueue a message from FILE or standard input: RFC 5322 text for mail "
+        "addresses; for an X.400 originator (an O/R address), a text that becomes the body "
+        "of a P22 interpersonal message. It is durable in the MTA database when this "
+        "command returns 0; a running Waypost delivers it.",
     )
     add_config_option(parser)
     parser.add_argument(
@@ -45,6 +53,11 @@ def add_parser(verbs: Any) -> None:
         action="extend",
         metavar="ADDR",
         help="recipients: mailboxes or X.400 O/R addresses",
+    )
+    parser.add_argument(
+        "--subject",
+        default="",
+        help="with an X.400 originator: the subject of the P22 message the text is wrapped in",
     )
     parser.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     parser.set_defaults(run=run)
@@ -89,12 +102,45 @@ def _with_trace_headers(content: bytes, config: Config, mts_id: str) -> bytes:
     return newline.join(added) + newline + content
 
 
+def _x400_message(
+    args: argparse.Namespace, originator: str, recipients: list[str], text: bytes
+) -> tuple[str, str, bytes]:
+    """An X.400 originator: the text becomes the ia5-text body of a P22 IPM."""
+    if not all(is_oraddress_text(r) for r in recipients):
+        raise CommandError(
+            "an X.400 originator needs X.400 recipients (mail between the two worlds "
+            "goes through the MIXER gateway, which is not available yet)"
+        )
+    domain = parse_oraddress(originator)
+    gdi = ORAddress(country=domain.country, admd=domain.admd, prmd=domain.prmd)
+    local = new_mts_id("x").partition("@")[0]
+    try:
+        body = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("the text of an X.400 message must be UTF-8 (sent as IA5)") from None
+    try:
+        ipm = build_ipm(
+            originator=originator,
+            recipients=recipients,
+            subject=args.subject or "",
+            text=body,
+            ipm_id=local,
+        )
+    except (AddressError, ValueError) as exc:
+        raise CommandError(f"cannot build the P22 message: {exc}") from None
+    return f"{gdi};{local}", ContentType.P22, ipm
+
+
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     originator = _canonical(args.originator, "originator") if args.originator else ""
     recipients = [_canonical(r, "recipient") for r in args.recipients]
     content = _read(args.file)
-    mts_id = new_mts_id(config.server.hostname)
+    if is_oraddress_text(originator):
+        mts_id, content_type, content = _x400_message(args, originator, recipients, content)
+    else:
+        mts_id, content_type = new_mts_id(config.server.hostname), ContentType.INTERNET
+        content = _with_trace_headers(content, config, mts_id)
     envelope = Envelope(
         mts_id=mts_id,
         originator=originator,
@@ -102,9 +148,10 @@ def run(args: argparse.Namespace) -> int:
             Recipient(address=r, originally_specified_number=i + 1)
             for i, r in enumerate(recipients)
         ],
+        content_type=content_type,
         arrival=time.time(),
     )
-    message = Message(envelope=envelope, content=_with_trace_headers(content, config, mts_id))
+    message = Message(envelope=envelope, content=content)
     try:
         new = route_message(message, build_routing_table(config))
     except UnroutableError as exc:

@@ -1,0 +1,67 @@
+"""IPM headings: PP's real P22 messages summarised, built IPMs read back, garbage refused."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_p1 import _pp
+
+from waypost.x400.ipm import build_ipm, summarize_ipm
+from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
+
+
+@pytest.mark.parametrize(
+    ("capture", "subject"),
+    [
+        ("msg88.pcap", "x400peer test IPM via PP x400out88 (1988)"),
+        ("msgx410.pcap", "(1988-X410)"),
+    ],
+)
+def test_pp_ipm_heading(capture: str, subject: str) -> None:
+    _, _, message = _pp(capture)
+    apdu = decode_mts_apdu(message)
+    assert isinstance(apdu, P1Message)
+    ipm = summarize_ipm(apdu.content)
+    assert ipm.kind == "ipm"
+    assert ipm.subject is not None and subject in ipm.subject
+    assert ipm.originator == "/C=GB/ADMD=TEST/PRMD=PPTEST/S=Sender/"
+    assert ipm.primary == ["/C=GB/ADMD=TEST/PRMD=PEERB/O=Peer/S=Test/"]
+    assert ipm.body_parts == ["ia5-text"]
+    assert ipm.text is not None and ipm.text.startswith("Hello from PP")
+
+
+def test_built_ipm_reads_back() -> None:
+    ipm = build_ipm(
+        originator="/C=GB/ADMD= /PRMD=W/S=Smith/",
+        recipients=["/C=GB/ADMD= /PRMD=W/S=Brown/", "/C=FR/ADMD=ATLAS/S=Dupont/"],
+        subject="Réunion",
+        text="first line\nsecond line",
+        ipm_id="id-1@w",
+    )
+    summary = summarize_ipm(ipm)
+    assert summary.subject == "Réunion"
+    assert summary.primary == ["/C=GB/ADMD= /PRMD=W/S=Brown/", "/C=FR/ADMD=ATLAS/S=Dupont/"]
+    assert summary.text == "first line\r\nsecond line"
+    assert summary.this_ipm == "/C=GB/ADMD= /PRMD=W/S=Smith/ id-1.w"
+
+
+@given(st.binary(max_size=300))
+def test_garbage_raises_only_value_errors(data: bytes) -> None:
+    with contextlib.suppress(ValueError):  # BERError, or AddressError for a bad O/R name
+        summarize_ipm(data)
+
+
+@given(st.data())
+def test_mutated_pp_ipm_raises_only_value_errors(data: st.DataObject) -> None:
+    _, _, message = _pp("msg88.pcap")
+    apdu = decode_mts_apdu(message)
+    assert isinstance(apdu, P1Message)
+    content = bytearray(apdu.content)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(content) - 1))
+        content[at] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(ValueError):
+        summarize_ipm(bytes(content))

@@ -1,0 +1,167 @@
+"""Interpersonal messages (X.420 P2/P22, and STANAG 4406 P772's heading): a readable summary of
+an IPM's heading for operators, and a simple IPM (heading + one ia5-text body part) to submit.
+
+Waypost relays IPM content untouched; it only reads it to show it, and writes it
+when `waypost submit` wraps a text for X.400 recipients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from waypost.address import parse_oraddress
+from waypost.x400.ber import (
+    IA5_STRING,
+    PRINTABLE_STRING,
+    SEQUENCE,
+    SET,
+    TELETEX_STRING,
+    Element,
+    application,
+    constructed,
+    context,
+    decode,
+    encode_string,
+    sequence,
+)
+from waypost.x400.p1_names import OR_NAME, decode_orname, encode_orname
+
+IPM = context(0, True)
+IPN = context(1, True)
+THIS_IPM = application(11, True)
+ORIGINATOR = context(0, True)
+PRIMARY, COPY, BLIND = context(2, True), context(3, True), context(4, True)
+SUBJECT = context(8, True)
+RECIPIENT = context(0, True)
+FREE_FORM_NAME = context(0, True)
+IA5_TEXT = context(0, True)
+
+# X.420 body part tags, for naming the parts of a body.
+BODY_PARTS = {
+    0: "ia5-text",
+    1: "voice",
+    2: "g3-facsimile",
+    3: "g4-class1",
+    4: "teletex",
+    5: "videotex",
+    6: "encrypted",
+    7: "message",
+    8: "mixed-mode",
+    9: "bilaterally-defined",
+    10: "nationally-defined",
+    11: "externally-defined",
+    12: "general-text",
+    14: "bilaterally-defined",
+    15: "extended",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IPMSummary:
+    """What `waypost queue show` prints of an IPM."""
+
+    kind: str
+    this_ipm: str | None = None
+    originator: str | None = None
+    primary: list[str] = field(default_factory=list)
+    copy: list[str] = field(default_factory=list)
+    blind: list[str] = field(default_factory=list)
+    subject: str | None = None
+    body_parts: list[str] = field(default_factory=list)
+    text: str | None = None
+
+
+def _descriptor(element: Element) -> str:
+    """An ORDescriptor: its formal name as O/R text, else its free-form name."""
+    for item in element:
+        if item.tag == OR_NAME:
+            return decode_orname(item).text
+        if item.tag == FREE_FORM_NAME:
+            return item.as_string(TELETEX_STRING, check=False)
+    return "(no name)"
+
+
+def _recipients(element: Element) -> list[str]:
+    names = []
+    for specifier in element:
+        recipient = specifier.find(RECIPIENT) if specifier.tag.constructed else None
+        if recipient is not None:
+            names.append(_descriptor(recipient))
+    return names
+
+
+def _text(element: Element) -> str:
+    """A string of any X.400 string type, read leniently."""
+    kind = element.tag if element.tag.cls.name == "UNIVERSAL" else TELETEX_STRING
+    return element.as_string(kind, check=False)
+
+
+def summarize_ipm(content: bytes) -> IPMSummary:
+    """The heading and body part kinds of an IPM (or that it is an IPN); raises BERError, or
+    another ValueError (an O/R name that is not a valid address)."""
+    ipm = decode(content, name="ipm").expect(IPM, IPN)
+    if ipm.tag == IPN:
+        return IPMSummary(kind="ipn")
+    heading, body = ipm.child(0, "heading").expect(SET), ipm.child(1, "body").expect(SEQUENCE)
+    fields: dict[str, object] = {}
+    for item in heading:
+        if item.tag == THIS_IPM:
+            parts = list(item)
+            who = decode_orname(parts[0]).text if parts and parts[0].tag == OR_NAME else ""
+            local = _text(parts[-1]) if parts and not parts[-1].tag.constructed else ""
+            fields["this_ipm"] = f"{who} {local}".strip()
+        elif item.tag == ORIGINATOR:
+            fields["originator"] = _descriptor(item)
+        elif item.tag in (PRIMARY, COPY, BLIND):
+            key = {PRIMARY: "primary", COPY: "copy", BLIND: "blind"}[item.tag]
+            fields[key] = _recipients(item)
+        elif item.tag == SUBJECT:
+            inner = list(item)
+            fields["subject"] = _text(inner[0]) if len(inner) == 1 else "(malformed subject)"
+    kinds: list[str] = []
+    text = None
+    for part in body:
+        kinds.append(BODY_PARTS.get(part.tag.number, f"[{part.tag.number}]"))
+        if part.tag == IA5_TEXT and text is None:
+            data = [c for c in part if c.tag == IA5_STRING]
+            text = data[0].as_string(IA5_STRING, check=False) if data else None
+    return IPMSummary(kind="ipm", body_parts=kinds, text=text, **fields)  # type: ignore[arg-type]
+
+
+_PRINTABLE_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?"
+)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c in _PRINTABLE_CHARS else "." for c in text)
+
+
+def _latin1(text: str) -> str:
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _orname(text: str) -> bytes:
+    return encode_orname(parse_oraddress(text))
+
+
+def build_ipm(
+    *, originator: str, recipients: list[str], subject: str, text: str, ipm_id: str
+) -> bytes:
+    """A P22 IPM: heading (this-IPM, originator, primary recipients, subject) and one
+    ia5-text body part. Addresses are O/R address texts; raises AddressError."""
+    heading = constructed(
+        SET,
+        constructed(
+            THIS_IPM, _orname(originator), encode_string(PRINTABLE_STRING, _printable(ipm_id)[:64])
+        ),
+        constructed(ORIGINATOR, _orname(originator)),
+        constructed(
+            PRIMARY,
+            *(constructed(SET, constructed(RECIPIENT, _orname(r))) for r in recipients),
+        ),
+        constructed(SUBJECT, encode_string(TELETEX_STRING, _latin1(subject)[:128])),
+    )
+    text = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii", "replace").decode()
+    body = sequence(constructed(IA5_TEXT, constructed(SET), encode_string(IA5_STRING, text)))
+    return constructed(IPM, heading, body)
