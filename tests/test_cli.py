@@ -37,6 +37,7 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     config = tmp_path / "waypost.toml"
     config.write_text(
         '[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        "[smtp]\nlisten = []\n[x400]\nlisten = []\n"
         '[local]\ndomains = ["localhost", "example.net"]\n'
         "[queue]\npoll_interval = 0.2\nmin_backoff = 1\nmax_backoff = 2\n"
         '[[route]]\nmatch = "remote.example"\nnext_hop = "smtp:[127.0.0.1]:2526"\n' + extra
@@ -210,6 +211,18 @@ def start_serve(tmp_path: Path, config: Path) -> subprocess.Popen[str]:
     )
 
 
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, and its stderr; a serve that does not stop is killed (never left running)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("waypost serve did not stop on SIGTERM") from None
+    return err
+
+
 def wait_for(predicate: object, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -235,8 +248,7 @@ def test_serve_delivers_submitted_mail_and_stops_cleanly(served: tuple[Path, Pat
         _, err = second.communicate(timeout=30)
         assert second.returncode == 75 and "already using" in err
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        err = stop(proc)
     assert proc.returncode == 0, err
     assert "1000 system: Waypost" in err and "1001 system: Waypost stopped cleanly" in err
     assert (tmp_path / "data" / "waypost.pid").read_text() == ""
@@ -246,7 +258,7 @@ def test_serve_delivers_submitted_mail_and_stops_cleanly(served: tuple[Path, Pat
 
 def test_unclean_stop_runs_the_checker_and_quarantines(served: tuple[Path, Path]) -> None:
     tmp_path, config = served
-    # Two messages for a remote hop with no delivery agent yet: they stay queued.
+    # Two messages for a remote hop where nothing listens: they stay queued.
     submit(tmp_path, config, "x@remote.example")
     bad = submit(tmp_path, config, "y@remote.example")
     proc = start_serve(tmp_path, config)
@@ -262,8 +274,7 @@ def test_unclean_stop_runs_the_checker_and_quarantines(served: tuple[Path, Path]
         wait_for(lambda: _quarantined(tmp_path) == 1)
         time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        err = stop(proc)
     assert proc.returncode == 0, err
     assert "1002 system: The previous run" in err
     assert "1300 check: Checking MTA database" in err

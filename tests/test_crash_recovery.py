@@ -74,7 +74,10 @@ def test_every_acknowledged_enqueue_survives_sigkill(tmp_path: Path, producers: 
 def test_serve_killed_mid_delivery_delivers_everything_after_restart(tmp_path: Path) -> None:
     """Leases held by a killed `serve` come back: every queued message is delivered."""
     config = tmp_path / "waypost.toml"
-    config.write_text('[server]\ndata_dir = "data"\n[queue]\npoll_interval = 0.1\n')
+    config.write_text(
+        '[server]\ndata_dir = "data"\n[queue]\npoll_interval = 0.1\n'
+        "[smtp]\nlisten = []\n[x400]\nlisten = []\n"
+    )
     (tmp_path / "data").mkdir(mode=0o700)
     db = Database.open(str(tmp_path / "data" / "mta.db"))
     total = 300

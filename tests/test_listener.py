@@ -122,6 +122,7 @@ def test_waypost_smtp_survives_descriptor_exhaustion(tmp_path: Path) -> None:
     config = tmp_path / "waypost.toml"
     config.write_text(
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        "[x400]\nlisten = []\n"
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nmax_connections_per_client = 1000\n'
         f"[queue]\npoll_interval = 0.2\n"
     )

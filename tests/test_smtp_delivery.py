@@ -26,7 +26,7 @@ async def start(tmp_path: Path, name: str, extra: str = "") -> Service:
     config = tmp_path / f"{name}.toml"
     config.write_text(
         f'[server]\nhostname = "{name}.test"\ndata_dir = "{name}"\n'
-        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\n'
+        f'[x400]\nlisten = []\n[smtp]\nlisten = ["127.0.0.1:{port}"]\n'
         f"[queue]\npoll_interval = 0.1\nmin_backoff = 1\nmax_backoff = 2\n" + extra
     )
     svc = await Service.start(load_config(config))
@@ -205,6 +205,7 @@ async def test_opportunistic_starttls_to_waypost(tmp_path: Path) -> None:
     port = free_port()
     config.write_text(
         f'[server]\nhostname = "tls.test"\ndata_dir = "tls"\n'
+        "[x400]\nlisten = []\n"
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
         f'[local]\ndomains = ["b.example"]\n'
     )

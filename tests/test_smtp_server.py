@@ -22,7 +22,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     config_file = tmp_path / "waypost.toml"
     config_file.write_text(
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
-        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nrelay_networks = []\n'
+        f'[x400]\nlisten = []\n[smtp]\nlisten = ["127.0.0.1:{port}"]\nrelay_networks = []\n'
         f"[queue]\npoll_interval = 0.1\n"
         f'[[route]]\nmatch = "routed.example"\nnext_hop = "smtp:[127.0.0.1]:9"\n'
     )
@@ -129,6 +129,7 @@ async def test_data_timeout_closes_a_stalled_transfer(tmp_path: Path) -> None:
     config_file = tmp_path / "t.toml"
     config_file.write_text(
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        "[x400]\nlisten = []\n"
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ndata_timeout = 0.5\nidle_timeout = 30\n'
     )
     svc = await Service.start(load_config(config_file))
@@ -160,6 +161,7 @@ async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
         pytest.skip("no IPv6 loopback on this machine")
     config_file = tmp_path / "v6.toml"
     config_file.write_text(
+        "[x400]\nlisten = []\n"
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n[smtp]\nlisten = ["[::1]:{port}"]\n'
     )
     svc = await Service.start(load_config(config_file))

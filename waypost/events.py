@@ -38,6 +38,7 @@ class Category(enum.StrEnum):
     ROUTING = "routing"
     INTERFACE = "interface"
     SMTP = "smtp"
+    X400 = "x400"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -439,6 +440,92 @@ REPORT_UNDELIVERABLE = _define(
     C.QUEUE,
     "{kind} report on message {message_id} cannot be sent to {to}: {reason}; dropped",
     "Add a route for the originator's domain if reports to it should be delivered.",
+)
+
+# 1800-1899 X.400 (P1 associations)
+X400_ASSOCIATION_OPENED = _define(
+    1800,
+    "x400-association-opened",
+    S.INFO,
+    C.X400,
+    "{direction} P1 association with {peer} ({address}) open in {mode} mode",
+    "None.",
+)
+X400_BIND_REFUSED = _define(
+    1801,
+    "x400-bind-refused",
+    S.WARNING,
+    C.X400,
+    "{client}: MTA bind as {mta_name} refused: {reason}",
+    "Check the [[x400.peer]] entry (name, peer_password) if the peer is a known MTA; "
+    "many refusals from one address suggest password guessing.",
+)
+X400_ASSOCIATION_ABORTED = _define(
+    1802,
+    "x400-association-aborted",
+    S.WARNING,
+    C.X400,
+    "P1 association with {peer} aborted in the {layer} layer: {reason}",
+    "None if rare: an unconfirmed transfer stays with the sender, which tries again. "
+    "Check the peer's configuration and software if it repeats.",
+)
+X400_MESSAGE_RECEIVED = _define(
+    1803,
+    "x400-message-received",
+    S.INFO,
+    C.X400,
+    "{peer}: message {mts_id} for {recipients} recipients accepted as message {message_id}",
+    "None.",
+)
+X400_STORE_FAILED = _define(
+    1804,
+    "x400-store-failed",
+    S.ERROR,
+    C.X400,
+    "{peer}: message {mts_id} could not be stored ({error}); association aborted, "
+    "the peer keeps the message",
+    "Check the MTA database's disk; the peer will try again.",
+)
+X400_NO_ROUTE = _define(
+    1805,
+    "x400-no-route",
+    S.WARNING,
+    C.X400,
+    "{peer}: message {mts_id}: no route for {recipient} ({reason}); recipient dropped",
+    "Add a route for the recipient's O/R address; no non-delivery report is sent yet.",
+)
+X400_NOT_HANDLED = _define(
+    1806,
+    "x400-not-handled",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} received and confirmed but not processed (not supported yet)",
+    "None: reports and probes are not relayed by this version.",
+)
+X400_TIMEOUT = _define(
+    1807,
+    "x400-timeout",
+    S.INFO,
+    C.X400,
+    "P1 association with {peer} closed after {seconds} s without traffic",
+    "None.",
+)
+X400_PEER_REFUSED = _define(
+    1808,
+    "x400-peer-refused",
+    S.WARNING,
+    C.X400,
+    "Adjacent MTA {peer} refused our bind ({reason}); recipients deferred",
+    "Check our_name and our_password of the [[x400.peer]] entry against the peer's "
+    "configuration: the queue keeps retrying until it is fixed.",
+)
+X400_TRANSFER_FAILED = _define(
+    1809,
+    "x400-transfer-failed",
+    S.WARNING,
+    C.X400,
+    "Adjacent MTA {peer}: {error}; recipients deferred",
+    "None if it is brief; check the peer's address and state if it persists.",
 )
 
 del S, C

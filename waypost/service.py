@@ -37,6 +37,7 @@ from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.sqlite import SQLiteStore
+from waypost.x400.association import X400Deliverer, X400Server
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -129,6 +130,8 @@ class Service:
         self.manager = manager
         self.smtp: SmtpServer | None = None
         self.smtp_deliverer: SmtpDeliverer | None = None
+        self.x400: X400Server | None = None
+        self.x400_deliverer: X400Deliverer | None = None
         self.reports: ReportGenerator | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -175,12 +178,14 @@ class Service:
                 connection_cache_time=client.connection_cache_time,
             )
         )
+        x400_deliverer = X400Deliverer(config.x400)
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
                 maildirs,
                 X400Store(Path(config.local.x400_store), hostname=config.server.hostname),
             ),
             "smtp": smtp_deliverer,
+            "x400": x400_deliverer,
         }
         q = config.queue
         manager = QueueManager(
@@ -208,6 +213,7 @@ class Service:
         manager.on_report_owed = reports.wake
         service = cls(config, store, routing, manager)
         service.smtp_deliverer = smtp_deliverer
+        service.x400_deliverer = x400_deliverer
         service.reports = reports
         return service
 
@@ -232,6 +238,10 @@ class Service:
                 ),
             )
             await self.smtp.start()
+        x400 = self.config.x400
+        if x400.listen:
+            self.x400 = X400Server(x400, self.routing, self.enqueue, list(x400.addresses))
+            await self.x400.start()
 
     def run_background(self) -> list[asyncio.Task[None]]:
         """Start the queue manager and the report generator."""
@@ -243,6 +253,8 @@ class Service:
     async def stop(self) -> None:
         if self.smtp is not None:
             await self.smtp.close()
+        if self.x400 is not None:
+            await self.x400.close()
         if self.reports is not None:
             self.reports.stop()
         await self.manager.stop()
@@ -253,6 +265,8 @@ class Service:
                 await task
         if self.smtp_deliverer is not None:
             await self.smtp_deliverer.close()
+        if self.x400_deliverer is not None:
+            await self.x400_deliverer.close()
         await self.store.close()
 
 

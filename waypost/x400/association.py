@@ -1,0 +1,677 @@
+"""The asyncio drivers of P1 associations: the X.400 listener and the `x400` deliverer.
+
+The sans-I/O `waypost.osi.stack.Association` speaks the protocol; this module
+owns sockets and timers, checks MTA-bind credentials against `[[x400.peer]]`,
+hands each inbound message to the MTA database durably *before* it confirms
+the transfer, and turns each outbound transfer into Attempts.
+
+The listener serves both modes on one address: until the first session CN is
+decoded, a 1988 and an X.410 responder read the same bytes (their transport
+CCs are identical, one is written); the one that yields an `OpenRequest` is
+kept. Reports and probes are confirmed and logged, not processed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from waypost import events
+from waypost.config import X400Config, X400PeerConfig, selector_bytes
+from waypost.message import Message
+from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.osi.stack import (
+    NEED_DATA,
+    Abort,
+    Aborted,
+    Accept,
+    Accepted,
+    Association,
+    AssociationSettings,
+    ConfirmTransfer,
+    ConnectionClosed,
+    Event,
+    LocalProtocolError,
+    Mode,
+    Open,
+    OpenRequest,
+    Refuse,
+    Refused,
+    Release,
+    Released,
+    Role,
+    Selectors,
+    State,
+    Transfer,
+    TransferConfirmed,
+    TransferReceived,
+)
+from waypost.queue.deliverer import Attempt
+from waypost.queue.deliverer import Transfer as QueueTransfer
+from waypost.routing import RoutingTable, parse_next_hop
+from waypost.store.base import Claim, NewMessage, Result, StoreError
+from waypost.x400.ber import BERError
+from waypost.x400.p1_bind import (
+    MTABind,
+    MTABindError,
+    decode_bind,
+    decode_bind_error,
+    encode_bind,
+    encode_bind_error,
+)
+from waypost.x400.p1_envelope import (
+    P1Message,
+    TransferEnvelope,
+    decode_mts_apdu,
+    encode_mts_apdu,
+)
+
+Enqueue = Callable[[NewMessage], Awaitable[int]]
+
+DEFAULT_LIFETIME = 300.0  # idle seconds before an association without a known peer closes
+CONNECT_TIMEOUT = 30.0
+ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
+READ_SIZE = 65536
+MODES = {"1988": Mode.NORMAL_1988, "x410": Mode.X410}
+
+
+def _password_ok(expected: str, given: str | bytes | None) -> bool:
+    if not expected:
+        return True  # the name alone suffices
+    if given is None:
+        return False
+    raw = given if isinstance(given, bytes) else given.encode("utf-8", "replace")
+    return hmac.compare_digest(raw, expected.encode("utf-8"))
+
+
+def our_bind(config: X400Config, peer: X400PeerConfig) -> MTABind:
+    """The MTABindArgument/Result this MTA presents to `peer`."""
+    return MTABind(name=peer.our_name or config.mta_name, password=peer.our_password)
+
+
+# ----------------------------------------------------------------------------- inbound
+
+
+class X400Server:
+    """The P1 listener and its associations."""
+
+    def __init__(
+        self,
+        config: X400Config,
+        routing: RoutingTable,
+        enqueue: Enqueue,
+        addresses: list[tuple[str, int]],
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.config = config
+        self.routing = routing
+        self.enqueue = enqueue
+        self.listener = Listener("x400", addresses, self._session, limits=limits)
+        self.sessions: set[X400Session] = set()
+
+    async def start(self) -> None:
+        await self.listener.start()
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        return self.listener.bound
+
+    async def close(self) -> None:
+        await self.listener.close()
+        for session in list(self.sessions):
+            session.shutdown()
+
+    def peer(self, name: str) -> X400PeerConfig | None:
+        for peer in self.config.peer:
+            if peer.name == name:
+                return peer
+        return None
+
+    def _session(self, admission: Admission, release: Callable[[], None]) -> X400Session:
+        session = X400Session(self, admission, release)
+        self.sessions.add(session)
+        return session
+
+
+class X400Session(asyncio.Protocol):
+    """One inbound P1 association (responder)."""
+
+    def __init__(self, server: X400Server, admission: Admission, release: Callable[[], None]):
+        self.server = server
+        self.admission = admission
+        self.client = "{}:{}".format(*admission.peer)
+        self._release = release
+        # Both modes read the same bytes until the CN says which one the peer speaks.
+        self._candidates = [
+            Association(role=Role.RESPONDER, mode=Mode.NORMAL_1988),
+            Association(role=Role.RESPONDER, mode=Mode.X410),
+        ]
+        self.assoc: Association | None = None
+        self.peer: X400PeerConfig | None = None
+        self.transport: asyncio.Transport | None = None
+        self._busy: asyncio.Task[None] | None = None
+        self._closing = False
+        self._lifetime = DEFAULT_LIFETIME
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def who(self) -> str:
+        return f"{self.peer.name} ({self.client})" if self.peer else self.client
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.admission.refused:
+            events.emit(
+                events.X400_ASSOCIATION_ABORTED,
+                peer=self.client,
+                layer="transport",
+                reason=self.admission.refused,
+            )
+            self._close()
+            return
+        self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+        self._touch()
+
+    def eof_received(self) -> bool:
+        self._feed(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.sessions.discard(self)
+        self._release()
+
+    def shutdown(self) -> None:
+        """The server is stopping: abort unless a message is being stored."""
+        if self._busy is None and not self._closing:
+            if self.assoc is not None and self.assoc.state is State.OPEN:
+                with contextlib.suppress(LocalProtocolError):
+                    self._write(self.assoc.send(Abort()))
+            self._close()
+
+    # -- the protocol machine -----------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self.assoc is not None:
+            self.assoc.receive_data(data)
+        else:
+            for candidate in self._candidates:
+                candidate.receive_data(data)
+        self._pump()
+
+    def _decide(self) -> Event | None:
+        """Until one mode yields an OpenRequest: its event; or None (more bytes needed)."""
+        decided: tuple[Association, Event] | None = None
+        for candidate in list(self._candidates):
+            event = candidate.next_event()
+            if event is NEED_DATA:
+                continue
+            assert not isinstance(event, type(NEED_DATA))
+            if isinstance(event, OpenRequest) or len(self._candidates) == 1:
+                decided = (candidate, event)
+                break
+            self._candidates.remove(candidate)  # this mode does not fit what came
+        # The transport CC is the same in both; write it once.
+        out = self._candidates[0].data_to_send()
+        for other in self._candidates[1:]:
+            other.data_to_send()
+        if decided is None:
+            self._write(out)
+            return None
+        self.assoc, event = decided
+        self._candidates = []
+        self._write(self.assoc.data_to_send())
+        return event
+
+    def _pump(self) -> None:
+        while not self._closing and self._busy is None:
+            if self.assoc is None:
+                first = self._decide()
+                if first is None:
+                    return
+                event: Event | object = first
+            else:
+                event = self.assoc.next_event()
+                if event is NEED_DATA:
+                    break
+            if isinstance(event, OpenRequest):
+                self._on_open(event)
+            elif isinstance(event, TransferReceived):
+                self._run(self._on_transfer(event))
+            elif isinstance(event, Aborted):
+                events.emit(
+                    events.X400_ASSOCIATION_ABORTED,
+                    peer=self.who,
+                    layer=event.layer.value,
+                    reason=event.reason,
+                )
+            elif isinstance(event, Released | ConnectionClosed):
+                pass
+        self._flush()
+
+    def _flush(self) -> None:
+        assoc = self.assoc
+        if assoc is None:
+            return
+        self._write(assoc.data_to_send())
+        if assoc.state in (State.CLOSED, State.ERROR):
+            self._close()
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _run(self, work: Awaitable[None]) -> None:
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._busy = asyncio.ensure_future(work)
+        self._busy.add_done_callback(self._resume)
+
+    def _resume(self, task: asyncio.Task[None]) -> None:
+        self._busy = None
+        if not task.cancelled() and task.exception() is not None:
+            events.emit(
+                events.UNEXPECTED_ERROR, component="x400 association", error=repr(task.exception())
+            )
+            self._abort()
+            return
+        if self._closing or self.transport is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self.transport.resume_reading()
+        self._pump()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def _abort(self) -> None:
+        if self.assoc is not None:
+            with contextlib.suppress(LocalProtocolError):
+                self._write(self.assoc.send(Abort()))
+        self._close()
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._lifetime
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_timer)
+
+    def _check_timer(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        if self._busy is not None or loop.time() < self._deadline:
+            self._timer = loop.call_at(max(self._deadline, loop.time() + 1), self._check_timer)
+            return
+        events.emit(events.X400_TIMEOUT, peer=self.who, seconds=f"{self._lifetime:g}")
+        self._abort()
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _refuse(self, name: str, reason: str, error: MTABindError) -> None:
+        assert self.assoc is not None
+        events.emit(events.X400_BIND_REFUSED, client=self.client, mta_name=name, reason=reason)
+        self._write(self.assoc.send(Refuse(bind_error=encode_bind_error(error))))
+
+    def _on_open(self, event: OpenRequest) -> None:
+        assert self.assoc is not None
+        try:
+            bind = decode_bind(event.bind_argument)
+        except BERError as exc:
+            self._refuse(
+                "?", f"undecodable bind argument: {exc}", MTABindError.AUTHENTICATION_ERROR
+            )
+            return
+        if bind.name is None:
+            self._refuse("(unauthenticated)", "no MTA name", MTABindError.AUTHENTICATION_ERROR)
+            return
+        peer = self.server.peer(bind.name)
+        if peer is None:
+            self._refuse(bind.name, "unknown MTA", MTABindError.AUTHENTICATION_ERROR)
+            return
+        if not _password_ok(peer.peer_password, bind.password):
+            self._refuse(bind.name, "wrong password", MTABindError.AUTHENTICATION_ERROR)
+            return
+        self.peer = peer
+        self._lifetime = peer.association_lifetime or DEFAULT_LIFETIME
+        result = encode_bind(our_bind(self.server.config, peer))
+        self._write(self.assoc.send(Accept(bind_result=result)))
+        events.emit(
+            events.X400_ASSOCIATION_OPENED,
+            direction="Inbound",
+            peer=peer.name,
+            address=self.client,
+            mode=self.assoc.mode.value,
+        )
+
+    async def _on_transfer(self, event: TransferReceived) -> None:
+        assert self.assoc is not None
+        try:
+            apdu = decode_mts_apdu(event.apdu)
+        except BERError as exc:
+            events.emit(events.X400_ASSOCIATION_ABORTED, peer=self.who, layer="p1", reason=str(exc))
+            self._abort()
+            return
+        if isinstance(apdu, P1Message):
+            if not await self._store(apdu):
+                self._abort()
+                return
+        else:
+            events.emit(events.X400_NOT_HANDLED, peer=self.who, kind=apdu.kind)
+        self._write(self.assoc.send(ConfirmTransfer()))
+
+    async def _store(self, apdu: P1Message) -> bool:
+        """Enqueue the routed recipients durably; False when the store failed."""
+        envelope = apdu.envelope.envelope
+        recipients = []
+        hops: list[str] = []
+        for recipient in envelope.recipients:
+            if not recipient.responsibility:
+                continue  # another MTA answers for it
+            decision = self.server.routing.route(recipient.address)
+            if decision.next_hop is None:
+                reason = decision.explanation[-1] if decision.explanation else "no route"
+                events.emit(
+                    events.X400_NO_ROUTE,
+                    peer=self.who,
+                    mts_id=envelope.mts_id,
+                    recipient=recipient.address,
+                    reason=reason,
+                )
+                continue
+            recipients.append(recipient)
+            hops.append(str(decision.next_hop))
+        if not recipients:
+            return True
+        envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=time.time())
+        new = NewMessage(message=Message(envelope=envelope, content=apdu.content), next_hops=hops)
+        try:
+            message_id = await self.server.enqueue(new)
+        except StoreError as exc:
+            events.emit(
+                events.X400_STORE_FAILED, peer=self.who, mts_id=envelope.mts_id, error=str(exc)
+            )
+            return False
+        events.emit(
+            events.X400_MESSAGE_RECEIVED,
+            peer=self.who,
+            mts_id=envelope.mts_id,
+            recipients=len(recipients),
+            message_id=message_id,
+        )
+        return True
+
+
+# ----------------------------------------------------------------------------- outbound
+
+
+class HopError(Exception):
+    """The transfer did not happen (or was not confirmed): defer and try again."""
+
+
+@dataclass
+class _Outbound:
+    """One open initiator association to an adjacent MTA."""
+
+    peer: X400PeerConfig
+    assoc: Association
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    last_used: float
+
+    @property
+    def alive(self) -> bool:
+        fresh = time.monotonic() - self.last_used < self.peer.association_lifetime
+        return fresh and self.assoc.state is State.OPEN and not self.reader.at_eof()
+
+    async def next_event(self, timeout: float) -> Event:
+        while True:
+            event = self.assoc.next_event()
+            await self.flush()
+            if event is not NEED_DATA:
+                assert not isinstance(event, type(NEED_DATA))
+                return event
+            try:
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            except TimeoutError:
+                raise HopError(f"no answer within {timeout:g} s") from None
+            except OSError as exc:
+                raise HopError(f"connection failed: {exc}") from None
+            self.assoc.receive_data(data)
+
+    async def send(self, event: Event) -> None:
+        self.writer.write(self.assoc.send(event))
+        await self.flush()
+
+    async def flush(self) -> None:
+        out = self.assoc.data_to_send()
+        if out:
+            self.writer.write(out)
+            try:
+                await self.writer.drain()
+            except OSError as exc:
+                raise HopError(f"connection failed: {exc}") from None
+
+    async def release(self) -> None:
+        with contextlib.suppress(HopError, LocalProtocolError, OSError):
+            if self.assoc.state is State.OPEN:
+                await self.send(Release())
+                while True:
+                    event = await self.next_event(ANSWER_TIMEOUT)
+                    if isinstance(event, Released | Aborted | ConnectionClosed):
+                        break
+        await self.close()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+class X400Deliverer:
+    """The delivery agent for next hops `x400:NAME`: one reusable association per peer."""
+
+    def __init__(self, config: X400Config) -> None:
+        self.config = config
+        self._open: dict[str, _Outbound] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+
+    def _peer(self, name: str) -> X400PeerConfig | None:
+        for peer in self.config.peer:
+            if peer.name == name:
+                return peer
+        return None
+
+    async def deliver(self, transfer: QueueTransfer) -> list[Attempt]:
+        claims = list(transfer.recipients)
+        try:
+            hop = parse_next_hop(transfer.next_hop)
+        except ValueError as exc:
+            return _all(claims, Result.DEFERRED, f"bad next hop {transfer.next_hop}: {exc}")
+        peer = self._peer(hop.destination) if hop.transport == "x400" else None
+        if peer is None:
+            return _all(claims, Result.DEFERRED, f"no [[x400.peer]] named {hop.destination}")
+        lock = self._locks.setdefault(peer.name, asyncio.Lock())
+        async with lock:
+            try:
+                conn = await self._association(peer)
+                await self._transfer(conn, transfer)
+            except HopError as exc:
+                self._drop(peer.name)
+                detail = str(exc)
+                if not detail.startswith("bind refused"):
+                    events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=detail)
+                return _all(claims, Result.DEFERRED, detail)
+            self._park(conn)
+        return [
+            Attempt(
+                recipient_id=c.recipient_id,
+                result=Result.DELIVERED,
+                detail=f"transferred to {peer.name}",
+                remote_mta=peer.name,
+                passed_on=True,
+            )
+            for c in claims
+        ]
+
+    async def _association(self, peer: X400PeerConfig) -> _Outbound:
+        conn = self._open.pop(peer.name, None)
+        timer = self._timers.pop(peer.name, None)
+        if timer is not None:
+            timer.cancel()
+        if conn is not None:
+            if conn.alive:
+                return conn
+            self._background(conn.release())
+        return await self._connect(peer)
+
+    async def _connect(self, peer: X400PeerConfig) -> _Outbound:
+        host, _, port = peer.address.rpartition(":")
+        host = host.strip("[]")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port), limit=1 << 20), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise HopError(f"connect to {peer.address} failed: {exc or 'timeout'}") from None
+        ssel = selector_bytes(peer.s_selector) or None
+        psel = selector_bytes(peer.p_selector) or None
+        settings = AssociationSettings(
+            checkpoint_size=peer.checkpoint_size,
+            window_size=peer.window_size,
+            two_way_alternate=peer.two_way_alternate,
+            selectors=Selectors(
+                called_tsel=selector_bytes(peer.t_selector), called_ssel=ssel, called_psel=psel
+            ),
+        )
+        mode = MODES[peer.mode]
+        conn = _Outbound(
+            peer=peer,
+            assoc=Association(role=Role.INITIATOR, mode=mode, settings=settings),
+            reader=reader,
+            writer=writer,
+            last_used=time.monotonic(),
+        )
+        try:
+            await self._bind(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        events.emit(
+            events.X400_ASSOCIATION_OPENED,
+            direction="Outbound",
+            peer=peer.name,
+            address=peer.address,
+            mode=peer.mode,
+        )
+        return conn
+
+    async def _bind(self, conn: _Outbound) -> None:
+        peer = conn.peer
+        await conn.send(Open(bind_argument=encode_bind(our_bind(self.config, peer))))
+        event = await conn.next_event(ANSWER_TIMEOUT)
+        if isinstance(event, Refused):
+            reason = event.reason.name if event.reason is not None else event.layer.value
+            if event.bind_error is not None:
+                with contextlib.suppress(BERError):
+                    reason = decode_bind_error(event.bind_error).name.lower().replace("_", "-")
+            events.emit(events.X400_PEER_REFUSED, peer=peer.name, reason=reason)
+            raise HopError(f"bind refused by {peer.name}: {reason}")
+        if not isinstance(event, Accepted):
+            raise HopError(f"open failed: {_describe(event)}")
+        try:
+            result = decode_bind(event.bind_result)
+        except BERError as exc:
+            await self._abort(conn)
+            raise HopError(f"undecodable bind result: {exc}") from None
+        if result.name != peer.name:
+            await self._abort(conn)
+            raise HopError(f"the responder binds as {result.name!r}, not {peer.name!r}")
+
+    async def _abort(self, conn: _Outbound) -> None:
+        with contextlib.suppress(HopError, LocalProtocolError, OSError):
+            await conn.send(Abort())
+
+    async def _transfer(self, conn: _Outbound, transfer: QueueTransfer) -> None:
+        wanted = {c.rcpt_index for c in transfer.recipients}
+        recipients = [r for i, r in enumerate(transfer.envelope.recipients) if i in wanted]
+        envelope = msgspec.structs.replace(transfer.envelope, recipients=recipients)
+        apdu = encode_mts_apdu(
+            P1Message(envelope=TransferEnvelope(envelope=envelope), content=transfer.content)
+        )
+        try:
+            await conn.send(Transfer(apdu=apdu))
+        except LocalProtocolError as exc:
+            raise HopError(f"cannot transfer: {exc}") from None
+        while True:
+            event = await conn.next_event(ANSWER_TIMEOUT)
+            if isinstance(event, TransferConfirmed):
+                conn.last_used = time.monotonic()
+                return
+            if isinstance(event, Aborted | Released | ConnectionClosed | Refused):
+                raise HopError(f"transfer not confirmed: {_describe(event)}")
+
+    def _park(self, conn: _Outbound) -> None:
+        name = conn.peer.name
+        self._open[name] = conn
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(
+            conn.peer.association_lifetime, self._expire, name, conn
+        )
+
+    def _expire(self, name: str, conn: _Outbound) -> None:
+        self._timers.pop(name, None)
+        if self._open.get(name) is conn:
+            del self._open[name]
+            self._background(conn.release())
+
+    def _drop(self, name: str) -> None:
+        conn = self._open.pop(name, None)
+        if conn is not None:
+            self._background(conn.close())
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        conns = list(self._open.values())
+        self._open.clear()
+        await asyncio.gather(*(c.release() for c in conns), return_exceptions=True)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, Aborted):
+        return f"aborted in the {event.layer.value} layer: {event.reason}"
+    return type(event).__name__
+
+
+def _all(claims: list[Claim], result: Result, detail: str) -> list[Attempt]:
+    return [Attempt(recipient_id=c.recipient_id, result=result, detail=detail) for c in claims]
