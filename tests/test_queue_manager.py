@@ -11,6 +11,7 @@ import pytest
 from helpers import new_message
 
 from waypost.clock import ManualClock
+from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.message import Notify, Recipient
@@ -254,4 +255,17 @@ async def test_per_destination_and_total_concurrency(tmp_path: Path) -> None:
     assert await pass_once(manager) == 12
     assert agent.most == {"smtp:[h1]:25": 2, "smtp:[h2]:25": 2}
     assert rows(tmp_path) == []
+    await store.close()
+
+
+async def test_error_transport_fails_at_once_with_the_route_text(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, manager = await make(tmp_path, {"error": ErrorDeliverer()}, clock)
+    await store.enqueue(new_message(("x@closed.example",), hop="error:domain closed"))
+    await pass_once(manager)
+    assert rows(tmp_path) == [("x@closed.example", "failed", 1, None, "non-delivery")]
+    db = Database.open(str(tmp_path / "mta.db"))
+    (row,) = list(db.queue_rows())
+    db.close()
+    assert row.last_error == "5.4.4 domain closed"
     await store.close()

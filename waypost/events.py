@@ -491,8 +491,9 @@ X400_NO_ROUTE = _define(
     "x400-no-route",
     S.WARNING,
     C.X400,
-    "{peer}: message {mts_id}: no route for {recipient} ({reason}); recipient dropped",
-    "Add a route for the recipient's O/R address; no non-delivery report is sent yet.",
+    "{peer}: message {mts_id}: no route for {recipient} ({reason}); the recipient fails and a "
+    "non-delivery report is owed",
+    "Add a route for the recipient's O/R address if it should be reachable.",
 )
 X400_NOT_HANDLED = _define(
     1806,

@@ -20,6 +20,7 @@ from pathlib import Path
 from waypost import __version__, events
 from waypost.clock import Clock, SystemClock
 from waypost.config import Config, build_routing_table
+from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.delivery.x400_store import X400Store
@@ -185,6 +186,7 @@ class Service:
                 X400Store(Path(config.local.x400_store), hostname=config.server.hostname),
             ),
             "smtp": smtp_deliverer,
+            "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
         q = config.queue

@@ -389,6 +389,7 @@ class X400Session(asyncio.Protocol):
             if not recipient.responsibility:
                 continue  # another MTA answers for it
             decision = self.server.routing.route(recipient.address)
+            recipients.append(recipient)
             if decision.next_hop is None:
                 reason = decision.explanation[-1] if decision.explanation else "no route"
                 events.emit(
@@ -398,9 +399,10 @@ class X400Session(asyncio.Protocol):
                     recipient=recipient.address,
                     reason=reason,
                 )
-                continue
-            recipients.append(recipient)
-            hops.append(str(decision.next_hop))
+                # Kept, not dropped: the error transport fails it with a report owed.
+                hops.append(f"error:{reason}")
+            else:
+                hops.append(str(decision.next_hop))
         if not recipients:
             return True
         envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=time.time())
