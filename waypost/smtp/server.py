@@ -9,7 +9,6 @@ never a 5xx and never internals), AUTH against the users file, STARTTLS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 from waypost import events
 from waypost.message import Envelope, Message, Recipient, ReportRequest, new_mts_id
+from waypost.net.driver import PausingDriver
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.smtp import server_replies as replies
 from waypost.smtp.auth import AuthUsers
@@ -91,10 +91,13 @@ class SmtpServer:
         return session
 
 
-class SmtpSession(asyncio.Protocol):
+class SmtpSession(PausingDriver):
     """One SMTP connection."""
 
+    component = "smtp session"
+
     def __init__(self, server: SmtpServer, admission: Admission, release: Callable[[], None]):
+        super().__init__()
         self.server = server
         self.config = server.config
         self.admission = admission
@@ -102,13 +105,10 @@ class SmtpSession(asyncio.Protocol):
         self.trusted = self.config.policy.trusted(self.client)  # once per connection
         self._release = release
         self.conn = ServerConnection(self.config.settings, tls_active=False)
-        self.transport: asyncio.Transport | None = None
         self._mail: MailFrom | None = None
         self._rcpts: list[tuple[RcptTo, str]] = []
-        self._busy: asyncio.Task[None] | None = None
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._closing = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -187,31 +187,10 @@ class SmtpSession(asyncio.Protocol):
             self._close()
 
     def _flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
+        self._write(self.conn.data_to_send())
 
-    def _run(self, work: Awaitable[None]) -> None:
-        """Answer a question that takes time; reading waits until it is answered."""
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self._busy = asyncio.ensure_future(work)
-        self._busy.add_done_callback(self._resume)
-
-    def _resume(self, task: asyncio.Task[None]) -> None:
-        self._busy = None
-        if not task.cancelled() and task.exception() is not None:
-            events.emit(
-                events.UNEXPECTED_ERROR, component="smtp session", error=repr(task.exception())
-            )
-            self._close()
-            return
-        if self._closing or self.transport is None:
-            return
-        if self.transport.is_reading() is False:
-            with contextlib.suppress(RuntimeError):
-                self.transport.resume_reading()
-        self._pump()
+    def _fail(self) -> None:
+        self._close()
 
     def _close(self) -> None:
         if self.transport is not None and not self._closing:

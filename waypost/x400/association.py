@@ -25,6 +25,7 @@ import msgspec
 from waypost import events
 from waypost.config import X400Config, X400PeerConfig, selector_bytes
 from waypost.message import Message
+from waypost.net.driver import PausingDriver
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.osi.stack import (
     NEED_DATA,
@@ -139,10 +140,13 @@ class X400Server:
         return session
 
 
-class X400Session(asyncio.Protocol):
+class X400Session(PausingDriver):
     """One inbound P1 association (responder)."""
 
+    component = "x400 association"
+
     def __init__(self, server: X400Server, admission: Admission, release: Callable[[], None]):
+        super().__init__()
         self.server = server
         self.admission = admission
         self.client = "{}:{}".format(*admission.peer)
@@ -154,9 +158,6 @@ class X400Session(asyncio.Protocol):
         ]
         self.assoc: Association | None = None
         self.peer: X400PeerConfig | None = None
-        self.transport: asyncio.Transport | None = None
-        self._busy: asyncio.Task[None] | None = None
-        self._closing = False
         self._lifetime = DEFAULT_LIFETIME
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -272,29 +273,8 @@ class X400Session(asyncio.Protocol):
         if assoc.state in (State.CLOSED, State.ERROR):
             self._close()
 
-    def _write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def _run(self, work: Awaitable[None]) -> None:
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self._busy = asyncio.ensure_future(work)
-        self._busy.add_done_callback(self._resume)
-
-    def _resume(self, task: asyncio.Task[None]) -> None:
-        self._busy = None
-        if not task.cancelled() and task.exception() is not None:
-            events.emit(
-                events.UNEXPECTED_ERROR, component="x400 association", error=repr(task.exception())
-            )
-            self._abort()
-            return
-        if self._closing or self.transport is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            self.transport.resume_reading()
-        self._pump()
+    def _fail(self) -> None:
+        self._abort()
 
     def _close(self) -> None:
         if self.transport is not None and not self._closing:
