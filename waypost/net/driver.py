@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
+from typing import Any
 
 from waypost import events
+from waypost.net.listener import Listener
 
 
 class PausingDriver(asyncio.Protocol):
@@ -51,3 +53,27 @@ class PausingDriver(asyncio.Protocol):
         with contextlib.suppress(RuntimeError):  # the transport may be closing already
             self.transport.resume_reading()
         self._pump()
+
+
+class SessionServer:
+    """A listener and its live sessions: what the SMTP and X.400 servers share.
+
+    Subclasses create `self.listener` with `self._session` as its factory, and
+    their sessions remove themselves from `sessions` when their connection ends.
+    """
+
+    listener: Listener
+    sessions: set[Any]
+
+    async def start(self) -> None:
+        await self.listener.start()
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        return self.listener.bound
+
+    async def close(self) -> None:
+        """Stop accepting, and ask every session to finish and close."""
+        await self.listener.close()
+        for session in list(self.sessions):
+            session.shutdown()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from waypost import events
 from waypost.message import Envelope, Message, Recipient, ReportRequest, new_mts_id
-from waypost.net.driver import PausingDriver
+from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.smtp import server_replies as replies
 from waypost.smtp.auth import AuthUsers
@@ -60,7 +60,7 @@ class SmtpServerConfig:
     users: AuthUsers | None = None
 
 
-class SmtpServer:
+class SmtpServer(SessionServer):
     """The SMTP listener and its sessions."""
 
     def __init__(
@@ -72,18 +72,6 @@ class SmtpServer:
         self.config = config
         self.listener = Listener("smtp", addresses, self._session, limits=limits)
         self.sessions: set[SmtpSession] = set()
-
-    async def start(self) -> None:
-        await self.listener.start()
-
-    @property
-    def bound(self) -> list[tuple[str, int]]:
-        return self.listener.bound
-
-    async def close(self) -> None:
-        await self.listener.close()
-        for session in list(self.sessions):
-            session.shutdown()
 
     def _session(self, admission: Admission, release: Callable[[], None]) -> SmtpSession:
         session = SmtpSession(self, admission, release)

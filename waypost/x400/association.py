@@ -25,7 +25,7 @@ import msgspec
 from waypost import events
 from waypost.config import X400Config, X400PeerConfig, selector_bytes
 from waypost.message import Message
-from waypost.net.driver import PausingDriver
+from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.osi.stack import (
     NEED_DATA,
@@ -99,7 +99,7 @@ def our_bind(config: X400Config, peer: X400PeerConfig) -> MTABind:
 # ----------------------------------------------------------------------------- inbound
 
 
-class X400Server:
+class X400Server(SessionServer):
     """The P1 listener and its associations."""
 
     def __init__(
@@ -115,18 +115,6 @@ class X400Server:
         self.enqueue = enqueue
         self.listener = Listener("x400", addresses, self._session, limits=limits)
         self.sessions: set[X400Session] = set()
-
-    async def start(self) -> None:
-        await self.listener.start()
-
-    @property
-    def bound(self) -> list[tuple[str, int]]:
-        return self.listener.bound
-
-    async def close(self) -> None:
-        await self.listener.close()
-        for session in list(self.sessions):
-            session.shutdown()
 
     def peer(self, name: str) -> X400PeerConfig | None:
         for peer in self.config.peer:
