@@ -38,7 +38,8 @@ from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.sqlite import SQLiteStore
-from waypost.x400.association import X400Deliverer, X400Server
+from waypost.x400.association import X400Server
+from waypost.x400.outbound import X400Deliverer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
