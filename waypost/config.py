@@ -156,6 +156,9 @@ class X400PeerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     open_interval: float = 600.0
     transfer_interval: float = 120.0
     threshold: int = 50
+    max_associations: int = 4
+    connect_timeout: float = 30.0
+    answer_timeout: float = 120.0
     two_way_alternate: bool = True
 
     def __repr__(self) -> str:  # the passwords stay out of logs and tracebacks
@@ -167,6 +170,10 @@ class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     listen: tuple[str, ...] = ("127.0.0.1:1102",)
     mta_name: str = "WAYPOST"
+    # The global domain identifier this MTA writes in trace information and MTS identifiers.
+    global_domain: str = "/C=ZZ/ADMD= /PRMD=WAYPOST/"
+    bind_timeout: float = 60.0
+    idle_timeout: float = 300.0
     peer: tuple[X400PeerConfig, ...] = ()
 
     @property
@@ -526,6 +533,9 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     name = config.x400.mta_name
     if not 1 <= len(name) <= MAX_MTA_NAME or not all(" " <= c <= "~" for c in name):
         yield "x400.mta_name", f"must be 1 to {MAX_MTA_NAME} printable ASCII characters"
+    yield from _global_domain(config.x400.global_domain)
+    for field in ("bind_timeout", "idle_timeout"):
+        yield from _positive(f"x400.{field}", getattr(config.x400, field))
 
     seen: set[str] = set()
     for i, peer in enumerate(config.x400.peer):
@@ -557,12 +567,15 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
         yield from _within(f"{key}.max_open_retries", peer.max_open_retries, 0, 100_000)
         yield from _within(f"{key}.max_transfer_retries", peer.max_transfer_retries, 0, 1000)
         yield from _within(f"{key}.threshold", peer.threshold, 1, 1_000_000)
+        yield from _within(f"{key}.max_associations", peer.max_associations, 1, 64)
         for field in (
             "recovery_timeout",
             "association_lifetime",
             "disconnect_timeout",
             "open_interval",
             "transfer_interval",
+            "connect_timeout",
+            "answer_timeout",
         ):
             yield from _positive(f"{key}.{field}", getattr(peer, field))
 
@@ -570,6 +583,17 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
         for field in ("match", "next_hop"):
             if not getattr(route, field).strip():
                 yield f"route[{i}].{field}", "must not be empty"
+
+
+def _global_domain(text: str) -> Iterator[tuple[str, str]]:
+    # Imported here: waypost.x400 depends on the config, not the other way round.
+    from waypost.address import AddressError
+    from waypost.x400.p1_names import gdi_parts
+
+    try:
+        gdi_parts(text)
+    except AddressError as exc:
+        yield "x400.global_domain", f"must be /C=../ADMD=../[PRMD=../]: {exc}"
 
 
 def _positive(key: str, value: float) -> Iterator[tuple[str, str]]:
