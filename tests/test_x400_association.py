@@ -28,7 +28,8 @@ async def start(tmp_path: Path, name: str, x400_port: int, extra: str, local: st
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f"[queue]\npoll_interval = 0.1\nmin_backoff = 30\nmax_backoff = 60\n"
         f'[local]\nx400_store = "{name}-x400"\n{local}'
-        f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n' + extra
+        f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n'
+        f'global_domain = "/C=GB/ADMD= /PRMD={name.upper()}/"\n' + extra
     )
     svc = await Service.start(load_config(config))
     await svc.start_listeners()
@@ -155,45 +156,3 @@ async def test_unknown_peer_is_refused(tmp_path: Path, caplog: pytest.LogCapture
     finally:
         await a.stop()
         await b.stop()
-
-
-async def test_an_unroutable_recipient_is_kept_and_failed_not_dropped(tmp_path: Path) -> None:
-    a, b = await pair(tmp_path, "1988")
-    stranger = "/C=GB/ADMD= /PRMD=B/O=Gone/S=Nobody/"
-    # A routes all of PRMD=B to B; B delivers only O=HQ locally and has no route for O=Gone.
-    await b.stop()
-    b_port = int(a.config.x400.peer[0].address.rpartition(":")[2])
-    b = await start(
-        tmp_path,
-        "b",
-        b_port,
-        '[[x400.peer]]\nname = "A-MTA"\naddress = "127.0.0.1:1"\n'
-        'peer_password = "secret-a"\nour_password = "secret-b"\n',
-        local='oraddresses = ["/C=GB/ADMD= /PRMD=B/O=HQ/"]\n',
-    )
-    sent = message()
-    envelope = Envelope(
-        mts_id=MTS_ID,
-        originator=ORIGINATOR,
-        recipients=[Recipient(address=stranger, originally_specified_number=1)],
-        content_type=ContentType.P22,
-    )
-    try:
-        await a.submit(Message(envelope=envelope, content=sent.content))
-        for _ in range(200):
-            found = await asyncio.to_thread(_all_rows, b.store.path)
-            if found and found[0][1] == "failed":
-                break
-            await asyncio.sleep(0.05)
-        # At B the recipient was queued (not dropped), failed, and a report is owed.
-        assert found == [(stranger, "failed", "non-delivery")], found
-        # A handed the message over (responsibility passed on): nothing of it stays at A.
-        assert await asyncio.to_thread(_all_rows, a.store.path) == []
-    finally:
-        await a.stop()
-        await b.stop()
-
-
-def _all_rows(path: str) -> list[tuple[str, str, str | None]]:
-    with sqlite3.connect(path) as conn:
-        return list(conn.execute("SELECT address, state, report FROM recipients"))

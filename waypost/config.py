@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from waypost.address import AddressError, parse_domain
+from waypost.address import AddressError, parse_domain, parse_oraddress
+from waypost.x400.p1_names import gdi_parts
 
 if TYPE_CHECKING:
     from waypost.routing import RoutingTable
@@ -91,6 +92,7 @@ class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     maildir: str = "maildir"
     mailboxes: tuple[str, ...] = ()
     x400_store: str = "x400store"
+    x400_mailboxes: tuple[str, ...] = ()
 
 
 def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -491,6 +493,12 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
                 (f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')"),
             )
 
+    for i, oraddress in enumerate(local.x400_mailboxes):
+        try:
+            parse_oraddress(oraddress)
+        except AddressError as exc:
+            yield f"local.x400_mailboxes[{i}]", f"{oraddress!r} is not an O/R address: {exc}"
+
     smtp = config.smtp
     yield from _within("smtp.max_message_size", smtp.max_message_size, 1024, 2**40)
     yield from _within("smtp.max_recipients", smtp.max_recipients, 1, 1_000_000)
@@ -586,10 +594,6 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
 
 
 def _global_domain(text: str) -> Iterator[tuple[str, str]]:
-    # Imported here: waypost.x400 depends on the config, not the other way round.
-    from waypost.address import AddressError
-    from waypost.x400.p1_names import gdi_parts
-
     try:
         gdi_parts(text)
     except AddressError as exc:

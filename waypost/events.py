@@ -474,7 +474,7 @@ X400_MESSAGE_RECEIVED = _define(
     "x400-message-received",
     S.INFO,
     C.X400,
-    "{peer}: message {mts_id} for {recipients} recipients accepted as message {message_id}",
+    "{peer}: {kind} {mts_id} for {recipients} recipients accepted as message {message_id}",
     "None.",
 )
 X400_STORE_FAILED = _define(
@@ -494,14 +494,6 @@ X400_NO_ROUTE = _define(
     "{peer}: message {mts_id}: no route for {recipient} ({reason}); the recipient fails and a "
     "non-delivery report is owed",
     "Add a route for the recipient's O/R address if it should be reachable.",
-)
-X400_NOT_HANDLED = _define(
-    1806,
-    "x400-not-handled",
-    S.WARNING,
-    C.X400,
-    "{peer}: {kind} received and confirmed but not processed (not supported yet)",
-    "None: reports and probes are not relayed by this version.",
 )
 X400_TIMEOUT = _define(
     1807,
@@ -527,6 +519,32 @@ X400_TRANSFER_FAILED = _define(
     C.X400,
     "Adjacent MTA {peer}: {error}; recipients deferred",
     "None if it is brief; check the peer's address and state if it persists.",
+)
+
+X400_LOOP_DETECTED = _define(
+    1820,
+    "x400-loop-detected",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id} has been through this domain ({domain}) before: {outcome}",
+    "Check the routes of this MTA and of the adjacent MTAs for the recipients' O/R addresses.",
+)
+X400_CRITICAL_EXTENSION = _define(
+    1821,
+    "x400-critical-extension",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id} carries extension {extension}, critical for {critical_for} and "
+    "not supported: {outcome}",
+    "None: X.411 requires this; the originator receives a non-delivery report.",
+)
+X400_REPORT_DISCARDED = _define(
+    1822,
+    "x400-report-discarded",
+    S.WARNING,
+    C.X400,
+    "Report {mts_id} for {destination} discarded: {reason}",
+    "Reports are never reported on; check the routes to the destination if it repeats.",
 )
 
 del S, C

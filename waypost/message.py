@@ -59,6 +59,30 @@ class ContentType:
     P2 = "builtin:2"
     P22 = "builtin:22"
     P772 = "oid:1.3.26.0.4406.0.4.1"
+    # What a stored X.400 report holds: its ReportTransferContent (not a P1 content type).
+    X400_REPORT = "x400-report"
+
+
+class ObjectKind(enum.StrEnum):
+    """The three things MTAs transfer (X.411 MTS-APDU): messages, reports and probes."""
+
+    MESSAGE = "message"
+    REPORT = "report"
+    PROBE = "probe"
+
+
+class P1Extra(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a received P1 envelope held that Waypost relays without modelling, as BER.
+
+    `unknown` are envelope SET members (per-domain bilateral information,
+    fields of later editions), `eit_extra` non-basic encoded-information-type
+    parameters, `names` the ORName encodings (by canonical text) that carry a
+    directory name or extension attributes the text form cannot hold.
+    """
+
+    unknown: list[bytes] = []
+    eit_extra: list[bytes] = []
+    names: dict[str, bytes] = {}
 
 
 class Extension(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -95,6 +119,8 @@ class Recipient(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     notify: list[Notify] = []
     orcpt: str | None = None
     extensions: list[Extension] = []
+    # Per-recipient SET members of a received P1 envelope Waypost does not model, as BER.
+    p1_unknown: list[bytes] = []
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -123,6 +149,11 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     body: str | None = None
     smtputf8: bool = False
     is_report: bool = False
+    # X.400: a message, a report (content = the ReportTransferContent's BER; the
+    # one recipient is the report destination) or a probe (no content).
+    object_kind: ObjectKind = ObjectKind.MESSAGE
+    content_length: int | None = None
+    p1: P1Extra | None = None
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

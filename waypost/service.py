@@ -13,11 +13,15 @@ import contextlib
 import fcntl
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from waypost import __version__, events
+from waypost.address import is_oraddress_text
 from waypost.clock import Clock, SystemClock
 from waypost.config import Config, build_routing_table
 from waypost.delivery.error import ErrorDeliverer
@@ -40,6 +44,7 @@ from waypost.store.check import check_database
 from waypost.store.sqlite import SQLiteStore
 from waypost.x400.association import X400Server
 from waypost.x400.outbound import X400Deliverer
+from waypost.x400.p1_objects import add_trace
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -184,7 +189,12 @@ class Service:
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
                 maildirs,
-                X400Store(Path(config.local.x400_store), hostname=config.server.hostname),
+                X400Store(
+                    Path(config.local.x400_store),
+                    hostname=config.server.hostname,
+                    domain=config.x400.global_domain,
+                    mailboxes=frozenset(config.local.x400_mailboxes),
+                ),
             ),
             "smtp": smtp_deliverer,
             "error": ErrorDeliverer(),
@@ -211,6 +221,7 @@ class Service:
             routing,
             hostname=config.server.hostname,
             clock=clock,
+            x400_domain=config.x400.global_domain,
             poll_interval=q.poll_interval,
         )
         manager.on_report_owed = reports.wake
@@ -221,7 +232,17 @@ class Service:
         return service
 
     async def submit(self, message: Message) -> int:
-        """Route and enqueue a message; returns its queue id once it is durable."""
+        """Route and enqueue a message; returns its queue id once it is durable.
+
+        An X.400 object (O/R originator) gets this domain's trace element, as a
+        message submitted to an MTA of the domain does.
+        """
+        if is_oraddress_text(message.envelope.originator):
+            envelope = message.envelope
+            traced = add_trace(
+                envelope, self.config.x400.global_domain, envelope.arrival or time.time()
+            )
+            message = msgspec.structs.replace(message, envelope=traced)
         return await self.enqueue(route_message(message, self.routing))
 
     async def enqueue(self, new: NewMessage) -> int:

@@ -7,8 +7,12 @@ here, so that they fail with a report owed rather than disappear.
 
 from __future__ import annotations
 
+import re
+
 from waypost.queue.deliverer import Attempt, Transfer
 from waypost.store.base import Result
+
+_STATUS = re.compile(r"5\.\d{1,3}\.\d{1,3} ")
 
 
 class ErrorDeliverer:
@@ -16,7 +20,9 @@ class ErrorDeliverer:
 
     async def deliver(self, transfer: Transfer) -> list[Attempt]:
         text = transfer.next_hop.partition(":")[2] or "refused by the routing table"
+        # A hop may name its own status (`error:5.4.6 loop detected`); 5.4.4 otherwise.
+        detail = text if _STATUS.match(text) else f"5.4.4 {text}"
         return [
-            Attempt(recipient_id=c.recipient_id, result=Result.FAILED, detail=f"5.4.4 {text}")
+            Attempt(recipient_id=c.recipient_id, result=Result.FAILED, detail=detail)
             for c in transfer.recipients
         ]

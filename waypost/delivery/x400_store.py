@@ -1,8 +1,10 @@
-"""Local delivery of X.400 messages: one file per message, the P1 MTS-APDU, per recipient.
+"""Local delivery of X.400 messages and reports: one file per object, its P1 MTS-APDU.
 
 The layout is Maildir's (tmp/, new/, cur/ under one directory per recipient
 O/R address), written the same way: tmp, fsync, rename into new, fsync the
-directory. A user agent reads each file as a P1 message (envelope + content).
+directory. A user agent reads each file as a P1 message (envelope + content)
+or report. A probe is answered, not stored: it is "delivered" when a message
+would be.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import msgspec
 
 from waypost.address import AddressError, parse_oraddress
 from waypost.delivery.maildir import Delivered, LocalDeliveryError, MaildirStore
-from waypost.message import ContentType, Envelope
-from waypost.x400.p1_envelope import P1Message, TransferEnvelope, encode_mts_apdu
+from waypost.message import ContentType, Envelope, ObjectKind
+from waypost.x400.p1_envelope import unsupported_critical
+from waypost.x400.p1_objects import encode_stored
 
 # Characters kept in a mailbox directory's readable part; others become "_".
 _UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
@@ -32,8 +35,18 @@ def mailbox_name(oraddress: str) -> str:
 class X400Store:
     """The local X.400 store under `root`, one mailbox directory per recipient."""
 
-    def __init__(self, root: Path, *, hostname: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hostname: str = "",
+        domain: str | None = None,
+        mailboxes: frozenset[str] = frozenset(),
+    ) -> None:
         self.root = root
+        self.domain = domain
+        # Canonical O/R addresses that exist, upper-cased (O/R addresses compare without case).
+        self.mailboxes = frozenset(str(parse_oraddress(m)).upper() for m in mailboxes)
         self._files = MaildirStore(root, hostname=hostname)
 
     def deliver(self, recipient: str, envelope: Envelope, content: bytes) -> Delivered:
@@ -48,17 +61,25 @@ class X400Store:
         except AddressError as exc:
             reason = f"5.1.3 bad O/R address {recipient!r}: {exc}"
             raise LocalDeliveryError(reason, permanent=True) from None
+        if self.mailboxes and canonical.upper() not in self.mailboxes:
+            raise LocalDeliveryError(f"5.1.1 no such O/R address {canonical}", permanent=True)
         # The stored copy names only this recipient, as a delivered message does.
         mine = [r for r in envelope.recipients if r.address == recipient] or envelope.recipients[:1]
         single = msgspec.structs.replace(envelope, recipients=mine)
-        try:
-            apdu = encode_mts_apdu(
-                P1Message(envelope=TransferEnvelope(envelope=single), content=content)
+        critical = unsupported_critical(single, critical_for="delivery")
+        if critical and envelope.object_kind is not ObjectKind.REPORT:
+            raise LocalDeliveryError(
+                f"5.3.3 unsupported critical function (extension {critical[0].type})",
+                permanent=True,
             )
-        except (ValueError, AddressError) as exc:
-            reason = f"5.6.0 cannot encode the P1 message: {exc}"
-            raise LocalDeliveryError(reason, permanent=True) from None
         mailbox = self.root / mailbox_name(canonical)
+        if envelope.object_kind is ObjectKind.PROBE:
+            return Delivered(path=mailbox / "new" / "(probe)")
+        try:
+            apdu = encode_stored(single, content, domain=self.domain)
+        except (ValueError, AddressError) as exc:
+            reason = f"5.6.0 cannot encode the P1 object: {exc}"
+            raise LocalDeliveryError(reason, permanent=True) from None
         try:
             return self._files.write(mailbox, apdu, suffix=".p1")
         except OSError as exc:

@@ -1,4 +1,5 @@
-"""Sending the reports owed: RFC 3464 DSNs to Internet originators, queued like any message.
+"""Sending the reports owed, queued like any message: RFC 3464 DSNs to Internet
+originators, X.411 reports to O/R originators.
 
 A report and the mark that it was sent are written in one transaction, so a
 crash never loses a report nor sends it twice. Reports are never made for
@@ -12,13 +13,15 @@ import contextlib
 from collections import defaultdict
 
 from waypost import events
+from waypost.address import is_oraddress_text
 from waypost.clock import Clock
-from waypost.message import Message, new_mts_id
+from waypost.message import Envelope, Message, new_mts_id
 from waypost.routing import RoutingTable
 from waypost.smtp.dsn import Action, DsnKind, build_dsn, dsn_envelope, recipient_report
 from waypost.store.base import NewMessage, ReportOwed, StoreError
 from waypost.store.database import BadContentError, OwedRecipient, OwedReport
 from waypost.store.sqlite import SQLiteStore
+from waypost.x400.report_maker import Outcome, build_report
 
 _KIND = {
     ReportOwed.NON_DELIVERY: (DsnKind.FAILURE, Action.FAILED),
@@ -37,6 +40,7 @@ class ReportGenerator:
         *,
         hostname: str,
         clock: Clock,
+        x400_domain: str = "/C=ZZ/ADMD= /PRMD=WAYPOST/",
         poll_interval: float = 1.0,
         batch_size: int = 100,
     ) -> None:
@@ -44,6 +48,7 @@ class ReportGenerator:
         self.routing = routing
         self.hostname = hostname
         self.clock = clock
+        self.x400_domain = x400_domain
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self._wake = asyncio.Event()
@@ -88,6 +93,8 @@ class ReportGenerator:
         except BadContentError as exc:
             await self.store.quarantine_message(owed.message_id, str(exc))
             return 0
+        if is_oraddress_text(envelope.originator):
+            return await self._x400_report(owed, envelope, content)
         groups: dict[ReportOwed, list[OwedRecipient]] = defaultdict(list)
         for recipient in owed.recipients:
             groups[ReportOwed(recipient.report)].append(recipient)
@@ -113,37 +120,73 @@ class ReportGenerator:
                 arrival=owed.received_at,
                 now=self.clock.now(),
             )
-            to = envelope.originator
-            dsn_env = dsn_envelope(envelope, mts_id=new_mts_id(self.hostname), to=to)
-            hop = self.routing.route(to).next_hop
-            ids = [r.recipient_id for r in recipients]
-            new = None
-            if hop is None:
-                events.emit(
-                    events.REPORT_UNDELIVERABLE,
-                    kind=kind.value,
-                    message_id=owed.message_id,
-                    to=to,
-                    reason="no route to the originator",
-                )
-            else:
-                new = NewMessage(
-                    message=Message(envelope=dsn_env, content=dsn), next_hops=[str(hop)]
-                )
-            try:
-                report_id = await self.store.complete_reports(owed.message_id, ids, new)
-            except StoreError as exc:
-                events.emit(events.UNEXPECTED_ERROR, component="report generator", error=str(exc))
-                continue
-            done += len(ids)
-            if report_id is not None:
-                self.sent += 1
-                events.emit(
-                    events.REPORT_QUEUED,
-                    kind=kind.value,
-                    message_id=owed.message_id,
-                    recipients=len(ids),
-                    report_id=report_id,
-                    to=to,
-                )
+            dsn_env = dsn_envelope(
+                envelope, mts_id=new_mts_id(self.hostname), to=envelope.originator
+            )
+            message = Message(envelope=dsn_env, content=dsn)
+            done += await self._queue(owed, recipients, message, kind.value)
         return done
+
+    async def _x400_report(self, owed: OwedReport, envelope: Envelope, content: bytes) -> int:
+        """One P1 report for every recipient of the message with a report owed."""
+        outcomes = [
+            Outcome(
+                rcpt_index=r.rcpt_index,
+                delivered=r.report != ReportOwed.NON_DELIVERY,
+                detail=r.detail,
+                when=r.when,
+            )
+            for r in owed.recipients
+        ]
+        report = build_report(
+            subject=envelope,
+            content=content,
+            outcomes=outcomes,
+            received_at=owed.received_at,
+            domain=self.x400_domain,
+            now=self.clock.now(),
+        )
+        failed = any(not o.delivered for o in outcomes)
+        kind = "x400-non-delivery" if failed else "x400-delivery"
+        return await self._queue(owed, owed.recipients, report, kind)
+
+    async def _queue(
+        self, owed: OwedReport, recipients: list[OwedRecipient], report: Message, kind: str
+    ) -> int:
+        """Route and enqueue `report` and mark it sent, in one transaction; returns the
+        number of recipients reported on (0 when the store failed: they stay owed)."""
+        to = envelope_to(report)
+        hop = self.routing.route(to).next_hop
+        ids = [r.recipient_id for r in recipients]
+        new = None
+        if hop is None:
+            events.emit(
+                events.REPORT_UNDELIVERABLE,
+                kind=kind,
+                message_id=owed.message_id,
+                to=to,
+                reason="no route to the originator",
+            )
+        else:
+            new = NewMessage(message=report, next_hops=[str(hop)])
+        try:
+            report_id = await self.store.complete_reports(owed.message_id, ids, new)
+        except StoreError as exc:
+            events.emit(events.UNEXPECTED_ERROR, component="report generator", error=str(exc))
+            return 0
+        if report_id is not None:
+            self.sent += 1
+            events.emit(
+                events.REPORT_QUEUED,
+                kind=kind,
+                message_id=owed.message_id,
+                recipients=len(ids),
+                report_id=report_id,
+                to=to,
+            )
+        return len(ids)
+
+
+def envelope_to(report: Message) -> str:
+    """The one recipient of a report: its destination."""
+    return report.envelope.recipients[0].address

@@ -176,7 +176,8 @@ def recipient_report(
 def should_report(
     envelope: Envelope, recipient: Recipient, kind: DsnKind, *, delay_without_notify: bool = False
 ) -> bool:
-    """Whether a DSN of `kind` is owed for this recipient (RFC 3461 §4.1).
+    """Whether a report of `kind` is owed for this recipient (RFC 3461 §4.1; X.411 for O/R
+    originators, whose reports are P1 reports).
 
     Never for a null reverse path or a report. NOTIFY, when given, decides
     alone. Without it: failures are reported, delays only if
@@ -185,6 +186,13 @@ def should_report(
     """
     if not envelope.originator or envelope.is_report:
         return False
+    if envelope.originator.startswith("/"):
+        # An O/R originator: X.411's per-recipient requests; the originating MTA's
+        # (mta_report_request) counts too, as it decides what reaches the originator.
+        request = max(recipient.report_request, recipient.mta_report_request)
+        if kind is DsnKind.FAILURE:
+            return request >= ReportRequest.NON_DELIVERY
+        return kind is DsnKind.SUCCESS and request is ReportRequest.ALWAYS
     if recipient.notify:
         return Notify.NEVER not in recipient.notify and _NOTIFY[kind] in recipient.notify
     if recipient.report_request is ReportRequest.NONE:

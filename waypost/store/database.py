@@ -280,15 +280,15 @@ class Database:
     def reports_owed(self, limit: int) -> list[OwedReport]:
         """Recipients whose outcome is final and whose report is still to be sent, by message.
 
-        Reports to X.400 originators (canonical O/R addresses start with "/") are the
-        X.400 side's to make, in its own form.
+        The caller makes them in the originator's form: a DSN for an Internet
+        originator, a P1 report for an O/R originator.
         """
         rows = self.conn.execute(
             "SELECT r.message_id, r.id, r.rcpt_index, r.address, r.report, r.last_error, "
             "r.updated_at, m.mts_id, m.originator, m.envelope, m.size, m.received_at, "
             "m.expires_at, m.state FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
             "WHERE r.report IS NOT NULL AND r.state IN ('delivered', 'failed') "
-            "AND m.state = 'active' AND m.originator NOT LIKE '/%' "
+            "AND m.state = 'active' "
             "ORDER BY r.message_id LIMIT ?",
             (limit,),
         ).fetchall()

@@ -1,14 +1,18 @@
-"""The asyncio drivers of P1 associations: the X.400 listener and the `x400` deliverer.
+"""The asyncio driver of inbound P1 associations: the X.400 listener.
 
 The sans-I/O `waypost.osi.stack.Association` speaks the protocol; this module
 owns sockets and timers, checks MTA-bind credentials against `[[x400.peer]]`,
-hands each inbound message to the MTA database durably *before* it confirms
-the transfer, and turns each outbound transfer into Attempts.
+and hands each inbound message to the MTA database durably *before* it
+confirms the transfer (the `x400` deliverer is in `outbound`).
 
 The listener serves both modes on one address: until the first session CN is
 decoded, a 1988 and an X.410 responder read the same bytes (their transport
 CCs are identical, one is written); the one that yields an `OpenRequest` is
-kept. Reports and probes are confirmed and logged, not processed yet.
+kept. Messages, reports and probes are stored with this domain's trace
+element; a loop, an unsupported critical extension or an unroutable
+recipient is stored too, with an `error:` hop, so that it is non-delivered
+with a report owed rather than refused (a P1 transfer cannot refuse one
+recipient).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import msgspec
 
 from waypost import events
 from waypost.config import X400Config, X400PeerConfig
-from waypost.message import Message
+from waypost.message import Envelope, Message, ObjectKind
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.osi.stack import (
@@ -54,14 +58,11 @@ from waypost.x400.p1_bind import (
     encode_bind,
     encode_bind_error,
 )
-from waypost.x400.p1_envelope import (
-    P1Message,
-    decode_mts_apdu,
-)
+from waypost.x400.p1_envelope import unsupported_critical
+from waypost.x400.p1_objects import add_trace, decode_object, loop_detected
 
 Enqueue = Callable[[NewMessage], Awaitable[int]]
 
-DEFAULT_LIFETIME = 300.0  # idle seconds before an association without a known peer closes
 CONNECT_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
 READ_SIZE = 65536
@@ -132,7 +133,9 @@ class X400Session(PausingDriver):
         ]
         self.assoc: Association | None = None
         self.peer: X400PeerConfig | None = None
-        self._lifetime = DEFAULT_LIFETIME
+        # Silence longer than `_lifetime` aborts; so does no MTA bind by `_bind_deadline`.
+        self._lifetime = server.config.idle_timeout
+        self._bind_deadline = 0.0
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -154,6 +157,8 @@ class X400Session(PausingDriver):
             )
             self._close()
             return
+        loop = asyncio.get_running_loop()
+        self._bind_deadline = loop.time() + self.server.config.bind_timeout
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -264,8 +269,11 @@ class X400Session(PausingDriver):
     # -- timers ---------------------------------------------------------------------------------
 
     def _touch(self) -> None:
+        """Traffic: the idle deadline moves, but never past the bind deadline until bound."""
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + self._lifetime
+        if self.peer is None:
+            self._deadline = min(self._deadline, self._bind_deadline)
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._check_timer)
 
@@ -274,10 +282,19 @@ class X400Session(PausingDriver):
         if self._closing:
             return
         loop = asyncio.get_running_loop()
-        if self._busy is not None or loop.time() < self._deadline:
-            self._timer = loop.call_at(max(self._deadline, loop.time() + 1), self._check_timer)
+        now = loop.time()
+        if self._busy is not None:
+            # Storing a message: the peer waits for us, so the wait counts as traffic.
+            self._deadline = max(self._deadline, now + self._lifetime)
+            self._timer = loop.call_at(now + min(self._lifetime, 1.0), self._check_timer)
             return
-        events.emit(events.X400_TIMEOUT, peer=self.who, seconds=f"{self._lifetime:g}")
+        if now < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_timer)
+            return
+        seconds = self._lifetime
+        if self.peer is None and self._deadline >= self._bind_deadline:
+            seconds = self.server.config.bind_timeout
+        events.emit(events.X400_TIMEOUT, peer=self.who, seconds=f"{seconds:g}")
         self._abort()
 
     # -- decisions ------------------------------------------------------------------------------
@@ -307,7 +324,7 @@ class X400Session(PausingDriver):
             self._refuse(bind.name, "wrong password", MTABindError.AUTHENTICATION_ERROR)
             return
         self.peer = peer
-        self._lifetime = peer.association_lifetime or DEFAULT_LIFETIME
+        self._lifetime = max(self.server.config.idle_timeout, peer.association_lifetime)
         result = encode_bind(our_bind(self.server.config, peer))
         self._write(self.assoc.send(Accept(bind_result=result)))
         events.emit(
@@ -321,46 +338,49 @@ class X400Session(PausingDriver):
     async def _on_transfer(self, event: TransferReceived) -> None:
         assert self.assoc is not None
         try:
-            apdu = decode_mts_apdu(event.apdu)
+            envelope, content = decode_object(event.apdu)
         except BERError as exc:
             events.emit(events.X400_ASSOCIATION_ABORTED, peer=self.who, layer="p1", reason=str(exc))
             self._abort()
             return
-        if isinstance(apdu, P1Message):
-            if not await self._store(apdu):
-                self._abort()
-                return
-        else:
-            events.emit(events.X400_NOT_HANDLED, peer=self.who, kind=apdu.kind)
+        if not await self._store(envelope, content):
+            self._abort()
+            return
         self._write(self.assoc.send(ConfirmTransfer()))
 
-    async def _store(self, apdu: P1Message) -> bool:
-        """Enqueue the routed recipients durably; False when the store failed."""
-        envelope = apdu.envelope.envelope
+    async def _store(self, envelope: Envelope, content: bytes) -> bool:
+        """Enqueue the recipients this MTA is responsible for, durably, each with its next
+        hop (an `error:` hop when it must be non-delivered); False when the store failed."""
+        domain = self.server.config.global_domain
+        kind = envelope.object_kind.value
+        looped = loop_detected(envelope, domain)
+        if looped:
+            report = envelope.object_kind is ObjectKind.REPORT
+            events.emit(
+                events.X400_LOOP_DETECTED,
+                peer=self.who,
+                kind=kind,
+                mts_id=envelope.mts_id,
+                domain=domain,
+                outcome="discarded (reports are never reported on)"
+                if report
+                else "non-delivered with loop-detected",
+            )
+            if report:
+                return True
+        now = time.time()
+        envelope = add_trace(envelope, domain, now)
         recipients = []
         hops: list[str] = []
-        for recipient in envelope.recipients:
-            if not recipient.responsibility:
+        for index, recipient in enumerate(envelope.recipients):
+            if not recipient.responsibility and envelope.object_kind is not ObjectKind.REPORT:
                 continue  # another MTA answers for it
-            decision = self.server.routing.route(recipient.address)
             recipients.append(recipient)
-            if decision.next_hop is None:
-                reason = decision.explanation[-1] if decision.explanation else "no route"
-                events.emit(
-                    events.X400_NO_ROUTE,
-                    peer=self.who,
-                    mts_id=envelope.mts_id,
-                    recipient=recipient.address,
-                    reason=reason,
-                )
-                # Kept, not dropped: the error transport fails it with a report owed.
-                hops.append(f"error:{reason}")
-            else:
-                hops.append(str(decision.next_hop))
+            hops.append(self._hop(envelope, index, looped))
         if not recipients:
             return True
-        envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=time.time())
-        new = NewMessage(message=Message(envelope=envelope, content=apdu.content), next_hops=hops)
+        envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=now)
+        new = NewMessage(message=Message(envelope=envelope, content=content), next_hops=hops)
         try:
             message_id = await self.server.enqueue(new)
         except StoreError as exc:
@@ -371,8 +391,42 @@ class X400Session(PausingDriver):
         events.emit(
             events.X400_MESSAGE_RECEIVED,
             peer=self.who,
+            kind=kind,
             mts_id=envelope.mts_id,
             recipients=len(recipients),
             message_id=message_id,
         )
         return True
+
+    def _hop(self, envelope: Envelope, index: int, looped: bool) -> str:
+        """The next hop of one recipient: its route, or an `error:` hop saying why not."""
+        recipient = envelope.recipients[index]
+        if looped:
+            return "error:5.4.6 loop detected: the message has been through this domain before"
+        # Waypost relays every extension but acts on none: X.411 says one critical for
+        # transfer that an MTA does not support means non-delivery.
+        found = unsupported_critical(msgspec.structs.replace(envelope, recipients=[recipient]))
+        if found:
+            events.emit(
+                events.X400_CRITICAL_EXTENSION,
+                peer=self.who,
+                kind=envelope.object_kind.value,
+                mts_id=envelope.mts_id,
+                extension=found[0].type,
+                critical_for="transfer",
+                outcome=f"{recipient.address} non-delivered",
+            )
+            return f"error:5.3.3 unsupported critical function (extension {found[0].type})"
+        decision = self.server.routing.route(recipient.address)
+        if decision.next_hop is not None:
+            return str(decision.next_hop)
+        reason = decision.explanation[-1] if decision.explanation else "no route"
+        events.emit(
+            events.X400_NO_ROUTE,
+            peer=self.who,
+            mts_id=envelope.mts_id,
+            recipient=recipient.address,
+            reason=reason,
+        )
+        # Kept, not dropped: the error transport fails it with a report owed.
+        return f"error:5.4.4 {reason}"

@@ -16,6 +16,7 @@ from waypost.address.mailbox import AddressError
 from waypost.message import (
     Envelope,
     Extension,
+    ObjectKind,
     Priority,
     Recipient,
     ReportRequest,
@@ -125,11 +126,11 @@ class P1Raw:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _epoch(element: Element) -> float:
+def epoch(element: Element) -> float:
     return element.as_time(UTC_TIME).timestamp()
 
 
-def _utc(epoch: float) -> datetime:
+def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
@@ -231,7 +232,7 @@ def unsupported_critical(
 # --- trace -----------------------------------------------------------------------------
 
 
-def _decode_trace(element: Element) -> list[TraceElement]:
+def decode_trace(element: Element) -> list[TraceElement]:
     out: list[TraceElement] = []
     for index, raw_item in enumerate(element):
         item = raw_item.expect(SEQUENCE, name=f"trace[{index}]")
@@ -243,16 +244,16 @@ def _decode_trace(element: Element) -> list[TraceElement]:
         out.append(
             TraceElement(
                 domain=domain,
-                arrival=_epoch(info.child(context(0), "arrival-time")),
+                arrival=epoch(info.child(context(0), "arrival-time")),
                 action=ROUTING_ACTIONS[action] if 0 <= action < 2 else f"action-{action}",
-                converted_eits=_decode_eits(converted)[0] if converted is not None else [],
+                converted_eits=decode_eits(converted)[0] if converted is not None else [],
                 attempted_domain=decode_gdi(attempted) if attempted is not None else None,
             )
         )
     return out
 
 
-def _encode_trace(trace: Iterable[TraceElement]) -> bytes:
+def encode_trace(trace: Iterable[TraceElement]) -> bytes:
     items = []
     for hop in trace:
         action = hop.action
@@ -262,13 +263,13 @@ def _encode_trace(trace: Iterable[TraceElement]) -> bytes:
             else int(action.removeprefix("action-"))
         )
         info = [
-            encode_time(_utc(hop.arrival), context(0), UTC_TIME),
+            encode_time(utc(hop.arrival), context(0), UTC_TIME),
             encode_int(code, context(2)),
         ]
         if hop.attempted_domain is not None:
             info.append(encode_gdi(hop.attempted_domain))
         if hop.converted_eits:
-            info.append(_encode_eits(hop.converted_eits, ()))
+            info.append(encode_eits(hop.converted_eits, ()))
         items.append(sequence(encode_gdi(hop.domain), set_of(*info)))
     return constructed(TRACE_INFORMATION, *items)
 
@@ -276,7 +277,7 @@ def _encode_trace(trace: Iterable[TraceElement]) -> bytes:
 # --- encoded information types ---------------------------------------------------------
 
 
-def _decode_eits(element: Element) -> tuple[list[str], tuple[bytes, ...]]:
+def decode_eits(element: Element) -> tuple[list[str], tuple[bytes, ...]]:
     names: list[str] = []
     extra: list[bytes] = []
     for item in element.expect(ORIGINAL_EITS):
@@ -289,7 +290,7 @@ def _decode_eits(element: Element) -> tuple[list[str], tuple[bytes, ...]]:
     return names, tuple(extra)
 
 
-def _encode_eits(names: Iterable[str], extra: Iterable[bytes]) -> bytes:
+def encode_eits(names: Iterable[str], extra: Iterable[bytes]) -> bytes:
     names = list(names)
     oids = [encode_oid(n[4:]) for n in names if n.startswith("oid:")]
     bits = _bits((n for n in names if not n.startswith("oid:")), EIT_NAMES)
@@ -302,7 +303,7 @@ def _encode_eits(names: Iterable[str], extra: Iterable[bytes]) -> bytes:
 # --- per-recipient fields --------------------------------------------------------------
 
 
-def _report_request(bits: frozenset[int], report: int) -> ReportRequest:
+def report_request(bits: frozenset[int], report: int) -> ReportRequest:
     # X.411 PerRecipientIndicators: the "report" bit asks for every report; the
     # "non-delivery-report" bit alone for non-delivery only; both is an audited report.
     if report in bits:
@@ -312,7 +313,7 @@ def _report_request(bits: frozenset[int], report: int) -> ReportRequest:
     return ReportRequest.NONE
 
 
-def _request_bits(request: ReportRequest, report: int) -> list[int]:
+def request_bits(request: ReportRequest, report: int) -> list[int]:
     return {
         ReportRequest.ALWAYS: [report],
         ReportRequest.NON_DELIVERY: [report + 1],
@@ -320,7 +321,7 @@ def _request_bits(request: ReportRequest, report: int) -> list[int]:
     }[request]
 
 
-def _decode_recipient(
+def decode_recipient(
     item: Element, names: dict[str, ORName]
 ) -> tuple[Recipient, tuple[bytes, ...]]:
     item = item.expect(SET)
@@ -337,8 +338,8 @@ def _decode_recipient(
             context(0), "originally-specified-recipient-number"
         ).as_int(),
         responsibility=0 in bits,
-        mta_report_request=_report_request(bits, 1),
-        report_request=_report_request(bits, 3),
+        mta_report_request=report_request(bits, 1),
+        report_request=report_request(bits, 3),
         explicit_conversion=conversion.as_int() if conversion is not None else None,
         extensions=decode_extensions(extensions.named("extensions"))
         if extensions is not None
@@ -347,16 +348,16 @@ def _decode_recipient(
     return recipient, unknown
 
 
-def _encode_recipient(
+def encode_recipient(
     recipient: Recipient, unknown: Iterable[bytes], names: dict[str, ORName]
 ) -> bytes:
-    bits = _request_bits(recipient.mta_report_request, 1)
-    bits += _request_bits(recipient.report_request, 3)
+    bits = request_bits(recipient.mta_report_request, 1)
+    bits += request_bits(recipient.report_request, 3)
     if recipient.responsibility:
         bits.append(0)
     octet = sum(0x80 >> n for n in bits)
     parts = [
-        _encode_name(recipient.address, names),
+        encode_name(recipient.address, names),
         encode_int(recipient.originally_specified_number, context(0)),
         encode_bits(bytes((octet,)), 0, context(1)),  # SIZE (8..ub-bit-options)
         *unknown,
@@ -368,7 +369,7 @@ def _encode_recipient(
     return set_of(*parts)
 
 
-def _encode_name(text: str, names: dict[str, ORName]) -> bytes:
+def encode_name(text: str, names: dict[str, ORName]) -> bytes:
     known = names.get(text)
     return encode_orname(known if known is not None else orname_from_text(text))
 
@@ -376,9 +377,11 @@ def _encode_name(text: str, names: dict[str, ORName]) -> bytes:
 # --- the envelope ----------------------------------------------------------------------
 
 
-def decode_envelope(element: Element) -> TransferEnvelope:
-    """A MessageTransferEnvelope SET; raises BERError-derived errors naming the path."""
-    element = element.expect(SET, name=element.path if element.path != "$" else "envelope")
+def decode_envelope(element: Element, *, probe: bool = False) -> TransferEnvelope:
+    """A MessageTransferEnvelope SET (or, with `probe`, a ProbeTransferEnvelope, whose [0]
+    is the content length); raises BERError-derived errors naming the path."""
+    path = element.path if element.path != "$" else ("probe" if probe else "envelope")
+    element = element.expect(PROBE_APDU if probe else SET, name=path)
     fields: dict[str, object] = {}
     names: dict[str, ORName] = {}
     unknown: list[bytes] = []
@@ -394,7 +397,7 @@ def decode_envelope(element: Element) -> TransferEnvelope:
             names[name.text] = name
             fields["originator"] = name.text
         elif tag == ORIGINAL_EITS:
-            eits, eit_extra = _decode_eits(item.named("original-encoded-information-types"))
+            eits, eit_extra = decode_eits(item.named("original-encoded-information-types"))
             fields["encoded_information_types"] = eits
         elif tag == BUILTIN_CONTENT_TYPE:
             fields["content_type"] = f"builtin:{_natural(item.named('content-type'))}"
@@ -410,15 +413,17 @@ def decode_envelope(element: Element) -> TransferEnvelope:
         elif tag == PER_MESSAGE_INDICATORS:
             bits = item.named("per-message-indicators").as_bit_set()
             fields["per_message_indicators"] = _names(bits, PMI_NAMES)
+        elif tag == DEFERRED_DELIVERY and probe:
+            fields["content_length"] = _natural(item.named("content-length"))
         elif tag == DEFERRED_DELIVERY:
-            fields["deferred_delivery"] = _epoch(item.named("deferred-delivery-time"))
+            fields["deferred_delivery"] = epoch(item.named("deferred-delivery-time"))
         elif tag == TRACE_INFORMATION:
-            fields["trace"] = _decode_trace(item.named("trace-information"))
+            fields["trace"] = decode_trace(item.named("trace-information"))
         elif tag == EXTENSIONS:
             fields["extensions"] = decode_extensions(item.named("extensions"))
         elif tag == PER_RECIPIENT_FIELDS:
             for index, child in enumerate(item.named("per-recipient-fields")):
-                recipient, extra = _decode_recipient(child.named(f"recipient[{index}]"), names)
+                recipient, extra = decode_recipient(child.named(f"recipient[{index}]"), names)
                 recipients.append(recipient)
                 recipient_unknown.append(extra)
         else:
@@ -430,6 +435,8 @@ def decode_envelope(element: Element) -> TransferEnvelope:
         raise element.error("MessageTransferEnvelope without per-recipient-fields")
     if "trace" not in fields:
         raise element.error("MessageTransferEnvelope without trace-information")
+    if probe:
+        fields["object_kind"] = ObjectKind.PROBE
     envelope = Envelope(recipients=recipients, **fields)  # type: ignore[arg-type]
     return TransferEnvelope(
         envelope=envelope,
@@ -440,16 +447,17 @@ def decode_envelope(element: Element) -> TransferEnvelope:
     )
 
 
-def encode_envelope(envelope: Envelope | TransferEnvelope) -> bytes:
-    """The MessageTransferEnvelope SET (raises ValueError/AddressError on values P1 cannot hold)."""
+def encode_envelope(envelope: Envelope | TransferEnvelope, tag: Tag = SET) -> bytes:
+    """The MessageTransferEnvelope SET, or a probe's with `tag` PROBE_APDU (raises
+    ValueError/AddressError on values P1 cannot hold)."""
     if isinstance(envelope, Envelope):
         envelope = TransferEnvelope(envelope=envelope)
     env, names = envelope.envelope, envelope.names
     # X.411's definition order, as PP sends it (BER lets a SET come in any order).
-    parts = [encode_mts_identifier(env.mts_id), _encode_name(env.originator, names)]
+    parts = [encode_mts_identifier(env.mts_id), encode_name(env.originator, names)]
     if env.encoded_information_types or envelope.eit_extra:
-        parts.append(_encode_eits(env.encoded_information_types, envelope.eit_extra))
-    parts.append(_encode_content_type(env.content_type))
+        parts.append(encode_eits(env.encoded_information_types, envelope.eit_extra))
+    parts.append(encode_content_type(env.content_type))
     if env.content_id is not None:
         parts.append(encode_string(CONTENT_IDENTIFIER, env.content_id, PS))
     if env.priority != Priority.NORMAL:
@@ -457,23 +465,26 @@ def encode_envelope(envelope: Envelope | TransferEnvelope) -> bytes:
     if env.per_message_indicators:
         bits = _bits(env.per_message_indicators, PMI_NAMES)
         parts.append(encode_bit_set(bits, PER_MESSAGE_INDICATORS))
-    if env.deferred_delivery is not None:
-        parts.append(encode_time(_utc(env.deferred_delivery), DEFERRED_DELIVERY, UTC_TIME))
+    if env.object_kind is ObjectKind.PROBE:
+        if env.content_length is not None:
+            parts.append(encode_int(env.content_length, DEFERRED_DELIVERY))  # [0] in a probe
+    elif env.deferred_delivery is not None:
+        parts.append(encode_time(utc(env.deferred_delivery), DEFERRED_DELIVERY, UTC_TIME))
     parts.extend(envelope.unknown)  # per-domain-bilateral-information comes here
-    parts.append(_encode_trace(env.trace))
+    parts.append(encode_trace(env.trace))
     if env.extensions:
         parts.append(encode_extensions(env.extensions))
     unknown = envelope.recipient_unknown or ((),) * len(env.recipients)
     if len(unknown) != len(env.recipients):
         raise ValueError("recipient_unknown does not match the recipients")
     recipients = (
-        _encode_recipient(r, u, names) for r, u in zip(env.recipients, unknown, strict=True)
+        encode_recipient(r, u, names) for r, u in zip(env.recipients, unknown, strict=True)
     )
     parts.append(constructed(PER_RECIPIENT_FIELDS, *recipients))
-    return constructed(SET, *parts)
+    return constructed(tag, *parts)
 
 
-def _encode_content_type(content_type: str) -> bytes:
+def encode_content_type(content_type: str) -> bytes:
     kind, _, value = content_type.partition(":")
     if kind == "builtin" and value.isdigit():
         return encode_int(int(value), BUILTIN_CONTENT_TYPE)

@@ -277,6 +277,12 @@ def encode_orname(name: ORName | ORAddress) -> bytes:
     return constructed(OR_NAME, *_encode_components(name))
 
 
+def encode_orname_as(name: ORName | ORAddress, tag: Tag) -> bytes:
+    """An ORName under an IMPLICIT context tag (X.411's report fields): `tag` replaces
+    [APPLICATION 0]."""
+    return constructed(tag, *_encode_components(name))
+
+
 def encode_oraddress_seq(name: ORName | ORAddress) -> bytes:
     """A bare ORAddress SEQUENCE."""
     return sequence(*_encode_components(name))
@@ -361,6 +367,7 @@ __all__ = [
     "encode_mts_identifier",
     "encode_oraddress_seq",
     "encode_orname",
+    "encode_orname_as",
     "gdi_parts",
     "orname_from_text",
     "ps_decode",
