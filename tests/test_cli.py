@@ -12,9 +12,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient
+from waypost.service import prepare_data_dir
 from waypost.smtp.auth import AuthUsers
+from waypost.store.base import NewMessage
+from waypost.store.database import Database
+from waypost.x400.report_maker import Outcome, build_report
 
 MESSAGE = b"From: alice@example.org\r\nTo: bob@localhost\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
@@ -365,6 +371,7 @@ def test_submit_x400_text_becomes_a_p22_ipm_shown_by_queue_show(tmp_path: Path) 
     assert "To:             /C=GB/ADMD= /PRMD=Acme/O=Sales/S=Jones/" in show
     assert "Body parts:     ia5-text" in show
     assert "x400:ACME-MTA" in show
+    assert "Trace:          /C=ZZ/ADMD= /PRMD=WAYPOST/" in show  # the submitting domain's
     mixed = waypost(
         "submit",
         "-c",
@@ -378,3 +385,45 @@ def test_submit_x400_text_becomes_a_p22_ipm_shown_by_queue_show(tmp_path: Path) 
     )
     assert mixed.returncode == 1 and "MIXER" in mixed.stderr
     no_traceback(mixed)
+
+
+def test_queue_show_reads_x400_reports_and_probes(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[[x400.peer]]\nname = "ACME-MTA"\naddress = "127.0.0.1:10102"\n'
+        '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=Acme/"\nnext_hop = "x400:ACME-MTA"\n',
+    )
+    smith, jones = "/C=GB/ADMD= /PRMD=Acme/S=Smith/", "/C=GB/ADMD= /PRMD=Acme/S=Jones/"
+    subject = Envelope(
+        mts_id="/C=GB/ADMD= /PRMD=Acme/;m-1",
+        originator=smith,
+        recipients=[Recipient(address=jones, originally_specified_number=1)],
+        content_type=ContentType.P22,
+    )
+    report = build_report(
+        subject=subject,
+        content=b"",
+        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.1.1 no such", when=1e9)],
+        received_at=1e9,
+        domain="/C=GB/ADMD= /PRMD=W/",
+        now=1e9,
+    )
+    probe = msgspec.structs.replace(subject, object_kind=ObjectKind.PROBE, content_length=77)
+    prepare_data_dir(str(tmp_path / "data"))
+    db = Database.open(tmp_path / "data" / "mta.db")
+    try:
+        with db.transaction():
+            report_id = db.enqueue(NewMessage(message=report, next_hops=["x400:ACME-MTA"]), 1, 60)
+            probe_new = NewMessage(
+                message=Message(envelope=probe, content=b""), next_hops=["x400:ACME-MTA"]
+            )
+            probe_id = db.enqueue(probe_new, 1, 60)
+    finally:
+        db.close()
+    show = waypost("queue", "show", str(report_id), "-c", str(config), cwd=tmp_path).stdout
+    assert "X.400 object:   report" in show
+    assert "Subject:        /C=GB/ADMD= /PRMD=Acme/;m-1" in show
+    assert f"{jones}: non-delivered: unable-to-transfer / unrecognised-OR-name" in show
+    assert "(5.1.1 no such)" in show
+    show = waypost("queue", "show", str(probe_id), "-c", str(config), cwd=tmp_path).stdout
+    assert "X.400 object:   probe" in show and "Content length: 77 bytes" in show

@@ -9,6 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_p1 import _pp
 
+from waypost.x400.ber import (
+    PRINTABLE_STRING,
+    SET,
+    constructed,
+    context,
+    decode,
+    encode_int,
+    encode_oid,
+    encode_string,
+    encode_tlv,
+    sequence,
+)
 from waypost.x400.ipm import build_ipm, summarize_ipm
 from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
 
@@ -65,3 +77,39 @@ def test_mutated_pp_ipm_raises_only_value_errors(data: st.DataObject) -> None:
         content[at] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ValueError):
         summarize_ipm(bytes(content))
+
+
+A = "/C=GB/ADMD= /PRMD=A/S=Smith/"
+
+
+def test_p772_heading_fields_are_summarised() -> None:
+    # A P22 IPM with STANAG 4406 heading extensions [15] added, as a P772 MM carries them.
+    built = decode(build_ipm(originator=A, recipients=[A], subject="Orders", text="x", ipm_id="1"))
+    heading, body = built.child(0), built.child(1)
+    arc = "1.3.26.0.4406.0.2."
+    extensions = constructed(
+        context(15, True),
+        sequence(encode_oid(arc + "0"), encode_int(4)),  # primary precedence: flash
+        sequence(encode_oid(arc + "1"), encode_int(1)),  # copy precedence: routine
+        sequence(
+            encode_oid(arc + "2"),
+            sequence(
+                encode_int(1, context(0)), encode_string(context(1), "OP-X", PRINTABLE_STRING)
+            ),
+        ),
+        sequence(encode_oid(arc + "10"), encode_string(PRINTABLE_STRING, "REF-1")),
+        sequence(encode_oid(arc + "99"), sequence()),  # unknown: shown as present
+        sequence(encode_oid("1.2.3"), encode_int(5)),  # not P772: not shown
+    )
+    ipm = constructed(
+        context(0, True), encode_tlv(SET, bytes(heading.value) + extensions), bytes(body.raw)
+    )
+    summary = summarize_ipm(ipm)
+    assert summary.subject == "Orders"
+    assert summary.military == [
+        ("Precedence", "flash"),
+        ("Copy precedence", "routine"),
+        ("Message type", "operation OP-X"),
+        ("Originator ref", "REF-1"),
+        ("P772 field 99", "(present)"),
+    ]

@@ -20,13 +20,14 @@ from waypost.cli.common import (
     format_time,
     load,
 )
-from waypost.message import ContentType, EnvelopeError, decode_envelope
+from waypost.message import ContentType, EnvelopeError, ObjectKind, decode_envelope
 from waypost.service import database_path
 from waypost.store import admin
 from waypost.store.base import StoreError
 from waypost.store.database import Database, translate
 from waypost.store.validate import is_number
 from waypost.x400.ipm import summarize_ipm
+from waypost.x400.p1_report import decode_report_content
 
 IPM_CONTENT_TYPES = frozenset({ContentType.P2, ContentType.P22, ContentType.P772})
 # qshape's age buckets, in minutes.
@@ -160,6 +161,7 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"  Arrived:        {format_time(received_at)}")
         print(f"  Expires:        {format_time(expires_at)}")
         content_type = None
+        kind = ObjectKind.MESSAGE
         try:
             if not isinstance(blob, bytes):
                 raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
@@ -167,7 +169,11 @@ def run_show(args: argparse.Namespace) -> int:
         except EnvelopeError as exc:
             print(f"  Envelope:       DOES NOT DECODE: {exc}")
         else:
-            content_type = envelope.content_type
+            content_type, kind = envelope.content_type, envelope.object_kind
+            if kind is not ObjectKind.MESSAGE:
+                print(f"  X.400 object:   {kind.value}")
+            if envelope.content_length is not None:
+                print(f"  Content length: {envelope.content_length} bytes")
             print(f"  Content type:   {envelope.content_type}")
             print(f"  Priority:       {envelope.priority.name.lower()}")
             if envelope.envid or envelope.ret:
@@ -184,7 +190,11 @@ def run_show(args: argparse.Namespace) -> int:
                 print(f"           ({r.last_error})")
             if r.report:
                 print(f"           {r.report} report owed")
-        if content_type in IPM_CONTENT_TYPES:
+        if kind is ObjectKind.REPORT:
+            _print_report(db, args.message_id)
+        elif kind is ObjectKind.PROBE:
+            print("  Content:        none (a probe asks whether it could be delivered)")
+        elif content_type in IPM_CONTENT_TYPES:
             _print_ipm(db, args.message_id)
         else:
             _print_headers(db, args.message_id)
@@ -231,7 +241,24 @@ def _print_ipm(db: Database, message_id: int) -> None:
     for label, names in (("To", ipm.primary), ("Cc", ipm.copy), ("Bcc", ipm.blind)):
         for name in names:
             print(f"    {label + ':':<16}{name}")
+    for label, value in ipm.military:
+        print(f"    {label + ':':<16}{value}")
     print(f"    {'Body parts:':<16}{', '.join(ipm.body_parts) or '(none)'}")
+
+
+def _print_report(db: Database, message_id: int) -> None:
+    """What an X.400 report says: about which message, and each recipient's fate."""
+    try:
+        report = decode_report_content(db.read_content(message_id))
+    except (StoreError, ValueError) as exc:  # BERError is a ValueError
+        print(f"  Content:        not a readable report: {exc}")
+        return
+    print("  Report:")
+    print(f"    {'Subject:':<16}{report.subject_id}")
+    for fate in report.recipients:
+        print(f"    {fate.actual_recipient}: {fate.describe()}")
+        if fate.supplementary:
+            print(f"      ({fate.supplementary})")
 
 
 def run_quarantine(args: argparse.Namespace) -> int:

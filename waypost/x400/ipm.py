@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from waypost.address import parse_oraddress
 from waypost.x400.ber import (
     IA5_STRING,
+    INTEGER,
+    OID,
     PRINTABLE_STRING,
     SEQUENCE,
     SET,
@@ -35,6 +37,23 @@ SUBJECT = context(8, True)
 RECIPIENT = context(0, True)
 FREE_FORM_NAME = context(0, True)
 IA5_TEXT = context(0, True)
+HEADING_EXTENSIONS = context(15, True)
+
+# STANAG 4406 heading extensions (1.3.26.0.4406.0.2.n) shown by `waypost queue show`.
+P772_ARC = "1.3.26.0.4406.0.2."
+P772_FIELDS = {
+    0: "Precedence",
+    1: "Copy precedence",
+    2: "Message type",
+    3: "Address list",
+    6: "Distribution",
+    7: "Handling",
+    10: "Originator ref",
+    13: "ACP127 id",
+    14: "Originator PLAD",
+}
+PRECEDENCE = ("deferred", "routine", "priority", "immediate", "flash", "override")
+MESSAGE_TYPES = ("exercise", "operation", "project", "drill")
 
 # X.420 body part tags, for naming the parts of a body.
 BODY_PARTS = {
@@ -69,6 +88,8 @@ class IPMSummary:
     subject: str | None = None
     body_parts: list[str] = field(default_factory=list)
     text: str | None = None
+    # STANAG 4406 (P772) heading fields, label → readable value, in the order received.
+    military: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _descriptor(element: Element) -> str:
@@ -118,6 +139,8 @@ def summarize_ipm(content: bytes) -> IPMSummary:
         elif item.tag == SUBJECT:
             inner = list(item)
             fields["subject"] = _text(inner[0]) if len(inner) == 1 else "(malformed subject)"
+        elif item.tag == HEADING_EXTENSIONS:
+            fields["military"] = _p772_fields(item)
     kinds: list[str] = []
     text = None
     for part in body:
@@ -126,6 +149,37 @@ def summarize_ipm(content: bytes) -> IPMSummary:
             data = [c for c in part if c.tag == IA5_STRING]
             text = data[0].as_string(IA5_STRING, check=False) if data else None
     return IPMSummary(kind="ipm", body_parts=kinds, text=text, **fields)  # type: ignore[arg-type]
+
+
+def _p772_fields(extensions: Element) -> list[tuple[str, str]]:
+    """The STANAG 4406 heading extensions among `extensions`, as (label, value)."""
+    found = []
+    for extension in extensions:
+        parts = extension.expect(SEQUENCE, name="heading-extension").children()
+        oid = parts[0].expect(OID, name="type").as_oid() if parts else ""
+        if not oid.startswith(P772_ARC) or len(parts) != 2:
+            continue
+        number = int(oid.rpartition(".")[2])
+        label = P772_FIELDS.get(number, f"P772 field {number}")
+        found.append((label, _p772_value(number, parts[1])))
+    return found
+
+
+def _p772_value(number: int, value: Element) -> str:
+    if number in (0, 1) and value.tag == INTEGER:
+        code = value.as_int()
+        return PRECEDENCE[code] if 0 <= code < len(PRECEDENCE) else str(code)
+    if number == 2 and value.tag == SEQUENCE:
+        kind = value.find(context(0))
+        ident = value.find(context(1))
+        code = kind.as_int() if kind is not None else -1
+        text = MESSAGE_TYPES[code] if 0 <= code < len(MESSAGE_TYPES) else str(code)
+        if ident is not None:
+            text += f" {ident.as_string(PRINTABLE_STRING, check=False)}"
+        return text
+    if not value.tag.constructed and value.tag.cls.name == "UNIVERSAL" and value.tag != INTEGER:
+        return _text(value)
+    return "(present)"
 
 
 _PRINTABLE_CHARS = frozenset(
