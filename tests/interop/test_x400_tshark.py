@@ -12,6 +12,9 @@ with `-o tpkt.tcp.ports:102,<B's port>`:
   capture in /work/shared/vectors/pp/msgx410.pcap gets the same mark); the bind names and
   the RTSE application protocol it decodes are the ones sent (tshark cannot decode the
   message itself there).
+- Reports and probes (1988 mode): nothing malformed; the report's destination, subject
+  identifier, actual recipient, reason and diagnostic codes and supplementary information,
+  and the probe's identifier, originator, recipient, content type and length, as sent.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from pcap import tcp_streams
 from pcap_writer import TcpCapture
 from test_x400_association import MTS_ID, message, start, wait_for_file
 
+from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient
 from waypost.service import Service
+from waypost.x400.report_maker import Outcome, build_report
 
 pytestmark = pytest.mark.interop
 
@@ -151,8 +156,11 @@ class Captured:
         return replace(self, pcap=pcap)
 
 
-async def capture_transfer(tmp_path: Path, mode: str) -> Captured:
-    """A transfers message() to B through a recording relay; the capture of that association.
+async def capture_transfer(
+    tmp_path: Path, mode: str, objects: list[Message] | None = None
+) -> Captured:
+    """A transfers message() (or `objects`) to B through a recording relay; the capture of
+    that association.
 
     The set-up is pair() of test_x400_association.py with A's peer address at the relay.
     """
@@ -180,8 +188,13 @@ async def capture_transfer(tmp_path: Path, mode: str) -> Captured:
             'peer_password = "secret-b"\ncheckpoint_size = 1\nwindow_size = 3\n',
         )
         services.insert(0, a)
-        await a.submit(message())
-        await wait_for_file(Path(b.config.local.x400_store))
+        if objects is None:
+            await a.submit(message())
+            await wait_for_file(Path(b.config.local.x400_store))
+        else:
+            for obj in objects:
+                await a.submit(obj)
+            await wait_for_transfers(a, len(objects))
         while services:  # A releases its parked association as it stops
             await services.pop(0).stop()
         assert len(relay.connections) == 1, "A should have opened exactly one association"
@@ -193,10 +206,20 @@ async def capture_transfer(tmp_path: Path, mode: str) -> Captured:
         await relay.close()
     sent_c = b"".join(d for _, fc, d in conn.events if fc)
     sent_s = b"".join(d for _, fc, d in conn.events if not fc)
-    pcap = conn.capture(b_port, LOOPBACK_MSS).write(tmp_path / f"p1-{mode}.pcap")
+    name = "objects" if objects is not None else "message"
+    pcap = conn.capture(b_port, LOOPBACK_MSS).write(tmp_path / f"p1-{mode}-{name}.pcap")
     return Captured(
         pcap=pcap, server_port=b_port, client_to_server=sent_c, server_to_client=sent_s, conn=conn
     )
+
+
+async def wait_for_transfers(svc: Service, count: int) -> None:
+    """Until `count` recipients have been transferred (delivered) by `svc`."""
+    for _ in range(200):
+        if svc.manager.counters["delivered"] >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{svc.manager.counters['delivered']} of {count} transferred")
 
 
 # --- tshark ---------------------------------------------------------------------------
@@ -326,3 +349,63 @@ async def test_tshark_flags_only_its_x410_limit_in_x410_mode(
 async def test_tshark_decodes_the_bind_in_x410_mode(tmp_path: Path, tshark_path: str) -> None:
     cap = await capture_transfer(tmp_path, "x410")
     assert_bind_as_sent(pdml(cap), "x410")
+
+
+# --- reports and probes --------------------------------------------------------------
+
+JONES_AT_B = "/C=GB/ADMD= /PRMD=B/S=Jones/"
+SMITH_AT_B = "/C=GB/ADMD= /PRMD=B/S=Smith/"
+
+
+def report_and_probe() -> list[Message]:
+    """A non-delivery report to a B originator about its message, and a probe to B."""
+    subject = Envelope(
+        mts_id="/C=GB/ADMD= /PRMD=B/;subject-1",
+        originator=SMITH_AT_B,
+        recipients=[Recipient(address="/C=GB/ADMD= /PRMD=A/S=Nobody/")],
+        content_type=ContentType.P22,
+    )
+    report = build_report(
+        subject=subject,
+        content=b"",
+        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.1.1 unknown", when=1e9)],
+        received_at=1e9,
+        domain="/C=GB/ADMD= /PRMD=A/",
+        now=1e9,
+    )
+    sent = message()
+    probe = Envelope(
+        mts_id="/C=GB/ADMD= /PRMD=A/;probe-1",
+        originator=sent.envelope.originator,
+        recipients=[Recipient(address=JONES_AT_B, originally_specified_number=1)],
+        content_type=ContentType.P22,
+        object_kind=ObjectKind.PROBE,
+        content_length=1024,
+    )
+    return [report, Message(envelope=probe, content=b"")]
+
+
+async def test_tshark_decodes_reports_and_probes_as_sent(tmp_path: Path, tshark_path: str) -> None:
+    cap = await capture_transfer(tmp_path, "1988", report_and_probe())
+    assert tshark(cap, "-Y", "_ws.malformed") == ""
+    root = pdml(cap)
+    (report,) = (p for p in root.iter("packet") if any(descendants(p, "p1.report_element")))
+    (destination,) = descendants(report, "p1.report_destination_name_element")
+    assert shows(destination, "p1.surname") == ["Smith"]
+    (subject,) = descendants(report, "p1.subject_identifier_element")
+    assert shows(subject, "p1.local_identifier") == ["subject-1"]
+    (fate,) = descendants(report, "p1.PerRecipientReportTransferFields_element")
+    (actual,) = descendants(fate, "p1.actual_recipient_name_element")
+    assert shows(actual, "p1.surname") == ["Nobody"]
+    assert shows(fate, "p1.non_delivery_reason_code") == ["1"]  # unable-to-transfer
+    assert shows(fate, "p1.non_delivery_diagnostic_code") == ["0"]  # unrecognised-OR-name
+    assert shows(fate, "p1.supplementary_information") == ["5.1.1 unknown"]
+    (probe,) = (p for p in root.iter("packet") if any(descendants(p, "p1.probe_element")))
+    (probe_id,) = descendants(probe, "p1.probe_identifier_element")
+    assert shows(probe_id, "p1.local_identifier") == ["probe-1"]
+    assert shows(probe, "p1.content_length") == ["1024"]
+    (originator,) = descendants(probe, "p1.originator_name_element")
+    assert shows(originator, "p1.surname") == ["Smith"]
+    assert shows(probe, "p1.built_in") == [P22_1988]
+    (recipient,) = descendants(probe, "p1.PerRecipientProbeTransferFields_element")
+    assert shows(recipient, "p1.surname") == ["Jones"]
