@@ -22,6 +22,9 @@ class Attempt:
     # Delivered to a next hop that took over the duty to report success (it
     # offered DSN): no success report is owed here.
     passed_on: bool = False
+    # A deferred recipient's own wait, in seconds, before it is tried again (an X.400
+    # connector's open or transfer interval); None means the queue's back-off.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -226,9 +226,7 @@ class QueueManager:
             )
         if attempt.result is Result.DEFERRED and now < claim.expires_at:
             self.counters["deferred"] += 1
-            next_attempt = min(
-                self.policy.next_attempt(now=now, received_at=claim.received_at), claim.expires_at
-            )
+            next_attempt = min(self._next_attempt(claim, attempt, now), claim.expires_at)
             events.emit(
                 events.RECIPIENT_DEFERRED,
                 message_id=claim.message_id,
@@ -267,6 +265,12 @@ class QueueManager:
         return Outcome(
             recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail, report=report
         )
+
+    def _next_attempt(self, claim: Claim, attempt: Attempt, now: float) -> float:
+        """The agent's own wait when it asked for one, else the back-off by age."""
+        if attempt.retry_after is not None:
+            return now + max(0.0, attempt.retry_after)
+        return self.policy.next_attempt(now=now, received_at=claim.received_at)
 
 
 def _deferred(claim: Claim, detail: str) -> Attempt:

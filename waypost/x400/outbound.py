@@ -1,9 +1,36 @@
-"""The `x400` delivery agent: outbound P1 associations to adjacent MTAs.
+"""The `x400` delivery agent: outbound P1 associations to adjacent MTAs, governed by the
+connector parameters of each `[[x400.peer]]` as on an Exchange 5.5 X.400 connector.
 
-One association per peer is opened on demand, bound with the peer's
-credentials, reused for several transfers, and released when its lifetime
-ends; each transfer becomes Attempts (confirmed = delivered, responsibility
-passed on; anything else = deferred).
+Associations. Each peer has a pool. A transfer takes an idle open association
+if there is one; otherwise it opens one when none is open, or another when
+at least one is open, fewer than `max_associations` are open or opening, and
+the transfers waiting for the peer (itself included) number at least
+`threshold` times that; otherwise it waits for one to be free. The transfers
+waiting are the queue manager's concurrent deliveries to this next hop, so
+`[queue] destination_concurrency` (and `delivery_concurrency`) must be at
+least `max_associations` for all of them to be used. One message goes over
+an association at a time, many in turn; an idle association is released
+after `association_lifetime`. `connect_timeout` bounds the TCP connection,
+`answer_timeout` each wait for the bind answer or a transfer confirmation,
+`disconnect_timeout` the orderly release.
+
+Failed opens (no connection, bind refused, no answer). An open that fails
+when no other association is open counts one failed open for the peer and
+defers its transfer, and those waiting, for `open_interval` seconds (an
+`Attempt.retry_after` the queue manager honours); until then transfers for
+the peer are deferred to that same time without another try. A successful
+open resets the count; once it exceeds `max_open_retries`, the transfers
+are failed instead (`5.4.1 …`: a non-delivery report is owed), until an open
+succeeds again. A failed open of an additional association counts nothing:
+its transfer waits for the open ones, and the pool stops growing for an
+`open_interval`.
+
+Failed transfers (no confirmation, abort, lost connection) on an open
+association. The association is dropped and the recipients deferred for
+`transfer_interval`, or for `open_interval` once the recipient has been
+tried `max_transfer_retries` times before (`Claim.attempts`, which counts
+every earlier attempt, whatever became of it). A confirmed transfer is
+delivered: responsibility passed on.
 """
 
 from __future__ import annotations
@@ -11,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -47,15 +75,30 @@ from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
 
-CONNECT_TIMEOUT = 30.0
-ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
+# A recipient deferred for the open interval comes back on the queue's clock, not
+# this module's: a little slack keeps it from arriving just before its turn.
+OPEN_SLACK = 0.5
 
 
 class HopError(Exception):
-    """The transfer did not happen (or was not confirmed): defer and try again."""
+    """The open or the transfer did not happen (or was not confirmed)."""
 
 
-@dataclass
+class BindRefusedError(HopError):
+    """The peer refused our MTA-bind (already reported as X400_PEER_REFUSED)."""
+
+
+class OpenFailedError(Exception):
+    """No association to the peer now: `final` when its open retries are exhausted."""
+
+    def __init__(self, detail: str, retry_after: float, *, final: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+        self.final = final
+
+
+@dataclass(eq=False)
 class _Outbound:
     """One open initiator association to an adjacent MTA."""
 
@@ -64,6 +107,7 @@ class _Outbound:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     last_used: float
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
     def alive(self) -> bool:
@@ -71,6 +115,14 @@ class _Outbound:
         return fresh and self.assoc.state is State.OPEN and not self.reader.at_eof()
 
     async def next_event(self, timeout: float) -> Event:
+        """The peer's next event, within `timeout` seconds (one timer, not one per read)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._next_event()
+        except TimeoutError:
+            raise HopError(f"no answer within {timeout:g} s") from None
+
+    async def _next_event(self) -> Event:
         while True:
             event = self.assoc.next_event()
             await self.flush()
@@ -78,34 +130,37 @@ class _Outbound:
                 assert not isinstance(event, type(NEED_DATA))
                 return event
             try:
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
-            except TimeoutError:
-                raise HopError(f"no answer within {timeout:g} s") from None
+                data = await self.reader.read(READ_SIZE)
             except OSError as exc:
                 raise HopError(f"connection failed: {exc}") from None
             self.assoc.receive_data(data)
 
     async def send(self, event: Event) -> None:
         self.writer.write(self.assoc.send(event))
-        await self.flush()
+        await self._drain()
 
     async def flush(self) -> None:
         out = self.assoc.data_to_send()
         if out:
             self.writer.write(out)
-            try:
-                await self.writer.drain()
-            except OSError as exc:
-                raise HopError(f"connection failed: {exc}") from None
+            await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except OSError as exc:
+            raise HopError(f"connection failed: {exc}") from None
 
     async def release(self) -> None:
-        with contextlib.suppress(HopError, LocalProtocolError, OSError):
-            if self.assoc.state is State.OPEN:
-                await self.send(Release())
-                while True:
-                    event = await self.next_event(ANSWER_TIMEOUT)
-                    if isinstance(event, Released | Aborted | ConnectionClosed):
-                        break
+        """Orderly release, bounded by the peer's `disconnect_timeout`; then close."""
+        with contextlib.suppress(HopError, LocalProtocolError, OSError, TimeoutError):
+            if self.assoc.state is State.OPEN and not self.reader.at_eof():
+                async with asyncio.timeout(self.peer.disconnect_timeout):
+                    await self.send(Release())
+                    while True:
+                        event = await self.next_event(self.peer.disconnect_timeout)
+                        if isinstance(event, Released | Aborted | ConnectionClosed):
+                            break
         await self.close()
 
     async def close(self) -> None:
@@ -114,21 +169,199 @@ class _Outbound:
             await self.writer.wait_closed()
 
 
+Opener = Callable[[X400PeerConfig], Awaitable[_Outbound]]
+
+
+class _Pool:
+    """The associations to one peer, and its count of failed opens."""
+
+    def __init__(
+        self, peer: X400PeerConfig, opener: Opener, background: Callable[[Awaitable[None]], None]
+    ) -> None:
+        self.peer = peer
+        self._opener = opener
+        self._background = background
+        self._idle: deque[_Outbound] = deque()
+        self._waiters: deque[asyncio.Future[_Outbound | None]] = deque()
+        self.opened = 0  # open or being opened, idle or in use
+        self.opening = 0  # being opened
+        self.waiting = 0  # transfers in acquire()
+        self.failed_opens = 0
+        self._last_error = ""
+        self._next_open = 0.0  # monotonic: no open before it, after a failed one
+        self._grow_after = 0.0  # monotonic: no additional open before it
+
+    async def acquire(self) -> _Outbound:
+        """An association for one transfer; raises OpenFailedError when there is none to have."""
+        self.waiting += 1
+        try:
+            while True:
+                conn = self._take_idle()
+                if conn is not None:
+                    return conn
+                if self._may_open():
+                    conn = await self._open()
+                    if conn is not None:
+                        return conn
+                    continue  # only an additional open failed: look again
+                # Something is open or opening, so a release or a failure will wake us.
+                conn = await self._wait()
+                if conn is not None:
+                    return conn
+        finally:
+            self.waiting -= 1
+
+    def release(self, conn: _Outbound) -> None:
+        """A transfer is done with `conn`: hand it to a waiter, or park it idle."""
+        if not conn.alive:
+            self.discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.last_used = time.monotonic()
+        loop = asyncio.get_running_loop()
+        conn.timer = loop.call_later(self.peer.association_lifetime, self._expire, conn)
+        self._idle.append(conn)
+
+    def discard(self, conn: _Outbound) -> None:
+        """`conn` is broken (or its state unknown): close it; a waiter may open another."""
+        self.opened -= 1
+        self._background(conn.close())
+        self._wake(everyone=False)
+
+    async def close(self) -> None:
+        conns = list(self._idle)
+        self._idle.clear()
+        for conn in conns:
+            self._cancel_timer(conn)
+        self.opened -= len(conns)
+        await asyncio.gather(*(c.release() for c in conns), return_exceptions=True)
+
+    def _take_idle(self) -> _Outbound | None:
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: the others may expire
+            self._cancel_timer(conn)
+            if conn.alive:
+                return conn
+            self.opened -= 1
+            self._background(conn.release())
+        return None
+
+    def _may_open(self) -> bool:
+        """Open another association now? Raises OpenFailedError inside the open interval."""
+        now = time.monotonic()
+        if self.opened == 0:
+            if now + min(OPEN_SLACK, self.peer.open_interval / 10) < self._next_open:
+                raise self._failure(now)
+            return True
+        # No second association before the first is open: a dead peer costs one open.
+        return (
+            self.opened > self.opening
+            and self.opened < self.peer.max_associations
+            and self.waiting >= self.peer.threshold * self.opened
+            and now >= self._grow_after
+        )
+
+    async def _open(self) -> _Outbound | None:
+        self.opened += 1
+        self.opening += 1
+        try:
+            conn = await self._opener(self.peer)
+        except HopError as exc:
+            self.opened -= 1
+            self._open_failed(str(exc))
+            return None
+        except BaseException:
+            self.opened -= 1
+            self._wake(everyone=True)
+            raise
+        finally:
+            self.opening -= 1
+        self.failed_opens = 0
+        self._next_open = 0.0
+        self._wake(everyone=True)  # the waiters may open more now
+        return conn
+
+    def _open_failed(self, error: str) -> None:
+        """Returns when others are open (the pool stops growing for a while); raises
+        OpenFailedError when none is: a failed open of the peer, counted."""
+        now = time.monotonic()
+        if self.opened > 0:
+            self._grow_after = now + self.peer.open_interval
+            return
+        self.failed_opens += 1
+        self._last_error = error
+        self._next_open = now + self.peer.open_interval
+        self._grow_after = 0.0
+        self._wake(everyone=True)
+        raise self._failure(now)
+
+    def _failure(self, now: float) -> OpenFailedError:
+        retry_after = max(0.0, self._next_open - now)
+        if self.failed_opens > self.peer.max_open_retries:
+            detail = (
+                f"5.4.1 could not open an association to {self.peer.name} after "
+                f"{self.failed_opens} attempts: {self._last_error}"
+            )
+            return OpenFailedError(detail, retry_after, final=True)
+        return OpenFailedError(self._last_error, retry_after, final=False)
+
+    async def _wait(self) -> _Outbound | None:
+        waiter: asyncio.Future[_Outbound | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                conn = waiter.result()
+                if conn is not None:
+                    self.release(conn)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _wake(self, *, everyone: bool) -> None:
+        """Let waiters look again (None: no association handed over)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
+
+    def _expire(self, conn: _Outbound) -> None:
+        conn.timer = None
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+            self.opened -= 1
+            self._background(conn.release())
+
+    @staticmethod
+    def _cancel_timer(conn: _Outbound) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+
+
 class X400Deliverer:
-    """The delivery agent for next hops `x400:NAME`: one reusable association per peer."""
+    """The delivery agent for next hops `x400:NAME`: a pool of associations per peer."""
 
     def __init__(self, config: X400Config) -> None:
         self.config = config
-        self._open: dict[str, _Outbound] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._pools: dict[str, _Pool] = {}
         self._closing: set[asyncio.Future[None]] = set()
 
-    def _peer(self, name: str) -> X400PeerConfig | None:
-        for peer in self.config.peer:
-            if peer.name == name:
-                return peer
-        return None
+    def _pool(self, name: str) -> _Pool | None:
+        pool = self._pools.get(name)
+        if pool is None:
+            for peer in self.config.peer:
+                if peer.name == name:
+                    pool = self._pools[name] = _Pool(peer, self._open, self._background)
+        return pool
 
     async def deliver(self, transfer: QueueTransfer) -> list[Attempt]:
         claims = list(transfer.recipients)
@@ -136,21 +369,29 @@ class X400Deliverer:
             hop = parse_next_hop(transfer.next_hop)
         except ValueError as exc:
             return _all(claims, Result.DEFERRED, f"bad next hop {transfer.next_hop}: {exc}")
-        peer = self._peer(hop.destination) if hop.transport == "x400" else None
-        if peer is None:
+        pool = self._pool(hop.destination) if hop.transport == "x400" else None
+        if pool is None:
             return _all(claims, Result.DEFERRED, f"no [[x400.peer]] named {hop.destination}")
-        lock = self._locks.setdefault(peer.name, asyncio.Lock())
-        async with lock:
-            try:
-                conn = await self._association(peer)
-                await self._transfer(conn, transfer)
-            except HopError as exc:
-                self._drop(peer.name)
-                detail = str(exc)
-                if not detail.startswith("bind refused"):
-                    events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=detail)
-                return _all(claims, Result.DEFERRED, detail)
-            self._park(conn)
+        peer = pool.peer
+        try:
+            apdu = _apdu(transfer, self.config.global_domain)
+        except ValueError as exc:  # AddressError too: a value P1 cannot carry
+            return _all(claims, Result.FAILED, f"5.6.0 cannot encode the P1 object: {exc}")
+        try:
+            conn = await pool.acquire()
+        except OpenFailedError as exc:
+            result = Result.FAILED if exc.final else Result.DEFERRED
+            return _all(claims, result, exc.detail, retry_after=exc.retry_after)
+        try:
+            await _send_message(conn, apdu, peer.answer_timeout)
+        except HopError as exc:
+            pool.discard(conn)
+            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
+            return [_transfer_failed(peer, c, str(exc)) for c in claims]
+        except BaseException:
+            pool.discard(conn)
+            raise
+        pool.release(conn)
         return [
             Attempt(
                 recipient_id=c.recipient_id,
@@ -162,48 +403,14 @@ class X400Deliverer:
             for c in claims
         ]
 
-    async def _association(self, peer: X400PeerConfig) -> _Outbound:
-        conn = self._open.pop(peer.name, None)
-        timer = self._timers.pop(peer.name, None)
-        if timer is not None:
-            timer.cancel()
-        if conn is not None:
-            if conn.alive:
-                return conn
-            self._background(conn.release())
-        return await self._connect(peer)
-
-    async def _connect(self, peer: X400PeerConfig) -> _Outbound:
-        host, _, port = peer.address.rpartition(":")
-        host = host.strip("[]")
+    async def _open(self, peer: X400PeerConfig) -> _Outbound:
+        """A new bound association to `peer`; HopError (reported as an event) if not."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port), limit=1 << 20), CONNECT_TIMEOUT
-            )
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise HopError(f"connect to {peer.address} failed: {exc or 'timeout'}") from None
-        ssel = selector_bytes(peer.s_selector) or None
-        psel = selector_bytes(peer.p_selector) or None
-        settings = AssociationSettings(
-            checkpoint_size=peer.checkpoint_size,
-            window_size=peer.window_size,
-            two_way_alternate=peer.two_way_alternate,
-            selectors=Selectors(
-                called_tsel=selector_bytes(peer.t_selector), called_ssel=ssel, called_psel=psel
-            ),
-        )
-        mode = MODES[peer.mode]
-        conn = _Outbound(
-            peer=peer,
-            assoc=Association(role=Role.INITIATOR, mode=mode, settings=settings),
-            reader=reader,
-            writer=writer,
-            last_used=time.monotonic(),
-        )
-        try:
-            await self._bind(conn)
-        except BaseException:
-            await conn.close()
+            conn = await self._connect(peer)
+        except BindRefusedError:
+            raise
+        except HopError as exc:
+            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
             raise
         events.emit(
             events.X400_ASSOCIATION_OPENED,
@@ -214,67 +421,54 @@ class X400Deliverer:
         )
         return conn
 
+    async def _connect(self, peer: X400PeerConfig) -> _Outbound:
+        host, _, port = peer.address.rpartition(":")
+        host = host.strip("[]")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port), limit=1 << 20), peer.connect_timeout
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            error = str(exc) or f"no connection within {peer.connect_timeout:g} s"
+            raise HopError(f"connect to {peer.address} failed: {error}") from None
+        conn = _Outbound(
+            peer=peer,
+            assoc=Association(role=Role.INITIATOR, mode=MODES[peer.mode], settings=_settings(peer)),
+            reader=reader,
+            writer=writer,
+            last_used=time.monotonic(),
+        )
+        try:
+            await self._bind(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
     async def _bind(self, conn: _Outbound) -> None:
         peer = conn.peer
-        await conn.send(Open(bind_argument=encode_bind(our_bind(self.config, peer))))
-        event = await conn.next_event(ANSWER_TIMEOUT)
+        try:
+            await conn.send(Open(bind_argument=encode_bind(our_bind(self.config, peer))))
+            event = await conn.next_event(peer.answer_timeout)
+        except HopError as exc:
+            raise HopError(f"open failed: {exc}") from None
         if isinstance(event, Refused):
             reason = event.reason.name if event.reason is not None else event.layer.value
             if event.bind_error is not None:
                 with contextlib.suppress(BERError):
                     reason = decode_bind_error(event.bind_error).name.lower().replace("_", "-")
             events.emit(events.X400_PEER_REFUSED, peer=peer.name, reason=reason)
-            raise HopError(f"bind refused by {peer.name}: {reason}")
+            raise BindRefusedError(f"bind refused by {peer.name}: {reason}")
         if not isinstance(event, Accepted):
             raise HopError(f"open failed: {_describe(event)}")
         try:
             result = decode_bind(event.bind_result)
         except BERError as exc:
-            await self._abort(conn)
+            await _abort(conn)
             raise HopError(f"undecodable bind result: {exc}") from None
         if result.name != peer.name:
-            await self._abort(conn)
+            await _abort(conn)
             raise HopError(f"the responder binds as {result.name!r}, not {peer.name!r}")
-
-    async def _abort(self, conn: _Outbound) -> None:
-        with contextlib.suppress(HopError, LocalProtocolError, OSError):
-            await conn.send(Abort())
-
-    async def _transfer(self, conn: _Outbound, transfer: QueueTransfer) -> None:
-        wanted = {c.rcpt_index for c in transfer.recipients}
-        recipients = [r for i, r in enumerate(transfer.envelope.recipients) if i in wanted]
-        envelope = msgspec.structs.replace(transfer.envelope, recipients=recipients)
-        apdu = encode_stored(envelope, transfer.content)
-        try:
-            await conn.send(Transfer(apdu=apdu))
-        except LocalProtocolError as exc:
-            raise HopError(f"cannot transfer: {exc}") from None
-        while True:
-            event = await conn.next_event(ANSWER_TIMEOUT)
-            if isinstance(event, TransferConfirmed):
-                conn.last_used = time.monotonic()
-                return
-            if isinstance(event, Aborted | Released | ConnectionClosed | Refused):
-                raise HopError(f"transfer not confirmed: {_describe(event)}")
-
-    def _park(self, conn: _Outbound) -> None:
-        name = conn.peer.name
-        self._open[name] = conn
-        loop = asyncio.get_running_loop()
-        self._timers[name] = loop.call_later(
-            conn.peer.association_lifetime, self._expire, name, conn
-        )
-
-    def _expire(self, name: str, conn: _Outbound) -> None:
-        self._timers.pop(name, None)
-        if self._open.get(name) is conn:
-            del self._open[name]
-            self._background(conn.release())
-
-    def _drop(self, name: str) -> None:
-        conn = self._open.pop(name, None)
-        if conn is not None:
-            self._background(conn.close())
 
     def _background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -282,13 +476,59 @@ class X400Deliverer:
         task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        conns = list(self._open.values())
-        self._open.clear()
-        await asyncio.gather(*(c.release() for c in conns), return_exceptions=True)
+        pools = list(self._pools.values())
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _settings(peer: X400PeerConfig) -> AssociationSettings:
+    return AssociationSettings(
+        checkpoint_size=peer.checkpoint_size,
+        window_size=peer.window_size,
+        two_way_alternate=peer.two_way_alternate,
+        selectors=Selectors(
+            called_tsel=selector_bytes(peer.t_selector),
+            called_ssel=selector_bytes(peer.s_selector) or None,
+            called_psel=selector_bytes(peer.p_selector) or None,
+        ),
+    )
+
+
+def _apdu(transfer: QueueTransfer, domain: str) -> bytes:
+    """The MTS-APDU for the transfer's recipients only, with `domain`'s trace element."""
+    wanted = {c.rcpt_index for c in transfer.recipients}
+    recipients = [r for i, r in enumerate(transfer.envelope.recipients) if i in wanted]
+    envelope = msgspec.structs.replace(transfer.envelope, recipients=recipients)
+    return encode_stored(envelope, transfer.content, domain=domain)
+
+
+async def _send_message(conn: _Outbound, apdu: bytes, timeout: float) -> None:
+    """One transfer, returning once the peer confirmed it (raises HopError otherwise)."""
+    try:
+        await conn.send(Transfer(apdu=apdu))
+    except LocalProtocolError as exc:
+        raise HopError(f"cannot transfer: {exc}") from None
+    while True:
+        event = await conn.next_event(timeout)
+        if isinstance(event, TransferConfirmed):
+            conn.last_used = time.monotonic()
+            return
+        if isinstance(event, Aborted | Released | ConnectionClosed | Refused):
+            raise HopError(f"transfer not confirmed: {_describe(event)}")
+
+
+async def _abort(conn: _Outbound) -> None:
+    with contextlib.suppress(HopError, LocalProtocolError, OSError):
+        await conn.send(Abort())
+
+
+def _transfer_failed(peer: X400PeerConfig, claim: Claim, detail: str) -> Attempt:
+    """Deferred for the transfer interval, or the open interval after too many tries."""
+    retried_enough = claim.attempts >= peer.max_transfer_retries
+    wait = peer.open_interval if retried_enough else peer.transfer_interval
+    return Attempt(
+        recipient_id=claim.recipient_id, result=Result.DEFERRED, detail=detail, retry_after=wait
+    )
 
 
 def _describe(event: Event) -> str:
@@ -297,5 +537,10 @@ def _describe(event: Event) -> str:
     return type(event).__name__
 
 
-def _all(claims: list[Claim], result: Result, detail: str) -> list[Attempt]:
-    return [Attempt(recipient_id=c.recipient_id, result=result, detail=detail) for c in claims]
+def _all(
+    claims: list[Claim], result: Result, detail: str, *, retry_after: float | None = None
+) -> list[Attempt]:
+    return [
+        Attempt(recipient_id=c.recipient_id, result=result, detail=detail, retry_after=retry_after)
+        for c in claims
+    ]
