@@ -278,6 +278,10 @@ _peer_transitions: dict[tuple[State, type[object]], State] = {
     (S.IDLE, ConnectRequest): S.AWAIT_ACCEPT,
     (S.ACTIVITY, ActivityEnd): S.AWAIT_SEND_AEA,
     (S.CONNECTED, Finish): S.AWAIT_SEND_DN,
+    # A PT may cross our AE: the peer asked for the turn before it saw the activity end.
+    (S.AWAIT_AEA, PleaseTokens): S.AWAIT_AEA,
+    # … or our FN: the release answers it.
+    (S.AWAIT_DN, PleaseTokens): S.AWAIT_DN,
 }
 _our_replies: dict[tuple[State, type[object]], State] = {
     (S.AWAIT_ACCEPT, ConnectAccept): S.CONNECTED,

@@ -54,6 +54,9 @@ from waypost.osi.presentation_ppdu import (
     decode_refuse,
     encode_abort,
 )
+from waypost.osi.presentation_ppdu import (
+    AbortReason as PresentationAbortReason,
+)
 from waypost.osi.rtse_transfer import RtseReceiver, RtseSender, TransferState
 from waypost.osi.stack_events import (
     NEED_DATA,
@@ -533,7 +536,11 @@ class Association:
                 layer = exc.layer
                 rtab = r.RTAB(abort_reason=r.AbortReason.PROTOCOL_ERROR)
                 acse = a.encode_apdu(a.ABRT(source=1)) if layer is Layer.ACSE else None
-                self._abort_out(layer, rtab, _TD_PROTOCOL_ERROR, acse=acse)
+                arp = None  # a presentation fault is told in an ARP, as the decoder's are
+                if layer is Layer.PRESENTATION and self.presentation is not None:
+                    reason = PresentationAbortReason.UNEXPECTED_PARAMETER
+                    arp = encode_abort(ProviderAbortPPDU(reason=reason))
+                self._abort_out(layer, rtab, _TD_PROTOCOL_ERROR, acse=acse, user_data=arp)
             else:
                 rtab = r.RTAB(abort_reason=r.AbortReason.PROTOCOL_ERROR)
                 self._abort_out(layer, rtab, _TD_PROTOCOL_ERROR)
@@ -565,6 +572,8 @@ class Association:
 
     def _on_transport(self, ev: t.Event) -> None:
         if isinstance(ev, t.Data):
+            if self.state is State.CLOSED:
+                return  # sent before the peer saw our refusal, abort or release: stale
             self.session.receive_tsdu(ev.payload)
         elif isinstance(ev, t.ConnectRequest):
             own = self.settings.selectors.called_tsel
@@ -629,6 +638,8 @@ class Association:
 
     def _on_tokens(self, ev: s.GiveTokens | s.PleaseTokens) -> None:
         twa = self.dialogue_mode is r.DialogueMode.TWO_WAY_ALTERNATE
+        if isinstance(ev, s.PleaseTokens) and twa and self.state is State.RELEASING:
+            return  # it crossed our FN: the release answers it
         if self.state is not State.OPEN or not twa:
             raise _PeerError(Layer.RTSE, f"{type(ev).__name__}: no turns in monologue")
         if isinstance(ev, s.GiveTokens):

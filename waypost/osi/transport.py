@@ -187,6 +187,7 @@ class TransportConnection:
         self._eof = False
         self._closed_reported = False
         self._error: TransportError | None = None
+        self._we_disconnected = False  # we sent the DR or ER that closed the connection
 
     # -- state ------------------------------------------------------------------------
 
@@ -218,6 +219,8 @@ class TransportConnection:
         if inp is None:
             raise LocalProtocolError(f"cannot send {type(event).__name__}")
         self._transition(inp, local=True)
+        if self.state is State.CLOSED and inp in (Input.SEND_DR, Input.SEND_ER):
+            self._we_disconnected = True
         ref = self.settings.local_reference
         if isinstance(event, ConnectRequest):
             self._offered_size = event.max_tpdu_size
@@ -365,6 +368,8 @@ class TransportConnection:
         return decode(body)
 
     def _handle(self, tpdu: Tpdu) -> Event | None:
+        if self.state is State.CLOSED and self._we_disconnected:
+            return None  # sent before the peer saw our DR or ER: ignored until TCP closes
         if isinstance(tpdu, DataTpdu):
             self._transition(Input.RECV_DT, local=False)
             if len(tpdu.data) + 3 > self.tpdu_size:
