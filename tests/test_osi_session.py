@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,11 +149,31 @@ CASES: list[tuple[bytes, Spdu | tuple[Spdu, Spdu]]] = [
         (Spdu(type=SpduType.PT), Spdu(type=SpduType.MIA, serial=7, user_data=b"m")),
     ),
     (
-        F.spdu(0x01) + F.spdu(0x1D, F.param(0x29, b"a"), F.param(0x21, b"\x0a\x01x")),
+        F.spdu(0x01)
+        + F.spdu(
+            0x1D,
+            F.param(0x21, F.param(0x0A, b"x") + F.param(0x29, b"o") + F.param(0x77, b"?")),
+            F.param(0x2A, b"12"),
+            F.param(0x29, b"a"),
+            F.param(0x78, b"!"),
+            F.param(0xC1, b"u"),
+        ),
         (
             Spdu(type=SpduType.GT),
-            Spdu(type=SpduType.AR, activity_id=b"a", unknown=(Param(pi=0x21, value=b"\x0a\x01x"),)),
+            Spdu(
+                type=SpduType.AR,
+                calling_ss_user_ref=b"x",
+                old_activity_id=b"o",
+                serial=12,
+                activity_id=b"a",
+                user_data=b"u",
+                unknown=(Param(pi=0x77, value=b"?", group=0x21), Param(pi=0x78, value=b"!")),
+            ),
         ),
+    ),
+    (  # an AR on the same connection may leave the linking PGI out at the codec level
+        F.spdu(0x01) + F.spdu(0x1D, F.param(0x2A, b"0"), F.param(0x29, b"a")),
+        (Spdu(type=SpduType.GT), Spdu(type=SpduType.AR, serial=0, activity_id=b"a")),
     ),
     (
         F.spdu(0x01) + F.spdu(0x19, F.param(0x32, b"\x03")),
@@ -230,6 +252,38 @@ def test_unknown_params_in_groups_are_kept() -> None:
         F.spdu(0x0D, F.param(0xC1, b""), F.param(0xC2, b"")),
         F.spdu(0x0D, F.param(0x01, b""), F.param(0x01, b"")),
         F.spdu(0x77),
+        # ACTIVITY RESUME
+        F.spdu(0x01) + F.spdu(0x1D, F.param(0x29, b"a")),  # no serial number
+        F.spdu(0x01) + F.spdu(0x1D, F.param(0x2A, b"1")),  # no new activity identifier
+        F.spdu(0x01) + F.spdu(0x1D, F.param(0x21, F.param(0x29, b"o")), F.param(0x2A, b"1")),
+        F.spdu(0x01) + F.spdu(0x1D, F.param(0x2A, b"1"), F.param(0x2A, b"2"), F.param(0x29, b"a")),
+        F.spdu(0x01)
+        + F.spdu(
+            0x1D,
+            F.param(0x21, F.param(0x29, b"o") + F.param(0x29, b"p")),  # old id repeated
+            F.param(0x2A, b"1"),
+            F.param(0x29, b"a"),
+        ),
+        F.spdu(0x01)
+        + F.spdu(
+            0x1D,
+            F.param(0x21, F.param(0x29, b"o")),
+            F.param(0x21, F.param(0x0B, b"c")),  # linking PGI repeated
+            F.param(0x2A, b"1"),
+            F.param(0x29, b"a"),
+        ),
+        F.spdu(0x01)
+        + F.spdu(0x1D, F.param(0x21, b"\x29\x05o"), F.param(0x2A, b"1"), F.param(0x29, b"a")),
+        F.spdu(0x01)
+        + F.spdu(0x2D, F.param(0x21, F.param(0x29, b"o")), F.param(0x29, b"a")),  # not AR
+        F.spdu(0x0D, F.param(0x21, F.param(0x29, b"o"))),  # linking PGI in CN
+        F.spdu(0x19, F.param(0x21, b"")),  # … in AB
+        F.spdu(0x0D, F.param(0x01, F.param(0x0B, b"c" * 65))),  # reference over 64 octets
+        F.spdu(0x0D, F.param(0x01, F.param(0x0C, b"a" * 5))),  # additional over 4 octets
+        F.spdu(0x01)
+        + F.spdu(
+            0x1D, F.param(0x21, F.param(0x09, b"c" * 65)), F.param(0x2A, b"1"), F.param(0x29, b"a")
+        ),
     ],
 )
 def test_malformed_refused(wire: bytes) -> None:
@@ -548,3 +602,293 @@ def test_machine_fuzz(tsdus: list[bytes]) -> None:
                     pass
         except s.RemoteProtocolError:
             assert c.state is s.State.ERROR
+
+
+# ----------------------------------------------------------------------------- recovery
+
+CID = s.ConnectionId(
+    called_ss_user_ref=b"CALLED", calling_ss_user_ref=b"CALLING", common_ref=b"20261124"
+)
+
+# GT + ACTIVITY RESUME, assembled by hand from X.225 §8.3.29 (not with the encoder).
+AR_GOLDEN = bytes.fromhex(
+    "01 00"  # GT, LI 0
+    "1d 20"  # AR, LI 32
+    "21 12"  # PGI 33 Linking Information, 18 octets:
+    "09 01 41"  # PI 9 Called SS-user Reference "A"
+    "0a 01 42"  # PI 10 Calling SS-user Reference "B"
+    "0b 02 43 43"  # PI 11 Common Reference "CC"
+    "0c 01 07"  # PI 12 Additional Reference Information 07
+    "29 03 02 01 01"  # PI 41 Old Activity Identifier 02 01 01
+    "2a 01 32"  # PI 42 Serial Number "2"
+    "29 03 02 01 02"  # PI 41 New Activity Identifier 02 01 02
+    "c1 02 75 64"  # PI 193 User Data "ud"
+)
+AR_EVENT = s.ActivityResume(
+    activity_id=b"\x02\x01\x02",
+    old_activity_id=b"\x02\x01\x01",
+    serial=2,
+    old_connection=s.ConnectionId(
+        called_ss_user_ref=b"A", calling_ss_user_ref=b"B", common_ref=b"CC", additional_ref=b"\x07"
+    ),
+    user_data=b"ud",
+)
+
+
+def test_activity_resume_golden_bytes() -> None:
+    gt, ar = decode_tsdu(AR_GOLDEN)
+    assert gt == Spdu(type=SpduType.GT)
+    assert ar == Spdu(
+        type=SpduType.AR,
+        called_ss_user_ref=b"A",
+        calling_ss_user_ref=b"B",
+        common_ref=b"CC",
+        additional_ref=b"\x07",
+        old_activity_id=b"\x02\x01\x01",
+        serial=2,
+        activity_id=b"\x02\x01\x02",
+        user_data=b"ud",
+    )
+    assert encode_tsdu(gt, ar) == AR_GOLDEN
+    i, r = _connected()
+    assert i.send(AR_EVENT) == [AR_GOLDEN]
+    r.receive_tsdu(AR_GOLDEN)
+    assert r.next_event() == AR_EVENT
+    assert _state(r) is s.State.ACTIVITY
+
+
+def test_activity_resume_on_the_same_connection_has_no_references() -> None:
+    i, r = _connected()
+    same = s.ActivityResume(activity_id=b"n", old_activity_id=b"o", serial=0)
+    (tsdu,) = i.send(same)
+    # GT; AR LI 11: PGI 33 { PI 41 "o" }, PI 42 "0", PI 41 "n"
+    assert tsdu == bytes.fromhex("0100 1d0b 2103 29016f 2a0130 29016e")
+    r.receive_tsdu(tsdu)
+    assert r.next_event() == same
+    assert _pump(i, r, s.MinorSync()) == [s.MinorSync(serial=1)]
+
+
+def test_connection_id_in_cn_and_ac() -> None:
+    def cn_of(event: s.ConnectRequest) -> list[bytes]:
+        return s.SessionConnection(s.Role.INITIATOR).send(event)
+
+    # absent or empty: today's CN, byte for byte (no PGI 1)
+    today = [bytes.fromhex("0d12 0509 130100 160102 1a0100 14020249 c10175")]
+    assert cn_of(s.ConnectRequest(user_data=b"u")) == today
+    assert cn_of(s.ConnectRequest(user_data=b"u", connection_id=s.ConnectionId())) == today
+    i = s.SessionConnection(s.Role.INITIATOR)
+    r = s.SessionConnection(s.Role.RESPONDER)
+    (cn,) = i.send(s.ConnectRequest(connection_id=CID))
+    # CN LI 44; PGI 1 LI 27 first: PI 9 "CALLED", PI 10 "CALLING", PI 11 "20261124"; PGI 5 …
+    assert cn.startswith(b"\x0d\x2c\x01\x1b\x09\x06CALLED\x0a\x07CALLING\x0b\x0820261124\x05")
+    r.receive_tsdu(cn)
+    assert r.next_event() == s.ConnectRequest(connection_id=CID)
+    ac_cid = s.ConnectionId(called_ss_user_ref=b"ME", common_ref=b"20261124", additional_ref=b"1")
+    (ac,) = r.send(s.ConnectAccept(connection_id=ac_cid))
+    # AC LI 34; PGI 1 LI 17: PI 9 "ME", PI 11 "20261124", PI 12 "1"; PGI 5 …
+    assert ac.startswith(b"\x0e\x22\x01\x11\x09\x02ME\x0b\x0820261124\x0c\x011\x05")
+    i.receive_tsdu(ac)
+    assert i.next_event() == s.ConnectAccept(connection_id=ac_cid)
+    # without one, today's AC
+    _i, r2 = _connected_pair_without_accept()
+    assert r2.send(s.ConnectAccept()) == [bytes.fromhex("0e0f 0509 130100 160102 1a0100 14020249")]
+    with pytest.raises(s.LocalProtocolError):
+        s.ConnectionId(common_ref=b"c" * 65)
+    with pytest.raises(s.LocalProtocolError):
+        s.ConnectionId(additional_ref=b"12345")
+
+
+def _connected_pair_without_accept() -> tuple[s.SessionConnection, s.SessionConnection]:
+    i = s.SessionConnection(s.Role.INITIATOR)
+    r = s.SessionConnection(s.Role.RESPONDER)
+    _pump(i, r, s.ConnectRequest())
+    return i, r
+
+
+def test_resume_an_interrupted_activity_on_a_new_connection() -> None:
+    i, r = _connected()
+    _pump(i, r, s.ActivityStart(activity_id=b"\x02\x01\x01"))
+    for n in (1, 2, 3):
+        _pump(i, r, s.Data(payload=b"chunk%d" % n))
+        assert _pump(i, r, s.MinorSync()) == [s.MinorSync(serial=n)]
+    assert _pump(r, i, s.MinorSyncAck(serial=2)) == [s.MinorSyncAck(serial=2)]
+    # the transport breaks; RTSE recovers on new session connection objects
+    i2 = s.SessionConnection(s.Role.INITIATOR)
+    r2 = s.SessionConnection(s.Role.RESPONDER)
+    new_cid = s.ConnectionId(calling_ss_user_ref=b"MTA-A", common_ref=b"2")
+    assert _pump(i2, r2, s.ConnectRequest(connection_id=new_cid)) == [
+        s.ConnectRequest(connection_id=new_cid)
+    ]
+    assert _pump(r2, i2, s.ConnectAccept(connection_id=new_cid)) == [
+        s.ConnectAccept(connection_id=new_cid)
+    ]
+    resume = s.ActivityResume(
+        activity_id=b"\x02\x01\x02", old_activity_id=b"\x02\x01\x01", serial=2, old_connection=CID
+    )
+    assert _pump(i2, r2, resume) == [resume]
+    assert _state(i2) is _state(r2) is s.State.ACTIVITY
+    assert i2._next_serial == r2._next_serial == 3
+    _pump(i2, r2, s.Data(payload=b"chunk3"))
+    assert _pump(i2, r2, s.MinorSync()) == [s.MinorSync(serial=3)]
+    assert _pump(r2, i2, s.MinorSyncAck(serial=3)) == [s.MinorSyncAck(serial=3)]
+    assert _pump(i2, r2, s.ActivityEnd()) == [s.ActivityEnd(serial=4)]
+    assert _pump(r2, i2, s.ActivityEndAck()) == [s.ActivityEndAck(serial=4)]
+    assert _state(i2) is _state(r2) is s.State.CONNECTED
+    # resuming right after the last acknowledged point: the activity end carries serial + 1
+    i3, r3 = _connected()
+    _pump(i3, r3, s.ActivityResume(activity_id=b"n", old_activity_id=b"o", serial=41))
+    assert _pump(i3, r3, s.ActivityEnd()) == [s.ActivityEnd(serial=42)]
+    assert _pump(r3, i3, s.ActivityEndAck()) == [s.ActivityEndAck(serial=42)]
+
+
+def test_activity_resume_local_errors() -> None:
+    i, r = _connected()
+    with pytest.raises(s.LocalProtocolError):
+        r.send(AR_EVENT)  # the responder lacks the major/activity token
+    _pump(i, r, s.ActivityStart(activity_id=b"a"))
+    with pytest.raises(s.LocalProtocolError):
+        i.send(AR_EVENT)  # already in an activity
+    for bad in (
+        {"activity_id": b""},
+        {"activity_id": b"1234567"},
+        {"old_activity_id": b""},
+        {"serial": -1},
+        {"serial": 1_000_000},
+    ):
+        args: dict[str, object] = {"activity_id": b"n", "old_activity_id": b"o", "serial": 1}
+        args.update(bad)
+        with pytest.raises(s.LocalProtocolError):
+            s.ActivityResume(**args)  # type: ignore[arg-type]
+
+
+def _ar(*params: bytes) -> bytes:
+    return F.spdu(0x01) + F.spdu(0x1D, *params)
+
+
+@pytest.mark.parametrize(
+    ("sender", "wire"),
+    [
+        ("responder", AR_GOLDEN),  # the initiator holds the major/activity token
+        ("activity", AR_GOLDEN),  # an AR inside an activity
+        ("initiator", _ar(F.param(0x2A, b"1"), F.param(0x29, b"a"))),  # no old activity id
+        ("initiator", _ar(F.param(0x21, F.param(0x29, b"o")), F.param(0x29, b"a"))),  # no serial
+        (  # a 7-octet new activity identifier
+            "initiator",
+            _ar(F.param(0x21, F.param(0x29, b"o")), F.param(0x2A, b"1"), F.param(0x29, b"a" * 7)),
+        ),
+        ("initiator", _ar(F.param(0x21, b"\x29"), F.param(0x2A, b"1"), F.param(0x29, b"a"))),
+    ],
+)
+def test_activity_resume_remote_errors(sender: str, wire: bytes) -> None:
+    i, r = _connected()
+    target = i if sender == "responder" else r
+    if sender == "activity":
+        _pump(i, r, s.ActivityStart(activity_id=b"a"))
+    target.receive_tsdu(wire)
+    with pytest.raises(s.RemoteProtocolError) as info:
+        target.next_event()
+    assert info.value.abort == b"\x19\x03\x11\x01\x05"
+    assert target.state is s.State.ERROR
+
+
+def test_an_as_with_a_long_activity_id_is_a_remote_error() -> None:
+    _i, r = _connected()
+    r.receive_tsdu(F.spdu(0x01) + F.spdu(0x2D, F.param(0x29, b"a" * 7)))
+    with pytest.raises(s.RemoteProtocolError):
+        r.next_event()
+
+
+_ref = st.none() | st.binary(max_size=64)
+_cids = st.builds(
+    s.ConnectionId,
+    called_ss_user_ref=_ref,
+    calling_ss_user_ref=_ref,
+    common_ref=_ref,
+    additional_ref=st.none() | st.binary(max_size=4),
+)
+_aids = st.binary(min_size=1, max_size=6)
+
+
+def _norm(cid: s.ConnectionId | None) -> s.ConnectionId | None:
+    return None if cid == s.ConnectionId() else cid
+
+
+@settings(max_examples=200)
+@given(
+    st.none() | _cids,
+    st.none() | _cids,
+    st.builds(
+        s.ActivityResume,
+        activity_id=_aids,
+        old_activity_id=_aids,
+        serial=st.integers(0, 999_998),
+        old_connection=st.none() | _cids,
+        user_data=st.binary(max_size=300),
+    ),
+)
+def test_generated_resume_round_trip(
+    cn_cid: s.ConnectionId | None, ac_cid: s.ConnectionId | None, resume: s.ActivityResume
+) -> None:
+    i = s.SessionConnection(s.Role.INITIATOR)
+    r = s.SessionConnection(s.Role.RESPONDER)
+    (cr,) = _pump(i, r, s.ConnectRequest(connection_id=cn_cid))
+    assert isinstance(cr, s.ConnectRequest) and cr.connection_id == _norm(cn_cid)
+    (ca,) = _pump(r, i, s.ConnectAccept(connection_id=ac_cid))
+    assert isinstance(ca, s.ConnectAccept) and ca.connection_id == _norm(ac_cid)
+    (tsdu,) = i.send(resume)
+    spdus = decode_tsdu(tsdu)
+    assert encode_tsdu(*spdus) == tsdu
+    r.receive_tsdu(tsdu)
+    got = r.next_event()
+    assert got == s.ActivityResume(
+        activity_id=resume.activity_id,
+        old_activity_id=resume.old_activity_id,
+        serial=resume.serial,
+        old_connection=_norm(resume.old_connection),
+        user_data=resume.user_data,
+    )
+    assert _pump(i, r, s.MinorSync()) == [s.MinorSync(serial=resume.serial + 1)]
+
+
+def test_tshark_decodes_cn_and_ar(tmp_path: Path) -> None:
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark is not installed")
+    from pcap_writer import TcpCapture  # noqa: PLC0415 (tests/ helper, needed here only)
+
+    def tpkt_dt(tsdu: bytes) -> bytes:  # TPKT + TP0 DT with EOT
+        return b"\x03\x00" + (len(tsdu) + 7).to_bytes(2, "big") + b"\x02\xf0\x80" + tsdu
+
+    i = s.SessionConnection(s.Role.INITIATOR)
+    r = s.SessionConnection(s.Role.RESPONDER)
+    (cn,) = i.send(s.ConnectRequest(connection_id=CID))
+    r.receive_tsdu(cn)
+    r.next_event()
+    (ac,) = r.send(s.ConnectAccept())
+    i.receive_tsdu(ac)
+    i.next_event()
+    (ar,) = i.send(AR_EVENT)
+    cap = TcpCapture(client_port=40000, server_port=10102)
+    cap.handshake(1.0)
+    for t, from_client, tsdu in ((1.1, True, cn), (1.2, False, ac), (1.3, True, ar)):
+        cap.send(t, from_client=from_client, data=tpkt_dt(tsdu))
+    pcap = cap.write(tmp_path / "ar.pcap")
+
+    def run(*args: str) -> list[str]:
+        cmd = [tshark, "-n", "-r", str(pcap), "-o", "tpkt.tcp.ports:102,10102", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    assert run("-Y", "_ws.malformed") == []
+    fields = ["ses.type", "ses.called_ss_user_reference", "ses.calling_ss_user_reference"]
+    fields += ["ses.common_reference", "ses.additional_reference_information"]
+    fields += ["ses.activity_identifier", "ses.serial_number"]
+    rows = run("-Y", "ses", "-T", "fields", *(a for f in fields for a in ("-e", f)))
+    assert rows == [
+        "13\t43414c4c4544\t43414c4c494e47\t3230323631313234\t\t\t",
+        "14\t\t\t\t\t\t",
+        # GT and AR: the old connection's references and the old activity id (PGI 33),
+        # then the serial number and the new activity id
+        "1,29\t41\t42\t4343\t07\t020101,020102\t2",
+    ]

@@ -547,6 +547,24 @@ X400_REPORT_DISCARDED = _define(
     "Reports are never reported on; check the routes to the destination if it repeats.",
 )
 
+X400_TRANSFER_RECOVERED = _define(
+    1823,
+    "x400-transfer-recovered",
+    S.INFO,
+    C.X400,
+    "{direction} transfer with {peer} resumed after checkpoint {serial} "
+    "({octets} octets already across)",
+    "None: the connection was lost mid-transfer and RTSE recovered it.",
+)
+X400_RECOVERY_REFUSED = _define(
+    1824,
+    "x400-recovery-refused",
+    S.INFO,
+    C.X400,
+    "Recovery of an interrupted transfer refused ({peer}): {reason}; it starts again",
+    "None: the whole message is transferred again.",
+)
+
 del S, C
 
 

@@ -2,18 +2,21 @@
 
 Feed whole TSDUs with receive_tsdu() (b"" = transport closed), read events with
 next_event(), turn events into TSDUs with send(). Kernel, half-duplex, minor
-sync, activity management and exceptions (ER is refused, never sent).
+sync, activity management (with activity resume, for RTSE recovery) and exceptions
+(ER is refused, never sent).
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from waypost.osi.session_spdu import (
+    MAX_ADDITIONAL_REF_LENGTH,
     MAX_EXTENDED_USER_DATA,
+    MAX_REF_LENGTH,
     MAX_SERIAL_NUMBER,
     MAX_USER_DATA_V1,
     SessionProtocolError,
@@ -32,10 +35,12 @@ __all__ = [
     "AbortAccept",
     "ActivityEnd",
     "ActivityEndAck",
+    "ActivityResume",
     "ActivityStart",
     "ConnectAccept",
     "ConnectRequest",
     "ConnectionClosed",
+    "ConnectionId",
     "Data",
     "Disconnect",
     "Event",
@@ -122,11 +127,61 @@ class RemoteProtocolError(Exception):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionId:
+    """X.225 session connection identifier: CN/AC PGI 1 (Connection Identifier) and the
+    linking information of AR. Each reference at most 64 octets.
+
+    A received CN/AC without PGI 1 (or an AR without references) gives None, not an
+    all-None ConnectionId; sending an all-None one puts nothing on the wire.
+    """
+
+    called_ss_user_ref: bytes | None = None
+    calling_ss_user_ref: bytes | None = None
+    common_ref: bytes | None = None
+    additional_ref: bytes | None = None  # at most 4 octets (X.225)
+
+    def __post_init__(self) -> None:
+        for name in ("called_ss_user_ref", "calling_ss_user_ref", "common_ref"):
+            ref = getattr(self, name)
+            if ref is not None and len(ref) > MAX_REF_LENGTH:
+                raise LocalProtocolError(f"{name} longer than {MAX_REF_LENGTH} octets")
+        if self.additional_ref is not None and len(self.additional_ref) > MAX_ADDITIONAL_REF_LENGTH:
+            raise LocalProtocolError(
+                f"additional_ref longer than {MAX_ADDITIONAL_REF_LENGTH} octets"
+            )
+
+    @classmethod
+    def _from_spdu(cls, spdu: Spdu) -> ConnectionId | None:
+        cid = cls(
+            called_ss_user_ref=spdu.called_ss_user_ref,
+            calling_ss_user_ref=spdu.calling_ss_user_ref,
+            common_ref=spdu.common_ref,
+            additional_ref=spdu.additional_ref,
+        )
+        return None if cid == _NO_CONNECTION_ID else cid
+
+    def _on(self, spdu: Spdu) -> Spdu:
+        """`spdu` carrying these references (PGI 1 of CN/AC, PGI 33 of AR)."""
+        return replace(
+            spdu,
+            called_ss_user_ref=self.called_ss_user_ref,
+            calling_ss_user_ref=self.calling_ss_user_ref,
+            common_ref=self.common_ref,
+            additional_ref=self.additional_ref,
+        )
+
+
+_NO_CONNECTION_ID: Final = ConnectionId()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectRequest:
     calling_ssel: bytes | None = None
     called_ssel: bytes | None = None
     requirements: int = RTSE_REQUIREMENTS
     user_data: bytes = b""
+    #: Sent in CN's PGI 1; set from a received CN.
+    connection_id: ConnectionId | None = None
 
     def __post_init__(self) -> None:
         if len(self.user_data) > MAX_EXTENDED_USER_DATA:
@@ -138,6 +193,8 @@ class ConnectAccept:
     responding_ssel: bytes | None = None
     requirements: int = RTSE_REQUIREMENTS
     user_data: bytes = b""
+    #: Sent in AC's PGI 1; set from a received AC.
+    connection_id: ConnectionId | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +228,28 @@ class ActivityStart:
     def __post_init__(self) -> None:
         if not 1 <= len(self.activity_id) <= 6:
             raise LocalProtocolError("activity identifier must be 1 to 6 octets")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivityResume:
+    """ACTIVITY RESUME (X.225 §7.x/§8.3.29): restart an interrupted activity after `serial`."""
+
+    #: The new activity identifier, 1..6 octets.
+    activity_id: bytes
+    #: The interrupted activity's identifier, 1..6 octets.
+    old_activity_id: bytes
+    #: The minor synchronization point to resume after; the next one is serial + 1.
+    serial: int
+    #: The interrupted session connection (None: this one).
+    old_connection: ConnectionId | None = None
+    user_data: bytes = b""
+
+    def __post_init__(self) -> None:
+        for name in ("activity_id", "old_activity_id"):
+            if not 1 <= len(getattr(self, name)) <= 6:
+                raise LocalProtocolError(f"{name} must be 1 to 6 octets")
+        if not 0 <= self.serial <= MAX_SERIAL_NUMBER:
+            raise LocalProtocolError(f"serial number {self.serial} out of range")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +314,7 @@ Event = (
     | GiveTokens
     | PleaseTokens
     | ActivityStart
+    | ActivityResume
     | ActivityEnd
     | ActivityEndAck
     | MinorSync
@@ -258,6 +338,7 @@ _transitions: dict[tuple[State, type[object]], State] = {
     (S.AWAIT_AC, ConnectAccept): S.CONNECTED,
     (S.AWAIT_AC, Refuse): S.CLOSED,
     (S.CONNECTED, ActivityStart): S.ACTIVITY,
+    (S.CONNECTED, ActivityResume): S.ACTIVITY,
     (S.ACTIVITY, Data): S.ACTIVITY,
     (S.CONNECTED, Data): S.CONNECTED,
     (S.ACTIVITY, MinorSync): S.ACTIVITY,
@@ -396,10 +477,12 @@ class SessionConnection:
             self._peer_step(Data(payload=last.user_information))
         elif t is SpduType.AS:
             self._peer_needs(TOKEN_MAJOR, "AS")
-            if last.activity_id is None:
-                self._fail("AS without an activity identifier")
+            if last.activity_id is None or not 1 <= len(last.activity_id) <= 6:
+                self._fail("AS without a 1-6 octet activity identifier")
             self._peer_step(ActivityStart(activity_id=last.activity_id or b"", user_data=ud))
             self._next_serial = 1
+        elif t is SpduType.AR:
+            self._on_ar(last, ud)
         elif t is SpduType.AE:
             self._peer_needs(TOKEN_MAJOR, "AE")
             if last.sync_type is not None:
@@ -435,6 +518,23 @@ class SessionConnection:
         elif t not in (SpduType.GT, SpduType.PT):
             self._fail(f"{t.name} SPDU is not supported")
 
+    def _on_ar(self, ar: Spdu, ud: bytes) -> None:
+        self._peer_needs(TOKEN_MAJOR, "AR")
+        for what, aid in (("new", ar.activity_id), ("old", ar.old_activity_id)):
+            if aid is None or not 1 <= len(aid) <= 6:
+                self._fail(f"AR without a 1-6 octet {what} activity identifier")
+        serial = ar.serial or 0  # the codec refuses an AR without one
+        self._peer_step(
+            ActivityResume(
+                activity_id=ar.activity_id or b"",
+                old_activity_id=ar.old_activity_id or b"",
+                serial=serial,
+                old_connection=ConnectionId._from_spdu(ar),
+                user_data=ud,
+            )
+        )
+        self._next_serial = serial + 1
+
     def _check_serial(self, got: int | None, want: int) -> None:
         if got != want:
             self._fail(f"serial number {got}, expected {want}")
@@ -454,6 +554,7 @@ class SessionConnection:
                 called_ssel=cn.called_ssel,
                 requirements=self.requirements,
                 user_data=cn.user_data or cn.extended_user_data or b"",
+                connection_id=ConnectionId._from_spdu(cn),
             )
         )
 
@@ -470,6 +571,7 @@ class SessionConnection:
                 responding_ssel=ac.called_ssel,
                 requirements=req,
                 user_data=ac.user_data or b"",
+                connection_id=ConnectionId._from_spdu(ac),
             )
         )
 
@@ -539,7 +641,7 @@ class SessionConnection:
                 user_data=None if big else event.user_data or None,
                 extended_user_data=event.user_data if big else None,
             )
-            return [encode_tsdu(cn)]
+            return [encode_tsdu(event.connection_id._on(cn) if event.connection_id else cn)]
         if isinstance(event, ConnectAccept):
             if event.requirements & ~self.requirements:
                 raise LocalProtocolError("accepted requirements exceed those proposed")
@@ -554,7 +656,7 @@ class SessionConnection:
                 called_ssel=event.responding_ssel,
                 user_data=self._user_data(event.user_data),
             )
-            return [encode_tsdu(ac)]
+            return [encode_tsdu(event.connection_id._on(ac) if event.connection_id else ac)]
         if isinstance(event, Refuse):
             rf = Spdu(
                 type=SpduType.RF,
@@ -583,6 +685,18 @@ class SessionConnection:
             ud = self._user_data(event.user_data)
             a_s = Spdu(type=SpduType.AS, activity_id=event.activity_id, user_data=ud)
             return [encode_tsdu(gt, a_s)]
+        if isinstance(event, ActivityResume):
+            self._needs(TOKEN_MAJOR, "AR")
+            ar = Spdu(
+                type=SpduType.AR,
+                old_activity_id=event.old_activity_id,
+                serial=event.serial,
+                activity_id=event.activity_id,
+                user_data=self._user_data(event.user_data),
+            )
+            tsdu = encode_tsdu(gt, event.old_connection._on(ar) if event.old_connection else ar)
+            self._next_serial = event.serial + 1
+            return [tsdu]
         if isinstance(event, MinorSync):
             self._needs(TOKEN_MINOR, "MIP")
             serial = self._serial(event.serial)

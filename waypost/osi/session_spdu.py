@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_ADDITIONAL_REF_LENGTH",
     "MAX_EXTENDED_USER_DATA",
+    "MAX_REF_LENGTH",
     "MAX_SERIAL_NUMBER",
     "MAX_SPDU_PARAMS_LENGTH",
     "MAX_SSEL_LENGTH",
@@ -35,6 +37,10 @@ MAX_SPDU_PARAMS_LENGTH = 0xFFFF
 MAX_SSEL_LENGTH = 16
 #: Serial numbers are 1 to 6 decimal digits (X.225 §8.3.31.1).
 MAX_SERIAL_NUMBER = 999_999
+#: Called/Calling SS-user Reference and Common Reference: at most 64 octets (X.225).
+MAX_REF_LENGTH = 64
+#: Additional Reference Information: at most 4 octets (X.225).
+MAX_ADDITIONAL_REF_LENGTH = 4
 
 
 class SessionProtocolError(Exception):
@@ -106,6 +112,7 @@ class PI(enum.IntEnum):
     INITIAL_SERIAL = 0x17
     ENCLOSURE = 0x19
     TOKEN_SETTING = 0x1A
+    LINKING_INFO = 0x21  # PGI, AR only
     ACTIVITY_ID = 0x29
     SERIAL = 0x2A
     REFLECT = 0x31
@@ -123,7 +130,7 @@ class Param:
 
     pi: int
     value: bytes
-    #: The PGI it sat in (1 or 5), or None at the top level.
+    #: The PGI it sat in (1, 5 or 33), or None at the top level.
     group: int | None = None
 
 
@@ -132,11 +139,13 @@ class Spdu:
     """One SPDU with every parameter this codec understands typed; None = absent."""
 
     type: SpduType
-    # PGI 1, Connection Identifier
+    # PGI 1, Connection Identifier (in AR: PGI 33, Linking Information, the old connection)
     called_ss_user_ref: bytes | None = None
     calling_ss_user_ref: bytes | None = None
     common_ref: bytes | None = None
     additional_ref: bytes | None = None
+    #: PGI 33 (AR only): the interrupted activity's identifier.
+    old_activity_id: bytes | None = None
     # PGI 5, Connect/Accept Item (version is top level in RF)
     protocol_options: int | None = None
     tsdu_max_size: tuple[int, int] | None = None
@@ -174,6 +183,16 @@ class Spdu:
             num = getattr(self, name)
             if num is not None and not 0 <= num <= MAX_SERIAL_NUMBER:
                 raise ValueError(f"{name} out of range")
+        for name in ("called_ss_user_ref", "calling_ss_user_ref", "common_ref"):
+            ref = getattr(self, name)
+            if ref is not None and len(ref) > MAX_REF_LENGTH:
+                raise ValueError(f"{name} longer than {MAX_REF_LENGTH}")
+        if self.additional_ref is not None and len(self.additional_ref) > MAX_ADDITIONAL_REF_LENGTH:
+            raise ValueError(f"additional_ref longer than {MAX_ADDITIONAL_REF_LENGTH}")
+        if self.old_activity_id is not None and self.type is not SpduType.AR:
+            raise ValueError(f"{self.type.name} has no Linking Information")
+        if self.type is SpduType.AR and (self.serial is None or self.activity_id is None):
+            raise ValueError("AR needs a Serial Number and a New Activity Identifier")
         if self.extended_user_data is not None and (
             len(self.extended_user_data) > MAX_EXTENDED_USER_DATA
         ):
@@ -212,6 +231,16 @@ _TOP: dict[int, tuple[str, _Kind]] = {
     PI.CALLING_SSEL: ("calling_ssel", "bytes"),
     PI.CALLED_SSEL: ("called_ssel", "bytes"),
     PI.DATA_OVERFLOW: ("data_overflow", "u8"),
+}
+#: AR (X.225 §8.3.29): PGI 33, then Enclosure, Serial Number, New Activity Identifier.
+_LINK: dict[int, tuple[str, _Kind]] = {
+    **_GROUP1,
+    PI.ACTIVITY_ID: ("old_activity_id", "bytes"),
+}
+_AR_TOP: dict[int, tuple[str, _Kind]] = {
+    **{pi: f for pi, f in _TOP.items() if pi not in (PI.ACTIVITY_ID, PI.SERIAL)},
+    PI.SERIAL: _TOP[PI.SERIAL],
+    PI.ACTIVITY_ID: _TOP[PI.ACTIVITY_ID],
 }
 _TAIL: dict[int, tuple[str, _Kind]] = {
     PI.USER_DATA: ("user_data", "bytes"),
@@ -285,7 +314,7 @@ def encode_spdu(spdu: Spdu) -> bytes:
     body = bytearray()
     grouped = spdu.type in _GROUPED
     unknown_in = {
-        g: b"".join(_param(p.pi, p.value) for p in spdu.unknown if p.group == g) for g in (1, 5)
+        g: b"".join(_param(p.pi, p.value) for p in spdu.unknown if p.group == g) for g in (1, 5, 33)
     }
     top = dict(_TOP)
     if grouped:
@@ -297,8 +326,15 @@ def encode_spdu(spdu: Spdu) -> bytes:
         if g5:
             body += _param(PI.CONNECT_ACCEPT, g5)
     else:
-        # Outside CN/AC the PGI 1 items stand alone (X.225 §8.3.20, AR linking aside).
-        body += _encode_fields(spdu, _GROUP1)
+        if spdu.type is SpduType.AR:
+            # AR's PGI 33 holds the old connection's references and old activity id.
+            link = _encode_fields(spdu, _LINK) + unknown_in[33]
+            if link:
+                body += _param(PI.LINKING_INFO, link)
+            top = dict(_AR_TOP)
+        else:
+            # Outside CN/AC and AR the PGI 1 items stand alone (X.225 §8.3.20).
+            body += _encode_fields(spdu, _GROUP1)
         if spdu.protocol_options is not None or spdu.tsdu_max_size is not None:
             raise ValueError(f"{spdu.type.name} has no Connect/Accept item")
         if spdu.initial_serial is not None or spdu.token_setting is not None:
@@ -363,7 +399,15 @@ def _decode_params(kind: SpduType, data: bytes) -> dict[str, object]:
     for pi, raw in _iter_params(data):
         if seen_user_data:
             raise SessionProtocolError(f"PI {pi:#04x} after the user data")
-        if grouped and pi in (PI.CONNECTION_ID, PI.CONNECT_ACCEPT):
+        if pi == PI.LINKING_INFO:
+            if kind is not SpduType.AR:
+                raise SessionProtocolError(f"Linking Information PGI in {kind.name}")
+            if pi in seen_groups:
+                raise SessionProtocolError(f"PGI {pi:#04x} repeated")
+            seen_groups.add(pi)
+            for sub, sub_raw in _iter_params(raw):
+                put(_LINK, sub, sub_raw, int(pi))
+        elif grouped and pi in (PI.CONNECTION_ID, PI.CONNECT_ACCEPT):
             if pi in seen_groups:
                 raise SessionProtocolError(f"PGI {pi:#04x} repeated")
             seen_groups.add(pi)
@@ -373,6 +417,8 @@ def _decode_params(kind: SpduType, data: bytes) -> dict[str, object]:
         elif pi in _TAIL:
             put(_TAIL, pi, raw, None)
             seen_user_data = True
+        elif kind is SpduType.AR and pi in _GROUP1:
+            unknown.append(Param(pi=pi, value=raw))  # AR's references live in PGI 33 only
         elif not grouped and pi in _GROUP1:
             put(_GROUP1, pi, raw, None)
         elif grouped and pi == PI.VERSION:

@@ -23,7 +23,15 @@ Monologue: the initiator sends, the responder receives. Two-way-alternate
 (`two_way_alternate=True` on the initiator): the turn is the session data,
 minor and major tokens; `RequestTurn` (RTTP in a Please Tokens) and `GiveTurn`
 (Give Tokens) move it, and whoever holds it may `Transfer`. One transfer at a
-time; recovery of an interrupted transfer is not implemented.
+time.
+
+Recovery (X.228): every CN names its session connection (`Open.connection_id`).
+When a connection is lost mid-transfer, `interrupted()` gives the checkpoint
+the receiver had secured; the initiator opens a new association with
+`Open(recover=…)` (RTORQ connectionData recover, no bind), the responder
+answers a `RecoverRequest` with `AcceptRecovery(checkpoint)` or refuses
+(cannot-recover), and `Resume` continues the transfer with an activity resume,
+sending only what follows the checkpoint.
 """
 
 from __future__ import annotations
@@ -57,13 +65,14 @@ from waypost.osi.presentation_ppdu import (
 from waypost.osi.presentation_ppdu import (
     AbortReason as PresentationAbortReason,
 )
-from waypost.osi.rtse_transfer import RtseReceiver, RtseSender, TransferState
+from waypost.osi.rtse_transfer import DEFAULT_ACTIVITY_ID, RtseReceiver, RtseSender, TransferState
 from waypost.osi.stack_events import (
     NEED_DATA,
     Abort,
     Aborted,
     Accept,
     Accepted,
+    AcceptRecovery,
     AssociationSettings,
     ConfirmTransfer,
     ConnectionClosed,
@@ -74,11 +83,14 @@ from waypost.osi.stack_events import (
     Mode,
     Open,
     OpenRequest,
+    RecoverRequest,
+    Recovery,
     Refuse,
     Refused,
     Release,
     Released,
     RequestTurn,
+    Resume,
     Role,
     Selectors,
     State,
@@ -97,6 +109,7 @@ __all__ = [
     "Abort",
     "Aborted",
     "Accept",
+    "AcceptRecovery",
     "Accepted",
     "Association",
     "AssociationSettings",
@@ -109,11 +122,14 @@ __all__ = [
     "Mode",
     "Open",
     "OpenRequest",
+    "RecoverRequest",
+    "Recovery",
     "Refuse",
     "Refused",
     "Release",
     "Released",
     "RequestTurn",
+    "Resume",
     "Role",
     "Selectors",
     "State",
@@ -172,6 +188,10 @@ class Association:
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._bind_argument: bytes | None = None
+        self._recover: Recovery | None = None
+        #: This session connection's identifier: ours as initiator, the peer's CN's as
+        #: responder (None when the CN named none).
+        self.connection_id: r.SessionConnectionIdentifier | None = None
         self._rtorq: r.RTORQ | None = None
         self._requirements = s.RTSE_REQUIREMENTS
         self._application_context = ID_AC_MTS_TRANSFER
@@ -235,8 +255,10 @@ class Association:
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, Open):
             self._send_open(event)
-        elif isinstance(event, Accept):
+        elif isinstance(event, Accept | AcceptRecovery):
             self._send_accept(event)
+        elif isinstance(event, Resume):
+            self._send_transfer(event)
         elif isinstance(event, Refuse):
             self._send_refuse(event)
         elif isinstance(event, Transfer):
@@ -276,6 +298,8 @@ class Association:
         self._expect(State.IDLE, Role.INITIATOR, "open")
         sel = self.settings.selectors
         self._bind_argument = event.bind_argument
+        self._recover = event.recover
+        self.connection_id = event.connection_id
         self._out += self.transport.send(
             t.ConnectRequest(
                 calling_tsel=sel.calling_tsel,
@@ -290,21 +314,25 @@ class Association:
         assert self._bind_argument is not None
         st = self.settings
         mode = r.DialogueMode.TWO_WAY_ALTERNATE if st.two_way_alternate else None
+        recover: r.ConnectionData | None = None
+        if self._recover is not None:
+            recover = r.Recover(identifier=self._recover.identifier)
         if self.presentation is None:
             rtorq = r.RTORQ(
                 checkpoint_size=st.checkpoint_size,
                 window_size=st.window_size,
                 dialogue_mode=mode,
-                connection_data=r.Open(value=self._bind_argument),
+                connection_data=recover or r.Open(value=self._bind_argument),
                 application_protocol=st.application_protocol,
             )
             user_data = r.encode_x410_connect(rtorq)
         else:
+            bind = r.Open(value=_explicit(_TAG_BIND_ARGUMENT, self._bind_argument))
             rtorq = r.RTORQ(
                 checkpoint_size=st.checkpoint_size,
                 window_size=st.window_size,
                 dialogue_mode=mode,
-                connection_data=r.Open(value=_explicit(_TAG_BIND_ARGUMENT, self._bind_argument)),
+                connection_data=recover or bind,
             )
             aarq = a.AARQ(
                 application_context=ID_AC_MTS_TRANSFER,
@@ -321,13 +349,27 @@ class Association:
                 calling_ssel=st.selectors.calling_ssel,
                 called_ssel=st.selectors.called_ssel,
                 user_data=user_data,
+                connection_id=_session_id(self.connection_id),
             )
         )
 
-    def _send_accept(self, event: Accept) -> None:
+    def _send_accept(self, event: Accept | AcceptRecovery) -> None:
         self._expect(State.AWAIT_ACCEPT, Role.RESPONDER, "accept")
         rq = self._rtorq
         assert rq is not None
+        recovering = isinstance(rq.connection_data, r.Recover)
+        if recovering != isinstance(event, AcceptRecovery):
+            raise LocalProtocolError(
+                "a recovery is answered with AcceptRecovery, an open with Accept"
+            )
+        data: r.ConnectionData
+        if isinstance(event, AcceptRecovery):
+            data = rq.connection_data  # recover, naming the same session connection
+            self.receiver.expect_resume(event.checkpoint)
+        elif self.presentation is None:
+            data = r.Open(value=event.bind_result)
+        else:
+            data = r.Open(value=_explicit(_TAG_BIND_RESULT, event.bind_result))
         mine = self.settings.checkpoint_size
         self.checkpoint_size = min(rq.checkpoint, mine) if rq.checkpoint and mine else 0
         self.window_size = min(rq.window, self.settings.window_size)
@@ -336,19 +378,14 @@ class Association:
             self.sender = RtseSender(
                 checkpoint_size=self.checkpoint_size, window_size=self.window_size
             )
+        rtoac = r.RTOAC(
+            checkpoint_size=self.checkpoint_size,
+            window_size=self.window_size,
+            connection_data=data,
+        )
         if self.presentation is None:
-            rtoac = r.RTOAC(
-                checkpoint_size=self.checkpoint_size,
-                window_size=self.window_size,
-                connection_data=r.Open(value=event.bind_result),
-            )
             user_data = r.encode_x410_accept(rtoac)
         else:
-            rtoac = r.RTOAC(
-                checkpoint_size=self.checkpoint_size,
-                window_size=self.window_size,
-                connection_data=r.Open(value=_explicit(_TAG_BIND_RESULT, event.bind_result)),
-            )
             aare = a.AARE(
                 application_context=self._application_context,
                 user_information=(
@@ -396,7 +433,7 @@ class Association:
         self._session_out(s.Refuse(reason=2, user_data=user_data))
         self.state = State.CLOSED
 
-    def _send_transfer(self, event: Transfer) -> None:
+    def _send_transfer(self, event: Transfer | Resume) -> None:
         if self.state is not State.OPEN or self.sender is None or not self.has_turn:
             raise LocalProtocolError(
                 f"cannot transfer in state {self.state.name} as {self.role.value}"
@@ -413,10 +450,34 @@ class Association:
                 ber.constructed(ber.context(0), event.apdu),
             )
         try:
-            events = self.sender.transfer(payload)
+            if isinstance(event, Resume):
+                if self._recover is None:
+                    raise LocalProtocolError("Resume needs an association opened to recover")
+                old = event.recovery.checkpoint.activity_id
+                events = self.sender.resume(
+                    payload,
+                    event.recovery.checkpoint,
+                    activity_id=b"\x02" if old == DEFAULT_ACTIVITY_ID else DEFAULT_ACTIVITY_ID,
+                    old_connection=_session_id(event.recovery.identifier),
+                )
+            else:
+                events = self.sender.transfer(payload)
         except r.LocalProtocolError as exc:
             raise LocalProtocolError(str(exc)) from None
         self._rtse_out(events)
+
+    def interrupted(self) -> Recovery | None:
+        """After the connection was lost mid-transfer: what a new association may resume
+        (this side's checkpoint on this session connection), or None."""
+        if self.connection_id is None:
+            return None
+        if self.role is Role.RESPONDER:
+            point = self.receiver.interrupted()
+        else:
+            point = self.sender.interrupted() if self.sender is not None else None
+        if point is None:
+            return None
+        return Recovery(identifier=self.connection_id, checkpoint=point)
 
     def _rtse_out(self, events: list[s.Event]) -> None:
         for ev in events:
@@ -621,7 +682,9 @@ class Association:
             self._on_accept(ev)
         elif isinstance(ev, s.Refuse):
             self._on_refuse(ev)
-        elif isinstance(ev, s.ActivityStart | s.Data | s.MinorSync | s.ActivityEnd):
+        elif isinstance(
+            ev, s.ActivityStart | s.ActivityResume | s.Data | s.MinorSync | s.ActivityEnd
+        ):
             self._on_transfer_data(ev)
         elif isinstance(ev, s.MinorSyncAck | s.ActivityEndAck):
             self._on_transfer_ack(ev)
@@ -686,12 +749,13 @@ class Association:
         self._requirements = ev.requirements & s.RTSE_REQUIREMENTS
         if self.session.tokens & _TURN_TOKENS:
             raise _PeerError(Layer.SESSION, "CN token setting gives the turn to the responder")
+        self.connection_id = _rtse_id(ev.connection_id)
+        bind = b""
         if self.presentation is None:
             self._where = Layer.RTSE
             rq = r.decode_x410_connect(ev.user_data)
-            if not isinstance(rq.connection_data, r.Open):
-                raise _PeerError(Layer.RTSE, "recovery is not supported")
-            bind = rq.connection_data.value
+            if isinstance(rq.connection_data, r.Open):
+                bind = rq.connection_data.value
             psel: tuple[bytes | None, bytes | None] = (None, None)
         else:
             self._where = Layer.PRESENTATION
@@ -712,11 +776,11 @@ class Association:
                 )
             self._application_context = aarq.application_context
             rq_apdu = self._rtse_external(aarq.user_information, "AARQ")
-            if not isinstance(rq_apdu, r.RTORQ) or not isinstance(rq_apdu.connection_data, r.Open):
-                raise _PeerError(Layer.RTSE, "the AARQ must carry an RTORQ with open")
+            if not isinstance(rq_apdu, r.RTORQ):
+                raise _PeerError(Layer.RTSE, "the AARQ must carry an RTORQ")
             rq = rq_apdu
-            assert isinstance(rq.connection_data, r.Open)
-            bind = _unexplicit(rq.connection_data.value, _TAG_BIND_ARGUMENT)
+            if isinstance(rq.connection_data, r.Open):
+                bind = _unexplicit(rq.connection_data.value, _TAG_BIND_ARGUMENT)
             psel = (cp.calling_selector, cp.called_selector)
         self._rtorq = rq
         self.selectors = Selectors(
@@ -728,6 +792,17 @@ class Association:
             called_psel=psel[1],
         )
         self.state = State.AWAIT_ACCEPT
+        if isinstance(rq.connection_data, r.Recover):
+            self._events.append(
+                RecoverRequest(
+                    identifier=rq.connection_data.identifier,
+                    checkpoint_size=rq.checkpoint,
+                    window_size=rq.window,
+                    dialogue_mode=rq.mode,
+                    selectors=self.selectors,
+                )
+            )
+            return
         self._events.append(
             OpenRequest(
                 bind_argument=bind,
@@ -743,9 +818,7 @@ class Association:
         if self.presentation is None:
             self._where = Layer.RTSE
             ac = r.decode_x410_accept(ev.user_data)
-            if not isinstance(ac.connection_data, r.Open):
-                raise _PeerError(Layer.RTSE, "RTOAC without a bind result")
-            result = ac.connection_data.value
+            result = ac.connection_data.value if isinstance(ac.connection_data, r.Open) else b""
         else:
             self._where = Layer.PRESENTATION
             cpa = self.presentation.receive_accept(ev.user_data)
@@ -760,11 +833,18 @@ class Association:
             if not isinstance(aare, a.AARE) or aare.result is not a.AssociateResult.ACCEPTED:
                 raise _PeerError(Layer.ACSE, "the CPA must carry an accepting AARE")
             ac_apdu = self._rtse_external(aare.user_information, "AARE")
-            if not isinstance(ac_apdu, r.RTOAC) or not isinstance(ac_apdu.connection_data, r.Open):
-                raise _PeerError(Layer.RTSE, "the AARE must carry an RTOAC with a bind result")
+            if not isinstance(ac_apdu, r.RTOAC):
+                raise _PeerError(Layer.RTSE, "the AARE must carry an RTOAC")
             ac = ac_apdu
-            assert isinstance(ac.connection_data, r.Open)
-            result = _unexplicit(ac.connection_data.value, _TAG_BIND_RESULT)
+            result = b""
+            if isinstance(ac.connection_data, r.Open):
+                result = _unexplicit(ac.connection_data.value, _TAG_BIND_RESULT)
+        recovered = isinstance(ac.connection_data, r.Recover)
+        if recovered != (self._recover is not None):
+            raise _PeerError(
+                Layer.RTSE,
+                "RTOAC recover answers an open" if recovered else "RTOAC without recover",
+            )
         if self.session.tokens & _TURN_TOKENS != _TURN_TOKENS:
             raise _PeerError(
                 Layer.SESSION, "AC token setting leaves the initiator without the turn"
@@ -783,6 +863,7 @@ class Association:
                 bind_result=result,
                 checkpoint_size=self.checkpoint_size,
                 window_size=self.window_size,
+                recovered=recovered,
             )
         )
 
@@ -909,6 +990,33 @@ class Association:
         if self.session.state is s.State.AWAIT_SEND_AA:
             self._session_out(s.AbortAccept())
         self._events.append(Aborted(layer=layer, reason=reason))
+
+
+def _session_id(scid: r.SessionConnectionIdentifier | None) -> s.ConnectionId | None:
+    """The session layer's form of an RTSE SessionConnectionIdentifier."""
+    if scid is None:
+        return None
+    return s.ConnectionId(
+        calling_ss_user_ref=scid.calling_ss_user_reference,
+        common_ref=scid.common_reference.encode("ascii"),
+        additional_ref=scid.additional_reference,
+    )
+
+
+def _rtse_id(cid: s.ConnectionId | None) -> r.SessionConnectionIdentifier | None:
+    """The RTSE SessionConnectionIdentifier of a CN's connection identifier, if it has
+    the calling reference and common reference it needs."""
+    if cid is None or not cid.calling_ss_user_ref or not cid.common_ref:
+        return None
+    try:
+        common = cid.common_ref.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return r.SessionConnectionIdentifier(
+        calling_ss_user_reference=cid.calling_ss_user_ref,
+        common_reference=common,
+        additional_reference=cid.additional_ref,
+    )
 
 
 def _name(value: object) -> str:

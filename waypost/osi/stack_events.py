@@ -18,7 +18,9 @@ from waypost.osi.rtse import (
     AbortReason,
     DialogueMode,
     RefuseReason,
+    SessionConnectionIdentifier,
 )
+from waypost.osi.rtse_transfer import Checkpoint
 from waypost.osi.transport import TransportSettings
 
 __all__ = [
@@ -26,8 +28,10 @@ __all__ = [
     "Abort",
     "Aborted",
     "Accept",
+    "AcceptRecovery",
     "Accepted",
     "AssociationSettings",
+    "Checkpoint",
     "ConfirmTransfer",
     "ConnectionClosed",
     "Event",
@@ -37,13 +41,17 @@ __all__ = [
     "Mode",
     "Open",
     "OpenRequest",
+    "RecoverRequest",
+    "Recovery",
     "Refuse",
     "Refused",
     "Release",
     "Released",
     "RequestTurn",
+    "Resume",
     "Role",
     "Selectors",
+    "SessionConnectionIdentifier",
     "State",
     "Transfer",
     "TransferConfirmed",
@@ -136,10 +144,27 @@ class AssociationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Recovery:
+    """An interrupted transfer that a new association may resume: the session
+    connection it was on, and the checkpoint the receiver had secured."""
+
+    identifier: SessionConnectionIdentifier
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Open:
-    """Initiator: open the association carrying an MTABindArgument (BER)."""
+    """Initiator: open the association carrying an MTABindArgument (BER).
+
+    `connection_id` names this session connection (sent in the CN), so that a
+    transfer interrupted on it can be recovered later. With `recover`, the
+    association asks instead to recover that interrupted transfer (RTORQ
+    connectionData recover): no bind; `Resume` then continues the transfer.
+    """
 
     bind_argument: bytes
+    connection_id: SessionConnectionIdentifier | None = None
+    recover: Recovery | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +172,14 @@ class Accept:
     """Responder: accept the OpenRequest with an MTABindResult (BER)."""
 
     bind_result: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptRecovery:
+    """Responder: accept a RecoverRequest; the peer resumes after `checkpoint` (what this
+    side had received, from `Association.interrupted()` of the lost association)."""
+
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +195,15 @@ class Transfer:
     """Send one MTS-APDU (one activity)."""
 
     apdu: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    """Initiator, on a recovered association: continue sending `apdu` (the same bytes as
+    the interrupted Transfer) after the recovery's checkpoint."""
+
+    apdu: bytes
+    recovery: Recovery
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,10 +249,23 @@ class OpenRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecoverRequest:
+    """Responder: the peer asks to recover the transfer interrupted on `identifier`."""
+
+    identifier: SessionConnectionIdentifier
+    checkpoint_size: int
+    window_size: int
+    dialogue_mode: DialogueMode
+    selectors: Selectors
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Accepted:
     bind_result: bytes
     checkpoint_size: int
     window_size: int
+    #: The responder accepted to recover (no bind result): send `Resume`.
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,6 +317,9 @@ class ConnectionClosed:
 Event = (
     Open
     | Accept
+    | AcceptRecovery
+    | Resume
+    | RecoverRequest
     | Refuse
     | Transfer
     | ConfirmTransfer

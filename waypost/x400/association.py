@@ -22,6 +22,7 @@ import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import msgspec
 
@@ -30,11 +31,13 @@ from waypost.config import X400Config, X400PeerConfig
 from waypost.message import Envelope, Message, ObjectKind
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.osi.rtse import RefuseReason, SessionConnectionIdentifier
 from waypost.osi.stack import (
     NEED_DATA,
     Abort,
     Aborted,
     Accept,
+    AcceptRecovery,
     Association,
     ConfirmTransfer,
     ConnectionClosed,
@@ -42,6 +45,8 @@ from waypost.osi.stack import (
     LocalProtocolError,
     Mode,
     OpenRequest,
+    RecoverRequest,
+    Recovery,
     Refuse,
     Released,
     Role,
@@ -86,6 +91,58 @@ def our_bind(config: X400Config, peer: X400PeerConfig) -> MTABind:
 # ----------------------------------------------------------------------------- inbound
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    recovery: Recovery
+    peer: X400PeerConfig
+    host: str
+    expires: float
+
+
+class InterruptedTransfers:
+    """What inbound transfers interrupted by a lost connection had secured, by session
+    connection, until the peer resumes them or `recovery_timeout` passes; bounded."""
+
+    def __init__(self, *, max_count: int = 64, max_octets: int = 64 << 20) -> None:
+        self.max_count = max_count
+        self.max_octets = max_octets
+        self._kept: dict[SessionConnectionIdentifier, _Kept] = {}
+
+    def keep(self, recovery: Recovery, peer: X400PeerConfig, host: str, timeout: float) -> None:
+        now = time.monotonic()
+        self._expire(now)
+        size = len(recovery.checkpoint.data)
+        if size > self.max_octets:
+            return
+        while self._kept and (
+            len(self._kept) >= self.max_count or self._octets() + size > self.max_octets
+        ):
+            del self._kept[next(iter(self._kept))]  # the oldest goes first
+        self._kept[recovery.identifier] = _Kept(recovery, peer, host, now + timeout)
+
+    def take(self, identifier: SessionConnectionIdentifier, host: str) -> _Kept | None:
+        """The kept transfer of that session connection, if from `host` and in time."""
+        self._expire(time.monotonic())
+        kept = self._kept.get(identifier)
+        if kept is None or kept.host != host:
+            return None
+        del self._kept[identifier]
+        return kept
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def _octets(self) -> int:
+        return sum(len(k.recovery.checkpoint.data) for k in self._kept.values())
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, v in self._kept.items() if v.expires <= now]:
+            del self._kept[key]
+
+
 class X400Server(SessionServer):
     """The P1 listener and its associations."""
 
@@ -102,6 +159,8 @@ class X400Server(SessionServer):
         self.enqueue = enqueue
         self.listener = Listener("x400", addresses, self._session, limits=limits)
         self.sessions: set[X400Session] = set()
+        # Transfers interrupted by a lost connection, kept for the peer to resume.
+        self.interrupted = InterruptedTransfers()
 
     def peer(self, name: str) -> X400PeerConfig | None:
         for peer in self.config.peer:
@@ -170,6 +229,7 @@ class X400Session(PausingDriver):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._keep_interrupted()
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -195,14 +255,15 @@ class X400Session(PausingDriver):
         self._pump()
 
     def _decide(self) -> Event | None:
-        """Until one mode yields an OpenRequest: its event; or None (more bytes needed)."""
+        """Until one mode yields an OpenRequest (or a RecoverRequest): its event; or None
+        (more bytes needed)."""
         decided: tuple[Association, Event] | None = None
         for candidate in list(self._candidates):
             event = candidate.next_event()
             if event is NEED_DATA:
                 continue
             assert not isinstance(event, type(NEED_DATA))
-            if isinstance(event, OpenRequest) or len(self._candidates) == 1:
+            if isinstance(event, OpenRequest | RecoverRequest) or len(self._candidates) == 1:
                 decided = (candidate, event)
                 break
             self._candidates.remove(candidate)  # this mode does not fit what came
@@ -231,6 +292,8 @@ class X400Session(PausingDriver):
                     break
             if isinstance(event, OpenRequest):
                 self._on_open(event)
+            elif isinstance(event, RecoverRequest):
+                self._on_recover(event)
             elif isinstance(event, TransferReceived):
                 self._run(self._on_transfer(event))
             elif isinstance(event, Aborted):
@@ -334,6 +397,42 @@ class X400Session(PausingDriver):
             address=self.client,
             mode=self.assoc.mode.value,
         )
+
+    def _on_recover(self, event: RecoverRequest) -> None:
+        """A peer resumes a transfer interrupted on an earlier connection: only from the
+        address that connection came from, within that peer's recovery_timeout."""
+        assert self.assoc is not None
+        host = self.admission.peer[0]
+        kept = self.server.interrupted.take(event.identifier, host)
+        if kept is None:
+            events.emit(
+                events.X400_RECOVERY_REFUSED,
+                peer=self.client,
+                reason="no interrupted transfer of that session connection is held",
+            )
+            self._write(self.assoc.send(Refuse(reason=RefuseReason.CANNOT_RECOVER)))
+            return
+        self.peer = kept.peer
+        self._lifetime = max(self.server.config.idle_timeout, kept.peer.association_lifetime)
+        point = kept.recovery.checkpoint
+        self._write(self.assoc.send(AcceptRecovery(checkpoint=point)))
+        events.emit(
+            events.X400_TRANSFER_RECOVERED,
+            direction="Inbound",
+            peer=self.who,
+            serial=point.serial,
+            octets=point.offset,
+        )
+
+    def _keep_interrupted(self) -> None:
+        """The connection is gone: keep what an interrupted transfer had secured."""
+        if self.assoc is None or self.peer is None or self.assoc.state is State.ERROR:
+            return  # a protocol error is not a communication failure to recover from
+        recovery = self.assoc.interrupted()
+        if recovery is not None:
+            self.server.interrupted.keep(
+                recovery, self.peer, self.admission.peer[0], self.peer.recovery_timeout
+            )
 
     async def _on_transfer(self, event: TransferReceived) -> None:
         assert self.assoc is not None

@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -46,6 +49,7 @@ import msgspec
 
 from waypost import events
 from waypost.config import X400Config, X400PeerConfig, selector_bytes
+from waypost.osi.rtse import SessionConnectionIdentifier
 from waypost.osi.stack import (
     NEED_DATA,
     Abort,
@@ -57,9 +61,11 @@ from waypost.osi.stack import (
     Event,
     LocalProtocolError,
     Open,
+    Recovery,
     Refused,
     Release,
     Released,
+    Resume,
     Role,
     Selectors,
     State,
@@ -86,6 +92,10 @@ class HopError(Exception):
 
 class BindRefusedError(HopError):
     """The peer refused our MTA-bind (already reported as X400_PEER_REFUSED)."""
+
+
+class RecoveryRefusedError(HopError):
+    """The peer would not resume an interrupted transfer: it starts again."""
 
 
 class OpenFailedError(Exception):
@@ -354,6 +364,8 @@ class X400Deliverer:
         self.config = config
         self._pools: dict[str, _Pool] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self._interrupted = _Interrupted()
+        self._connections = itertools.count(1)
 
     def _pool(self, name: str) -> _Pool | None:
         pool = self._pools.get(name)
@@ -377,6 +389,10 @@ class X400Deliverer:
             apdu = _apdu(transfer, self.config.global_domain)
         except ValueError as exc:  # AddressError too: a value P1 cannot carry
             return _all(claims, Result.FAILED, f"5.6.0 cannot encode the P1 object: {exc}")
+        key = _TransferKey(peer.name, transfer.message_id, tuple(c.recipient_id for c in claims))
+        recovered = await self._try_recovery(peer, key, apdu, claims)
+        if recovered is not None:
+            return recovered if recovered else _delivered(peer, claims)
         try:
             conn = await pool.acquire()
         except OpenFailedError as exc:
@@ -385,6 +401,7 @@ class X400Deliverer:
         try:
             await _send_message(conn, apdu, peer.answer_timeout)
         except HopError as exc:
+            self._interrupted.keep(key, conn.assoc.interrupted(), apdu)
             pool.discard(conn)
             events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
             return [_transfer_failed(peer, c, str(exc)) for c in claims]
@@ -392,16 +409,43 @@ class X400Deliverer:
             pool.discard(conn)
             raise
         pool.release(conn)
-        return [
-            Attempt(
-                recipient_id=c.recipient_id,
-                result=Result.DELIVERED,
-                detail=f"transferred to {peer.name}",
-                remote_mta=peer.name,
-                passed_on=True,
-            )
-            for c in claims
-        ]
+        return _delivered(peer, claims)
+
+    async def _try_recovery(
+        self, peer: X400PeerConfig, key: _TransferKey, apdu: bytes, claims: list[Claim]
+    ) -> list[Attempt] | None:
+        """Resume this transfer if an earlier attempt was interrupted after a checkpoint
+        (within `recovery_timeout`): [] when it is now confirmed, the Attempts when it
+        failed again, None when there is nothing to resume or the peer refused."""
+        recovery = self._interrupted.take(key, apdu, peer.recovery_timeout)
+        if recovery is None:
+            return None
+        try:
+            conn = await self._connect(peer, recover=recovery)
+        except RecoveryRefusedError as exc:
+            events.emit(events.X400_RECOVERY_REFUSED, peer=peer.name, reason=str(exc))
+            return None
+        except HopError as exc:
+            self._interrupted.keep(key, recovery, apdu)  # try again next time
+            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
+            return None
+        point = recovery.checkpoint
+        events.emit(
+            events.X400_TRANSFER_RECOVERED,
+            direction="Outbound",
+            peer=peer.name,
+            serial=point.serial,
+            octets=point.offset,
+        )
+        try:
+            await _send_message(conn, apdu, peer.answer_timeout, resume=recovery)
+        except HopError as exc:
+            self._interrupted.keep(key, conn.assoc.interrupted(), apdu)
+            self._background(conn.close())
+            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
+            return [_transfer_failed(peer, c, str(exc)) for c in claims]
+        self._background(conn.release())
+        return []
 
     async def _open(self, peer: X400PeerConfig) -> _Outbound:
         """A new bound association to `peer`; HopError (reported as an event) if not."""
@@ -421,7 +465,7 @@ class X400Deliverer:
         )
         return conn
 
-    async def _connect(self, peer: X400PeerConfig) -> _Outbound:
+    async def _connect(self, peer: X400PeerConfig, *, recover: Recovery | None = None) -> _Outbound:
         host, _, port = peer.address.rpartition(":")
         host = host.strip("[]")
         try:
@@ -439,19 +483,29 @@ class X400Deliverer:
             last_used=time.monotonic(),
         )
         try:
-            await self._bind(conn)
+            await self._bind(conn, recover)
         except BaseException:
             await conn.close()
             raise
         return conn
 
-    async def _bind(self, conn: _Outbound) -> None:
+    async def _bind(self, conn: _Outbound, recover: Recovery | None = None) -> None:
+        """Bind (or, with `recover`, ask to resume an interrupted transfer instead)."""
         peer = conn.peer
+        bind = b"" if recover is not None else encode_bind(our_bind(self.config, peer))
+        open_ = Open(bind_argument=bind, connection_id=self._connection_id(), recover=recover)
         try:
-            await conn.send(Open(bind_argument=encode_bind(our_bind(self.config, peer))))
+            await conn.send(open_)
             event = await conn.next_event(peer.answer_timeout)
         except HopError as exc:
             raise HopError(f"open failed: {exc}") from None
+        if recover is not None:
+            if isinstance(event, Accepted) and event.recovered:
+                return
+            reason = _describe(event)
+            if isinstance(event, Refused) and event.reason is not None:
+                reason = event.reason.name.lower().replace("_", "-")
+            raise RecoveryRefusedError(reason)
         if isinstance(event, Refused):
             reason = event.reason.name if event.reason is not None else event.layer.value
             if event.bind_error is not None:
@@ -470,6 +524,15 @@ class X400Deliverer:
             await _abort(conn)
             raise HopError(f"the responder binds as {result.name!r}, not {peer.name!r}")
 
+    def _connection_id(self) -> SessionConnectionIdentifier:
+        """A name for the next session connection, unique to this MTA: what a recovery
+        names (X.228: calling SS-user reference and common reference, a UTC time)."""
+        reference = f"{self.config.mta_name}-{os.getpid()}-{next(self._connections)}"
+        return SessionConnectionIdentifier(
+            calling_ss_user_reference=reference.encode("ascii", "replace")[:64],
+            common_reference=time.strftime("%y%m%d%H%M%SZ", time.gmtime()),
+        )
+
     def _background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._closing.add(task)
@@ -479,6 +542,58 @@ class X400Deliverer:
         pools = list(self._pools.values())
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _delivered(peer: X400PeerConfig, claims: list[Claim]) -> list[Attempt]:
+    """A confirmed transfer: delivered, responsibility passed on to the peer."""
+    return [
+        Attempt(
+            recipient_id=c.recipient_id,
+            result=Result.DELIVERED,
+            detail=f"transferred to {peer.name}",
+            remote_mta=peer.name,
+            passed_on=True,
+        )
+        for c in claims
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _TransferKey:
+    peer: str
+    message_id: int
+    recipients: tuple[int, ...]
+
+
+class _Interrupted:
+    """Outbound transfers interrupted after a checkpoint, by transfer, for
+    `recovery_timeout`: the next attempt resumes instead of starting again. The
+    APDU's digest must match (the same bytes are resumed). Bounded."""
+
+    def __init__(self, max_count: int = 256) -> None:
+        self.max_count = max_count
+        self._kept: dict[_TransferKey, tuple[Recovery, bytes, float]] = {}
+
+    def keep(self, key: _TransferKey, recovery: Recovery | None, apdu: bytes) -> None:
+        if recovery is None:
+            self._kept.pop(key, None)
+            return
+        while len(self._kept) >= self.max_count:
+            del self._kept[next(iter(self._kept))]
+        self._kept[key] = (recovery, _digest(apdu), time.monotonic())
+
+    def take(self, key: _TransferKey, apdu: bytes, timeout: float) -> Recovery | None:
+        kept = self._kept.pop(key, None)
+        if kept is None:
+            return None
+        recovery, digest, at = kept
+        if time.monotonic() - at > timeout or digest != _digest(apdu):
+            return None
+        return recovery
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _settings(peer: X400PeerConfig) -> AssociationSettings:
@@ -502,10 +617,15 @@ def _apdu(transfer: QueueTransfer, domain: str) -> bytes:
     return encode_stored(envelope, transfer.content, domain=domain)
 
 
-async def _send_message(conn: _Outbound, apdu: bytes, timeout: float) -> None:
-    """One transfer, returning once the peer confirmed it (raises HopError otherwise)."""
+async def _send_message(
+    conn: _Outbound, apdu: bytes, timeout: float, *, resume: Recovery | None = None
+) -> None:
+    """One transfer (or the rest of an interrupted one, with `resume`), returning once
+    the peer confirmed it (raises HopError otherwise)."""
     try:
-        await conn.send(Transfer(apdu=apdu))
+        await conn.send(
+            Transfer(apdu=apdu) if resume is None else Resume(apdu=apdu, recovery=resume)
+        )
     except LocalProtocolError as exc:
         raise HopError(f"cannot transfer: {exc}") from None
     while True:
