@@ -30,10 +30,12 @@ from waypost.osi.presentation_ppdu import (
     Result,
     decode_accept,
     decode_connect,
+    decode_single_pdv,
     decode_user_data,
     encode_accept,
     encode_connect,
     encode_refuse,
+    encode_single_pdv,
     encode_user_data,
 )
 
@@ -221,10 +223,23 @@ class PresentationConnection:
         self._check_pdvs(pdvs, set(self.contexts), local=True)
         return encode_user_data(pdvs)
 
+    def wrap_one(self, context_id: int, value: bytes) -> bytes:
+        """`wrap([(context_id, value)])`: the P-DATA around each RTTR."""
+        if self.state is not State.CONNECTED:
+            raise LocalProtocolError(f"no data in state {self.state.name}")
+        if context_id not in self.contexts:
+            self._check_pdvs(
+                (PDV(context_id=context_id, value=value),), set(self.contexts), local=True
+            )
+        return encode_single_pdv(context_id, value)
+
     def unwrap(self, data: bytes) -> tuple[PDV, ...]:
         """The PDVs of received User-data (DT, FN, DN), each in an agreed context."""
         if self.state is not State.CONNECTED:
             raise LocalProtocolError(f"no data in state {self.state.name}")
+        one = decode_single_pdv(data)  # an RTTR's P-DATA, read directly
+        if one is not None and one.context_id in self.contexts:
+            return (one,)
         try:
             pdvs = decode_user_data(data)
             self._check_pdvs(pdvs, set(self.contexts))

@@ -38,10 +38,12 @@ __all__ = [
     "RtseError",
     "SessionConnectionIdentifier",
     "decode_rtse_apdu",
+    "decode_rttr",
     "decode_x410_accept",
     "decode_x410_connect",
     "decode_x410_refuse",
     "encode_rtse_apdu",
+    "encode_rttr",
     "encode_x410_accept",
     "encode_x410_connect",
     "encode_x410_refuse",
@@ -64,6 +66,7 @@ T_RTOAC: Final = _C(17, True)
 T_RTORJ: Final = _C(18, True)
 T_RTAB: Final = _C(22, True)
 _E = TypeVar("_E", bound=enum.IntEnum)
+_OCTET_STRING: Final = 0x04  # the identifier octet of a primitive OCTET STRING
 _X410_MODE: Final = b"\xa0\x03\x80\x01\x00"  # mode-selector { mode-value x410-1984-mode(0) }
 
 
@@ -322,6 +325,11 @@ def encode_rtse_apdu(apdu: Apdu) -> bytes:
     )
 
 
+def encode_rttr(data: bytes) -> bytes:
+    """`encode_rtse_apdu(RTTR(data=data))`: one segment of every transfer."""
+    return ber.encode_octets(data)
+
+
 def encode_x410_connect(rtorq: RTORQ) -> bytes:
     """X.410-1984 PConnect: CN user data (`31 { A0 mode 0, A1 RTORQ fields }`)."""
     return ber.constructed(ber.SET, _X410_MODE, ber.encode_tlv(_C(1, True), _rtorq_fields(rtorq)))
@@ -505,6 +513,29 @@ def decode_rtse_apdu(data: bytes) -> Apdu:
         raise ber.UnexpectedTagError(f"{top.tag} is not an RTSE APDU", 0, "rtse")
     except ber.BERError as exc:
         raise _remote(exc) from exc
+
+
+def decode_rttr(data: bytes) -> bytes | None:
+    """The segment of an RTTR as senders write it (a primitive OCTET STRING with a
+    shortest definite length), read directly; None for anything else, which
+    `decode_rtse_apdu` then decodes or refuses (it accepts what this accepts, the
+    same way)."""
+    if len(data) < 2 or data[0] != _OCTET_STRING or len(data) > MAX_APDU_SIZE:
+        return None
+    first = data[1]
+    if first < 0x80:
+        start, length = 2, first
+    else:
+        size = first & 0x7F
+        if not 1 <= size <= 4:
+            return None
+        start = 2 + size
+        length = int.from_bytes(data[2:start], "big")
+        if length < 0x80 or length.bit_length() <= 8 * (size - 1):
+            return None  # not the shortest form
+    if start + length != len(data):
+        return None
+    return data[start:]
 
 
 def _x410(data: bytes, name: str) -> Element:

@@ -19,10 +19,14 @@ from waypost.osi.session_spdu import (
     MAX_REF_LENGTH,
     MAX_SERIAL_NUMBER,
     MAX_USER_DATA_V1,
+    PI,
     SessionProtocolError,
     Spdu,
     SpduType,
     decode_tsdu,
+    encode_param,
+    encode_params_spdu,
+    encode_spdu,
     encode_tsdu,
 )
 
@@ -374,6 +378,24 @@ _our_replies: dict[tuple[State, type[object]], State] = {
 }
 
 
+#: Constant parts of the data-phase TSDUs: an empty Give Tokens (or Please Tokens)
+#: before each category-2 SPDU, and GT + DT, the whole header of a P-DATA TSDU.
+_GT: Final = encode_spdu(Spdu(type=SpduType.GT))
+_PT: Final = encode_spdu(Spdu(type=SpduType.PT))
+_GT_DT: Final = encode_tsdu(Spdu(type=SpduType.GT), Spdu(type=SpduType.DT))
+_SYNC_NO_CONFIRM: Final = encode_param(PI.SYNC_TYPE, b"\x01")
+_SI_AS: Final = SpduType.AS.code
+_SI_AE: Final = SpduType.AE.code
+_SI_AEA: Final = SpduType.AEA.code
+_SI_MIP: Final = SpduType.MIP.code
+_SI_MIA: Final = SpduType.MIA.code
+
+
+def _serial_param(serial: int) -> bytes:
+    """The Serial Number parameter: 1 to 6 decimal digits (the callers bound it)."""
+    return encode_param(PI.SERIAL, str(serial).encode("ascii"))
+
+
 def _abort_tsdu(reason: int = TD_RELEASE | TD_PROTOCOL_ERROR) -> bytes:
     return encode_tsdu(Spdu(type=SpduType.AB, transport_disconnect=reason))
 
@@ -621,9 +643,44 @@ class SessionConnection:
             raise LocalProtocolError(f"user data of {len(data)} octets exceeds {limit}")
         return data or None
 
+    def _user_data_param(self, data: bytes) -> bytes:
+        """The User Data parameter of a data-phase SPDU (b"" when there is none)."""
+        ud = self._user_data(data)
+        return b"" if ud is None else encode_param(PI.USER_DATA, ud)
+
     def _encode(self, event: Event) -> list[bytes]:
-        gt = Spdu(type=SpduType.GT)
-        pt = Spdu(type=SpduType.PT)
+        # The SPDUs of every transfer first, encoded straight from their few parameters
+        # (byte for byte what `encode_tsdu` gives for the same `Spdu`s).
+        if isinstance(event, Data):
+            self._needs(TOKEN_DATA, "DT")
+            return [_GT_DT + event.payload]
+        if isinstance(event, MinorSync):
+            self._needs(TOKEN_MINOR, "MIP")
+            serial = self._serial(event.serial)
+            self._next_serial += 1
+            params = _SYNC_NO_CONFIRM if event.no_confirm else b""
+            params += _serial_param(serial) + self._user_data_param(event.user_data)
+            return [_GT + encode_params_spdu(_SI_MIP, params)]
+        if isinstance(event, MinorSyncAck):
+            if not 1 <= event.serial < self._next_serial:
+                raise LocalProtocolError(f"no minor sync point {event.serial} to acknowledge")
+            params = _serial_param(event.serial) + self._user_data_param(event.user_data)
+            return [_PT + encode_params_spdu(_SI_MIA, params)]
+        if isinstance(event, ActivityStart):
+            self._needs(TOKEN_MAJOR, "AS")
+            self._next_serial = 1
+            params = encode_param(PI.ACTIVITY_ID, event.activity_id)
+            params += self._user_data_param(event.user_data)
+            return [_GT + encode_params_spdu(_SI_AS, params)]
+        if isinstance(event, ActivityEnd):
+            self._needs(TOKEN_MAJOR, "AE")
+            ud_param = self._user_data_param(event.user_data)
+            params = _serial_param(self._serial(event.serial)) + ud_param
+            return [_GT + encode_params_spdu(_SI_AE, params)]
+        if isinstance(event, ActivityEndAck):
+            ud_param = self._user_data_param(event.user_data)
+            params = _serial_param(self._serial(event.serial)) + ud_param
+            return [_PT + encode_params_spdu(_SI_AEA, params)]
         if isinstance(event, ConnectRequest):
             if self.role is not Role.INITIATOR:
                 raise LocalProtocolError("only the initiator sends CN")
@@ -664,9 +721,6 @@ class SessionConnection:
                 reason=bytes([event.reason]) + event.user_data,
             )
             return [encode_tsdu(rf)]
-        if isinstance(event, Data):
-            self._needs(TOKEN_DATA, "DT")
-            return [encode_tsdu(gt, Spdu(type=SpduType.DT, user_information=event.payload))]
         if isinstance(event, GiveTokens):
             if event.tokens & ~self.tokens or not event.tokens:
                 raise LocalProtocolError("can only give tokens we hold")
@@ -679,12 +733,6 @@ class SessionConnection:
                 user_data=self._user_data(event.user_data),
             )
             return [encode_tsdu(pls)]
-        if isinstance(event, ActivityStart):
-            self._needs(TOKEN_MAJOR, "AS")
-            self._next_serial = 1
-            ud = self._user_data(event.user_data)
-            a_s = Spdu(type=SpduType.AS, activity_id=event.activity_id, user_data=ud)
-            return [encode_tsdu(gt, a_s)]
         if isinstance(event, ActivityResume):
             self._needs(TOKEN_MAJOR, "AR")
             ar = Spdu(
@@ -694,34 +742,10 @@ class SessionConnection:
                 activity_id=event.activity_id,
                 user_data=self._user_data(event.user_data),
             )
+            gt = Spdu(type=SpduType.GT)
             tsdu = encode_tsdu(gt, event.old_connection._on(ar) if event.old_connection else ar)
             self._next_serial = event.serial + 1
             return [tsdu]
-        if isinstance(event, MinorSync):
-            self._needs(TOKEN_MINOR, "MIP")
-            serial = self._serial(event.serial)
-            self._next_serial += 1
-            mip = Spdu(
-                type=SpduType.MIP,
-                sync_type=1 if event.no_confirm else None,
-                serial=serial,
-                user_data=self._user_data(event.user_data),
-            )
-            return [encode_tsdu(gt, mip)]
-        if isinstance(event, MinorSyncAck):
-            if not 1 <= event.serial < self._next_serial:
-                raise LocalProtocolError(f"no minor sync point {event.serial} to acknowledge")
-            ud = self._user_data(event.user_data)
-            return [encode_tsdu(pt, Spdu(type=SpduType.MIA, serial=event.serial, user_data=ud))]
-        if isinstance(event, ActivityEnd):
-            self._needs(TOKEN_MAJOR, "AE")
-            ud = self._user_data(event.user_data)
-            ae = Spdu(type=SpduType.AE, serial=self._serial(event.serial), user_data=ud)
-            return [encode_tsdu(gt, ae)]
-        if isinstance(event, ActivityEndAck):
-            ud = self._user_data(event.user_data)
-            serial = self._serial(event.serial)
-            return [encode_tsdu(pt, Spdu(type=SpduType.AEA, serial=serial, user_data=ud))]
         if isinstance(event, Finish):
             self._needs(TOKEN_DATA, "FN")
             ud = self._user_data(event.user_data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "MAX_ADDITIONAL_REF_LENGTH",
@@ -24,6 +25,8 @@ __all__ = [
     "Spdu",
     "SpduType",
     "decode_tsdu",
+    "encode_param",
+    "encode_params_spdu",
     "encode_tsdu",
 ]
 
@@ -173,25 +176,30 @@ class Spdu:
     user_information: bytes = b""
 
     def __post_init__(self) -> None:
-        if self.user_information and self.type is not SpduType.DT:
-            raise ValueError(f"{self.type.name} carries no user information")
-        for name in ("calling_ssel", "called_ssel"):
-            sel = getattr(self, name)
-            if sel is not None and len(sel) > MAX_SSEL_LENGTH:
-                raise ValueError(f"{name} longer than {MAX_SSEL_LENGTH}")
-        for name in ("serial", "initial_serial"):
-            num = getattr(self, name)
-            if num is not None and not 0 <= num <= MAX_SERIAL_NUMBER:
-                raise ValueError(f"{name} out of range")
-        for name in ("called_ss_user_ref", "calling_ss_user_ref", "common_ref"):
-            ref = getattr(self, name)
-            if ref is not None and len(ref) > MAX_REF_LENGTH:
-                raise ValueError(f"{name} longer than {MAX_REF_LENGTH}")
+        # Direct attribute tests rather than loops over names: every SPDU sent or
+        # received passes here.
+        kind = self.type
+        if self.user_information and kind is not SpduType.DT:
+            raise ValueError(f"{kind.name} carries no user information")
+        if self.calling_ssel is not None and len(self.calling_ssel) > MAX_SSEL_LENGTH:
+            raise ValueError(f"calling_ssel longer than {MAX_SSEL_LENGTH}")
+        if self.called_ssel is not None and len(self.called_ssel) > MAX_SSEL_LENGTH:
+            raise ValueError(f"called_ssel longer than {MAX_SSEL_LENGTH}")
+        if self.serial is not None and not 0 <= self.serial <= MAX_SERIAL_NUMBER:
+            raise ValueError("serial out of range")
+        if self.initial_serial is not None and not 0 <= self.initial_serial <= MAX_SERIAL_NUMBER:
+            raise ValueError("initial_serial out of range")
+        if self.called_ss_user_ref is not None and len(self.called_ss_user_ref) > MAX_REF_LENGTH:
+            raise ValueError(f"called_ss_user_ref longer than {MAX_REF_LENGTH}")
+        if self.calling_ss_user_ref is not None and len(self.calling_ss_user_ref) > MAX_REF_LENGTH:
+            raise ValueError(f"calling_ss_user_ref longer than {MAX_REF_LENGTH}")
+        if self.common_ref is not None and len(self.common_ref) > MAX_REF_LENGTH:
+            raise ValueError(f"common_ref longer than {MAX_REF_LENGTH}")
         if self.additional_ref is not None and len(self.additional_ref) > MAX_ADDITIONAL_REF_LENGTH:
             raise ValueError(f"additional_ref longer than {MAX_ADDITIONAL_REF_LENGTH}")
-        if self.old_activity_id is not None and self.type is not SpduType.AR:
-            raise ValueError(f"{self.type.name} has no Linking Information")
-        if self.type is SpduType.AR and (self.serial is None or self.activity_id is None):
+        if self.old_activity_id is not None and kind is not SpduType.AR:
+            raise ValueError(f"{kind.name} has no Linking Information")
+        if kind is SpduType.AR and (self.serial is None or self.activity_id is None):
             raise ValueError("AR needs a Serial Number and a New Activity Identifier")
         if self.extended_user_data is not None and (
             len(self.extended_user_data) > MAX_EXTENDED_USER_DATA
@@ -347,6 +355,21 @@ def encode_spdu(spdu: Spdu) -> bytes:
     return bytes([spdu.type.code]) + _encode_length(len(body)) + body + spdu.user_information
 
 
+def encode_param(pi: int, value: bytes) -> bytes:
+    """One parameter (PI, LI, value), for the data-phase encoders of `session`."""
+    return _param(pi, value)
+
+
+def encode_params_spdu(code: int, params: bytes) -> bytes:
+    """One SPDU from its SI code and its already encoded parameters, in the order
+    `encode_spdu` writes them: what the session layer uses for the SPDUs of every
+    transfer (AS, MIP, MIA, AE, AEA), where building an `Spdu` costs more than the
+    encoding itself."""
+    if len(params) > MAX_SPDU_PARAMS_LENGTH:
+        raise ValueError("SPDU parameters exceed 65535 octets")
+    return bytes((code,)) + _encode_length(len(params)) + params
+
+
 def encode_tsdu(*spdus: Spdu) -> bytes:
     """Encode a TSDU: one category-1 SPDU, or a category-0 SPDU plus at most one category 2."""
     cats = [s.type.category for s in spdus]
@@ -450,10 +473,69 @@ def _decode_one(data: bytes, pos: int, category: int) -> tuple[Spdu, int]:
         raise SessionProtocolError(f"{kind.name}: {exc}") from exc
 
 
+#: The data phase's TSDUs: an empty GT (or PT) and one of these category-2 SPDUs.
+_EMPTY_CATEGORY_0: Final = {
+    0x01: Spdu(type=SpduType.GT),
+    0x02: Spdu(type=SpduType.PT),
+}
+_DATA_PHASE: Final = {
+    kind.code: kind
+    for kind in (SpduType.DT, SpduType.AS, SpduType.AE, SpduType.AEA, SpduType.MIP, SpduType.MIA)
+}
+#: Their parameters read by `_decode_data_phase`: PI -> (field, kind).
+_DATA_PHASE_PARAMS: Final[dict[int, tuple[str, _Kind]]] = {
+    int(PI.SYNC_TYPE): _TOP[PI.SYNC_TYPE],
+    int(PI.ACTIVITY_ID): _TOP[PI.ACTIVITY_ID],
+    int(PI.SERIAL): _TOP[PI.SERIAL],
+    int(PI.USER_DATA): _TAIL[PI.USER_DATA],
+}
+
+
+def _decode_data_phase(data: bytes) -> list[Spdu] | None:
+    """The TSDUs of every transfer (GT + DT, AS, MIP, AE; PT + MIA, AEA) with only the
+    parameters senders put there, each once and in one-octet lengths, decoded without
+    the general machinery. None for anything else, which `decode_tsdu` then decodes
+    (or refuses) in full: what this accepts, it accepts the same way."""
+    first = _EMPTY_CATEGORY_0.get(data[0])
+    if first is None or len(data) < 4 or data[1] != 0:
+        return None
+    kind = _DATA_PHASE.get(data[2])
+    n = data[3]
+    if kind is None or n == 0xFF:
+        return None
+    if kind is SpduType.DT:
+        return [first, Spdu(type=kind, user_information=data[4:])] if n == 0 else None
+    if 4 + n != len(data):
+        return None
+    fields: dict[str, object] = {}
+    pos = 4
+    while pos < len(data):
+        spec = _DATA_PHASE_PARAMS.get(data[pos])
+        if spec is None or pos + 1 >= len(data) or "user_data" in fields:
+            return None
+        size = data[pos + 1]
+        value = data[pos + 2 : pos + 2 + size]
+        name, value_kind = spec
+        if size == 0xFF or len(value) != size or name in fields:
+            return None
+        try:
+            fields[name] = _decode_value(value_kind, data[pos], value)
+        except SessionProtocolError:
+            return None
+        pos += 2 + size
+    try:
+        return [first, Spdu(type=kind, **fields)]  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
 def decode_tsdu(data: bytes) -> list[Spdu]:
     """Split and decode one TSDU; raise SessionProtocolError when malformed."""
     if not data:
         raise SessionProtocolError("empty TSDU")
+    fast = _decode_data_phase(data)
+    if fast is not None:
+        return fast
     category = 0 if data[0] in (0x01, 0x02) else 1
     first, end = _decode_one(data, 0, category)
     if end == len(data):

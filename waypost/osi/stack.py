@@ -53,6 +53,7 @@ from waypost.osi.presentation import (
     PresentationConnection,
 )
 from waypost.osi.presentation import LocalProtocolError as PresentationLocalError
+from waypost.osi.presentation import State as PresentationState
 from waypost.osi.presentation_ppdu import (
     PDV,
     PresentationProtocolError,
@@ -61,6 +62,7 @@ from waypost.osi.presentation_ppdu import (
     decode_abort,
     decode_refuse,
     encode_abort,
+    read_length,
 )
 from waypost.osi.presentation_ppdu import (
     AbortReason as PresentationAbortReason,
@@ -145,6 +147,8 @@ ID_AC_MTS_TRANSFER: Final = "2.6.0.1.6"
 _TAG_BIND_ARGUMENT: Final = 16
 _TAG_BIND_RESULT: Final = 17
 _TAG_BIND_ERROR: Final = 18
+_TAG_EXTERNAL: Final = 0x28  # EXTERNAL, constructed
+_TAG_SINGLE_ASN1: Final = 0xA0  # [0] constructed
 _TD_PROTOCOL_ERROR: Final = s.TD_RELEASE | s.TD_PROTOCOL_ERROR
 _TD_USER_ABORT: Final = s.TD_RELEASE | s.TD_USER_ABORT
 #: The turn of X.228 is the data, minor-sync and major/activity tokens together.
@@ -197,6 +201,8 @@ class Association:
         self._application_context = ID_AC_MTS_TRANSFER
         self._where = Layer.TRANSPORT
         self._finished = False
+        #: Context ids by abstract syntax, once the presentation connection is up.
+        self._contexts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -253,7 +259,11 @@ class Association:
         return self.data_to_send()
 
     def _dispatch(self, event: Event) -> None:
-        if isinstance(event, Open):
+        if isinstance(event, Transfer):  # the events of every transfer first
+            self._send_transfer(event)
+        elif isinstance(event, ConfirmTransfer):
+            self._send_confirm()
+        elif isinstance(event, Open):
             self._send_open(event)
         elif isinstance(event, Accept | AcceptRecovery):
             self._send_accept(event)
@@ -261,10 +271,6 @@ class Association:
             self._send_transfer(event)
         elif isinstance(event, Refuse):
             self._send_refuse(event)
-        elif isinstance(event, Transfer):
-            self._send_transfer(event)
-        elif isinstance(event, ConfirmTransfer):
-            self._send_confirm()
         elif isinstance(event, Release):
             self._send_release()
         elif isinstance(event, Abort):
@@ -284,15 +290,21 @@ class Association:
 
     def _session_out(self, event: s.Event) -> None:
         for tsdu in self.session.send(event):
-            self._out += self.transport.send(t.Data(payload=tsdu))
+            self._out += self.transport.send_data(tsdu)
 
     def _pctx(self, syntax: str, default: int) -> int:
         if self.presentation is None:
             return default
+        known = self._contexts.get(syntax)
+        if known is not None:
+            return known
         try:
-            return self.presentation.context_id(syntax)
+            ident = self.presentation.context_id(syntax)
         except PresentationLocalError:
             return default
+        if self.presentation.state is PresentationState.CONNECTED:
+            self._contexts[syntax] = ident  # agreed for good
+        return ident
 
     def _send_open(self, event: Open) -> None:
         self._expect(State.IDLE, Role.INITIATOR, "open")
@@ -444,11 +456,7 @@ class Association:
                 raise LocalProtocolError("an empty APDU cannot be sent in X.410 mode")
             payload = event.apdu
         else:
-            payload = ber.constructed(
-                ber.EXTERNAL,
-                ber.encode_int(self._pctx(ID_AS_MTSE, 5)),
-                ber.constructed(ber.context(0), event.apdu),
-            )
+            payload = _mtse_external(self._pctx(ID_AS_MTSE, 5), event.apdu)
         try:
             if isinstance(event, Resume):
                 if self._recover is None:
@@ -482,9 +490,9 @@ class Association:
     def _rtse_out(self, events: list[s.Event]) -> None:
         for ev in events:
             if isinstance(ev, s.Data) and self.presentation is not None:
-                rttr = r.encode_rtse_apdu(r.RTTR(data=ev.payload))
+                rttr = r.encode_rttr(ev.payload)
                 ctx = self._pctx(ID_AS_MTA_RTSE, 3)
-                self._session_out(s.Data(payload=self.presentation.wrap([(ctx, rttr)])))
+                self._session_out(s.Data(payload=self.presentation.wrap_one(ctx, rttr)))
             else:
                 self._session_out(ev)
 
@@ -676,18 +684,19 @@ class Association:
             self._events.append(ConnectionClosed())
 
     def _on_session(self, ev: s.Event) -> None:
-        if isinstance(ev, s.ConnectRequest):
+        # The events of every transfer first.
+        if isinstance(
+            ev, s.Data | s.MinorSync | s.ActivityStart | s.ActivityEnd | s.ActivityResume
+        ):
+            self._on_transfer_data(ev)
+        elif isinstance(ev, s.MinorSyncAck | s.ActivityEndAck):
+            self._on_transfer_ack(ev)
+        elif isinstance(ev, s.ConnectRequest):
             self._on_connect(ev)
         elif isinstance(ev, s.ConnectAccept):
             self._on_accept(ev)
         elif isinstance(ev, s.Refuse):
             self._on_refuse(ev)
-        elif isinstance(
-            ev, s.ActivityStart | s.ActivityResume | s.Data | s.MinorSync | s.ActivityEnd
-        ):
-            self._on_transfer_data(ev)
-        elif isinstance(ev, s.MinorSyncAck | s.ActivityEndAck):
-            self._on_transfer_ack(ev)
         elif isinstance(ev, s.Finish):
             self._on_finish(ev)
         elif isinstance(ev, s.Disconnect):
@@ -906,10 +915,13 @@ class Association:
         if isinstance(ev, s.Data) and self.presentation is not None:
             value = self._pdv(ev.payload, ID_AS_MTA_RTSE, "P-DATA")
             self._where = Layer.RTSE
-            apdu = r.decode_rtse_apdu(value)
-            if not isinstance(apdu, r.RTTR):
-                raise _PeerError(Layer.RTSE, f"{type(apdu).__name__} in P-DATA, not an RTTR")
-            ev = s.Data(payload=apdu.data)
+            segment = r.decode_rttr(value)  # as RTTRs come, else the full decoder
+            if segment is None:
+                apdu = r.decode_rtse_apdu(value)
+                if not isinstance(apdu, r.RTTR):
+                    raise _PeerError(Layer.RTSE, f"{type(apdu).__name__} in P-DATA, not an RTTR")
+                segment = apdu.data
+            ev = s.Data(payload=segment)
         self._where = Layer.RTSE
         self._rtse_out(self.receiver.receive(ev))
         payload = self.receiver.apdu
@@ -921,7 +933,14 @@ class Association:
     def _unwrap_mtse(self, data: bytes) -> bytes:
         """The MTS-APDU inside `EXTERNAL { ctx id-as-mtse, [0] { apdu } }`."""
         limits = ber.Limits(max_length=len(data), max_total=len(data) + 1)
-        ext = ber.decode(data, limits=limits, name="mts-external").expect(ber.EXTERNAL)
+        ext = ber.decode(data, limits=limits, name="mts-external")  # checks every element
+        found = _mtse_content(data)
+        if found is not None:  # as senders write it: read in place
+            want = self._pctx(ID_AS_MTSE, 5)
+            if found[0] != want:
+                raise _PeerError(Layer.RTSE, f"APDU in context {found[0]}, not id-as-mtse ({want})")
+            return found[1]
+        ext = ext.expect(ber.EXTERNAL)
         ident = ext.child(ber.INTEGER, "indirect-reference").as_int()
         want = self._pctx(ID_AS_MTSE, 5)
         if ident != want:
@@ -990,6 +1009,44 @@ class Association:
         if self.session.state is s.State.AWAIT_SEND_AA:
             self._session_out(s.AbortAccept())
         self._events.append(Aborted(layer=layer, reason=reason))
+
+
+def _mtse_external(context_id: int, apdu: bytes) -> bytes:
+    """`EXTERNAL { INTEGER context_id, [0] { apdu } }`, joined once."""
+    if not 0 <= context_id < 0x80:
+        return ber.constructed(
+            ber.EXTERNAL, ber.encode_int(context_id), ber.constructed(ber.context(0), apdu)
+        )
+    single = ber.encode_length(len(apdu))
+    length = 3 + 1 + len(single) + len(apdu)
+    return b"".join(
+        (
+            bytes((_TAG_EXTERNAL,)),
+            ber.encode_length(length),
+            bytes((0x02, 1, context_id)),
+            bytes((_TAG_SINGLE_ASN1,)),
+            single,
+            apdu,
+        )
+    )
+
+
+def _mtse_content(data: bytes) -> tuple[int, bytes] | None:
+    """(context id, contents of [0]) of `EXTERNAL { INTEGER 0..127, [0] { … } }` with
+    shortest definite lengths, once `ber.decode` has checked the elements; None for any
+    other form, which `_unwrap_mtse` reads with the decoder (to the same result)."""
+    if len(data) < 7 or data[0] != _TAG_EXTERNAL:
+        return None
+    length, p = read_length(data, 1)
+    if p + length != len(data) or data[p : p + 2] != b"\x02\x01" or data[p + 2] >= 0x80:
+        return None
+    ident = data[p + 2]
+    if p + 3 >= len(data) or data[p + 3] != _TAG_SINGLE_ASN1:
+        return None
+    length, p = read_length(data, p + 4)
+    if p + length != len(data):
+        return None
+    return ident, data[p:]
 
 
 def _session_id(scid: r.SessionConnectionIdentifier | None) -> s.ConnectionId | None:

@@ -13,6 +13,7 @@ carries the DR or ER to send the peer (`send(err.hint)` is allowed in ERROR).
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -45,6 +46,8 @@ from waypost.osi.transport_events import (
 from waypost.osi.transport_tpdu import (
     CODE_CC,
     CODE_CR,
+    CODE_DT,
+    EOT,
     MAX_TPKT_LENGTH,
     TPKT_HEADER_LENGTH,
     TPKT_VERSION,
@@ -84,6 +87,9 @@ __all__ = [
 
 DEFAULT_MAX_TSDU_SIZE: Final = 16 * 1024 * 1024
 DEFAULT_MAX_BUFFERED_BYTES: Final = 1024 * 1024 + MAX_TPKT_LENGTH
+#: TPKT header (version, reserved, length) and class 0 DT header (LI 2, code, EOT/NR);
+#: a DT TPKT is at most 8192 + 4 octets, so the length always fits.
+_DT_HEADER: Final = struct.Struct(">BBHBBB")
 
 
 class Role(enum.Enum):
@@ -276,15 +282,26 @@ class TransportConnection:
             )
         )
 
+    def send_data(self, payload: bytes) -> bytes:
+        """`send(Data(payload=payload))`, without the event: the data phase's path."""
+        if self.state is not State.OPEN:
+            return self.send(Data(payload=payload))  # the state machine's error
+        return self._segment(payload)
+
     def _segment(self, payload: bytes) -> bytes:
+        """DT TPDUs of at most the negotiated size carrying `payload`, in TPKTs: the
+        same bytes as `tpkt(encode(DataTpdu(...)))` for each, with one join."""
         room = self.tpdu_size - 3
-        out = bytearray()
+        size = len(payload)
+        if size <= room:
+            return _DT_HEADER.pack(TPKT_VERSION, 0, size + 7, 2, CODE_DT, EOT) + payload
+        parts: list[bytes | memoryview] = []
         view = memoryview(payload)
-        for start in range(0, max(len(payload), 1), room):
+        for start in range(0, size, room):
             chunk = view[start : start + room]
-            eot = start + room >= len(payload)
-            out += tpkt(encode(DataTpdu(eot=eot, data=bytes(chunk))))
-        return bytes(out)
+            eot = EOT if start + room >= size else 0
+            parts += (_DT_HEADER.pack(TPKT_VERSION, 0, len(chunk) + 7, 2, CODE_DT, eot), chunk)
+        return b"".join(parts)
 
     # -- receiving --------------------------------------------------------------------
 
@@ -316,6 +333,9 @@ class TransportConnection:
             return NEED_DATA
         try:
             while True:
+                data = self._next_data()
+                if data is not None:
+                    return data
                 tpdu = self._next_tpdu()
                 if tpdu is None:
                     return self._at_end_of_data()
@@ -338,6 +358,39 @@ class TransportConnection:
             )
         self._transition(Input.RECV_EOF, local=False)
         return ConnectionClosed()
+
+    def _next_data(self) -> Data | None:
+        """The data phase's path: read well-formed DTs at the head of the buffer in
+        place, and return the TSDU once one ends it; None when something else is
+        there (or too little). What this leaves, `_next_tpdu` and `_handle` decode
+        and judge: it takes only DTs they would take, and the same way."""
+        buf = self._buffer
+        while len(buf) >= 7 and self.state is State.OPEN:
+            length = (buf[2] << 8) | buf[3]
+            if not (
+                buf[0] == TPKT_VERSION
+                and buf[4] == 2  # LI
+                and buf[5] == CODE_DT
+                and not buf[6] & 0x7F  # TPDU-NR 0
+                and 7 <= length <= len(buf)
+                and length <= self.settings.max_tpkt_length
+                and length - 4 <= self.tpdu_size
+                and len(self._tsdu) + length - 7 <= self.settings.max_tsdu_size
+            ):
+                return None
+            if not buf[6] & EOT:
+                self._tsdu += buf[7:length]
+                del buf[:length]
+                continue
+            if self._tsdu:
+                self._tsdu += buf[7:length]
+                payload = bytes(self._tsdu)
+                self._tsdu.clear()
+            else:
+                payload = bytes(buf[7:length])  # a TSDU in one DT: no assembly
+            del buf[:length]
+            return Data(payload=payload)
+        return None
 
     def _next_tpdu(self) -> Tpdu | None:
         buf = self._buffer
