@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from waypost.address.mailbox import AddressError, parse_mailbox
 
@@ -120,6 +121,8 @@ class ORAddress:
     # X.411 comparison forms, for prefix matching without re-folding on every route().
     _folded: dict[str, str] = field(init=False, repr=False, compare=False)
     _folded_ddas: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
+    # The canonical slash text, made on first use (`format_slash`).
+    _slash: str | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         country = self.country.strip().upper()
@@ -226,12 +229,25 @@ def fold_value(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
+# Texts parsed recently: a relaying MTA sees the same few originators, recipients and
+# domains in every message. ORAddress is frozen, so one instance can serve them all;
+# texts longer than any valid address could be are not kept.
+PARSE_CACHE_SIZE = 4096
+_CACHEABLE_TEXT = 1024
+
+
 def parse_oraddress(text: str) -> ORAddress:
     """Parse the slash form (`/C=GB/ADMD= /S=Smith/`) or the semicolon form (`c=GB;s=Smith`).
 
     Labels are case-insensitive with the usual aliases; a missing ADMD is the blank
     ADMD (RFC 1685). Raises AddressError with the reason.
     """
+    if len(text) > _CACHEABLE_TEXT:
+        return _parse_oraddress(text)
+    return _parse_cached(text)
+
+
+def _parse_oraddress(text: str) -> ORAddress:
     body = _strip_identifier(text)
     slash = body.startswith("/")
     items = _tokenize(body, "/", 1) if slash else _tokenize(body, ";", 0)
@@ -288,9 +304,18 @@ def parse_oraddress(text: str) -> ORAddress:
     )
 
 
+_parse_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_oraddress)
+
+
 def format_slash(addr: ORAddress) -> str:
     """The canonical RFC 1685 / RFC 2156 form: `/C=GB/ADMD= /PRMD=Acme/S=Smith/`."""
-    return "/" + "".join(f"{label}={value}/" for label, value in _encoded(addr, "/", upper=True))
+    text = addr._slash
+    if text is None:
+        text = "/" + "".join(
+            f"{label}={value}/" for label, value in _encoded(addr, "/", upper=True)
+        )
+        object.__setattr__(addr, "_slash", text)
+    return text
 
 
 def format_semicolon(addr: ORAddress) -> str:

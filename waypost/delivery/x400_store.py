@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import msgspec
@@ -25,6 +26,7 @@ from waypost.x400.p1_objects import encode_stored
 _UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
 
 
+@lru_cache(maxsize=4096)
 def mailbox_name(oraddress: str) -> str:
     """A directory name for an O/R address: readable, safe, and unique (a short hash)."""
     readable = _UNSAFE.sub("_", oraddress.strip("/"))[:80].strip("._") or "oraddress"

@@ -40,18 +40,36 @@ class Tag(NamedTuple):
         return Tag(self.cls, True, self.number)
 
 
+# The tags of the low numbers, made once: the codecs call these constructors for every
+# element, and a NamedTuple costs more to build than to look up.
+_TABLED = 64
+_TAGS = {
+    cls: tuple(tuple(Tag(cls, form, n) for n in range(_TABLED)) for form in (False, True))
+    for cls in (TagClass.UNIVERSAL, TagClass.APPLICATION, TagClass.CONTEXT)
+}
+_UNIVERSAL_TAGS = _TAGS[TagClass.UNIVERSAL]
+_APPLICATION_TAGS = _TAGS[TagClass.APPLICATION]
+_CONTEXT_TAGS = _TAGS[TagClass.CONTEXT]
+
+
 def universal(number: int, constructed: bool = False) -> Tag:
     """A UNIVERSAL tag."""
+    if 0 <= number < _TABLED and constructed in (False, True):
+        return _UNIVERSAL_TAGS[constructed][number]
     return Tag(TagClass.UNIVERSAL, constructed, number)
 
 
 def application(number: int, constructed: bool = False) -> Tag:
     """An [APPLICATION n] tag."""
+    if 0 <= number < _TABLED and constructed in (False, True):
+        return _APPLICATION_TAGS[constructed][number]
     return Tag(TagClass.APPLICATION, constructed, number)
 
 
 def context(number: int, constructed: bool = False) -> Tag:
     """A context-specific [n] tag."""
+    if 0 <= number < _TABLED and constructed in (False, True):
+        return _CONTEXT_TAGS[constructed][number]
     return Tag(TagClass.CONTEXT, constructed, number)
 
 

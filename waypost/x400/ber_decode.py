@@ -146,13 +146,23 @@ class Element:
         if self._children is None:
             if not self.tag.constructed:
                 raise self.error(f"{self.tag} is primitive and has no elements inside")
+            doc = self._doc
+            mv, ends, max_length = doc.mv, doc.ends, doc.limits.max_length
             found: list[Element] = []
             p = self.offset + self.header_length
             stop = p + len(self.value)
             while p < stop:
-                child = _element(self._doc, p, stop, self, len(found), None)
-                found.append(child)
-                p = child.end
+                # What `_element` and `Element.end` do, inline: this runs for every element.
+                tag, hlen, length = header(mv, p, stop, max_length)
+                if length < 0:
+                    content_end = ends[p]
+                    after = content_end + 2
+                else:
+                    content_end = after = p + hlen + length
+                found.append(
+                    Element(tag, p, hlen, mv[p + hlen : content_end], doc, self, len(found), None)
+                )
+                p = after
             self._children = found
         return self._children
 
@@ -164,7 +174,10 @@ class Element:
 
     def find(self, tag: Tag) -> Element | None:
         """The first element inside with `tag`, or None."""
-        return next((c for c in self.children() if c.tag == tag), None)
+        for c in self._children if self._children is not None else self.children():
+            if c.tag == tag:
+                return c
+        return None
 
     def child(self, key: int | Tag, name: str | None = None) -> Element:
         """The element inside at position `key` or with tag `key`, optionally named."""
@@ -254,7 +267,10 @@ class Element:
         kind = kind or self.tag
         if kind.cls != TagClass.UNIVERSAL:
             raise self.error(f"{self.tag} is not a string type: pass the kind it implicitly tags")
-        content = self._segments(str(kind), kind.primitive())
+        if self.tag.constructed:
+            content = self._segments(str(kind), kind.primitive())
+        else:
+            content = bytes(self.value)
         try:
             return values.string_from(content, kind.number, check=check)
         except ValueError as exc:
@@ -281,7 +297,11 @@ class Element:
         """UTCTime or GeneralizedTime as a datetime; `kind` when implicitly tagged."""
         kind = kind or self.tag
         try:
-            return values.time_from(self._segments(str(kind), kind.primitive()), kind.number)
+            if self.tag.constructed:
+                content = self._segments(str(kind), kind.primitive())
+            else:
+                content = bytes(self.value)
+            return values.time_from(content, kind.number)
         except ValueError as exc:
             raise self.error(str(exc)) from None
 

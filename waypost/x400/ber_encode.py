@@ -17,11 +17,27 @@ from waypost.x400.ber_core import (
     SET,
     UTC_TIME,
     Tag,
+    TagClass,
 )
+
+# Identifier octets of every tag in the one-octet form (numbers below 31), and the
+# constructed form's octet for either form of such a tag (what `constructed` sends);
+# one-octet lengths. Tables built once: the encoders look them up instead of computing.
+_IDENTIFIERS = {
+    Tag(cls, form, number): bytes(((int(cls) << 6) | (0x20 if form else 0) | number,))
+    for cls in TagClass
+    for form in (False, True)
+    for number in range(0x1F)
+}
+_CONSTRUCTED_IDENTIFIERS = {tag: _IDENTIFIERS[tag.as_constructed()] for tag in _IDENTIFIERS}
+_SHORT_LENGTHS = [bytes((length,)) for length in range(0x80)]
 
 
 def encode_tag(tag: Tag) -> bytes:
     """Identifier octets, in the high-tag-number form for numbers of 31 and above."""
+    known = _IDENTIFIERS.get(tag)
+    if known is not None:
+        return known
     if tag.number < 0:
         raise ValueError(f"negative tag number {tag.number}")
     first = (int(tag.cls) << 6) | (0x20 if tag.constructed else 0)
@@ -39,14 +55,21 @@ def encode_tag(tag: Tag) -> bytes:
 def encode_length(length: int) -> bytes:
     """Length octets in the definite form, shortest encoding."""
     if length < 0x80:
-        return bytes((length,))
+        return _SHORT_LENGTHS[length] if length >= 0 else bytes((length,))
     size = (length.bit_length() + 7) // 8
     return bytes((0x80 | size,)) + length.to_bytes(size, "big")
 
 
 def encode_tlv(tag: Tag, content: bytes | bytearray | memoryview) -> bytes:
     """Tag, definite length and contents."""
-    return b"".join((encode_tag(tag), encode_length(len(content)), content))
+    length = len(content)
+    return b"".join(
+        (
+            _IDENTIFIERS.get(tag) or encode_tag(tag),
+            _SHORT_LENGTHS[length] if length < 0x80 else encode_length(length),
+            content,
+        )
+    )
 
 
 def encode_int(value: int, tag: Tag = INTEGER) -> bytes:
@@ -98,7 +121,15 @@ def encode_time(value: datetime, tag: Tag = UTC_TIME, kind: Tag | None = None) -
 
 def constructed(tag: Tag, *children: bytes) -> bytes:
     """A constructed element holding already encoded children, in order."""
-    return encode_tlv(tag.as_constructed(), b"".join(children))
+    content = b"".join(children)
+    length = len(content)
+    return b"".join(
+        (
+            _CONSTRUCTED_IDENTIFIERS.get(tag) or encode_tag(tag.as_constructed()),
+            _SHORT_LENGTHS[length] if length < 0x80 else encode_length(length),
+            content,
+        )
+    )
 
 
 def sequence(*children: bytes) -> bytes:

@@ -107,68 +107,84 @@ def scan(
     max_depth, max_elements, max_length = limits.max_depth, limits.max_elements, limits.max_length
     p = start
     while True:
-        closed = False
         index: int | None = None
-        bound = end
-        inside = False  # bound by a definite length rather than the input
         if stack:
             top = stack[-1]
-            bound, inside = top[0], bool(top[5])
-            if top[1] < 0 and p + 1 < bound and mv[p] == 0 and mv[p + 1] == 0:
-                ends[top[4]] = p
-                stack.pop()
-                p += 2
-                closed = True
-            elif top[1] < 0 and p >= bound:
-                kind = MalformedError if inside else TruncatedError
-                raise kind("missing end-of-contents", p, _path(root, stack, None))
-            else:
-                index = top[2]
-                top[2] += 1
-        if not closed:
+            bound = top[0]
+            inside = top[5]  # bound by a definite length rather than the input
+            if top[1] < 0:
+                if p + 1 < bound and mv[p] == 0 and mv[p + 1] == 0:
+                    ends[top[4]] = p
+                    stack.pop()
+                    p += 2
+                    while stack and stack[-1][1] == p:
+                        stack.pop()
+                    if not stack:
+                        return p, count
+                    continue
+                if p >= bound:
+                    kind = MalformedError if inside else TruncatedError
+                    raise kind("missing end-of-contents", p, _path(root, stack, None))
+            index = top[2]
+            top[2] = index + 1
+        else:
+            bound, inside = end, False
+        # `header`'s own first case, inline (a low tag number and a one-octet length: nearly
+        # every element); anything else, errors included, goes through `header`.
+        if (
+            p + 1 < bound
+            and (first := mv[p]) & 0x1F != 0x1F
+            and (length := mv[p + 1]) < 0x80
+            and length <= max_length
+        ):
+            tag, hlen = LOW_TAGS[first], 2
+        else:
             try:
                 tag, hlen, length = header(mv, p, bound, max_length)
             except HeaderError as exc:
                 if exc.kind is TruncatedError and inside:
-                    exc.kind, exc.reason = MalformedError, f"{exc.reason} (enclosing element ends)"
+                    exc.kind = MalformedError
+                    exc.reason = f"{exc.reason} (enclosing element ends)"
                 raise exc.error(_path(root, stack, index)) from None
-            if mv[p] == 0:
-                reason = "end-of-contents not allowed here" if length == 0 else "reserved tag 0"
-                raise MalformedError(reason, p, _path(root, stack, index))
-            count += 1
-            if count > max_elements:
-                raise LimitError(
-                    f"more than max_elements {max_elements} elements",
-                    p,
-                    _path(root, stack, index),
-                    limit="max_elements",
+            first = mv[p]
+        if first == 0:
+            reason = "end-of-contents not allowed here" if length == 0 else "reserved tag 0"
+            raise MalformedError(reason, p, _path(root, stack, index))
+        count += 1
+        if count > max_elements:
+            raise LimitError(
+                f"more than max_elements {max_elements} elements",
+                p,
+                _path(root, stack, index),
+                limit="max_elements",
+            )
+        constructed = tag.constructed
+        if constructed and len(stack) >= max_depth:
+            raise LimitError(
+                f"nesting deeper than max_depth {max_depth}",
+                p,
+                _path(root, stack, index),
+                limit="max_depth",
+            )
+        if length < 0:
+            if not constructed:
+                raise MalformedError(
+                    "indefinite length on a primitive element", p, _path(root, stack, index)
                 )
-            if tag.constructed and len(stack) >= max_depth:
-                raise LimitError(
-                    f"nesting deeper than max_depth {max_depth}",
-                    p,
-                    _path(root, stack, index),
-                    limit="max_depth",
-                )
-            if length < 0:
-                if not tag.constructed:
-                    raise MalformedError(
-                        "indefinite length on a primitive element", p, _path(root, stack, index)
-                    )
-                stack.append([bound, -1, 0, index or 0, p, inside])
-                p += hlen
-                continue
-            content_end = p + hlen + length
-            if content_end > bound:
-                kind = MalformedError if inside else TruncatedError
-                what = "its enclosing element" if inside else "the input"
-                reason = f"length {length} runs past the end of {what}"
-                raise kind(reason, p, _path(root, stack, index))
-            if tag.constructed and length:
-                stack.append([content_end, content_end, 0, index or 0, p, True])
-                p += hlen
-                continue
-            p = content_end
+            stack.append([bound, -1, 0, index or 0, p, inside])
+            p += hlen
+            continue
+        content_end = p + hlen + length
+        if content_end > bound:
+            kind = MalformedError if inside else TruncatedError
+            what = "its enclosing element" if inside else "the input"
+            reason = f"length {length} runs past the end of {what}"
+            raise kind(reason, p, _path(root, stack, index))
+        if constructed and length:
+            stack.append([content_end, content_end, 0, index or 0, p, True])
+            p += hlen
+            continue
+        p = content_end
         while stack and stack[-1][1] == p:
             stack.pop()
         if not stack:

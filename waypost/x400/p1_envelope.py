@@ -57,7 +57,7 @@ from waypost.x400.p1_names import (
     encode_gdi,
     encode_mts_identifier,
     encode_orname,
-    orname_from_text,
+    encode_orname_text,
 )
 
 Input = bytes | bytearray | memoryview
@@ -321,6 +321,9 @@ def request_bits(request: ReportRequest, report: int) -> list[int]:
     }[request]
 
 
+_RECIPIENT_FIELDS = (OR_NAME, context(0), context(1), context(2), EXTENSIONS)
+
+
 def decode_recipient(
     item: Element, names: dict[str, ORName]
 ) -> tuple[Recipient, tuple[bytes, ...]]:
@@ -330,8 +333,7 @@ def decode_recipient(
     bits = item.child(context(1), "per-recipient-indicators").as_bit_set()
     conversion = item.find(context(2))
     extensions = item.find(EXTENSIONS)
-    known = (OR_NAME, context(0), context(1), context(2), EXTENSIONS)
-    unknown = tuple(bytes(c.raw) for c in item if c.tag not in known)
+    unknown = tuple(bytes(c.raw) for c in item if c.tag not in _RECIPIENT_FIELDS)
     recipient = Recipient(
         address=name.text,
         originally_specified_number=item.child(
@@ -371,7 +373,7 @@ def encode_recipient(
 
 def encode_name(text: str, names: dict[str, ORName]) -> bytes:
     known = names.get(text)
-    return encode_orname(known if known is not None else orname_from_text(text))
+    return encode_orname(known) if known is not None else encode_orname_text(text)
 
 
 # --- the envelope ----------------------------------------------------------------------
@@ -380,7 +382,9 @@ def encode_name(text: str, names: dict[str, ORName]) -> bytes:
 def decode_envelope(element: Element, *, probe: bool = False) -> TransferEnvelope:
     """A MessageTransferEnvelope SET (or, with `probe`, a ProbeTransferEnvelope, whose [0]
     is the content length); raises BERError-derived errors naming the path."""
-    path = element.path if element.path != "$" else ("probe" if probe else "envelope")
+    path = element.path
+    if path == "$":
+        path = "probe" if probe else "envelope"
     element = element.expect(PROBE_APDU if probe else SET, name=path)
     fields: dict[str, object] = {}
     names: dict[str, ORName] = {}

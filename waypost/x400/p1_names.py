@@ -11,6 +11,8 @@ so the first ";" always ends the domain part.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
 
 from waypost.address.mailbox import AddressError
 from waypost.address.oraddress import (
@@ -201,16 +203,43 @@ def _extension_attribute(attribute: Element, fields: dict[str, object], extra: l
         extra.append(bytes(attribute.raw))
 
 
+# Names decoded recently, by their encoding: an MTA sees the same few originators,
+# recipients and domains in every message. A hit is what decoding the same octets gives
+# (the results are immutable); a failure is never kept, so errors still name their path.
+# Both caches are bounded in entries and in the size of an encoding they keep; a full
+# cache starts again empty (one atomic step: the store's worker threads decode too).
+NAME_CACHE_SIZE = 4096
+_CACHEABLE_NAME = 512
+_V = TypeVar("_V")
+_ORNAMES: dict[bytes, ORName] = {}
+_GDIS: dict[bytes, str] = {}
+
+
+def _remember(cache: dict[bytes, _V], key: bytes, value: _V) -> _V:
+    if len(cache) >= NAME_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _cached_orname(element: Element) -> ORName:
+    if len(element.value) > _CACHEABLE_NAME:
+        return decode_or_components(element, element.children())
+    key = bytes(element.raw)
+    known = _ORNAMES.get(key)
+    if known is not None:
+        return known
+    return _remember(_ORNAMES, key, decode_or_components(element, element.children()))
+
+
 def decode_orname(element: Element) -> ORName:
     """An ORName: `[APPLICATION 0] IMPLICIT SEQUENCE { ORAddress components, [0] dir name }`."""
-    element = element.expect(OR_NAME)
-    return decode_or_components(element, element.children())
+    return _cached_orname(element.expect(OR_NAME))
 
 
 def decode_oraddress_seq(element: Element) -> ORName:
     """A bare ORAddress SEQUENCE (as inside report fields)."""
-    element = element.expect(SEQUENCE)
-    return decode_or_components(element, element.children())
+    return _cached_orname(element.expect(SEQUENCE))
 
 
 def _encode_components(name: ORName | ORAddress) -> list[bytes]:
@@ -277,6 +306,19 @@ def encode_orname(name: ORName | ORAddress) -> bytes:
     return constructed(OR_NAME, *_encode_components(name))
 
 
+@lru_cache(maxsize=NAME_CACHE_SIZE)
+def _encode_orname_text(text: str) -> bytes:
+    return encode_orname(parse_oraddress(text))
+
+
+def encode_orname_text(text: str) -> bytes:
+    """`[APPLICATION 0]` ORName of an O/R address text (raises AddressError); the encodings
+    of recent texts are kept."""
+    if len(text) > _CACHEABLE_NAME:
+        return encode_orname(parse_oraddress(text))
+    return _encode_orname_text(text)
+
+
 def encode_orname_as(name: ORName | ORAddress, tag: Tag) -> bytes:
     """An ORName under an IMPLICIT context tag (X.411's report fields): `tag` replaces
     [APPLICATION 0]."""
@@ -299,6 +341,16 @@ def orname_from_text(text: str) -> ORAddress:
 def decode_gdi(element: Element) -> str:
     """GlobalDomainIdentifier → `/C=GB/ADMD=TEST/PRMD=PPTEST/`."""
     element = element.expect(GLOBAL_DOMAIN_IDENTIFIER)
+    if len(element.value) > _CACHEABLE_NAME:
+        return _decode_gdi(element)
+    key = bytes(element.raw)
+    known = _GDIS.get(key)
+    if known is not None:
+        return known
+    return _remember(_GDIS, key, _decode_gdi(element))
+
+
+def _decode_gdi(element: Element) -> str:
     fields: dict[str, object] = {
         "country": _choice_string(element.child(COUNTRY_NAME, "country-name"), "country-name"),
         "admd": _choice_string(element.child(ADMD_NAME, "administration-domain-name"), "admd"),
@@ -321,7 +373,13 @@ def gdi_parts(text: str) -> ORAddress:
 
 
 def encode_gdi(text: str) -> bytes:
-    """GlobalDomainIdentifier from its text (raises AddressError)."""
+    """GlobalDomainIdentifier from its text (raises AddressError); recent texts are kept."""
+    if len(text) > _CACHEABLE_NAME:
+        return _encode_gdi(text)
+    return _encode_gdi_cached(text)
+
+
+def _encode_gdi(text: str) -> bytes:
     address = gdi_parts(text)
     parts = [
         _encode_choice_string(COUNTRY_NAME, address.country, numeric_ok=True),
@@ -330,6 +388,9 @@ def encode_gdi(text: str) -> bytes:
     if address.prmd is not None:
         parts.append(_encode_choice_string(None, address.prmd, numeric_ok=False))
     return constructed(GLOBAL_DOMAIN_IDENTIFIER, *parts)
+
+
+_encode_gdi_cached = lru_cache(maxsize=NAME_CACHE_SIZE)(_encode_gdi)
 
 
 def decode_mts_identifier(element: Element, tag: Tag = MTS_IDENTIFIER) -> str:
@@ -368,6 +429,7 @@ __all__ = [
     "encode_oraddress_seq",
     "encode_orname",
     "encode_orname_as",
+    "encode_orname_text",
     "gdi_parts",
     "orname_from_text",
     "ps_decode",

@@ -66,6 +66,7 @@ from waypost.x400.p1_names import (
     encode_mts_identifier,
     encode_orname,
     encode_orname_as,
+    encode_orname_text,
     orname_from_text,
 )
 
@@ -233,7 +234,7 @@ def encode_report_apdu(envelope: Envelope, content: bytes) -> bytes:
     raw_name = extra.names.get(destination)
     parts = [
         encode_mts_identifier(envelope.mts_id),
-        raw_name if raw_name is not None else encode_orname(orname_from_text(destination)),
+        raw_name if raw_name is not None else encode_orname_text(destination),
         encode_trace(envelope.trace),
         *extra.unknown,
     ]
