@@ -32,9 +32,13 @@ class LocalDeliveryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """Where a message landed."""
+    """Where a message landed: the file, and the name of its mailbox directory."""
 
-    path: Path
+    path: str
+    mailbox: str
+
+
+MAX_KNOWN_MAILBOXES = 10_000
 
 
 class MaildirStore:
@@ -49,6 +53,8 @@ class MaildirStore:
             (hostname or socket.gethostname()).replace("/", "\\057").replace(":", "\\072")
         )
         self._counter = itertools.count()
+        # Mailboxes whose tmp/new/cur are known to exist (bounded by the local mailboxes).
+        self._made: set[str] = set()
 
     def mailbox_for(self, local_part: str) -> Path:
         """The Maildir of a local part; raises a permanent error for unknown or unsafe names."""
@@ -78,18 +84,28 @@ class MaildirStore:
                 f"4.3.0 cannot write to {mailbox}: {exc.strerror or exc}", permanent=False
             ) from None
 
-    def write(self, mailbox: Path, data: bytes, *, suffix: str = "") -> Delivered:
+    def write(self, mailbox: str | Path, data: bytes, *, suffix: str = "") -> Delivered:
         """Write one file into `mailbox`'s new/, durably (raises OSError)."""
-        for sub in ("tmp", "new", "cur"):
-            (mailbox / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Plain strings: pathlib costs more than the write itself on this path.
+        box = os.fspath(mailbox)
+        if box not in self._made:
+            for sub in ("tmp", "new", "cur"):
+                os.makedirs(os.path.join(box, sub), mode=0o700, exist_ok=True)
+            if len(self._made) >= MAX_KNOWN_MAILBOXES:
+                self._made.clear()
+            self._made.add(box)
         now = time.time()
         name = (
             f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(self._counter)}"
             f".{self.hostname}{suffix}"
         )
-        tmp = mailbox / "tmp" / name
-        new = mailbox / "new" / name
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = f"{box}/tmp/{name}"
+        new = f"{box}/new/{name}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            self._made.discard(box)  # removed under us: make it again next time
+            raise
         try:
             view = memoryview(data)
             while view:
@@ -99,11 +115,11 @@ class MaildirStore:
         finally:
             os.close(fd)
         os.rename(tmp, new)
-        _fsync_dir(mailbox / "new")
-        return Delivered(path=new)
+        _fsync_dir(f"{box}/new")
+        return Delivered(path=new, mailbox=os.path.basename(box))
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -10,6 +10,7 @@ would be.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -74,9 +75,9 @@ class X400Store:
                 f"5.3.3 unsupported critical function (extension {critical[0].type})",
                 permanent=True,
             )
-        mailbox = self.root / mailbox_name(canonical)
+        mailbox = os.path.join(self.root, mailbox_name(canonical))
         if envelope.object_kind is ObjectKind.PROBE:
-            return Delivered(path=mailbox / "new" / "(probe)")
+            return Delivered(path="", mailbox=os.path.basename(mailbox))  # answered, not stored
         try:
             apdu = encode_stored(single, content, domain=self.domain)
         except (ValueError, AddressError) as exc:

@@ -931,16 +931,20 @@ class Association:
             self._events.append(TransferReceived(apdu=payload))
 
     def _unwrap_mtse(self, data: bytes) -> bytes:
-        """The MTS-APDU inside `EXTERNAL { ctx id-as-mtse, [0] { apdu } }`."""
-        limits = ber.Limits(max_length=len(data), max_total=len(data) + 1)
-        ext = ber.decode(data, limits=limits, name="mts-external")  # checks every element
+        """The MTS-APDU inside `EXTERNAL { ctx id-as-mtse, [0] { apdu } }`.
+
+        In the form senders write, the wrapper is read in place and the APDU's own
+        elements are left to the P1 decoder above (one scan, not two): a malformed
+        APDU is then the P1 layer's error. Any other form is checked element by element.
+        """
         found = _mtse_content(data)
-        if found is not None:  # as senders write it: read in place
+        if found is not None:
             want = self._pctx(ID_AS_MTSE, 5)
             if found[0] != want:
                 raise _PeerError(Layer.RTSE, f"APDU in context {found[0]}, not id-as-mtse ({want})")
             return found[1]
-        ext = ext.expect(ber.EXTERNAL)
+        limits = ber.Limits(max_length=len(data), max_total=len(data) + 1)
+        ext = ber.decode(data, limits=limits, name="mts-external").expect(ber.EXTERNAL)
         ident = ext.child(ber.INTEGER, "indirect-reference").as_int()
         want = self._pctx(ID_AS_MTSE, 5)
         if ident != want:
@@ -1033,8 +1037,8 @@ def _mtse_external(context_id: int, apdu: bytes) -> bytes:
 
 def _mtse_content(data: bytes) -> tuple[int, bytes] | None:
     """(context id, contents of [0]) of `EXTERNAL { INTEGER 0..127, [0] { … } }` with
-    shortest definite lengths, once `ber.decode` has checked the elements; None for any
-    other form, which `_unwrap_mtse` reads with the decoder (to the same result)."""
+    shortest definite lengths; None for any other form, which `_unwrap_mtse` reads with
+    the decoder."""
     if len(data) < 7 or data[0] != _TAG_EXTERNAL:
         return None
     length, p = read_length(data, 1)
