@@ -586,6 +586,11 @@ _LOGGER = logging.getLogger("waypost")
 _CATEGORY_LOGGERS = {c: _LOGGER.getChild(c.value) for c in Category}
 
 
+def enabled(event: EventDefinition) -> bool:
+    """Whether `emit` would log the event: lets a hot path skip gathering its fields."""
+    return _CATEGORY_LOGGERS[event.category].isEnabledFor(event.severity)
+
+
 def emit(event: EventDefinition, **fields: object) -> None:
     """Log one numbered event with its fields as a structured record."""
     logger = _CATEGORY_LOGGERS[event.category]

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class Delivered:
 
     path: str
     mailbox: str
+    # The directory the file was renamed into ("" when nothing was written).
+    directory: str = ""
 
 
 MAX_KNOWN_MAILBOXES = 10_000
@@ -68,9 +71,17 @@ class MaildirStore:
         return self.root / name
 
     def deliver(
-        self, local_part: str, recipient: str, envelope: Envelope, content: bytes
+        self,
+        local_part: str,
+        recipient: str,
+        envelope: Envelope,
+        content: bytes,
+        *,
+        sync_dir: bool = True,
     ) -> Delivered:
-        """Write one message into the mailbox of `local_part`; synchronous (run it in a thread)."""
+        """Write one message into the mailbox of `local_part`; synchronous (run it in a thread).
+        With `sync_dir` false the caller fsyncs `Delivered.directory` before it reports
+        the delivery."""
         if envelope.content_type != ContentType.INTERNET:
             raise LocalDeliveryError(
                 f"5.6.1 content type {envelope.content_type} cannot be delivered to a Maildir",
@@ -78,14 +89,22 @@ class MaildirStore:
             )
         mailbox = self.mailbox_for(local_part)
         try:
-            return self.write(mailbox, _with_delivery_headers(envelope, recipient, content))
+            return self.write(
+                mailbox, _with_delivery_headers(envelope, recipient, content), sync_dir=sync_dir
+            )
         except OSError as exc:
             raise LocalDeliveryError(
                 f"4.3.0 cannot write to {mailbox}: {exc.strerror or exc}", permanent=False
             ) from None
 
-    def write(self, mailbox: str | Path, data: bytes, *, suffix: str = "") -> Delivered:
-        """Write one file into `mailbox`'s new/, durably (raises OSError)."""
+    def write(
+        self, mailbox: str | Path, data: bytes, *, suffix: str = "", sync_dir: bool = True
+    ) -> Delivered:
+        """Write one file into `mailbox`'s new/, durably (raises OSError): the file is
+        fsync'd, renamed into new/, and new/ fsync'd — unless `sync_dir` is false, when
+        the caller must fsync `Delivered.directory` (see `sync_directories`) before it
+        counts the file as delivered: many files renamed into one directory then cost
+        one directory fsync."""
         # Plain strings: pathlib costs more than the write itself on this path.
         box = os.fspath(mailbox)
         if box not in self._made:
@@ -115,8 +134,21 @@ class MaildirStore:
         finally:
             os.close(fd)
         os.rename(tmp, new)
-        _fsync_dir(f"{box}/new")
-        return Delivered(path=new, mailbox=os.path.basename(box))
+        directory = f"{box}/new"
+        if sync_dir:
+            _fsync_dir(directory)
+        return Delivered(path=new, mailbox=os.path.basename(box), directory=directory)
+
+
+def sync_directories(directories: Iterable[str]) -> dict[str, OSError]:
+    """fsync each directory once; the ones that failed, with their error."""
+    failed: dict[str, OSError] = {}
+    for directory in directories:
+        try:
+            _fsync_dir(directory)
+        except OSError as exc:
+            failed[directory] = exc
+    return failed
 
 
 def _fsync_dir(path: str | Path) -> None:

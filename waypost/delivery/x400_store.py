@@ -52,8 +52,11 @@ class X400Store:
         self.mailboxes = frozenset(str(parse_oraddress(m)).upper() for m in mailboxes)
         self._files = MaildirStore(root, hostname=hostname)
 
-    def deliver(self, recipient: str, envelope: Envelope, content: bytes) -> Delivered:
-        """Store the message for one local O/R recipient; synchronous (run it in a thread)."""
+    def deliver(
+        self, recipient: str, envelope: Envelope, content: bytes, *, sync_dir: bool = True
+    ) -> Delivered:
+        """Store the message for one local O/R recipient; synchronous (run it in a thread).
+        With `sync_dir` false the caller fsyncs `Delivered.directory` (as MaildirStore.write)."""
         if envelope.content_type == ContentType.INTERNET:
             raise LocalDeliveryError(
                 "5.6.3 Internet mail cannot be delivered to an X.400 mailbox without conversion",
@@ -67,8 +70,12 @@ class X400Store:
         if self.mailboxes and canonical.upper() not in self.mailboxes:
             raise LocalDeliveryError(f"5.1.1 no such O/R address {canonical}", permanent=True)
         # The stored copy names only this recipient, as a delivered message does.
-        mine = [r for r in envelope.recipients if r.address == recipient] or envelope.recipients[:1]
-        single = msgspec.structs.replace(envelope, recipients=mine)
+        recipients = envelope.recipients
+        if len(recipients) == 1 and recipients[0].address == recipient:
+            single = envelope  # already so: no copy
+        else:
+            mine = [r for r in recipients if r.address == recipient] or recipients[:1]
+            single = msgspec.structs.replace(envelope, recipients=mine)
         critical = unsupported_critical(single, critical_for="delivery")
         if critical and envelope.object_kind is not ObjectKind.REPORT:
             raise LocalDeliveryError(
@@ -84,7 +91,7 @@ class X400Store:
             reason = f"5.6.0 cannot encode the P1 object: {exc}"
             raise LocalDeliveryError(reason, permanent=True) from None
         try:
-            return self._files.write(mailbox, apdu, suffix=".p1")
+            return self._files.write(mailbox, apdu, suffix=".p1", sync_dir=sync_dir)
         except OSError as exc:
             raise LocalDeliveryError(
                 f"4.3.0 cannot write to {mailbox}: {exc.strerror or exc}", permanent=False

@@ -76,6 +76,8 @@ class QueueManager:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the claim: work enqueued from here on wakes the wait below.
+            self._wake.clear()
             try:
                 claimed = await self.run_once()
             except Exception as exc:
@@ -83,8 +85,10 @@ class QueueManager:
                 # could not claim stays due, and leases it took expire.
                 events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=repr(exc))
                 claimed = 0
-            if claimed:
-                continue
+            if claimed >= self.settings.batch_size:
+                continue  # a full batch: more may be due now
+            # Fewer than a batch: everything due was taken, so wait for new work (or the
+            # next due time) rather than claiming again at once for nothing.
             await self._idle()
 
     async def stop(self) -> None:
@@ -129,7 +133,8 @@ class QueueManager:
             due = await self.store.next_due()
             if due is not None:
                 timeout = max(0.0, min(timeout, due - self.clock.now()))
-        self._wake.clear()
+        if self._wake.is_set():
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -156,14 +161,20 @@ class QueueManager:
     async def _attempt(self, hop: str, claims: list[Claim]) -> list[Outcome]:
         now = self.clock.now()
         first = claims[0]
-        expired = [c for c in claims if c.expires_at <= now]
-        live = [c for c in claims if c.expires_at > now]
-        attempts: list[Attempt] = [
-            Attempt(recipient_id=c.recipient_id, result=Result.DEFERRED, detail=_last_error(c))
-            for c in expired
-        ]
-        if live:
-            attempts += await self._deliver(hop, first.message_id, first.envelope, live)
+        attempts: list[Attempt]
+        if all(c.expires_at > now for c in claims):  # the usual case: none expired
+            attempts = await self._deliver(hop, first.message_id, first.envelope, claims)
+        else:
+            live = [c for c in claims if c.expires_at > now]
+            attempts = [
+                Attempt(recipient_id=c.recipient_id, result=Result.DEFERRED, detail=_last_error(c))
+                for c in claims
+                if c.expires_at <= now
+            ]
+            if live:
+                attempts += await self._deliver(hop, first.message_id, first.envelope, live)
+        if len(claims) == 1 and len(attempts) == 1:
+            return [self._outcome(first, attempts[0], hop)]
         by_id = {c.recipient_id: c for c in claims}
         return [self._outcome(by_id[a.recipient_id], a, hop) for a in attempts]
 
@@ -193,6 +204,10 @@ class QueueManager:
         except Exception as exc:
             events.emit(events.UNEXPECTED_ERROR, component=f"{transport} delivery", error=repr(exc))
             return [_deferred(c, "4.3.0 internal error in the delivery agent") for c in claims]
+        if len(attempts) == len(claims) and all(
+            a.recipient_id == c.recipient_id for a, c in zip(attempts, claims, strict=True)
+        ):
+            return attempts  # one answer per recipient, in order: the usual case
         asked = {c.recipient_id for c in claims}
         attempts = [a for a in attempts if a.recipient_id in asked]
         answered = {a.recipient_id for a in attempts}
@@ -208,12 +223,13 @@ class QueueManager:
         recipient = claim.envelope.recipients[claim.rcpt_index]
         if attempt.result is Result.DELIVERED:
             self.counters["delivered"] += 1
-            events.emit(
-                events.DELIVERED,
-                message_id=claim.message_id,
-                recipient=claim.address,
-                next_hop=hop,
-            )
+            if events.enabled(events.DELIVERED):  # (an INFO event: mostly filtered out)
+                events.emit(
+                    events.DELIVERED,
+                    message_id=claim.message_id,
+                    recipient=claim.address,
+                    next_hop=hop,
+                )
             report = None
             if not attempt.passed_on and should_report(claim.envelope, recipient, DsnKind.SUCCESS):
                 local = hop.partition(":")[0] == "local"

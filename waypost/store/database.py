@@ -42,6 +42,13 @@ FROM recipients AS r LEFT JOIN messages AS m ON m.id = r.message_id
 WHERE r.due_at <= ? ORDER BY r.due_at LIMIT ?
 """
 
+# Bound parameters per statement when ids are listed in an IN (...): well under SQLite's limit.
+_CHUNK = 500
+
+_DELIVERED = RecipientState.DELIVERED.value
+_DEFERRED = RecipientState.DEFERRED.value
+_FAILED = RecipientState.FAILED.value
+
 _OPEN_STATES = (
     f"('{RecipientState.QUEUED}', '{RecipientState.DEFERRED}', '{RecipientState.LEASED}', "
     f"'{RecipientState.HELD}', '{RecipientState.QUARANTINED}')"
@@ -229,36 +236,84 @@ class Database:
 
     def settle(self, owner: str, outcomes: Sequence[Outcome], now: float) -> int:
         """Record outcomes for recipients this owner still leases; finished messages go."""
-        settled = 0
-        touched: set[int] = set()
+        return len(self.settle_ids(owner, outcomes, now))
+
+    def settle_ids(self, owner: str, outcomes: Sequence[Outcome], now: float) -> set[int]:
+        """`settle`, answering which recipients were settled (those this owner still leased).
+
+        A few statements per batch rather than per recipient: the leases still held are
+        read at once, updated with one executemany, and finished messages removed together.
+        """
+        held: dict[int, int] = {}
+        ids = [o.recipient_id for o in outcomes]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for rid, mid in self.conn.execute(
+                f"SELECT id, message_id FROM recipients WHERE id IN ({marks}) "
+                "AND state = 'leased' AND lease_owner = ?",
+                (*chunk, owner),
+            ):
+                held[rid] = mid
+        if not held:
+            return set()
+        rows = []
         for outcome in outcomes:
-            if outcome.result is Result.DEFERRED:
-                state, due = RecipientState.DEFERRED.value, outcome.next_attempt
-            elif outcome.result is Result.DELIVERED:
-                state, due = RecipientState.DELIVERED.value, None
+            rid = outcome.recipient_id
+            if rid not in held:
+                continue
+            result = outcome.result
+            if result is Result.DELIVERED:
+                state, due = _DELIVERED, None
+            elif result is Result.DEFERRED:
+                state, due = _DEFERRED, outcome.next_attempt
             else:
-                state, due = RecipientState.FAILED.value, None
-            cur = self.conn.execute(
-                "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + 1, "
-                "last_error = ?, lease_owner = NULL, report = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'leased' AND lease_owner = ? RETURNING message_id",
+                state, due = _FAILED, None
+            report = outcome.report
+            rows.append(
                 (
                     state,
                     due,
                     outcome.detail[:1000] or None,
-                    outcome.report.value if outcome.report else None,
+                    report.value if report else None,
                     now,
-                    outcome.recipient_id,
+                    rid,
                     owner,
-                ),
+                )
             )
-            row = cur.fetchone()
-            if row is not None:
-                settled += 1
-                touched.add(row[0])
-        for message_id in touched:
-            self.remove_if_finished(message_id)
-        return settled
+        # The same conditions as the read: an outcome given twice in one batch counts once.
+        self.conn.executemany(
+            "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + 1, "
+            "last_error = ?, lease_owner = NULL, report = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+            rows,
+        )
+        self.remove_finished(set(held.values()))
+        return set(held)
+
+    def remove_finished(self, message_ids: set[int]) -> None:
+        """`remove_if_finished` for many messages, in a few statements."""
+        if len(message_ids) == 1:
+            self.remove_if_finished(next(iter(message_ids)))
+            return
+        ids = sorted(message_ids)
+        finished: list[tuple[int]] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            pending = {
+                row[0]
+                for row in self.conn.execute(
+                    f"SELECT DISTINCT message_id FROM recipients WHERE message_id IN ({marks}) "
+                    "AND (state NOT IN ('delivered', 'failed') OR report IS NOT NULL)",
+                    chunk,
+                )
+            }
+            finished.extend((mid,) for mid in chunk if mid not in pending)
+        if finished:
+            self.conn.executemany("DELETE FROM recipients WHERE message_id = ?", finished)
+            self.conn.executemany("DELETE FROM content WHERE message_id = ?", finished)
+            self.conn.executemany("DELETE FROM messages WHERE id = ?", finished)
 
     def remove_if_finished(self, message_id: int) -> bool:
         """Delete a message whose every recipient is final with no report owed."""

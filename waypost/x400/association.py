@@ -471,8 +471,9 @@ class X400Session(PausingDriver):
         envelope = add_trace(envelope, domain, now)
         recipients = []
         hops: list[str] = []
+        is_report = envelope.object_kind is ObjectKind.REPORT
         for index, recipient in enumerate(envelope.recipients):
-            if not recipient.responsibility and envelope.object_kind is not ObjectKind.REPORT:
+            if not recipient.responsibility and not is_report:
                 continue  # another MTA answers for it
             recipients.append(recipient)
             hops.append(self._hop(envelope, index, looped))
@@ -504,7 +505,12 @@ class X400Session(PausingDriver):
             return "error:5.4.6 loop detected: the message has been through this domain before"
         # Waypost relays every extension but acts on none: X.411 says one critical for
         # transfer that an MTA does not support means non-delivery.
-        found = unsupported_critical(msgspec.structs.replace(envelope, recipients=[recipient]))
+        # (The envelope's extensions and this recipient's; most messages have none.)
+        found = (
+            unsupported_critical(msgspec.structs.replace(envelope, recipients=[recipient]))
+            if envelope.extensions or recipient.extensions
+            else None
+        )
         if found:
             events.emit(
                 events.X400_CRITICAL_EXTENSION,
