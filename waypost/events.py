@@ -293,6 +293,15 @@ QUEUE_ADMIN = _define(
     "Operator {action} on {count} recipients of {target}",
     "None.",
 )
+QUEUE_STORE_UNAVAILABLE = _define(
+    1405,
+    "queue-store-unavailable",
+    S.WARNING,
+    C.QUEUE,
+    "The queue manager could not {action} in the MTA database: {error}; the work stays "
+    "queued and is tried again",
+    "See the store's own event (1202) for the cause, usually a full disk; nothing is lost.",
+)
 NO_ROUTE = _define(
     1404,
     "no-route",

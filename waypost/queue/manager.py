@@ -80,6 +80,10 @@ class QueueManager:
             self._wake.clear()
             try:
                 claimed = await self.run_once()
+            except StoreError as exc:
+                # A full disk or a failing write: the store has said why (1202).
+                events.emit(events.QUEUE_STORE_UNAVAILABLE, action="claim work", error=str(exc))
+                claimed = 0
             except Exception as exc:
                 # Whatever went wrong, the queue manager carries on: the work it
                 # could not claim stays due, and leases it took expire.
@@ -152,7 +156,7 @@ class QueueManager:
         except StoreError as exc:
             # The outcomes are lost but the leases are not: they expire and the
             # recipients are tried again (at-least-once).
-            events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=str(exc))
+            events.emit(events.QUEUE_STORE_UNAVAILABLE, action="record outcomes", error=str(exc))
         finally:
             self._slots.release()
             if not self._tasks - {asyncio.current_task()}:

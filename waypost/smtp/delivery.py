@@ -28,6 +28,7 @@ from waypost.routing import NextHop, parse_next_hop
 from waypost.smtp.client_protocol import (
     NEED_DATA,
     ClientConnection,
+    ClientState,
     Closed,
     Ready,
     RecipientOutcome,
@@ -186,6 +187,9 @@ class SmtpSession:
             if isinstance(event, TransactionDone):
                 self.idle_since = time.monotonic()
                 self.dsn = not event.dsn_unsupported and self.client.capabilities.dsn
+                if self.client.state is ClientState.CLOSED:
+                    # Ended by a timeout or a lost connection: never to be reused.
+                    await self.close()
                 return list(event.outcomes)
             if isinstance(event, Closed):
                 self.alive = False

@@ -119,7 +119,11 @@ class SmtpSession(PausingDriver):
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
         self._pump()
-        self._touch()  # after the bytes were read: a DATA command switches to data_timeout
+        # After the bytes were read: a DATA command switches to data_timeout. A command line
+        # still incomplete does not count as traffic, so a client dribbling one octet at a
+        # time (slow-loris) is timed out all the same.
+        if self.conn.receiving_message or not self.conn.partial_input:
+            self._touch()
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")

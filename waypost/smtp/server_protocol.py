@@ -181,6 +181,12 @@ class ServerConnection:
         """True while reading DATA or a BDAT chunk (RFC 5321 §4.5.3.2 times those differently)."""
         return self._mode in (_Mode.DATA, _Mode.CHUNK)
 
+    @property
+    def partial_input(self) -> bool:
+        """Octets received that do not yet make a whole command line (an over-long line being
+        discarded counts), or a whole line of content."""
+        return bool(self._in) or self._discarding
+
     def protocol_name(self) -> str:
         """The Received: `with` type for the current transaction (RFC 3848, RFC 6531)."""
         return protocol_name(
