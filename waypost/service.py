@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from waypost.smtp.server import SmtpServer
 from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
+from waypost.store.check.structure import describe_error, reports_damage
+from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
 from waypost.x400.association import X400Server
 from waypost.x400.outbound import X400Deliverer
@@ -50,6 +53,10 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again once the other instance stopped
 EXIT_DATABASE_UNUSABLE = 76
+RECOVERY_HINT = (
+    "Waypost will not start on it: follow the recovery procedure in docs/operations.md "
+    "(When the database file itself is damaged)"
+)
 
 
 class ServiceError(Exception):
@@ -117,8 +124,35 @@ def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:
     report = check_database(db_path, repair=True)
     if report.fatal:
         raise ServiceError(
-            f"the MTA database {db_path} is damaged: {report.fatal}", EXIT_DATABASE_UNUSABLE
+            f"the MTA database {db_path} is damaged: {report.fatal}. {RECOVERY_HINT}",
+            EXIT_DATABASE_UNUSABLE,
         )
+
+
+def check_integrity_at_start(db_path: str) -> None:
+    """After a clean stop, SQLite's quick check: a page damaged while Waypost was stopped
+    (a torn write, a disk fault) stops the start, rather than surfacing mid-run."""
+    if not Path(db_path).is_file():
+        return
+    try:
+        conn = connect(db_path, readonly=True)
+        try:
+            lines = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if not reports_damage(exc):
+            return  # not damage (permissions, …): opening the store reports it
+        reason = describe_error(exc)
+    else:
+        if lines == ["ok"]:
+            return
+        reason = "SQLite's quick check fails: " + "; ".join(lines[:3])
+    events.emit(events.STORE_CORRUPT, path=db_path, reason=reason)
+    raise ServiceError(
+        f"the MTA database {db_path} is damaged: {reason}. {RECOVERY_HINT}",
+        EXIT_DATABASE_UNUSABLE,
+    )
 
 
 class Service:
@@ -300,6 +334,8 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     lock = RunLock.acquire(data_dir)
     if lock.previous_pid is not None:
         check_after_unclean_stop(database_path(config), lock.previous_pid)
+    else:
+        check_integrity_at_start(database_path(config))
     service = await Service.start(config)
     try:
         await service.start_listeners()
