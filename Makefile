@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit system-tools clean
+.PHONY: run test lint unit system-tools clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: $(VENV)/.installed
 
 ## make test: install test extras and system tools, then lint, type-check and run the whole suite
 test: $(VENV)/.installed-test system-tools
-	$(BIN)/ruff check waypost tests bench
+	$(BIN)/ruff check waypost tests bench fuzz
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -31,8 +31,24 @@ unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check waypost tests bench
+	$(BIN)/ruff check waypost tests bench fuzz
 	$(BIN)/mypy
+
+## make fuzz: atheris (libFuzzer) on each decoder family for FUZZ_TIME seconds apiece, seeded
+## from the PP captures; not part of `make test`. The corpus grows in FUZZ_CORPUS (kept out
+## of git inside the venv); failing inputs land in $(FUZZ_CORPUS)/crashes/.
+FUZZ_TIME ?= 60
+FUZZ_CORPUS ?= $(VENV)/fuzz-corpus
+FUZZ_HARNESSES := ber p1 ipm osi_stack smtp
+fuzz: $(VENV)/.installed-test
+	$(BIN)/pip install -q -e '.[fuzz]' || echo "atheris did not install: the harnesses use their plain-random driver"
+	$(BIN)/python fuzz/seeds.py $(FUZZ_CORPUS)
+	mkdir -p $(FUZZ_CORPUS)/crashes
+	set -e; for h in $(FUZZ_HARNESSES); do \
+		echo "== fuzz_$$h ($(FUZZ_TIME)s)"; \
+		$(BIN)/python fuzz/fuzz_$$h.py -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 \
+			-artifact_prefix=$(FUZZ_CORPUS)/crashes/ $(FUZZ_CORPUS)/$$h; \
+	done
 
 system-tools:
 	bash scripts/install-system-tools.sh

@@ -132,6 +132,8 @@ class ServerConnection:
         self._errors = 0
         self._junk = 0
         self._last = "CONNECT"
+        # Limits this client ran into, each told to the log once per connection.
+        self._limits_told: set[str] = set()
         # The mail transaction.
         self._mail: MailFrom | None = None
         self._rcpts = 0
@@ -352,6 +354,15 @@ class ServerConnection:
         if self._errors >= self.settings.max_errors and self._closed is None:
             self._fatal(replies.TOO_MANY_ERRORS, f"{self._errors} errors")
 
+    def _tell_limit(self, limit: str, reply: Reply) -> None:
+        """A limit refused the client (already answered): a Violation for the log, once
+        per connection and limit (a pipelined flood must not flood the log too)."""
+        if limit not in self._limits_told:
+            self._limits_told.add(limit)
+            self._events.append(
+                Violation(reason=f"over {limit}: refused with {reply.code} {reply.status}")
+            )
+
     def _fatal(self, reply: Reply, reason: str) -> None:
         self._send(reply)
         self._events.append(Violation(reason=reason))
@@ -457,6 +468,7 @@ class ServerConnection:
             self._fail(replies.AUTH_LINE_TOO_LONG)
         else:
             self._fail(replies.LINE_TOO_LONG)
+            self._tell_limit("line length", replies.LINE_TOO_LONG)
 
     def _step_data(self) -> bool:
         progressed, ended = self._message.read_dot_stuffed(self._in)
@@ -507,6 +519,7 @@ class ServerConnection:
         if too_big:
             self._end_message()
             self._fail(replies.MESSAGE_TOO_BIG)
+            self._tell_limit("max_message_size", replies.MESSAGE_TOO_BIG)
         elif not binary and has_bare_cr_or_lf(content):
             # Whatever a client meant by a bare CR or LF, relaying it could split the
             # message in two at a later hop: refuse the whole message.
@@ -619,6 +632,7 @@ class ServerConnection:
         if self._rcpts >= self.settings.max_recipients:
             # Not counted as an error: a large pipelined list must not cut the session.
             self._send(replies.TOO_MANY_RECIPIENTS)
+            self._tell_limit("max_recipients", replies.TOO_MANY_RECIPIENTS)
             return
         smtputf8 = self._mail is not None and self._mail.smtputf8
         hostname = self.settings.hostname
