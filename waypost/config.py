@@ -176,6 +176,8 @@ class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     global_domain: str = "/C=ZZ/ADMD= /PRMD=WAYPOST/"
     bind_timeout: float = 60.0
     idle_timeout: float = 300.0
+    max_connections: int = 1000
+    max_connections_per_client: int = 100
     peer: tuple[X400PeerConfig, ...] = ()
 
     @property
@@ -544,6 +546,10 @@ def _check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _global_domain(config.x400.global_domain)
     for field in ("bind_timeout", "idle_timeout"):
         yield from _positive(f"x400.{field}", getattr(config.x400, field))
+    yield from _within("x400.max_connections", config.x400.max_connections, 1, 100_000)
+    yield from _within(
+        "x400.max_connections_per_client", config.x400.max_connections_per_client, 1, 100_000
+    )
 
     seen: set[str] = set()
     for i, peer in enumerate(config.x400.peer):

@@ -298,7 +298,15 @@ class Service:
             await self.smtp.start()
         x400 = self.config.x400
         if x400.listen:
-            self.x400 = X400Server(x400, self.routing, self.enqueue, list(x400.addresses))
+            self.x400 = X400Server(
+                x400,
+                self.routing,
+                self.enqueue,
+                list(x400.addresses),
+                ConnectionLimits(
+                    max_total=x400.max_connections, max_per_client=x400.max_connections_per_client
+                ),
+            )
             await self.x400.start()
 
     def run_background(self) -> list[asyncio.Task[None]]:

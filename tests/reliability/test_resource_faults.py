@@ -23,6 +23,7 @@ from helpers import free_port, make_message
 
 from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.osi.stack import Association, Mode, Open, Role
 from waypost.service import Service
 from waypost.store.base import StoreError
 from waypost.x400.ipm import build_ipm
@@ -686,6 +687,66 @@ async def test_connection_flood_is_refused_with_421_and_service_resumes(
         code, text = await asyncio.to_thread(smtp_send, port, ["bob@localhost"], smtp_body("after"))
         assert code == 250, (code, text)
         assert m.smtp is not None
+        assert_no_traceback(caplog)
+    finally:
+        for s in held:
+            s.close()
+        if m is not None:
+            await m.stop()
+
+
+async def test_x400_connection_flood_is_refused_and_service_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More inbound connections than `[x400] max_connections` / per client: the extra ones
+    are closed at once with an event, the others stay, and the listener serves afterwards."""
+    caplog.set_level(logging.INFO, logger="waypost")
+    port = free_port()
+    m: Service | None = None
+    held: list[socket.socket] = []
+    try:
+        m = await start(
+            tmp_path,
+            "m",
+            FAST_QUEUE + "[smtp]\nlisten = []\n"
+            f'[x400]\nlisten = ["127.0.0.1:{port}"]\nmax_connections = 6\n'
+            "max_connections_per_client = 3\n",
+        )
+
+        def connect(source: str) -> bool:
+            """True when the connection is kept (silent), False when closed at once."""
+            sock = socket.create_connection(
+                ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+            )
+            held.append(sock)
+            sock.settimeout(0.5)
+            try:
+                return sock.recv(10) != b""
+            except TimeoutError:
+                return True
+
+        def flood() -> list[list[bool]]:
+            return [[connect(f"127.0.0.{n}") for _ in range(5)] for n in (1, 2, 3)]
+
+        first, second, third = await asyncio.to_thread(flood)
+        assert first == [True] * 3 + [False] * 2, first  # three per client
+        assert second == [True] * 3 + [False] * 2, second
+        assert third == [False] * 5, third  # six in all
+        logged = texts(caplog)
+        assert any("127.0.0.3" in t and "aborted" in t for t in logged), logged
+        for s in held:
+            s.close()
+        held.clear()
+        await asyncio.sleep(0.3)
+
+        def transport_connect() -> bytes:
+            initiator = Association(role=Role.INITIATOR, mode=Mode.NORMAL_1988)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(initiator.send(Open(bind_argument=b"\x05\x00")))
+                return sock.recv(100)
+
+        answer = await asyncio.to_thread(transport_connect)
+        assert answer[:2] == b"\x03\x00" and answer[5] == 0xD0, answer  # TPKT, TP0 CC
         assert_no_traceback(caplog)
     finally:
         for s in held:
