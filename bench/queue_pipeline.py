@@ -39,17 +39,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from x400_relay import x400_message
+
 from waypost import events
 from waypost.config import load_config
-from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.message import Message
 from waypost.service import Service
 from waypost.store import NewMessage
-from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import add_trace
 
-ORIGINATOR = "/C=GB/ADMD= /PRMD=A/S=Sender/"
-RECIPIENT = "/C=GB/ADMD= /PRMD=B/S=Jones/"
-SIZE = 1024
 DOMAIN_A = "/C=GB/ADMD= /PRMD=A/"
 
 CONFIG = """\
@@ -72,30 +70,12 @@ oraddresses = ["/C=GB/ADMD= /PRMD=B/"]
 
 
 def message(i: int, domain: str) -> NewMessage:
-    text = "x" * 800
-    content = build_ipm(
-        originator=ORIGINATOR,
-        recipients=[RECIPIENT],
-        subject=f"bench {i}",
-        text=text,
-        ipm_id=f"bench-{i}",
-    )
-    content = build_ipm(
-        originator=ORIGINATOR,
-        recipients=[RECIPIENT],
-        subject=f"bench {i}",
-        text=text + "x" * max(0, SIZE - len(content)),
-        ipm_id=f"bench-{i}",
-    )
-    envelope = Envelope(
-        mts_id=f"/C=GB/ADMD= /PRMD=A/;bench-{i}",
-        originator=ORIGINATOR,
-        recipients=[Recipient(address=RECIPIENT, originally_specified_number=1)],
-        content_type=ContentType.P22,
-    )
-    # As B holds a message received over P1: with A's and its own trace element.
+    """The relay bench's message `i`, as B holds it once received over P1: with A's and
+    its own trace element, for local delivery."""
+    sent = x400_message(i).message
+    envelope = sent.envelope
     envelope = add_trace(add_trace(envelope, DOMAIN_A, time.time()), domain, time.time())
-    return NewMessage(message=Message(envelope=envelope, content=content), next_hops=["local"])
+    return NewMessage(message=Message(envelope=envelope, content=sent.content), next_hops=["local"])
 
 
 async def one_round(work: Path, n: int, rate: float) -> Round:

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from p1_client import P1Client
 from pcap import tcp_streams
 
 from waypost import events
@@ -41,7 +42,6 @@ from waypost.osi.stack import (
     Abort,
     Aborted,
     Accept,
-    Accepted,
     Association,
     AssociationSettings,
     ConfirmTransfer,
@@ -67,7 +67,6 @@ from waypost.osi.stack import (
 from waypost.service import Service
 from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
-from waypost.x400.p1_bind import MTABind, encode_bind
 from waypost.x400.p1_objects import encode_stored
 
 PP = Path("/work/shared/vectors/pp")
@@ -202,59 +201,12 @@ def exchange(server: LiveServer, data: bytes, *, eof: bool) -> tuple[bytes, int]
     return bytes(reply), port
 
 
-class Client:
-    """A sans-I/O initiator on a blocking socket: the well-formed peer."""
+class Client(P1Client):
+    """The well-formed peer: small checkpoints, so transfers cross minor syncs."""
 
     def __init__(self, server: LiveServer, mode: Mode) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
-        self.port = self.sock.getsockname()[1]
-        self.assoc = Association(
-            role=Role.INITIATOR,
-            mode=mode,
-            settings=AssociationSettings(checkpoint_size=1, window_size=2),
-        )
-        self.closed = False
-
-    def send(self, event: Event) -> None:
-        self.raw(self.assoc.send(event))
-
-    def raw(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self.closed = True
-
-    def until(self, kind: type[Event] | None) -> list[Event]:
-        """Read and decode until an event of `kind` (None: until the server closes)."""
-        got: list[Event] = []
-        while True:
-            while (ev := self.assoc.next_event()) is not NEED_DATA:
-                assert not isinstance(ev, type(NEED_DATA))
-                got.append(ev)
-                if kind is not None and isinstance(ev, kind):
-                    self.raw(self.assoc.data_to_send())
-                    return got
-            self.raw(self.assoc.data_to_send())
-            if self.closed:
-                assert kind is None, f"closed before {kind}: {got}"
-                return got
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                data = b""
-            except TimeoutError:
-                raise AssertionError(f"no {kind} from the server: {got}") from None
-            if not data:
-                self.closed = True
-            self.assoc.receive_data(data)
-
-    def open(self) -> None:
-        self.send(Open(bind_argument=encode_bind(MTABind(name=PEER, password=PASSWORD))))
-        (*_, accepted) = self.until(Accepted)
-        assert isinstance(accepted, Accepted)
-
-    def close(self) -> None:
-        self.sock.close()
+        settings = AssociationSettings(checkpoint_size=1, window_size=2)
+        super().__init__(server.port, mode, settings, name=PEER, password=PASSWORD, timeout=WAIT)
 
 
 def p1_message() -> bytes:

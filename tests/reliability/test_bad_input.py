@@ -36,25 +36,19 @@ import pytest
 from helpers import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from p1_client import P1Client
 
 from waypost.message import ContentType, Envelope, Recipient
 from waypost.osi.stack import (
-    NEED_DATA,
-    Accepted,
-    Association,
     AssociationSettings,
-    Event,
     Mode,
-    Open,
     Release,
     Released,
-    Role,
     Transfer,
     TransferConfirmed,
 )
 from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
-from waypost.x400.p1_bind import MTABind, encode_bind
 from waypost.x400.p1_objects import encode_stored
 
 PEER, PASSWORD = "BADPEER-MTA", "badpass"
@@ -399,58 +393,14 @@ def test_ten_megabyte_data_line_without_crlf(server: Server) -> None:
 # ----------------------------------------------------------------------------- X.400 client
 
 
-class P1Client:
-    """A sans-I/O initiator on a blocking socket."""
+class Client(P1Client):
+    """Checkpoints every 30 KB (the Exchange default): a big APDU goes in segments."""
 
     def __init__(self, server: Server, mode: Mode = Mode.NORMAL_1988) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.x400_port), timeout=WAIT)
-        self.port = self.sock.getsockname()[1]
-        self.assoc = Association(
-            role=Role.INITIATOR,
-            mode=mode,
-            # Checkpoints every 30 KB (the Exchange default): a big APDU goes in segments.
-            settings=AssociationSettings(checkpoint_size=30, window_size=5),
+        settings = AssociationSettings(checkpoint_size=30, window_size=5)
+        super().__init__(
+            server.x400_port, mode, settings, name=PEER, password=PASSWORD, timeout=WAIT
         )
-        self.closed = False
-
-    def raw(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self.closed = True
-
-    def send(self, event: Event) -> None:
-        self.raw(self.assoc.send(event))
-
-    def until(self, kind: type[Event] | None) -> list[Event]:
-        got: list[Event] = []
-        while True:
-            while (ev := self.assoc.next_event()) is not NEED_DATA:
-                assert not isinstance(ev, type(NEED_DATA))
-                got.append(ev)
-                if kind is not None and isinstance(ev, kind):
-                    self.raw(self.assoc.data_to_send())
-                    return got
-            self.raw(self.assoc.data_to_send())
-            if self.closed:
-                assert kind is None, f"closed before {kind}: {got}"
-                return got
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                data = b""
-            except TimeoutError:
-                raise AssertionError(f"no {kind} from the server: {got}") from None
-            if not data:
-                self.closed = True
-            self.assoc.receive_data(data)
-
-    def open(self) -> None:
-        self.send(Open(bind_argument=encode_bind(MTABind(name=PEER, password=PASSWORD))))
-        assert isinstance(self.until(Accepted)[-1], Accepted)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def p1_message(recipients: int = 1) -> bytes:
@@ -477,7 +427,7 @@ def p1_message(recipients: int = 1) -> bytes:
 
 
 def assert_p1_transfers(server: Server, mode: Mode = Mode.NORMAL_1988) -> None:
-    client = P1Client(server, mode)
+    client = Client(server, mode)
     try:
         client.open()
         client.send(Transfer(apdu=p1_message()))
@@ -518,7 +468,7 @@ def test_hostile_mts_apdu_is_refused_in_bounded_memory(
 ) -> None:
     make, limit = P1_CASES[case]
     apdu = make()
-    client = P1Client(server, mode)
+    client = Client(server, mode)
     try:
         client.open()
         with PeakRSS(server) as rss:
