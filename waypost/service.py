@@ -14,15 +14,11 @@ import fcntl
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-
 from waypost import __version__, events
-from waypost.address import is_oraddress_text
 from waypost.clock import Clock, SystemClock
 from waypost.config import Config, build_routing_table
 from waypost.delivery.error import ErrorDeliverer
@@ -47,7 +43,6 @@ from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
 from waypost.x400.association import X400Server
 from waypost.x400.outbound import X400Deliverer
-from waypost.x400.p1_objects import add_trace
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -271,13 +266,8 @@ class Service:
         An X.400 object (O/R originator) gets this domain's trace element, as a
         message submitted to an MTA of the domain does.
         """
-        if is_oraddress_text(message.envelope.originator):
-            envelope = message.envelope
-            traced = add_trace(
-                envelope, self.config.x400.global_domain, envelope.arrival or time.time()
-            )
-            message = msgspec.structs.replace(message, envelope=traced)
-        return await self.enqueue(route_message(message, self.routing))
+        new = route_message(message, self.routing, x400_domain=self.config.x400.global_domain)
+        return await self.enqueue(new)
 
     async def enqueue(self, new: NewMessage) -> int:
         """Enqueue an already routed message; returns its queue id once it is durable."""

@@ -24,7 +24,6 @@ from waypost.service import database_path, prepare_data_dir
 from waypost.store.base import StoreError
 from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
-from waypost.x400.p1_objects import add_trace
 
 MAX_SUBMIT_BYTES = 64 * 1024 * 1024
 
@@ -152,12 +151,10 @@ def run(args: argparse.Namespace) -> int:
         content_type=content_type,
         arrival=time.time(),
     )
-    if is_oraddress_text(originator):
-        # The originating domain's trace element, as X.411 has the submitting MTA add it.
-        envelope = add_trace(envelope, config.x400.global_domain, envelope.arrival)
     message = Message(envelope=envelope, content=content)
     try:
-        new = route_message(message, build_routing_table(config))
+        routing = build_routing_table(config)
+        new = route_message(message, routing, x400_domain=config.x400.global_domain)
     except UnroutableError as exc:
         raise CommandError(f"not queued: no route for {exc}") from None
     prepare_data_dir(config.server.data_dir)

@@ -1,10 +1,17 @@
-"""Turning a message into queue entries: every recipient routed to a next hop first."""
+"""Turning a submitted message into queue entries: every recipient routed to a next hop
+first, and an X.400 object given its originating domain's trace element."""
 
 from __future__ import annotations
 
+import time
+
+import msgspec
+
+from waypost.address import is_oraddress_text
 from waypost.message import Message
 from waypost.routing import RoutingTable
 from waypost.store.base import NewMessage
+from waypost.x400.p1_objects import add_trace
 
 
 class UnroutableError(Exception):
@@ -18,8 +25,18 @@ class UnroutableError(Exception):
         return "; ".join(f"{address}: {reason}" for address, reason in self.reasons)
 
 
-def route_message(message: Message, routing: RoutingTable) -> NewMessage:
-    """The message with a next hop for each recipient; raises UnroutableError naming the others."""
+def route_message(
+    message: Message, routing: RoutingTable, *, x400_domain: str | None = None
+) -> NewMessage:
+    """The message with a next hop for each recipient; raises UnroutableError naming the others.
+
+    With `x400_domain`, a message from an O/R originator gets that domain's trace element,
+    as X.411 has the MTA it is submitted to add it.
+    """
+    envelope = message.envelope
+    if x400_domain is not None and is_oraddress_text(envelope.originator):
+        traced = add_trace(envelope, x400_domain, envelope.arrival or time.time())
+        message = msgspec.structs.replace(message, envelope=traced)
     hops: list[str] = []
     missing: list[tuple[str, str]] = []
     for recipient in message.envelope.recipients:
