@@ -21,6 +21,7 @@ import time
 import psutil
 
 from waypost.message import Envelope, Message, Recipient, new_mts_id
+from waypost.nexthop import parse_next_hop
 from waypost.store import NewMessage, SQLiteStore
 
 BODY = b"Subject: bench\r\n\r\n" + b"x" * (1024 - 18)
@@ -33,7 +34,8 @@ def message(i: int) -> NewMessage:
         recipients=[Recipient(address=f"user{i % 1000}@remote.example")],
     )
     return NewMessage(
-        message=Message(envelope=envelope, content=BODY), next_hops=["smtp:[127.0.0.1]:2526"]
+        message=Message(envelope=envelope, content=BODY),
+        next_hops=[parse_next_hop("smtp:[127.0.0.1]:2526")],
     )
 
 

@@ -44,6 +44,7 @@ from x400_relay import x400_message
 from waypost import events
 from waypost.config import load_config
 from waypost.message import Message
+from waypost.nexthop import LOCAL
 from waypost.service import Service
 from waypost.store import NewMessage
 from waypost.x400.p1_objects import add_trace
@@ -75,7 +76,7 @@ def message(i: int, domain: str) -> NewMessage:
     sent = x400_message(i).message
     envelope = sent.envelope
     envelope = add_trace(add_trace(envelope, DOMAIN_A, time.time()), domain, time.time())
-    return NewMessage(message=Message(envelope=envelope, content=sent.content), next_hops=["local"])
+    return NewMessage(message=Message(envelope=envelope, content=sent.content), next_hops=[LOCAL])
 
 
 async def one_round(work: Path, n: int, rate: float) -> Round:

@@ -38,6 +38,7 @@ from pathlib import Path
 import psutil
 
 from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.nexthop import parse_next_hop
 from waypost.store import NewMessage, SQLiteStore
 from waypost.x400.ipm import build_ipm
 
@@ -95,7 +96,10 @@ def x400_message(i: int) -> NewMessage:
         recipients=[Recipient(address=RECIPIENT, originally_specified_number=1)],
         content_type=ContentType.P22,
     )
-    return NewMessage(message=Message(envelope=envelope, content=content), next_hops=["x400:B-MTA"])
+    return NewMessage(
+        message=Message(envelope=envelope, content=content),
+        next_hops=[parse_next_hop("x400:B-MTA")],
+    )
 
 
 def smtp_message(i: int, hop: str) -> NewMessage:
@@ -106,7 +110,9 @@ def smtp_message(i: int, hop: str) -> NewMessage:
         originator="sender@a.example",
         recipients=[Recipient(address=MAIL_RECIPIENT)],
     )
-    return NewMessage(message=Message(envelope=envelope, content=content), next_hops=[hop])
+    return NewMessage(
+        message=Message(envelope=envelope, content=content), next_hops=[parse_next_hop(hop)]
+    )
 
 
 async def enqueue(path: str, messages: list[NewMessage]) -> None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import msgspec
 
 from waypost.message import Envelope, Message, Recipient
+from waypost.nexthop import NextHop, Transport
 from waypost.store import Database, NewMessage
 
 # The time at which build_database enqueues, and a time well after it when all is due.
@@ -37,7 +38,7 @@ def make_message(number: int, recipients: int = 2, content_size: int | None = No
     content = (line * (size // len(line) + 1))[:size]
     return NewMessage(
         message=Message(envelope=envelope, content=content),
-        next_hops=[f"hop{i % 3}.test" for i in range(recipients)],
+        next_hops=[NextHop(Transport.SMTP, f"hop{i % 3}.test") for i in range(recipients)],
     )
 
 

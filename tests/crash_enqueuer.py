@@ -9,6 +9,7 @@ import asyncio
 import sys
 
 from waypost.message import Envelope, Message, Recipient, new_mts_id
+from waypost.nexthop import LOCAL
 from waypost.store import NewMessage, SQLiteStore
 
 
@@ -27,7 +28,7 @@ async def main(path: str, producers: int) -> None:
             )
             await store.enqueue(
                 NewMessage(
-                    message=Message(envelope=envelope, content=b"x" * 1024), next_hops=["local"]
+                    message=Message(envelope=envelope, content=b"x" * 1024), next_hops=[LOCAL]
                 )
             )
             out.write(mts_id + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from waypost.message import Envelope, Message, Recipient, new_mts_id
+from waypost.nexthop import parse_next_hop
 from waypost.store.base import NewMessage
 
 
@@ -28,7 +29,7 @@ def new_message(
     recipients: tuple[str, ...] = ("bob@localhost",), *, hop: str = "local", **kwargs: object
 ) -> NewMessage:
     message = make_message(recipients, **kwargs)  # type: ignore[arg-type]
-    return NewMessage(message=message, next_hops=[hop] * len(recipients))
+    return NewMessage(message=message, next_hops=[parse_next_hop(hop)] * len(recipients))
 
 
 _used_ports: set[int] = set()

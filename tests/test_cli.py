@@ -16,11 +16,12 @@ import msgspec
 import pytest
 
 from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient
+from waypost.nexthop import parse_next_hop
 from waypost.service import prepare_data_dir
 from waypost.smtp.auth import AuthUsers
 from waypost.store.base import NewMessage
 from waypost.store.database import Database
-from waypost.x400.report_maker import Outcome, build_report
+from waypost.x400.report_maker import RecipientFate, build_report
 
 MESSAGE = b"From: alice@example.org\r\nTo: bob@localhost\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
@@ -403,7 +404,7 @@ def test_queue_show_reads_x400_reports_and_probes(tmp_path: Path) -> None:
     report = build_report(
         subject=subject,
         content=b"",
-        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.1.1 no such", when=1e9)],
+        outcomes=[RecipientFate(rcpt_index=0, delivered=False, detail="5.1.1 no such", when=1e9)],
         received_at=1e9,
         domain="/C=GB/ADMD= /PRMD=W/",
         now=1e9,
@@ -413,9 +414,12 @@ def test_queue_show_reads_x400_reports_and_probes(tmp_path: Path) -> None:
     db = Database.open(tmp_path / "data" / "mta.db")
     try:
         with db.transaction():
-            report_id = db.enqueue(NewMessage(message=report, next_hops=["x400:ACME-MTA"]), 1, 60)
+            report_id = db.enqueue(
+                NewMessage(message=report, next_hops=[parse_next_hop("x400:ACME-MTA")]), 1, 60
+            )
             probe_new = NewMessage(
-                message=Message(envelope=probe, content=b""), next_hops=["x400:ACME-MTA"]
+                message=Message(envelope=probe, content=b""),
+                next_hops=[parse_next_hop("x400:ACME-MTA")],
             )
             probe_id = db.enqueue(probe_new, 1, 60)
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from waypost.message import Envelope, Message, Recipient
+from waypost.nexthop import LOCAL
 from waypost.store import Database, NewMessage
 
 HERE = Path(__file__).parent
@@ -116,7 +117,7 @@ def _local_message(i: int) -> NewMessage:
         mts_id=f"m{i}@test", originator="a@test", recipients=[Recipient(address="bob@localhost")]
     )
     content = f"Subject: {i}\r\n\r\nmessage number {i}\r\n".encode()
-    return NewMessage(message=Message(envelope=envelope, content=content), next_hops=["local"])
+    return NewMessage(message=Message(envelope=envelope, content=content), next_hops=[LOCAL])
 
 
 def _unique_bodies(files: list[Path]) -> int:

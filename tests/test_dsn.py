@@ -11,15 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from waypost.handoff import ReportKind, should_report
 from waypost.message import Envelope, Notify, Recipient, ReportRequest, Ret, validate_envelope
 from waypost.smtp.dsn import (
     Action,
-    DsnKind,
     RecipientReport,
     build_dsn,
     dsn_envelope,
     recipient_report,
-    should_report,
 )
 
 CONTENT = (
@@ -70,7 +69,7 @@ CAROL = RecipientReport(
 def build(
     envelope: Envelope | None = None,
     content: bytes = CONTENT,
-    kind: DsnKind = DsnKind.FAILURE,
+    kind: ReportKind = ReportKind.FAILURE,
     recipients: tuple[RecipientReport, ...] = (BOB, CAROL),
     **kw: object,
 ) -> bytes:
@@ -187,7 +186,7 @@ def test_delay_report() -> None:
         will_retry_until=NOW + 5 * 86400,
     )
     message = parse(
-        build(kind=DsnKind.DELAY, recipients=(delayed,), envelope=make_envelope(ret=Ret.FULL))
+        build(kind=ReportKind.DELAY, recipients=(delayed,), envelope=make_envelope(ret=Ret.FULL))
     )
     assert message["Subject"] == "Delayed Mail (still being retried)"
     text, status, returned = parts(message)
@@ -213,7 +212,7 @@ def test_success_report() -> None:
             diagnostic="250 2.0.0 queued as 1234",
         ),
     )
-    message = parse(build(kind=DsnKind.SUCCESS, recipients=reports))
+    message = parse(build(kind=ReportKind.SUCCESS, recipients=reports))
     assert message["Subject"] == "Successful Mail Delivery Report"
     _, status, returned = parts(message)
     assert [b["Action"] for b in status_blocks(status)[1:]] == ["delivered", "relayed"]
@@ -374,7 +373,7 @@ def test_header_injection_is_neutralised() -> None:
         build_dsn(
             envelope=envelope,
             content=CONTENT,
-            kind=DsnKind.FAILURE,
+            kind=ReportKind.FAILURE,
             recipients=[report],
             reporting_mta="mx.example.org\r\nBcc: x@y",
             now=NOW,
@@ -452,38 +451,40 @@ def test_recipient_report_from_a_detail() -> None:
 def test_never_for_a_null_reverse_path_or_a_report() -> None:
     recipient = Recipient(address="bob@example.net", notify=[Notify.FAILURE])
     for envelope in (make_envelope(originator=""), make_envelope(is_report=True)):
-        assert not any(should_report(envelope, recipient, kind) for kind in DsnKind)
+        assert not any(should_report(envelope, recipient, kind) for kind in ReportKind)
 
 
 @pytest.mark.parametrize(
     ("notify", "expected"),
     [
         ([Notify.NEVER], set()),
-        ([Notify.SUCCESS], {DsnKind.SUCCESS}),
-        ([Notify.FAILURE], {DsnKind.FAILURE}),
-        ([Notify.DELAY], {DsnKind.DELAY}),
-        ([Notify.FAILURE, Notify.DELAY], {DsnKind.FAILURE, DsnKind.DELAY}),
-        ([Notify.SUCCESS, Notify.FAILURE, Notify.DELAY], set(DsnKind)),
-        ([], {DsnKind.FAILURE}),
+        ([Notify.SUCCESS], {ReportKind.SUCCESS}),
+        ([Notify.FAILURE], {ReportKind.FAILURE}),
+        ([Notify.DELAY], {ReportKind.DELAY}),
+        ([Notify.FAILURE, Notify.DELAY], {ReportKind.FAILURE, ReportKind.DELAY}),
+        ([Notify.SUCCESS, Notify.FAILURE, Notify.DELAY], set(ReportKind)),
+        ([], {ReportKind.FAILURE}),
     ],
 )
-def test_notify_decides(notify: list[Notify], expected: set[DsnKind]) -> None:
+def test_notify_decides(notify: list[Notify], expected: set[ReportKind]) -> None:
     recipient = Recipient(address="bob@example.net", notify=notify)
-    assert {k for k in DsnKind if should_report(make_envelope(), recipient, k)} == expected
+    assert {k for k in ReportKind if should_report(make_envelope(), recipient, k)} == expected
 
 
 def test_without_notify() -> None:
     envelope = make_envelope()
     plain = Recipient(address="bob@example.net")
-    assert should_report(envelope, plain, DsnKind.DELAY, delay_without_notify=True)
-    assert not should_report(envelope, plain, DsnKind.SUCCESS)
+    assert should_report(envelope, plain, ReportKind.DELAY, delay_without_notify=True)
+    assert not should_report(envelope, plain, ReportKind.SUCCESS)
     silent = Recipient(address="bob@example.net", report_request=ReportRequest.NONE)
-    assert not any(should_report(envelope, silent, k, delay_without_notify=True) for k in DsnKind)
+    assert not any(
+        should_report(envelope, silent, k, delay_without_notify=True) for k in ReportKind
+    )
     x400 = Recipient(address="bob@example.net", report_request=ReportRequest.ALWAYS)
-    assert should_report(envelope, x400, DsnKind.SUCCESS)
+    assert should_report(envelope, x400, ReportKind.SUCCESS)
     # NOTIFY, when present, wins over the X.400 report request.
     both = Recipient(address="b@x", report_request=ReportRequest.ALWAYS, notify=[Notify.FAILURE])
-    assert not should_report(envelope, both, DsnKind.SUCCESS)
+    assert not should_report(envelope, both, ReportKind.SUCCESS)
 
 
 # --- the DSN's own envelope -----------------------------------------------------------
@@ -505,7 +506,7 @@ def test_dsn_envelope() -> None:
     assert recipient.notify == [Notify.NEVER]
     assert recipient.report_request is ReportRequest.NONE
     assert not any(
-        should_report(envelope, recipient, k, delay_without_notify=True) for k in DsnKind
+        should_report(envelope, recipient, k, delay_without_notify=True) for k in ReportKind
     )
     assert not envelope.smtputf8 and envelope.body is None
 
@@ -554,7 +555,7 @@ def test_random_reports_always_parse(
     data = build_dsn(
         envelope=envelope,
         content=content,
-        kind=DsnKind.FAILURE,
+        kind=ReportKind.FAILURE,
         recipients=recipients,
         reporting_mta="mx.example.org",
         now=NOW,

@@ -34,7 +34,7 @@ from waypost.x400.p1_report import (
     encode_report_content,
     printable,
 )
-from waypost.x400.report_maker import Outcome, build_report, nondelivery_codes
+from waypost.x400.report_maker import RecipientFate, build_report, nondelivery_codes
 
 A = "/C=GB/ADMD= /PRMD=A/"
 B = "/C=GB/ADMD= /PRMD=B/"
@@ -145,8 +145,10 @@ def subject(**fields: object) -> Envelope:
 
 def test_build_report_mixes_delivery_and_non_delivery() -> None:
     outcomes = [
-        Outcome(rcpt_index=0, delivered=False, detail="5.1.1 no such O/R address", when=T0 + 1),
-        Outcome(rcpt_index=1, delivered=True, detail="2.0.0 delivered", when=T0 + 2),
+        RecipientFate(
+            rcpt_index=0, delivered=False, detail="5.1.1 no such O/R address", when=T0 + 1
+        ),
+        RecipientFate(rcpt_index=1, delivered=True, detail="2.0.0 delivered", when=T0 + 2),
     ]
     report = build_report(
         subject=subject(per_message_indicators=["content-return-request"]),
@@ -179,7 +181,7 @@ def test_build_report_mixes_delivery_and_non_delivery() -> None:
 
 
 def test_content_is_returned_only_when_asked() -> None:
-    outcome = [Outcome(rcpt_index=0, delivered=False, detail="5.1.1 x", when=T0)]
+    outcome = [RecipientFate(rcpt_index=0, delivered=False, detail="5.1.1 x", when=T0)]
     report = build_report(
         subject=subject(), content=b"\xa0\x00", outcomes=outcome, received_at=T0, domain=B, now=T0
     )
@@ -232,7 +234,7 @@ REPORT_APDU = encode_stored(
     build_report(
         subject=subject(),
         content=b"",
-        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.4.6 loop", when=T0)],
+        outcomes=[RecipientFate(rcpt_index=0, delivered=False, detail="5.4.6 loop", when=T0)],
         received_at=T0,
         domain=B,
         now=T0,
@@ -240,7 +242,7 @@ REPORT_APDU = encode_stored(
     build_report(
         subject=subject(),
         content=b"",
-        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.4.6 loop", when=T0)],
+        outcomes=[RecipientFate(rcpt_index=0, delivered=False, detail="5.4.6 loop", when=T0)],
         received_at=T0,
         domain=B,
         now=T0,

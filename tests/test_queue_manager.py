@@ -14,11 +14,12 @@ from waypost.clock import ManualClock
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
+from waypost.handoff import Attempt, Handoff, Result
 from waypost.message import Notify, Recipient
-from waypost.queue.deliverer import Attempt, Transfer
+from waypost.nexthop import LOCAL, parse_next_hop
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
-from waypost.store import Database, NewMessage, Result, SQLiteStore
+from waypost.store import Database, NewMessage, SQLiteStore
 
 POLICY = RetryPolicy(min_backoff=300, max_backoff=4000, max_lifetime=20000)
 
@@ -29,9 +30,9 @@ class Scripted:
     def __init__(self, result: Result = Result.DEFERRED, detail: str = "4.4.1 no answer") -> None:
         self.result = result
         self.detail = detail
-        self.transfers: list[Transfer] = []
+        self.transfers: list[Handoff] = []
 
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+    async def deliver(self, transfer: Handoff) -> list[Attempt]:
         self.transfers.append(transfer)
         return [
             Attempt(recipient_id=c.recipient_id, result=self.result, detail=self.detail)
@@ -40,7 +41,7 @@ class Scripted:
 
 
 class Exploding:
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+    async def deliver(self, transfer: Handoff) -> list[Attempt]:
         raise RuntimeError("bug in a delivery agent")
 
 
@@ -124,7 +125,7 @@ async def test_notify_success_owes_a_delivery_report(tmp_path: Path) -> None:
         envelope=type(envelope)(**{**_fields(envelope), "recipients": [recipient]}),
         content=new.message.content,
     )
-    await store.enqueue(NewMessage(message=message, next_hops=["local"]))
+    await store.enqueue(NewMessage(message=message, next_hops=[LOCAL]))
     await pass_once(manager)
     assert rows(tmp_path) == [("bob@localhost", "delivered", 1, None, "delivery")]
     await store.close()
@@ -193,10 +194,13 @@ async def test_one_transfer_per_message_and_hop(tmp_path: Path) -> None:
     store, manager = await make(tmp_path, {"smtp": agent}, clock)
     new = new_message(("a@r.example", "b@r.example", "c@r.example"))
     await store.enqueue(
-        NewMessage(message=new.message, next_hops=["smtp:[h1]:25", "smtp:[h1]:25", "smtp:[h2]:25"])
+        NewMessage(
+            message=new.message,
+            next_hops=[parse_next_hop(h) for h in ("smtp:[h1]:25", "smtp:[h1]:25", "smtp:[h2]:25")],
+        )
     )
     await pass_once(manager)
-    by_hop = sorted((t.next_hop, [c.address for c in t.recipients]) for t in agent.transfers)
+    by_hop = sorted((str(t.next_hop), [c.address for c in t.recipients]) for t in agent.transfers)
     assert by_hop == [
         ("smtp:[h1]:25", ["a@r.example", "b@r.example"]),
         ("smtp:[h2]:25", ["c@r.example"]),
@@ -226,8 +230,8 @@ class Slow:
         self.in_flight: dict[str, int] = {}
         self.most: dict[str, int] = {}
 
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
-        hop = transfer.next_hop
+    async def deliver(self, transfer: Handoff) -> list[Attempt]:
+        hop = str(transfer.next_hop)
         self.in_flight[hop] = self.in_flight.get(hop, 0) + 1
         self.most[hop] = max(self.most.get(hop, 0), self.in_flight[hop])
         await asyncio.sleep(0.02)

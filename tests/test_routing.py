@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from waypost.nexthop import NextHop, parse_next_hop
 from waypost.routing import (
     Decision,
-    NextHop,
     RouteEntry,
     RouteError,
     RoutingTable,
-    parse_next_hop,
 )
 
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from waypost.handoff import Result
 from waypost.message import Envelope, Notify, Recipient, Ret
 from waypost.smtp.client_protocol import (
     NEED_DATA,
@@ -31,7 +32,6 @@ from waypost.smtp.client_wire import (
     parse_ehlo,
     split_orcpt,
 )
-from waypost.store.base import Result
 
 FULL = (
     "PIPELINING",

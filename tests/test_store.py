@@ -10,14 +10,14 @@ import pytest
 from helpers import new_message
 
 from waypost.clock import ManualClock
+from waypost.handoff import Result
 from waypost.message import decode_envelope
 from waypost.store import (
     BadContentError,
     Database,
-    Outcome,
     RecipientState,
     ReportOwed,
-    Result,
+    Settlement,
     SQLiteStore,
     StoreError,
 )
@@ -93,7 +93,7 @@ async def test_claim_leases_and_lease_expiry_brings_work_back(db_path: str) -> N
     assert again.claims[0].lease_was_expired
     assert again.claims[0].previous_owner == "w1"
     # The first worker's late outcome no longer counts: the lease is w2's.
-    late = Outcome(recipient_id=first.claims[0].recipient_id, result=Result.DELIVERED)
+    late = Settlement(recipient_id=first.claims[0].recipient_id, result=Result.DELIVERED)
     assert await store.settle("w1", [late]) == 0
     assert states(db_path) == {first.claims[0].recipient_id: "leased"}
     await store.close()
@@ -108,14 +108,14 @@ async def test_settle_records_outcomes_and_removes_finished_messages(db_path: st
     settled = await store.settle(
         "w",
         [
-            Outcome(recipient_id=a.recipient_id, result=Result.DELIVERED),
-            Outcome(
+            Settlement(recipient_id=a.recipient_id, result=Result.DELIVERED),
+            Settlement(
                 recipient_id=b.recipient_id,
                 result=Result.DEFERRED,
                 detail="4.4.1 no answer",
                 next_attempt=clock.now() + 300,
             ),
-            Outcome(
+            Settlement(
                 recipient_id=c.recipient_id,
                 result=Result.FAILED,
                 detail="5.1.1 unknown",
@@ -136,7 +136,7 @@ async def test_settle_records_outcomes_and_removes_finished_messages(db_path: st
     await clock.advance(300)
     (retry,) = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
     assert retry.recipient_id == b.recipient_id and retry.attempts == 1
-    await store.settle("w", [Outcome(recipient_id=b.recipient_id, result=Result.DELIVERED)])
+    await store.settle("w", [Settlement(recipient_id=b.recipient_id, result=Result.DELIVERED)])
     # c still owes a report, so the message stays.
     assert db.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
     db.conn.execute("UPDATE recipients SET report = NULL WHERE id = ?", (c.recipient_id,))

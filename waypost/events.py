@@ -293,6 +293,14 @@ QUEUE_ADMIN = _define(
     "Operator {action} on {count} recipients of {target}",
     "None.",
 )
+RECIPIENT_REROUTED = _define(
+    1406,
+    "recipient-rerouted",
+    S.INFO,
+    C.ROUTING,
+    "Message {message_id} to {recipient} re-routed by the operator: next hop {old} is now {new}",
+    "None.",
+)
 QUEUE_STORE_UNAVAILABLE = _define(
     1405,
     "queue-store-unavailable",

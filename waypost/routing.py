@@ -6,7 +6,6 @@ takes addresses from outside and never raises.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -20,11 +19,9 @@ from waypost.address import (
     parse_oraddress,
     parse_path,
 )
-from waypost.address.mailbox import a_label
 from waypost.address.oraddress import ATTRIBUTE_ORDER, BLANK_ADMD, fold_value
+from waypost.nexthop import LOCAL, SMTP_PORT, NextHop, Transport, domain_key, parse_next_hop
 
-TRANSPORTS = ("local", "smtp", "x400", "error")
-SMTP_PORT = 25
 _SHOWN = 200  # how much of an unparseable address an explanation repeats
 
 
@@ -34,43 +31,6 @@ class RouteEntry:
 
     match: str
     next_hop: str
-
-
-@dataclass(frozen=True, slots=True)
-class NextHop:
-    """Where a recipient goes next; `str()` is the key the queue groups recipients by.
-
-    * `local`: delivered here.
-    * `smtp` with a port: connect to `destination` (host name or IP address), no MX lookup.
-    * `smtp` without a port: MX lookup of `destination` (port 25).
-    * `x400`: `destination` is an adjacent MTA, configured elsewhere.
-    * `error`: refuse the recipient with the text in `destination`.
-    """
-
-    transport: str
-    destination: str = ""
-    port: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise ValueError(f"unknown transport {self.transport!r}")
-        if self.port is not None and not 1 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is not from 1 to 65535")
-
-    def __str__(self) -> str:
-        if self.transport == "local":
-            return "local"
-        if self.transport == "smtp" and self.port is not None:
-            return f"smtp:[{self.destination}]:{self.port}"
-        return f"{self.transport}:{self.destination}"
-
-    @property
-    def mx_lookup(self) -> bool:
-        """Whether the SMTP client looks up the MX records of `destination`."""
-        return self.transport == "smtp" and self.port is None
-
-
-LOCAL = NextHop("local")
 
 
 class RouteError(ValueError):
@@ -105,52 +65,6 @@ class Decision:
     # Chosen by the default route '*': the SMTP server relays such mail only
     # for trusted clients, as it would for a domain it has no route for.
     by_default: bool = False
-
-
-def parse_next_hop(text: str) -> NextHop:
-    """Parse `local`, `smtp:`, `smtp:host`, `smtp:[host]`, `smtp:[host]:port`, `x400:NAME`
-    or `error:text`; raises ValueError with the reason.
-
-    An IPv6 host is written in brackets, with or without the RFC 5321 tag:
-    `smtp:[::1]:2526` and `smtp:[IPv6:::1]:2526` are the same next hop.
-    """
-    spec = text.strip()
-    if not spec:
-        raise ValueError("empty (expected local, smtp:…, x400:… or error:…)")
-    transport, colon, rest = spec.partition(":")
-    transport = transport.strip().lower()
-    rest = rest.strip()
-    if transport == "local":
-        if rest:
-            raise ValueError(f"'local' takes no destination, got {rest!r}")
-        return LOCAL
-    if transport == "smtp":
-        if not colon:
-            raise ValueError(
-                "write 'smtp:' (MX of the recipient's domain), 'smtp:host' (MX of host) "
-                "or 'smtp:[host]:port' (that host)"
-            )
-        return _parse_smtp(rest)
-    if transport == "x400":
-        if not rest:
-            raise ValueError("x400 needs the name of an adjacent MTA: 'x400:NAME'")
-        if not rest.isascii() or any(not ch.isprintable() or ch.isspace() for ch in rest):
-            raise ValueError(f"X.400 MTA name {rest!r} must be printable ASCII without spaces")
-        return NextHop("x400", rest)
-    if transport == "error":
-        if not rest:
-            raise ValueError("error needs the text to refuse with, e.g. 'error:no such domain'")
-        if not rest.isprintable():
-            raise ValueError("error text must be printable (it goes into SMTP replies)")
-        return NextHop("error", rest)
-    raise ValueError(f"unknown transport {transport!r} (expected local, smtp:…, x400:… or error:…)")
-
-
-def domain_key(domain: str) -> str:
-    """The form domains are compared in: lower case, A-labels (`xn--…`); literals as they are."""
-    if domain.startswith("["):
-        return domain
-    return ".".join(a_label(label) for label in domain.lower().split("."))
 
 
 class RoutingTable:
@@ -442,61 +356,10 @@ def _prefix_key(prefix: ORAddress) -> tuple[object, ...]:
 def _own_domain(key: str) -> NextHop:
     """`smtp:` for this domain: its MX, or straight to the host of an address literal."""
     if not key.startswith("["):
-        return NextHop("smtp", key)
+        return NextHop(Transport.SMTP, key)
     literal = key[1:-1]
     host = literal[5:] if literal[:5].lower() == "ipv6:" else literal
-    return NextHop("smtp", host, SMTP_PORT)
-
-
-def _parse_smtp(rest: str) -> NextHop:
-    if not rest:
-        return NextHop("smtp")  # the recipient's own domain, filled in by route()
-    if rest.startswith("["):
-        close = rest.find("]")
-        if close == -1:
-            raise ValueError(f"'smtp:{rest}': missing ']' after the host")
-        host = _bracketed_host(rest[1:close])
-        tail = rest[close + 1 :]
-        if not tail:
-            return NextHop("smtp", host, SMTP_PORT)
-        digits = tail[1:]
-        if tail[0] != ":" or not (digits.isascii() and digits.isdigit()):
-            raise ValueError(f"'smtp:{rest}': after ']' expected ':port', got {tail!r}")
-        if not 1 <= int(digits) <= 65535:
-            raise ValueError(f"port {digits} must be a number from 1 to 65535")
-        return NextHop("smtp", host, int(digits))
-    if ":" in rest:
-        raise ValueError(
-            f"'smtp:{rest}': a port needs the host in brackets, 'smtp:[host]:port' "
-            "(an MX lookup always uses port 25)"
-        )
-    try:
-        ipaddress.ip_address(rest)
-    except ValueError:
-        pass
-    else:
-        raise ValueError(f"write an IP address in brackets: 'smtp:[{rest}]'")
-    return NextHop("smtp", _host_name(rest))
-
-
-def _bracketed_host(inner: str) -> str:
-    if inner[:5].lower() == "ipv6:" or ":" in inner:
-        text = inner[5:] if inner[:5].lower() == "ipv6:" else inner
-        try:
-            return ipaddress.IPv6Address(text).compressed
-        except ValueError:
-            raise ValueError(f"[{inner}] is not an IPv6 address") from None
-    try:
-        return str(ipaddress.IPv4Address(inner))
-    except ValueError:
-        return _host_name(inner)
-
-
-def _host_name(text: str) -> str:
-    try:
-        return domain_key(parse_domain(text))
-    except AddressError as exc:
-        raise ValueError(f"host {text!r}: {exc}") from None
+    return NextHop(Transport.SMTP, host, SMTP_PORT)
 
 
 def _no_route(address: str, reason: str) -> Decision:

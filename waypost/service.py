@@ -19,30 +19,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from waypost import __version__, events
+from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import Config, build_routing_table
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
+from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, TlsPolicy
+from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
+from waypost.handoff import Deliverer
+from waypost.intake import Intake
 from waypost.message import Message
 from waypost.net.listener import ConnectionLimits
-from waypost.queue.deliverer import Deliverer
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
-from waypost.queue.submit import route_message
-from waypost.routing import RoutingTable
-from waypost.smtp.delivery import ClientSettings, SmtpDeliverer, TlsPolicy
 from waypost.smtp.server import SmtpServer
 from waypost.smtp.setup import SmtpSetupError, smtp_server_config
-from waypost.store.base import NewMessage, StoreCorruptError, StoreError
+from waypost.store.base import StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
 from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
 from waypost.x400.association import X400Server
-from waypost.x400.outbound import X400Deliverer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -107,6 +107,16 @@ class RunLock:
         os.close(self.fd)
 
 
+def build_intake(config: Config, clock: Clock) -> Intake:
+    """The intake as the configuration sets it up: its routing table, domain and limits."""
+    return Intake(
+        build_routing_table(config),
+        clock=clock,
+        x400_domain=config.x400.global_domain,
+        max_received=config.smtp.max_hops,
+    )
+
+
 def database_path(config: Config) -> str:
     return config.store.path or str(Path(config.server.data_dir) / "mta.db")
 
@@ -157,12 +167,13 @@ class Service:
         self,
         config: Config,
         store: SQLiteStore,
-        routing: RoutingTable,
+        intake: Intake,
         manager: QueueManager,
     ) -> None:
         self.config = config
         self.store = store
-        self.routing = routing
+        self.intake = intake
+        self.routing = intake.routing
         self.manager = manager
         self.smtp: SmtpServer | None = None
         self.smtp_deliverer: SmtpDeliverer | None = None
@@ -174,7 +185,7 @@ class Service:
     @classmethod
     async def start(cls, config: Config, *, clock: Clock | None = None) -> Service:
         clock = clock or SystemClock()
-        routing = build_routing_table(config)
+        intake = build_intake(config, clock)
         prepare_data_dir(config.server.data_dir)
         try:
             store = await SQLiteStore.open(
@@ -247,39 +258,40 @@ class Service:
         )
         reports = ReportGenerator(
             store,
-            routing,
+            intake,
             hostname=config.server.hostname,
             clock=clock,
             x400_domain=config.x400.global_domain,
             poll_interval=q.poll_interval,
         )
         manager.on_report_owed = reports.wake
-        service = cls(config, store, routing, manager)
+        service = cls(config, store, intake, manager)
         service.smtp_deliverer = smtp_deliverer
         service.x400_deliverer = x400_deliverer
         service.reports = reports
         return service
 
     async def submit(self, message: Message) -> int:
-        """Route and enqueue a message; returns its queue id once it is durable.
+        """Pass a message through the intake and enqueue it; returns its queue id once it is
+        durable. Raises UnroutableError when a recipient has no route."""
+        queued = await self.admit(message, Arrival(source=Source.SUBMIT))
+        assert queued is not None  # a submitted message always has recipients to store
+        return queued.message_id
 
-        An X.400 object (O/R originator) gets this domain's trace element, as a
-        message submitted to an MTA of the domain does.
-        """
-        new = route_message(message, self.routing, x400_domain=self.config.x400.global_domain)
-        return await self.enqueue(new)
-
-    async def enqueue(self, new: NewMessage) -> int:
-        """Enqueue an already routed message; returns its queue id once it is durable."""
+    async def admit(self, message: Message, arrival: Arrival) -> Queued | None:
+        """The intake's verdict on a message, enqueued; what every listener calls."""
+        new = self.intake.admit(message, arrival)
+        if new is None:
+            return None
         message_id = await self.store.enqueue(new)
         self.manager.wake()
-        return message_id
+        return Queued(message_id, len(new.next_hops))
 
     async def start_listeners(self) -> None:
         smtp = self.config.smtp
         if smtp.listen:
             self.smtp = SmtpServer(
-                smtp_server_config(self.config, self.routing, self.enqueue),
+                smtp_server_config(self.config, self.routing, self.admit, self.intake.clock),
                 list(smtp.addresses),
                 ConnectionLimits(
                     max_total=smtp.max_connections, max_per_client=smtp.max_connections_per_client
@@ -290,8 +302,7 @@ class Service:
         if x400.listen:
             self.x400 = X400Server(
                 x400,
-                self.routing,
-                self.enqueue,
+                self.admit,
                 list(x400.addresses),
                 ConnectionLimits(
                     max_total=x400.max_connections, max_per_client=x400.max_connections_per_client

@@ -36,7 +36,7 @@ from test_x400_association import MTS_ID, message, start, wait_for_file
 
 from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient
 from waypost.service import Service
-from waypost.x400.report_maker import Outcome, build_report
+from waypost.x400.report_maker import RecipientFate, build_report
 
 pytestmark = pytest.mark.interop
 
@@ -368,7 +368,7 @@ def report_and_probe() -> list[Message]:
     report = build_report(
         subject=subject,
         content=b"",
-        outcomes=[Outcome(rcpt_index=0, delivered=False, detail="5.1.1 unknown", when=1e9)],
+        outcomes=[RecipientFate(rcpt_index=0, delivered=False, detail="5.1.1 unknown", when=1e9)],
         received_at=1e9,
         domain="/C=GB/ADMD= /PRMD=A/",
         now=1e9,

@@ -42,6 +42,7 @@ if str(TESTS) not in sys.path:  # for bench/soak.py
 from helpers import free_port  # noqa: E402
 
 from waypost.message import ContentType, Envelope, Message, Recipient  # noqa: E402
+from waypost.nexthop import parse_next_hop  # noqa: E402
 from waypost.store import Database, NewMessage  # noqa: E402
 from waypost.x400.ipm import build_ipm, summarize_ipm  # noqa: E402
 from waypost.x400.p1_envelope import P1Message, decode_mts_apdu  # noqa: E402
@@ -368,7 +369,8 @@ def x400_message(i: int) -> tuple[str, NewMessage]:
     )
     envelope = add_trace(envelope, S_DOMAIN, envelope.arrival)
     return subject, NewMessage(
-        message=Message(envelope=envelope, content=content), next_hops=["x400:M-MTA"]
+        message=Message(envelope=envelope, content=content),
+        next_hops=[parse_next_hop("x400:M-MTA")],
     )
 
 

@@ -27,6 +27,7 @@ import pytest
 from helpers import free_port
 
 from waypost.message import Envelope, Message, Recipient
+from waypost.nexthop import parse_next_hop
 from waypost.service import EXIT_DATABASE_UNUSABLE
 from waypost.store import Database
 from waypost.store.base import NewMessage
@@ -110,7 +111,9 @@ def new_message(number: int, hop: str) -> NewMessage:
         originator="alice@origin.test",
         recipients=[Recipient(address=f"rcpt{number}@dest.test")],
     )
-    return NewMessage(message=Message(envelope=envelope, content=body(number)), next_hops=[hop])
+    return NewMessage(
+        message=Message(envelope=envelope, content=body(number)), next_hops=[parse_next_hop(hop)]
+    )
 
 
 class Sink:

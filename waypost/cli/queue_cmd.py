@@ -1,4 +1,5 @@
-"""`waypost queue …`: list, show, hold, release, retry, delete and bounce queued messages."""
+"""`waypost queue …`: list, show, hold, release, retry, delete, bounce and reroute queued
+messages."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from waypost.cli.common import (
     format_time,
     load,
 )
-from waypost.message import ContentType, EnvelopeError, ObjectKind, decode_envelope
-from waypost.service import database_path
+from waypost.clock import SystemClock
+from waypost.message import ContentType, Envelope, EnvelopeError, ObjectKind, decode_envelope
+from waypost.nexthop import NextHop, parse_next_hop
+from waypost.service import build_intake, database_path
 from waypost.store import admin
 from waypost.store.base import StoreError
 from waypost.store.database import Database, translate
@@ -73,6 +76,20 @@ def add_parser(verbs: Any) -> None:
         target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
         target.add_argument("--all", action="store_true", help="every message in the queue")
         sub.set_defaults(run=run_admin, admin_action=action)
+
+    reroute = actions.add_parser(
+        "reroute",
+        help="route queued recipients again (after a routing change)",
+        description="Route every recipient not yet delivered again through the routing "
+        "table of the configuration as it is now (Postfix's postsuper -r); queued and "
+        "deferred recipients are tried at once, held ones stay held. Loops and "
+        "unsupported critical extensions stay non-delivered; a recipient left without "
+        "a route fails with a report.",
+    )
+    target = reroute.add_mutually_exclusive_group(required=True)
+    target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
+    target.add_argument("--all", action="store_true", help="every message in the queue")
+    reroute.set_defaults(run=run_reroute)
 
     for sub in actions.choices.values():
         add_config_option(sub)
@@ -290,3 +307,40 @@ def run_admin(args: argparse.Namespace) -> int:
     events.emit(events.QUEUE_ADMIN, action=action.value, count=changed, target=target)
     print(f"{action.value}: {changed} recipients changed")
     return EXIT_OK if changed or targets is None else EXIT_FAILED
+
+
+def run_reroute(args: argparse.Namespace) -> int:
+    config = load(args)
+    intake = build_intake(config, SystemClock())
+    targets = None if args.all else list(args.message_ids)
+
+    def choose(envelope: Envelope, index: int, old: str) -> str:
+        try:
+            current: NextHop | None = parse_next_hop(old)
+        except ValueError:
+            current = None  # a damaged hop is simply routed again
+        return str(intake.reroute(envelope, index, current))
+
+    db = _open(args)
+    try:
+        with db.transaction():
+            result = admin.reroute(db, targets, choose, time.time())
+    except sqlite3.Error as exc:
+        raise CommandError(f"reroute failed: {translate(exc)}") from None
+    finally:
+        db.close()
+    for moved in result.rerouted:
+        events.emit(
+            events.RECIPIENT_REROUTED,
+            message_id=moved.message_id,
+            recipient=moved.address,
+            old=moved.old,
+            new=moved.new,
+        )
+        print(f"{moved.message_id}: {moved.address}: {moved.old} -> {moved.new}")
+    target = "the whole queue" if targets is None else "messages " + ", ".join(map(str, targets))
+    events.emit(events.QUEUE_ADMIN, action="reroute", count=result.routed, target=target)
+    print(f"reroute: {result.routed} recipients routed again, {len(result.rerouted)} changed")
+    if result.in_delivery:
+        print(f"({result.in_delivery} being delivered now were left alone: run it again later)")
+    return EXIT_OK if result.routed or targets is None else EXIT_FAILED

@@ -16,11 +16,12 @@ from waypost.address import (
     is_oraddress_text,
     parse_oraddress,
 )
+from waypost.arrival import Arrival, Source, UnroutableError
 from waypost.cli.common import CommandError, add_config_option, load
-from waypost.config import Config, build_routing_table
+from waypost.clock import SystemClock
+from waypost.config import Config
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
-from waypost.queue.submit import UnroutableError, route_message
-from waypost.service import database_path, prepare_data_dir
+from waypost.service import build_intake, database_path, prepare_data_dir
 from waypost.store.base import StoreError
 from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
@@ -153,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
     )
     message = Message(envelope=envelope, content=content)
     try:
-        routing = build_routing_table(config)
-        new = route_message(message, routing, x400_domain=config.x400.global_domain)
+        new = build_intake(config, SystemClock()).admit(message, Arrival(source=Source.SUBMIT))
     except UnroutableError as exc:
         raise CommandError(f"not queued: no route for {exc}") from None
     prepare_data_dir(config.server.data_dir)
@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         db = Database.open(database_path(config))
         try:
             with db.transaction():
+                # (admit returns None only for P1 arrivals: a submission always has recipients)
+                assert new is not None
                 message_id = db.enqueue(new, time.time(), config.queue.max_lifetime)
         finally:
             db.close()

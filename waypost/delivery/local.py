@@ -1,7 +1,7 @@
 """The `local` transport: recipients in local domains delivered to their Maildir, and
 local O/R addresses to the local X.400 store.
 
-Writing a file durably blocks (fsync), so it happens in worker threads. Transfers
+Writing a file durably blocks (fsync), so it happens in worker threads. Handoffs
 that arrive while the workers are busy wait in one queue and are written in
 batches, each batch answered with one hand-back to the event loop: under load
 this costs a thread hop per batch rather than per message. Each file is fsync'd
@@ -27,39 +27,38 @@ from waypost.delivery.maildir import (
     sync_directories,
 )
 from waypost.delivery.x400_store import X400Store
-from waypost.queue.deliverer import Attempt, Transfer
-from waypost.store.base import Result
+from waypost.handoff import Attempt, Handoff, Result
 
 MAX_WORKERS = 4  # files written at once (fsyncs in flight) when the disk is slow
-# Seconds per transfer under which one worker keeps up: then one thread writes them all.
+# Seconds per handoff under which one worker keeps up: then one thread writes them all.
 # More threads on a quick disk cost more CPU than they save time: they contend for the
 # GIL at every system call, and for the directory's lock in the kernel.
 QUICK_WRITE = 0.002
-MAX_BATCH = 32  # transfers one worker writes before it hands their outcomes back
+MAX_BATCH = 32  # handoffs one worker writes before it hands their outcomes back
 IDLE = 2.0  # seconds a worker waits for more work before it ends
 
-_Job = tuple[Transfer, "asyncio.Future[list[Attempt]]"]
+_Job = tuple[Handoff, "asyncio.Future[list[Attempt]]"]
 _Outcome = tuple["asyncio.Future[list[Attempt]]", "list[Attempt] | Exception"]
 
 
 class LocalDeliverer:
-    """Delivers each recipient of a transfer into its mailbox, in worker threads."""
+    """Delivers each recipient of a handoff into its mailbox, in worker threads."""
 
     def __init__(self, maildirs: MaildirStore, x400: X400Store | None = None) -> None:
         self.maildirs = maildirs
         self.x400 = x400
         # Put on the event loop, taken by the workers. A worker that finds it empty
-        # waits a while for more (IDLE seconds) before it ends: handing a transfer to a
+        # waits a while for more (IDLE seconds) before it ends: handing work to a
         # waiting thread costs far less than starting one for it through an executor.
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._workers = 0  # changed on the event loop only
-        # Set by the workers: the last batch took more than QUICK_WRITE per transfer.
+        # Set by the workers: the last batch took more than QUICK_WRITE per handoff.
         self._slow = False
 
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+    async def deliver(self, handoff: Handoff) -> list[Attempt]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Attempt]] = loop.create_future()
-        self._queue.put((transfer, done))
+        self._queue.put((handoff, done))
         if self._workers == 0 or self._slow:
             self._start_worker(loop)
         return await done
@@ -96,16 +95,16 @@ class LocalDeliverer:
 
     def _worker_done(self, loop: asyncio.AbstractEventLoop) -> None:
         self._workers -= 1
-        self._start_worker(loop)  # a transfer queued as the worker was leaving
+        self._start_worker(loop)  # a handoff queued as the worker was leaving
 
     def _write_batch(self, batch: list[_Job]) -> list[_Outcome]:
-        """Write every transfer of a batch, then fsync each directory written into once:
+        """Write every handoff of a batch, then fsync each directory written into once:
         nothing is answered as delivered before its file and its directory are durable."""
         written: list[tuple[list[Attempt], int, str]] = []
         outcomes: list[_Outcome] = []
-        for transfer, done in batch:
+        for handoff, done in batch:
             try:
-                outcomes.append((done, self._deliver_all(transfer, written)))
+                outcomes.append((done, self._deliver_all(handoff, written)))
             except Exception as exc:  # the manager turns it into a deferral
                 outcomes.append((done, exc))
         failed = sync_directories({directory for _, _, directory in written})
@@ -121,18 +120,18 @@ class LocalDeliverer:
         return outcomes
 
     def _deliver_all(
-        self, transfer: Transfer, written: list[tuple[list[Attempt], int, str]]
+        self, handoff: Handoff, written: list[tuple[list[Attempt], int, str]]
     ) -> list[Attempt]:
         """One attempt per recipient; each file written is noted in `written` (the attempt
         and the directory still to fsync)."""
         attempts: list[Attempt] = []
-        for claim in transfer.recipients:
+        for claim in handoff.recipients:
             try:
-                where = self._deliver_one(claim.address, transfer)
+                where = self._deliver_one(claim.address, handoff)
             except LocalDeliveryError as exc:
                 events.emit(
                     events.LOCAL_DELIVERY_FAILED,
-                    message_id=transfer.message_id,
+                    message_id=handoff.message_id,
                     recipient=claim.address,
                     error=str(exc),
                 )
@@ -152,21 +151,21 @@ class LocalDeliverer:
             )
         return attempts
 
-    def _deliver_one(self, address: str, transfer: Transfer) -> Delivered:
+    def _deliver_one(self, address: str, handoff: Handoff) -> Delivered:
         if is_oraddress_text(address):
             if self.x400 is None:
                 raise LocalDeliveryError(
                     "4.3.5 no local X.400 store is configured", permanent=False
                 )
-            return self.x400.deliver(address, transfer.envelope, transfer.content, sync_dir=False)
+            return self.x400.deliver(address, handoff.envelope, handoff.content, sync_dir=False)
         local_part = address.rpartition("@")[0] or address
         return self.maildirs.deliver(
-            local_part, address, transfer.envelope, transfer.content, sync_dir=False
+            local_part, address, handoff.envelope, handoff.content, sync_dir=False
         )
 
 
 def _settle(outcomes: list[_Outcome]) -> None:
-    """On the event loop: answer each transfer of a batch (unless its caller gave up)."""
+    """On the event loop: answer each handoff of a batch (unless its caller gave up)."""
     for done, outcome in outcomes:
         if done.done():
             continue

@@ -18,12 +18,22 @@ from dataclasses import dataclass
 
 from waypost import events
 from waypost.clock import Clock
+from waypost.handoff import (
+    Attempt,
+    Claim,
+    Deliverer,
+    Handoff,
+    ReportKind,
+    Result,
+    all_attempts,
+    should_report,
+)
 from waypost.message import Envelope
-from waypost.queue.deliverer import Attempt, Deliverer, Transfer
+from waypost.nexthop import NextHop, Transport, parse_next_hop
 from waypost.queue.policy import RetryPolicy
-from waypost.smtp.dsn import DsnKind, should_report
-from waypost.store.base import Claim, Outcome, ReportOwed, Result, Store, StoreError
-from waypost.store.database import BadContentError
+from waypost.store.base import BadContentError, ReportOwed, Settlement, Store, StoreError
+
+_HOP_CACHE = 10_000  # parsed next hops kept; past it the cache starts again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +77,7 @@ class QueueManager:
         self._stopping = False
         self._slots = asyncio.Semaphore(self.settings.delivery_concurrency)
         self._per_hop: dict[str, asyncio.Semaphore] = {}
+        self._hops: dict[str, NextHop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = defaultdict(int)
 
@@ -162,7 +173,7 @@ class QueueManager:
             if not self._tasks - {asyncio.current_task()}:
                 self._wake.set()
 
-    async def _attempt(self, hop: str, claims: list[Claim]) -> list[Outcome]:
+    async def _attempt(self, hop: str, claims: list[Claim]) -> list[Settlement]:
         now = self.clock.now()
         first = claims[0]
         attempts: list[Attempt]
@@ -183,13 +194,18 @@ class QueueManager:
         return [self._outcome(by_id[a.recipient_id], a, hop) for a in attempts]
 
     async def _deliver(
-        self, hop: str, message_id: int, envelope: Envelope, claims: list[Claim]
+        self, hop_text: str, message_id: int, envelope: Envelope, claims: list[Claim]
     ) -> list[Attempt]:
-        transport = hop.partition(":")[0]
-        deliverer = self.deliverers.get(transport)
+        try:
+            hop = self._next_hop(hop_text)
+        except ValueError as exc:
+            return all_attempts(claims, Result.DEFERRED, f"4.3.5 bad next hop {hop_text}: {exc}")
+        deliverer = self.deliverers.get(hop.transport)
         if deliverer is None:
-            detail = f"4.3.5 no delivery agent for transport {transport!r} (next hop {hop})"
-            return [_deferred(c, detail) for c in claims]
+            detail = (
+                f"4.3.5 no delivery agent for transport {hop.transport.value!r} (next hop {hop})"
+            )
+            return all_attempts(claims, Result.DEFERRED, detail)
         try:
             content = await self.store.read_content(message_id, size_hint=claims[0].size)
         except BadContentError as exc:
@@ -197,7 +213,7 @@ class QueueManager:
             return []
         try:
             attempts = await deliverer.deliver(
-                Transfer(
+                Handoff(
                     next_hop=hop,
                     message_id=message_id,
                     envelope=envelope,
@@ -206,7 +222,9 @@ class QueueManager:
                 )
             )
         except Exception as exc:
-            events.emit(events.UNEXPECTED_ERROR, component=f"{transport} delivery", error=repr(exc))
+            events.emit(
+                events.UNEXPECTED_ERROR, component=f"{hop.transport} delivery", error=repr(exc)
+            )
             return [_deferred(c, "4.3.0 internal error in the delivery agent") for c in claims]
         if len(attempts) == len(claims) and all(
             a.recipient_id == c.recipient_id for a, c in zip(attempts, claims, strict=True)
@@ -222,7 +240,16 @@ class QueueManager:
         ]
         return attempts
 
-    def _outcome(self, claim: Claim, attempt: Attempt, hop: str) -> Outcome:
+    def _next_hop(self, text: str) -> NextHop:
+        """The stored hop text parsed once, then kept (a queue has few distinct hops)."""
+        hop = self._hops.get(text)
+        if hop is None:
+            if len(self._hops) >= _HOP_CACHE:
+                self._hops.clear()
+            hop = self._hops[text] = parse_next_hop(text)
+        return hop
+
+    def _outcome(self, claim: Claim, attempt: Attempt, hop: str) -> Settlement:
         now = self.clock.now()
         recipient = claim.envelope.recipients[claim.rcpt_index]
         if attempt.result is Result.DELIVERED:
@@ -235,10 +262,12 @@ class QueueManager:
                     next_hop=hop,
                 )
             report = None
-            if not attempt.passed_on and should_report(claim.envelope, recipient, DsnKind.SUCCESS):
-                local = hop.partition(":")[0] == "local"
+            if not attempt.passed_on and should_report(
+                claim.envelope, recipient, ReportKind.SUCCESS
+            ):
+                local = hop == Transport.LOCAL
                 report = ReportOwed.DELIVERY if local else ReportOwed.RELAYED
-            return Outcome(
+            return Settlement(
                 recipient_id=claim.recipient_id,
                 result=Result.DELIVERED,
                 detail=attempt.detail,
@@ -255,7 +284,7 @@ class QueueManager:
                 attempts=claim.attempts + 1,
                 error=attempt.detail,
             )
-            return Outcome(
+            return Settlement(
                 recipient_id=claim.recipient_id,
                 result=Result.DEFERRED,
                 detail=attempt.detail,
@@ -280,9 +309,9 @@ class QueueManager:
                 recipient=claim.address,
                 error=detail,
             )
-        wanted = should_report(claim.envelope, recipient, DsnKind.FAILURE)
+        wanted = should_report(claim.envelope, recipient, ReportKind.FAILURE)
         report = ReportOwed.NON_DELIVERY if wanted else None
-        return Outcome(
+        return Settlement(
             recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail, report=report
         )
 

@@ -14,19 +14,26 @@ from collections import defaultdict
 
 from waypost import events
 from waypost.address import is_oraddress_text
+from waypost.arrival import Arrival, Source, UnroutableError
 from waypost.clock import Clock
+from waypost.handoff import ReportKind
+from waypost.intake import Intake
 from waypost.message import Envelope, Message, new_mts_id
-from waypost.routing import RoutingTable
-from waypost.smtp.dsn import Action, DsnKind, build_dsn, dsn_envelope, recipient_report
-from waypost.store.base import NewMessage, ReportOwed, StoreError
-from waypost.store.database import BadContentError, OwedRecipient, OwedReport
-from waypost.store.sqlite import SQLiteStore
-from waypost.x400.report_maker import Outcome, build_report
+from waypost.smtp.dsn import Action, build_dsn, dsn_envelope, recipient_report
+from waypost.store.base import (
+    BadContentError,
+    OwedRecipient,
+    OwedReport,
+    ReportOwed,
+    Store,
+    StoreError,
+)
+from waypost.x400.report_maker import RecipientFate, build_report
 
 _KIND = {
-    ReportOwed.NON_DELIVERY: (DsnKind.FAILURE, Action.FAILED),
-    ReportOwed.DELIVERY: (DsnKind.SUCCESS, Action.DELIVERED),
-    ReportOwed.RELAYED: (DsnKind.SUCCESS, Action.RELAYED),
+    ReportOwed.NON_DELIVERY: (ReportKind.FAILURE, Action.FAILED),
+    ReportOwed.DELIVERY: (ReportKind.SUCCESS, Action.DELIVERED),
+    ReportOwed.RELAYED: (ReportKind.SUCCESS, Action.RELAYED),
 }
 
 
@@ -35,8 +42,8 @@ class ReportGenerator:
 
     def __init__(
         self,
-        store: SQLiteStore,
-        routing: RoutingTable,
+        store: Store,
+        intake: Intake,
         *,
         hostname: str,
         clock: Clock,
@@ -45,7 +52,7 @@ class ReportGenerator:
         batch_size: int = 100,
     ) -> None:
         self.store = store
-        self.routing = routing
+        self.intake = intake
         self.hostname = hostname
         self.clock = clock
         self.x400_domain = x400_domain
@@ -130,7 +137,7 @@ class ReportGenerator:
     async def _x400_report(self, owed: OwedReport, envelope: Envelope, content: bytes) -> int:
         """One P1 report for every recipient of the message with a report owed."""
         outcomes = [
-            Outcome(
+            RecipientFate(
                 rcpt_index=r.rcpt_index,
                 delivered=r.report != ReportOwed.NON_DELIVERY,
                 detail=r.detail,
@@ -156,10 +163,11 @@ class ReportGenerator:
         """Route and enqueue `report` and mark it sent, in one transaction; returns the
         number of recipients reported on (0 when the store failed: they stay owed)."""
         to = envelope_to(report)
-        hop = self.routing.route(to).next_hop
         ids = [r.recipient_id for r in recipients]
         new = None
-        if hop is None:
+        try:
+            new = self.intake.admit(report, Arrival(source=Source.REPORT))
+        except UnroutableError:
             events.emit(
                 events.REPORT_UNDELIVERABLE,
                 kind=kind,
@@ -167,8 +175,6 @@ class ReportGenerator:
                 to=to,
                 reason="no route to the originator",
             )
-        else:
-            new = NewMessage(message=report, next_hops=[str(hop)])
         try:
             report_id = await self.store.complete_reports(owed.message_id, ids, new)
         except StoreError as exc:

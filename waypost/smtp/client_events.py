@@ -6,8 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from waypost.handoff import Result
 from waypost.smtp.client_wire import Capabilities, Reply
-from waypost.store.base import Result
 
 
 class LocalProtocolError(Exception):

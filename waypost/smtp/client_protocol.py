@@ -64,6 +64,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from waypost.handoff import Result
 from waypost.message import Envelope, Recipient
 from waypost.smtp.client_events import (
     NEED_DATA,
@@ -87,7 +88,6 @@ from waypost.smtp.client_wire import (
     parse_ehlo,
     plan_transaction,
 )
-from waypost.store.base import Result
 
 __all__ = [
     "NEED_DATA",

@@ -9,8 +9,8 @@ types are used instead (`message/global-delivery-status`, `message/global`,
 everything is 7-bit except the returned message itself, which is marked
 `8bit` when it has 8-bit octets.
 
-The API: `should_report(envelope, recipient, kind)` says whether a DSN is
-owed; `recipient_report(address=, action=, detail=, …)` turns an attempt's
+The API (whether a report is owed at all is `waypost.handoff.should_report`):
+`recipient_report(address=, action=, detail=, …)` turns an attempt's
 detail into a `RecipientReport`; `build_dsn(envelope=, content=, kind=,
 recipients=, reporting_mta=, …) -> bytes` writes the report; and
 `dsn_envelope(original, mts_id=, to=)` is the envelope it travels in.
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from waypost.handoff import ReportKind
 from waypost.message import (
     ContentType,
     Envelope,
@@ -63,14 +64,6 @@ DEFAULT_RETURN_LIMIT = 1 << 20
 
 MAX_DIAGNOSTIC = 2000
 """Diagnostic texts longer than this are cut (a reply may have 100 lines of 2 kB)."""
-
-
-class DsnKind(enum.StrEnum):
-    """What the report is about, as NOTIFY names it (RFC 3461 §4.1)."""
-
-    FAILURE = "failure"
-    DELAY = "delay"
-    SUCCESS = "success"
 
 
 class Action(enum.StrEnum):
@@ -91,16 +84,11 @@ _ACTION_CLASS = {
     Action.EXPANDED: "2",
 }
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
-_NOTIFY = {
-    DsnKind.FAILURE: Notify.FAILURE,
-    DsnKind.DELAY: Notify.DELAY,
-    DsnKind.SUCCESS: Notify.SUCCESS,
-}
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 _SUBJECTS = {
-    DsnKind.FAILURE: "Undelivered Mail Returned to Sender",
-    DsnKind.DELAY: "Delayed Mail (still being retried)",
-    DsnKind.SUCCESS: "Successful Mail Delivery Report",
+    ReportKind.FAILURE: "Undelivered Mail Returned to Sender",
+    ReportKind.DELAY: "Delayed Mail (still being retried)",
+    ReportKind.SUCCESS: "Successful Mail Delivery Report",
 }
 
 
@@ -173,37 +161,6 @@ def recipient_report(
     )
 
 
-def should_report(
-    envelope: Envelope, recipient: Recipient, kind: DsnKind, *, delay_without_notify: bool = False
-) -> bool:
-    """Whether a report of `kind` is owed for this recipient (RFC 3461 §4.1; X.411 for O/R
-    originators, whose reports are P1 reports).
-
-    Never for a null reverse path or a report. NOTIFY, when given, decides
-    alone. Without it: failures are reported, delays only if
-    `delay_without_notify`, successes only when an X.400 originator asked for
-    every report (report_request ALWAYS); report_request NONE silences all.
-    """
-    if not envelope.originator or envelope.is_report:
-        return False
-    if envelope.originator.startswith("/"):
-        # An O/R originator: X.411's per-recipient requests; the originating MTA's
-        # (mta_report_request) counts too, as it decides what reaches the originator.
-        request = max(recipient.report_request, recipient.mta_report_request)
-        if kind is DsnKind.FAILURE:
-            return request >= ReportRequest.NON_DELIVERY
-        return kind is DsnKind.SUCCESS and request is ReportRequest.ALWAYS
-    if recipient.notify:
-        return Notify.NEVER not in recipient.notify and _NOTIFY[kind] in recipient.notify
-    if recipient.report_request is ReportRequest.NONE:
-        return False
-    if kind is DsnKind.FAILURE:
-        return True
-    if kind is DsnKind.DELAY:
-        return delay_without_notify
-    return recipient.report_request is ReportRequest.ALWAYS
-
-
 def dsn_envelope(
     original: Envelope, *, mts_id: str, to: str, arrival: float | None = None
 ) -> Envelope:
@@ -235,7 +192,7 @@ def build_dsn(
     *,
     envelope: Envelope,
     content: bytes,
-    kind: DsnKind,
+    kind: ReportKind,
     recipients: Sequence[RecipientReport],
     reporting_mta: str,
     message_id_domain: str | None = None,
@@ -295,7 +252,7 @@ def build_dsn(
         (
             [
                 "Content-Description: "
-                + ("Undelivered Message" if kind is DsnKind.FAILURE else "Message")
+                + ("Undelivered Message" if kind is ReportKind.FAILURE else "Message")
                 + (" Headers" if "headers" in returned_type else ""),
                 f"Content-Type: {returned_type}",
                 f"Content-Transfer-Encoding: {'7bit' if returned.isascii() else '8bit'}",
@@ -318,7 +275,7 @@ def build_dsn(
 
 
 def _text_part(
-    kind: DsnKind,
+    kind: ReportKind,
     mta: str,
     recipients: Sequence[RecipientReport],
     arrival: float,
@@ -329,7 +286,7 @@ def _text_part(
 ) -> tuple[list[str], bytes]:
     """The human-readable part, in the manner of Postfix's bounce(8) templates."""
     paragraphs = [f"This is the mail system at host {mta}."]
-    if kind is DsnKind.FAILURE:
+    if kind is ReportKind.FAILURE:
         whole = "headers" not in returned_type
         attached = "your message is attached." if whole else "its headers are attached."
         paragraphs.append(
@@ -344,7 +301,7 @@ def _text_part(
         paragraphs.append(
             "For further assistance, please send mail to the postmaster, and include this report."
         )
-    elif kind is DsnKind.DELAY:
+    elif kind is ReportKind.DELAY:
         paragraphs.append("THIS IS A WARNING ONLY. YOU DO NOT NEED TO SEND YOUR MESSAGE AGAIN.")
         waited = f" for {_duration(now - arrival)}" if 0 < arrival < now else ""
         until = max((r.will_retry_until or 0.0 for r in recipients), default=0.0)
@@ -442,11 +399,11 @@ def _status_part(
 
 
 def _returned(
-    envelope: Envelope, content: bytes, kind: DsnKind, limit: int, utf8: bool
+    envelope: Envelope, content: bytes, kind: ReportKind, limit: int, utf8: bool
 ) -> tuple[bytes, str]:
     binary = (envelope.body or "").upper() == "BINARYMIME"
     if (
-        kind is DsnKind.FAILURE
+        kind is ReportKind.FAILURE
         and envelope.ret is not Ret.HDRS
         and not binary
         and len(content) <= limit

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from waypost.address import Mailbox
+from waypost.nexthop import NextHop
 from waypost.routing import RoutingTable
 from waypost.smtp.server_replies import RECIPIENT_UNKNOWN, RELAY_DENIED, Reply
 
@@ -21,7 +22,7 @@ LOW_DISK = Reply(452, "4.3.1", "Insufficient system storage; try again later")
 class RecipientDecision:
     """Accept with a next hop, or refuse with a reply."""
 
-    next_hop: str | None
+    next_hop: NextHop | None
     refusal: Reply | None
 
 
@@ -59,12 +60,12 @@ class RelayPolicy:
         if hop.transport == "local":
             if self.mailboxes and rcpt.local.lower() not in self.mailboxes:
                 return RecipientDecision(None, RECIPIENT_UNKNOWN)
-            return RecipientDecision(str(hop), None)
+            return RecipientDecision(hop, None)
         if decision.by_default and not may_relay:
             return RecipientDecision(None, RELAY_DENIED)
         if hop.transport == "error":
             return RecipientDecision(None, REFUSED_BY_ROUTE)
-        return RecipientDecision(str(hop), None)
+        return RecipientDecision(hop, None)
 
 
 class DiskGuard:

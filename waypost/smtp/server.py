@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from waypost import events
+from waypost.arrival import Admit, Arrival, LoopError, Source
+from waypost.clock import Clock, SystemClock
 from waypost.message import Envelope, Message, Recipient, ReportRequest, new_mts_id
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.nexthop import NextHop
 from waypost.smtp import server_replies as replies
 from waypost.smtp.auth import AuthUsers
 from waypost.smtp.policy import LOW_DISK, DiskGuard, RelayPolicy
@@ -36,13 +38,11 @@ from waypost.smtp.server_protocol import (
     StartTLS,
     Violation,
 )
-from waypost.smtp.server_received import count_received, received_header
+from waypost.smtp.server_received import received_header
 from waypost.smtp.server_settings import ServerSettings
-from waypost.store.base import NewMessage, StoreError
+from waypost.store.base import StoreError
 
 TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops: a mail loop?")
-
-Enqueue = Callable[[NewMessage], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,8 +52,8 @@ class SmtpServerConfig:
     settings: ServerSettings
     policy: RelayPolicy
     disk: DiskGuard
-    enqueue: Enqueue
-    max_hops: int = 50
+    admit: Admit
+    clock: Clock = field(default_factory=SystemClock)
     idle_timeout: float = 300.0
     data_timeout: float = 600.0
     tls: ssl.SSLContext | None = None
@@ -94,7 +94,7 @@ class SmtpSession(PausingDriver):
         self._release = release
         self.conn = ServerConnection(self.config.settings, tls_active=False)
         self._mail: MailFrom | None = None
-        self._rcpts: list[tuple[RcptTo, str]] = []
+        self._rcpts: list[tuple[RcptTo, NextHop]] = []
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -252,17 +252,11 @@ class SmtpSession(PausingDriver):
         if mail is None or not rcpts:  # the machine prevents this; refuse safely if not
             self.conn.reject(event, replies.TEMPORARY_FAILURE)
             return
-        if count_received(event.content) >= self.config.max_hops:
-            events.emit(
-                events.SMTP_LOOP,
-                client=self.client,
-                hops=self.config.max_hops,
-                originator=str(mail.reverse_path or "<>"),
-            )
-            self.conn.reject(event, TOO_MANY_HOPS)
-            return
         try:
             message_id, mts_id = await self._store(mail, rcpts, event.content)
+        except LoopError:  # the intake has said so (event 1306)
+            self.conn.reject(event, TOO_MANY_HOPS)
+            return
         except StoreError as exc:
             events.emit(events.SMTP_STORE_FAILED, client=self.client, error=str(exc))
             self.conn.reject(event, replies.TEMPORARY_FAILURE)
@@ -283,11 +277,11 @@ class SmtpSession(PausingDriver):
         self.conn.accept(event, f"Ok: queued as {message_id}")
 
     async def _store(
-        self, mail: MailFrom, rcpts: list[tuple[RcptTo, str]], content: bytes
+        self, mail: MailFrom, rcpts: list[tuple[RcptTo, NextHop]], content: bytes
     ) -> tuple[int, str]:
         hostname = self.config.settings.hostname
         mts_id = new_mts_id(hostname)
-        now = time.time()
+        now = self.config.clock.now()
         header = received_header(
             from_name=self.conn.hello_name or "unknown",
             from_addr=self.client,
@@ -318,11 +312,15 @@ class SmtpSession(PausingDriver):
             smtputf8=mail.smtputf8,
             is_report=mail.reverse_path is None,
         )
-        new = NewMessage(
-            message=Message(envelope=envelope, content=header + content),
+        arrival = Arrival(
+            source=Source.SMTP,
+            peer=self.client,
             next_hops=[hop for _, hop in rcpts],
+            received=header,
         )
-        return await self.config.enqueue(new), mts_id
+        queued = await self.config.admit(Message(envelope=envelope, content=content), arrival)
+        assert queued is not None  # a message over SMTP always has recipients to store
+        return queued.message_id, mts_id
 
     def _tls_description(self) -> str | None:
         if self.transport is None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from waypost.arrival import Admit
+from waypost.clock import Clock
 from waypost.config import Config
 from waypost.routing import RoutingTable
 from waypost.smtp.auth import AuthUsers, UsersFileError
 from waypost.smtp.policy import DiskGuard, RelayPolicy
-from waypost.smtp.server import Enqueue, SmtpServerConfig
+from waypost.smtp.server import SmtpServerConfig
 from waypost.smtp.server_settings import ServerSettings
 
 
@@ -26,7 +28,9 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-def smtp_server_config(config: Config, routing: RoutingTable, enqueue: Enqueue) -> SmtpServerConfig:
+def smtp_server_config(
+    config: Config, routing: RoutingTable, admit: Admit, clock: Clock
+) -> SmtpServerConfig:
     smtp = config.smtp
     tls = tls_context(smtp.tls_cert, smtp.tls_key) if smtp.tls_cert else None
     users = None
@@ -50,8 +54,8 @@ def smtp_server_config(config: Config, routing: RoutingTable, enqueue: Enqueue) 
             routing, smtp.relay_networks, mailboxes=frozenset(config.local.mailboxes)
         ),
         disk=DiskGuard(str(Path(config.server.data_dir)), smtp.min_free_space),
-        enqueue=enqueue,
-        max_hops=smtp.max_hops,
+        admit=admit,
+        clock=clock,
         idle_timeout=smtp.idle_timeout,
         data_timeout=smtp.data_timeout,
         tls=tls,

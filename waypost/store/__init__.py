@@ -1,35 +1,36 @@
 """The MTA database: the Store interface and its embedded SQLite implementation."""
 
 from waypost.store.base import (
-    Claim,
+    BadContentError,
     ClaimBatch,
     MessageState,
     NewMessage,
-    Outcome,
+    OwedRecipient,
+    OwedReport,
     Quarantined,
     RecipientState,
     ReportOwed,
-    Result,
+    Settlement,
     Store,
     StoreCorruptError,
     StoreError,
 )
-from waypost.store.database import BadContentError, Database
+from waypost.store.database import Database
 from waypost.store.sqlite import SQLiteStore
 
 __all__ = [
     "BadContentError",
-    "Claim",
     "ClaimBatch",
     "Database",
     "MessageState",
     "NewMessage",
-    "Outcome",
+    "OwedRecipient",
+    "OwedReport",
     "Quarantined",
     "RecipientState",
     "ReportOwed",
-    "Result",
     "SQLiteStore",
+    "Settlement",
     "Store",
     "StoreCorruptError",
     "StoreError",

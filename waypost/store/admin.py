@@ -1,11 +1,15 @@
-"""Operator actions on the queue: hold, release, retry, delete, bounce (Postfix's postsuper)."""
+"""Operator actions on the queue: hold, release, retry, delete, bounce and reroute
+(Postfix's postsuper)."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from waypost.message import Envelope
 from waypost.store.database import Database
+from waypost.store.validate import check_message_row
 
 
 class Action(enum.StrEnum):
@@ -85,3 +89,71 @@ def _message_ids(db: Database, where: str, args: list[object]) -> list[int]:
     else:
         present = db.conn.execute("SELECT id FROM messages")
     return [int(row[0]) for row in present]
+
+
+@dataclass(frozen=True, slots=True)
+class Rerouted:
+    """A recipient whose next hop an operator's re-routing changed."""
+
+    message_id: int
+    recipient_id: int
+    address: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteResult:
+    """What `reroute` did: recipients routed again (`rerouted` those whose hop changed),
+    and those left alone because a delivery of them was in progress."""
+
+    routed: int
+    rerouted: list[Rerouted]
+    in_delivery: int
+
+
+# Chooses a recipient's next hop again: its message's envelope, its index there, and the
+# hop it has (as stored text); returns the new hop's text.
+Chooser = Callable[[Envelope, int, str], str]
+
+
+def reroute(
+    db: Database, message_ids: Sequence[int] | None, choose: Chooser, now: float
+) -> RerouteResult:
+    """Route again every recipient not yet delivered (queued, deferred or held) of the given
+    messages (None: the whole queue), as Postfix's `postsuper -r`; queued and deferred
+    ones are due at once. A message that does not validate is left for the queue manager
+    to quarantine. The caller owns the transaction."""
+    where, args = _scope(message_ids)
+    rows = db.conn.execute(
+        "SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, "
+        "m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, "
+        "m.state FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+        "WHERE r.state IN ('queued', 'deferred', 'held') AND m.state = 'active' "
+        f"AND {where.replace('message_id', 'r.message_id')} "
+        "ORDER BY r.message_id, r.rcpt_index",
+        args,
+    ).fetchall()
+    envelopes: dict[int, Envelope | None] = {}
+    routed = 0
+    changed: list[Rerouted] = []
+    for rid, mid, rcpt_index, address, old, *message_row in rows:
+        if mid not in envelopes:
+            envelopes[mid] = check_message_row(message_row)[0]
+        envelope = envelopes[mid]
+        if envelope is None or not 0 <= rcpt_index < len(envelope.recipients):
+            continue
+        new = choose(envelope, rcpt_index, old)
+        routed += 1
+        # A held recipient stays held (and not due) until it is released.
+        db.conn.execute(
+            "UPDATE recipients SET next_hop = ?, updated_at = ?, "
+            "due_at = CASE WHEN state = 'held' THEN due_at ELSE ? END WHERE id = ?",
+            (new, now, now, rid),
+        )
+        if new != old:
+            changed.append(Rerouted(mid, rid, address, old, new))
+    in_delivery = db.conn.execute(
+        f"SELECT count(*) FROM recipients WHERE state = 'leased' AND {where}", args
+    ).fetchone()[0]
+    return RerouteResult(routed=routed, rerouted=changed, in_delivery=int(in_delivery))

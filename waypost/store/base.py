@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from waypost.handoff import Claim, Result
 from waypost.message import Envelope, Message
+from waypost.nexthop import NextHop
 
 
 class RecipientState(enum.StrEnum):
@@ -48,14 +50,6 @@ class ReportOwed(enum.StrEnum):
     RELAYED = "relayed"
 
 
-class Result(enum.StrEnum):
-    """What a delivery attempt came to."""
-
-    DELIVERED = "delivered"
-    DEFERRED = "deferred"
-    FAILED = "failed"
-
-
 class StoreError(Exception):
     """The MTA database could not do what was asked: answer the peer with a temporary error."""
 
@@ -64,41 +58,24 @@ class StoreCorruptError(StoreError):
     """The database file itself is damaged (SQLite reports corruption)."""
 
 
+class BadContentError(StoreError):
+    """A message's content is missing or does not match its recorded size."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewMessage:
     """A message to enqueue, with the next hop already chosen for each recipient."""
 
     message: Message
-    next_hops: Sequence[str]
+    next_hops: Sequence[NextHop]
 
     def __post_init__(self) -> None:
         if len(self.next_hops) != len(self.message.envelope.recipients):
             raise ValueError("one next hop per recipient is needed")
-        if any(not hop for hop in self.next_hops):
-            raise ValueError("a next hop is empty")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Claim:
-    """A recipient leased to this worker, with its message's envelope."""
-
-    recipient_id: int
-    message_id: int
-    rcpt_index: int
-    address: str
-    next_hop: str
-    attempts: int
-    received_at: float
-    expires_at: float
-    size: int
-    envelope: Envelope
-    last_error: str | None = None
-    lease_was_expired: bool = False
-    previous_owner: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
+class Settlement:
     """The result of one attempt for one claimed recipient."""
 
     recipient_id: int
@@ -129,6 +106,30 @@ class ClaimBatch:
     quarantined: list[Quarantined]
 
 
+@dataclass(frozen=True, slots=True)
+class OwedRecipient:
+    """A recipient for which a report is owed: its outcome's detail and when it came."""
+
+    recipient_id: int
+    rcpt_index: int
+    address: str
+    report: str
+    detail: str
+    when: float
+
+
+@dataclass(frozen=True, slots=True)
+class OwedReport:
+    """The reports owed on one message; `envelope` is None (and `problem` says why) when the
+    message does not validate."""
+
+    message_id: int
+    envelope: Envelope | None
+    problem: str | None
+    received_at: float
+    recipients: list[OwedRecipient]
+
+
 class Store(Protocol):
     """The MTA database as the services see it. Every write returns once it is durable."""
 
@@ -140,7 +141,7 @@ class Store(Protocol):
         """Lease up to `limit` due recipients (queued, deferred, or with an expired lease)."""
         ...
 
-    async def settle(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+    async def settle(self, owner: str, outcomes: Sequence[Settlement]) -> int:
         """Record outcomes of leased recipients; returns how many were still this owner's."""
         ...
 
@@ -151,6 +152,18 @@ class Store(Protocol):
 
     async def quarantine_message(self, message_id: int, reason: str) -> None:
         """Set a bad message and its recipients aside, keeping a copy."""
+        ...
+
+    async def reports_owed(self, limit: int) -> list[OwedReport]:
+        """Recipients whose outcome is final and whose report is still to be sent, by message
+        (at most `limit` recipients)."""
+        ...
+
+    async def complete_reports(
+        self, message_id: int, recipient_ids: Sequence[int], report: NewMessage | None
+    ) -> int | None:
+        """Enqueue `report` (if any) and mark the recipients' reports sent, in one
+        transaction; returns the report's message id."""
         ...
 
     async def next_due(self) -> float | None:

@@ -11,27 +11,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from waypost.handoff import Claim, Result
 from waypost.message import Envelope, encode_envelope
 from waypost.store import quarantine
 from waypost.store.base import (
-    Claim,
+    BadContentError,
     ClaimBatch,
     MessageState,
     NewMessage,
-    Outcome,
+    OwedRecipient,
+    OwedReport,
     Quarantined,
     RecipientState,
-    Result,
+    Settlement,
     StoreCorruptError,
     StoreError,
 )
 from waypost.store.schema import connect, create
 from waypost.store.validate import check_message_row, check_recipient_row
-
-
-class BadContentError(StoreError):
-    """A message's content is missing or does not match its recorded size."""
-
 
 _CLAIM_SQL = """
 SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, r.state, r.due_at,
@@ -63,30 +60,6 @@ def translate(exc: sqlite3.Error) -> StoreError:
     ):
         return StoreCorruptError(text)
     return StoreError(text)
-
-
-@dataclass(frozen=True, slots=True)
-class OwedRecipient:
-    """A recipient for which a report is owed: its outcome's detail and when it came."""
-
-    recipient_id: int
-    rcpt_index: int
-    address: str
-    report: str
-    detail: str
-    when: float
-
-
-@dataclass(frozen=True, slots=True)
-class OwedReport:
-    """The reports owed on one message; `envelope` is None (and `problem` says why) when the
-    message does not validate."""
-
-    message_id: int
-    envelope: Envelope | None
-    problem: str | None
-    received_at: float
-    recipients: list[OwedRecipient]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +139,7 @@ class Database:
             "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at, "
             "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
             [
-                (message_id, index, rcpt.address, hop, due, now)
+                (message_id, index, rcpt.address, str(hop), due, now)
                 for index, (rcpt, hop) in enumerate(
                     zip(envelope.recipients, new.next_hops, strict=True)
                 )
@@ -234,11 +207,11 @@ class Database:
         )
         return ClaimBatch(claims=claims, quarantined=bad)
 
-    def settle(self, owner: str, outcomes: Sequence[Outcome], now: float) -> int:
+    def settle(self, owner: str, outcomes: Sequence[Settlement], now: float) -> int:
         """Record outcomes for recipients this owner still leases; finished messages go."""
         return len(self.settle_ids(owner, outcomes, now))
 
-    def settle_ids(self, owner: str, outcomes: Sequence[Outcome], now: float) -> set[int]:
+    def settle_ids(self, owner: str, outcomes: Sequence[Settlement], now: float) -> set[int]:
         """`settle`, answering which recipients were settled (those this owner still leased).
 
         A few statements per batch rather than per recipient: the leases still held are

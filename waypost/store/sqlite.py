@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from waypost import events
 from waypost.clock import Clock, SystemClock
 from waypost.store import quarantine
-from waypost.store.base import ClaimBatch, NewMessage, Outcome, StoreError
-from waypost.store.database import Database, OwedReport, translate
+from waypost.store.base import ClaimBatch, NewMessage, OwedReport, Settlement, StoreError
+from waypost.store.database import Database, translate
 
 T = TypeVar("T")
 
@@ -51,12 +51,12 @@ class _SettleBatch:
 
     __slots__ = ("_lock", "_outcomes", "future")
 
-    def __init__(self, outcomes: Sequence[Outcome]) -> None:
+    def __init__(self, outcomes: Sequence[Settlement]) -> None:
         self._lock = threading.Lock()
-        self._outcomes: list[Outcome] | None = list(outcomes)
+        self._outcomes: list[Settlement] | None = list(outcomes)
         self.future: asyncio.Future[Any]
 
-    def add(self, outcomes: Sequence[Outcome]) -> bool:
+    def add(self, outcomes: Sequence[Settlement]) -> bool:
         """Join the batch (on the event loop); False once the writer has taken it."""
         with self._lock:
             if self._outcomes is None:
@@ -64,7 +64,7 @@ class _SettleBatch:
             self._outcomes.extend(outcomes)
             return True
 
-    def take(self) -> list[Outcome]:
+    def take(self) -> list[Settlement]:
         """The outcomes, once (in the writer); later callers start a new batch."""
         with self._lock:
             outcomes, self._outcomes = self._outcomes, None
@@ -138,7 +138,7 @@ class SQLiteStore:
             )
         return batch
 
-    async def settle(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+    async def settle(self, owner: str, outcomes: Sequence[Settlement]) -> int:
         # Outcomes that arrive while an earlier settle still waits for the writer join
         # it: one operation (a few statements) for all of them, not one per caller.
         # (Shielded: a caller that gives up must not cancel the others' answer.)

@@ -2,17 +2,16 @@
 
 The sans-I/O `waypost.osi.stack.Association` speaks the protocol; this module
 owns sockets and timers, checks MTA-bind credentials against `[[x400.peer]]`,
-and hands each inbound message to the MTA database durably *before* it
-confirms the transfer (the `x400` deliverer is in `outbound`).
+and hands each inbound message to the intake, which stores it durably *before*
+the transfer is confirmed (the `x400` delivery agent is `waypost.delivery.x400`).
 
 The listener serves both modes on one address: until the first session CN is
 decoded, a 1988 and an X.410 responder read the same bytes (their transport
 CCs are identical, one is written); the one that yields an `OpenRequest` is
-kept. Messages, reports and probes are stored with this domain's trace
-element; a loop, an unsupported critical extension or an unroutable
-recipient is stored too, with an `error:` hop, so that it is non-delivered
-with a report owed rather than refused (a P1 transfer cannot refuse one
-recipient).
+kept. The intake adds this domain's trace element, and stores a loop, an
+unsupported critical extension or an unroutable recipient with an `error:` hop,
+so that it is non-delivered with a report owed rather than refused (a P1
+transfer cannot refuse one recipient).
 """
 
 from __future__ import annotations
@@ -21,14 +20,13 @@ import asyncio
 import contextlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from waypost import events
+from waypost.arrival import Admit, Arrival, Source
 from waypost.config import X400Config, X400PeerConfig
-from waypost.message import Envelope, Message, ObjectKind
+from waypost.message import Envelope, Message
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.osi.rtse import RefuseReason, SessionConnectionIdentifier
@@ -53,8 +51,7 @@ from waypost.osi.stack import (
     State,
     TransferReceived,
 )
-from waypost.routing import RoutingTable
-from waypost.store.base import NewMessage, StoreError
+from waypost.store.base import StoreError
 from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import (
     MTABind,
@@ -63,10 +60,7 @@ from waypost.x400.p1_bind import (
     encode_bind,
     encode_bind_error,
 )
-from waypost.x400.p1_envelope import unsupported_critical
-from waypost.x400.p1_objects import add_trace, decode_object, loop_detected
-
-Enqueue = Callable[[NewMessage], Awaitable[int]]
+from waypost.x400.p1_objects import decode_object
 
 CONNECT_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
@@ -149,14 +143,12 @@ class X400Server(SessionServer):
     def __init__(
         self,
         config: X400Config,
-        routing: RoutingTable,
-        enqueue: Enqueue,
+        admit: Admit,
         addresses: list[tuple[str, int]],
         limits: ConnectionLimits | None = None,
     ) -> None:
         self.config = config
-        self.routing = routing
-        self.enqueue = enqueue
+        self.admit = admit
         self.listener = Listener("x400", addresses, self._session, limits=limits)
         self.sessions: set[X400Session] = set()
         # Transfers interrupted by a lost connection, kept for the peer to resume.
@@ -448,90 +440,23 @@ class X400Session(PausingDriver):
         self._write(self.assoc.send(ConfirmTransfer()))
 
     async def _store(self, envelope: Envelope, content: bytes) -> bool:
-        """Enqueue the recipients this MTA is responsible for, durably, each with its next
-        hop (an `error:` hop when it must be non-delivered); False when the store failed."""
-        domain = self.server.config.global_domain
-        kind = envelope.object_kind.value
-        looped = loop_detected(envelope, domain)
-        if looped:
-            report = envelope.object_kind is ObjectKind.REPORT
-            events.emit(
-                events.X400_LOOP_DETECTED,
-                peer=self.who,
-                kind=kind,
-                mts_id=envelope.mts_id,
-                domain=domain,
-                outcome="discarded (reports are never reported on)"
-                if report
-                else "non-delivered with loop-detected",
-            )
-            if report:
-                return True
-        now = time.time()
-        envelope = add_trace(envelope, domain, now)
-        recipients = []
-        hops: list[str] = []
-        is_report = envelope.object_kind is ObjectKind.REPORT
-        for index, recipient in enumerate(envelope.recipients):
-            if not recipient.responsibility and not is_report:
-                continue  # another MTA answers for it
-            recipients.append(recipient)
-            hops.append(self._hop(envelope, index, looped))
-        if not recipients:
-            return True
-        envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=now)
-        new = NewMessage(message=Message(envelope=envelope, content=content), next_hops=hops)
+        """Pass the object through the intake (routes, trace, loops, `error:` hops for what
+        must be non-delivered) and enqueue it durably; False when the store failed."""
+        arrival = Arrival(source=Source.P1, peer=self.who)
         try:
-            message_id = await self.server.enqueue(new)
+            queued = await self.server.admit(Message(envelope=envelope, content=content), arrival)
         except StoreError as exc:
             events.emit(
                 events.X400_STORE_FAILED, peer=self.who, mts_id=envelope.mts_id, error=str(exc)
             )
             return False
-        events.emit(
-            events.X400_MESSAGE_RECEIVED,
-            peer=self.who,
-            kind=kind,
-            mts_id=envelope.mts_id,
-            recipients=len(recipients),
-            message_id=message_id,
-        )
-        return True
-
-    def _hop(self, envelope: Envelope, index: int, looped: bool) -> str:
-        """The next hop of one recipient: its route, or an `error:` hop saying why not."""
-        recipient = envelope.recipients[index]
-        if looped:
-            return "error:5.4.6 loop detected: the message has been through this domain before"
-        # Waypost relays every extension but acts on none: X.411 says one critical for
-        # transfer that an MTA does not support means non-delivery.
-        # (The envelope's extensions and this recipient's; most messages have none.)
-        found = (
-            unsupported_critical(msgspec.structs.replace(envelope, recipients=[recipient]))
-            if envelope.extensions or recipient.extensions
-            else None
-        )
-        if found:
+        if queued is not None:
             events.emit(
-                events.X400_CRITICAL_EXTENSION,
+                events.X400_MESSAGE_RECEIVED,
                 peer=self.who,
                 kind=envelope.object_kind.value,
                 mts_id=envelope.mts_id,
-                extension=found[0].type,
-                critical_for="transfer",
-                outcome=f"{recipient.address} non-delivered",
+                recipients=queued.recipients,
+                message_id=queued.message_id,
             )
-            return f"error:5.3.3 unsupported critical function (extension {found[0].type})"
-        decision = self.server.routing.route(recipient.address)
-        if decision.next_hop is not None:
-            return str(decision.next_hop)
-        reason = decision.explanation[-1] if decision.explanation else "no route"
-        events.emit(
-            events.X400_NO_ROUTE,
-            peer=self.who,
-            mts_id=envelope.mts_id,
-            recipient=recipient.address,
-            reason=reason,
-        )
-        # Kept, not dropped: the error transport fails it with a report owed.
-        return f"error:5.4.4 {reason}"
+        return True

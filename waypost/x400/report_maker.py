@@ -61,7 +61,7 @@ def nondelivery_codes(detail: str) -> tuple[int, int | None]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
+class RecipientFate:
     """What became of one recipient of the subject: delivered (at `when`) or not."""
 
     rcpt_index: int
@@ -74,7 +74,7 @@ def build_report(
     *,
     subject: Envelope,
     content: bytes,
-    outcomes: Sequence[Outcome],
+    outcomes: Sequence[RecipientFate],
     received_at: float,
     domain: str,
     now: float,
@@ -124,7 +124,9 @@ def build_report(
     return Message(envelope=envelope, content=encode_report_content(report_content))
 
 
-def _reported(recipient: Recipient, outcome: Outcome, received_at: float) -> ReportedRecipient:
+def _reported(
+    recipient: Recipient, outcome: RecipientFate, received_at: float
+) -> ReportedRecipient:
     reason, diagnostic = (None, None) if outcome.delivered else nondelivery_codes(outcome.detail)
     return ReportedRecipient(
         actual_recipient=recipient.address,

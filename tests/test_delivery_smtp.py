@@ -13,12 +13,11 @@ import pytest
 from helpers import free_port, make_message
 
 from waypost.config import load_config
+from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, SmtpHostError, TlsPolicy
+from waypost.handoff import Claim, Handoff, Result
 from waypost.message import Message
-from waypost.queue.deliverer import Transfer
-from waypost.routing import NextHop
+from waypost.nexthop import NextHop, parse_next_hop
 from waypost.service import Service
-from waypost.smtp.delivery import ClientSettings, HopError, SmtpDeliverer, TlsPolicy
-from waypost.store.base import Claim, Result
 
 
 async def start(tmp_path: Path, name: str, extra: str = "") -> Service:
@@ -103,7 +102,7 @@ async def test_per_recipient_outcomes_and_connection_reuse(
         await agent.close()
 
 
-def transfer(hop: str, message: Message) -> Transfer:
+def transfer(hop: str, message: Message) -> Handoff:
     claims = [
         Claim(
             recipient_id=i + 1,
@@ -119,8 +118,8 @@ def transfer(hop: str, message: Message) -> Transfer:
         )
         for i, r in enumerate(message.envelope.recipients)
     ]
-    return Transfer(
-        next_hop=hop,
+    return Handoff(
+        next_hop=parse_next_hop(hop),
         message_id=1,
         envelope=message.envelope,
         content=message.content,
@@ -147,10 +146,10 @@ async def test_mx_hosts_are_tried_in_order(receiver: Service) -> None:
 
 async def test_mx_lookup_failure_defers_and_nxdomain_fails() -> None:
     async def temporary(hop: NextHop) -> list[tuple[str, int]]:
-        raise HopError("4.4.3 MX lookup of x failed: timeout")
+        raise SmtpHostError("4.4.3 MX lookup of x failed: timeout")
 
     async def nxdomain(hop: NextHop) -> list[tuple[str, int]]:
-        raise HopError("5.1.2 domain x does not exist", Result.FAILED)
+        raise SmtpHostError("5.1.2 domain x does not exist", Result.FAILED)
 
     for resolver, result in ((temporary, Result.DEFERRED), (nxdomain, Result.FAILED)):
         agent = SmtpDeliverer(ClientSettings(helo_name="a.test"), mx=resolver)

@@ -49,6 +49,8 @@ import msgspec
 
 from waypost import events
 from waypost.config import X400Config, X400PeerConfig, selector_bytes
+from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
+from waypost.nexthop import Transport
 from waypost.osi.rtse import SessionConnectionIdentifier
 from waypost.osi.stack import (
     NEED_DATA,
@@ -72,10 +74,6 @@ from waypost.osi.stack import (
     Transfer,
     TransferConfirmed,
 )
-from waypost.queue.deliverer import Attempt
-from waypost.queue.deliverer import Transfer as QueueTransfer
-from waypost.routing import parse_next_hop
-from waypost.store.base import Claim, Result
 from waypost.x400.association import MODES, READ_SIZE, our_bind
 from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
@@ -86,15 +84,15 @@ from waypost.x400.p1_objects import encode_stored
 OPEN_SLACK = 0.5
 
 
-class HopError(Exception):
+class X400PeerError(Exception):
     """The open or the transfer did not happen (or was not confirmed)."""
 
 
-class BindRefusedError(HopError):
+class BindRefusedError(X400PeerError):
     """The peer refused our MTA-bind (already reported as X400_PEER_REFUSED)."""
 
 
-class RecoveryRefusedError(HopError):
+class RecoveryRefusedError(X400PeerError):
     """The peer would not resume an interrupted transfer: it starts again."""
 
 
@@ -130,7 +128,7 @@ class _Outbound:
             async with asyncio.timeout(timeout):
                 return await self._next_event()
         except TimeoutError:
-            raise HopError(f"no answer within {timeout:g} s") from None
+            raise X400PeerError(f"no answer within {timeout:g} s") from None
 
     async def _next_event(self) -> Event:
         while True:
@@ -142,7 +140,7 @@ class _Outbound:
             try:
                 data = await self.reader.read(READ_SIZE)
             except OSError as exc:
-                raise HopError(f"connection failed: {exc}") from None
+                raise X400PeerError(f"connection failed: {exc}") from None
             self.assoc.receive_data(data)
 
     async def send(self, event: Event) -> None:
@@ -159,11 +157,11 @@ class _Outbound:
         try:
             await self.writer.drain()
         except OSError as exc:
-            raise HopError(f"connection failed: {exc}") from None
+            raise X400PeerError(f"connection failed: {exc}") from None
 
     async def release(self) -> None:
         """Orderly release, bounded by the peer's `disconnect_timeout`; then close."""
-        with contextlib.suppress(HopError, LocalProtocolError, OSError, TimeoutError):
+        with contextlib.suppress(X400PeerError, LocalProtocolError, OSError, TimeoutError):
             if self.assoc.state is State.OPEN and not self.reader.at_eof():
                 async with asyncio.timeout(self.peer.disconnect_timeout):
                     await self.send(Release())
@@ -280,7 +278,7 @@ class _Pool:
         self.opening += 1
         try:
             conn = await self._opener(self.peer)
-        except HopError as exc:
+        except X400PeerError as exc:
             self.opened -= 1
             self._open_failed(str(exc))
             return None
@@ -375,21 +373,20 @@ class X400Deliverer:
                     pool = self._pools[name] = _Pool(peer, self._open, self._background)
         return pool
 
-    async def deliver(self, transfer: QueueTransfer) -> list[Attempt]:
-        claims = list(transfer.recipients)
-        try:
-            hop = parse_next_hop(transfer.next_hop)
-        except ValueError as exc:
-            return _all(claims, Result.DEFERRED, f"bad next hop {transfer.next_hop}: {exc}")
-        pool = self._pool(hop.destination) if hop.transport == "x400" else None
+    async def deliver(self, handoff: Handoff) -> list[Attempt]:
+        claims = list(handoff.recipients)
+        hop = handoff.next_hop
+        pool = self._pool(hop.destination) if hop.transport is Transport.X400 else None
         if pool is None:
-            return _all(claims, Result.DEFERRED, f"no [[x400.peer]] named {hop.destination}")
+            return all_attempts(
+                claims, Result.DEFERRED, f"no [[x400.peer]] named {hop.destination}"
+            )
         peer = pool.peer
         try:
-            apdu = _apdu(transfer, self.config.global_domain)
+            apdu = _apdu(handoff, self.config.global_domain)
         except ValueError as exc:  # AddressError too: a value P1 cannot carry
-            return _all(claims, Result.FAILED, f"5.6.0 cannot encode the P1 object: {exc}")
-        key = _TransferKey(peer.name, transfer.message_id, tuple(c.recipient_id for c in claims))
+            return all_attempts(claims, Result.FAILED, f"5.6.0 cannot encode the P1 object: {exc}")
+        key = _TransferKey(peer.name, handoff.message_id, tuple(c.recipient_id for c in claims))
         recovered = await self._try_recovery(peer, key, apdu, claims)
         if recovered is not None:
             return recovered if recovered else _delivered(peer, claims)
@@ -397,10 +394,10 @@ class X400Deliverer:
             conn = await pool.acquire()
         except OpenFailedError as exc:
             result = Result.FAILED if exc.final else Result.DEFERRED
-            return _all(claims, result, exc.detail, retry_after=exc.retry_after)
+            return all_attempts(claims, result, exc.detail, retry_after=exc.retry_after)
         try:
             await _send_message(conn, apdu, peer.answer_timeout)
-        except HopError as exc:
+        except X400PeerError as exc:
             self._interrupted.keep(key, conn.assoc.interrupted(), apdu)
             pool.discard(conn)
             events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
@@ -425,7 +422,7 @@ class X400Deliverer:
         except RecoveryRefusedError as exc:
             events.emit(events.X400_RECOVERY_REFUSED, peer=peer.name, reason=str(exc))
             return None
-        except HopError as exc:
+        except X400PeerError as exc:
             self._interrupted.keep(key, recovery, apdu)  # try again next time
             events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
             return None
@@ -439,7 +436,7 @@ class X400Deliverer:
         )
         try:
             await _send_message(conn, apdu, peer.answer_timeout, resume=recovery)
-        except HopError as exc:
+        except X400PeerError as exc:
             self._interrupted.keep(key, conn.assoc.interrupted(), apdu)
             self._background(conn.close())
             events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
@@ -448,12 +445,12 @@ class X400Deliverer:
         return []
 
     async def _open(self, peer: X400PeerConfig) -> _Outbound:
-        """A new bound association to `peer`; HopError (reported as an event) if not."""
+        """A new bound association to `peer`; X400PeerError (reported as an event) if not."""
         try:
             conn = await self._connect(peer)
         except BindRefusedError:
             raise
-        except HopError as exc:
+        except X400PeerError as exc:
             events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
             raise
         events.emit(
@@ -474,7 +471,7 @@ class X400Deliverer:
             )
         except (OSError, TimeoutError, ValueError) as exc:
             error = str(exc) or f"no connection within {peer.connect_timeout:g} s"
-            raise HopError(f"connect to {peer.address} failed: {error}") from None
+            raise X400PeerError(f"connect to {peer.address} failed: {error}") from None
         conn = _Outbound(
             peer=peer,
             assoc=Association(role=Role.INITIATOR, mode=MODES[peer.mode], settings=_settings(peer)),
@@ -497,8 +494,8 @@ class X400Deliverer:
         try:
             await conn.send(open_)
             event = await conn.next_event(peer.answer_timeout)
-        except HopError as exc:
-            raise HopError(f"open failed: {exc}") from None
+        except X400PeerError as exc:
+            raise X400PeerError(f"open failed: {exc}") from None
         if recover is not None:
             if isinstance(event, Accepted) and event.recovered:
                 return
@@ -514,15 +511,15 @@ class X400Deliverer:
             events.emit(events.X400_PEER_REFUSED, peer=peer.name, reason=reason)
             raise BindRefusedError(f"bind refused by {peer.name}: {reason}")
         if not isinstance(event, Accepted):
-            raise HopError(f"open failed: {_describe(event)}")
+            raise X400PeerError(f"open failed: {_describe(event)}")
         try:
             result = decode_bind(event.bind_result)
         except BERError as exc:
             await _abort(conn)
-            raise HopError(f"undecodable bind result: {exc}") from None
+            raise X400PeerError(f"undecodable bind result: {exc}") from None
         if result.name != peer.name:
             await _abort(conn)
-            raise HopError(f"the responder binds as {result.name!r}, not {peer.name!r}")
+            raise X400PeerError(f"the responder binds as {result.name!r}, not {peer.name!r}")
 
     def _connection_id(self) -> SessionConnectionIdentifier:
         """A name for the next session connection, unique to this MTA: what a recovery
@@ -609,36 +606,36 @@ def _settings(peer: X400PeerConfig) -> AssociationSettings:
     )
 
 
-def _apdu(transfer: QueueTransfer, domain: str) -> bytes:
-    """The MTS-APDU for the transfer's recipients only, with `domain`'s trace element."""
-    wanted = {c.rcpt_index for c in transfer.recipients}
-    recipients = [r for i, r in enumerate(transfer.envelope.recipients) if i in wanted]
-    envelope = msgspec.structs.replace(transfer.envelope, recipients=recipients)
-    return encode_stored(envelope, transfer.content, domain=domain)
+def _apdu(handoff: Handoff, domain: str) -> bytes:
+    """The MTS-APDU for the handoff's recipients only, with `domain`'s trace element."""
+    wanted = {c.rcpt_index for c in handoff.recipients}
+    recipients = [r for i, r in enumerate(handoff.envelope.recipients) if i in wanted]
+    envelope = msgspec.structs.replace(handoff.envelope, recipients=recipients)
+    return encode_stored(envelope, handoff.content, domain=domain)
 
 
 async def _send_message(
     conn: _Outbound, apdu: bytes, timeout: float, *, resume: Recovery | None = None
 ) -> None:
     """One transfer (or the rest of an interrupted one, with `resume`), returning once
-    the peer confirmed it (raises HopError otherwise)."""
+    the peer confirmed it (raises X400PeerError otherwise)."""
     try:
         await conn.send(
             Transfer(apdu=apdu) if resume is None else Resume(apdu=apdu, recovery=resume)
         )
     except LocalProtocolError as exc:
-        raise HopError(f"cannot transfer: {exc}") from None
+        raise X400PeerError(f"cannot transfer: {exc}") from None
     while True:
         event = await conn.next_event(timeout)
         if isinstance(event, TransferConfirmed):
             conn.last_used = time.monotonic()
             return
         if isinstance(event, Aborted | Released | ConnectionClosed | Refused):
-            raise HopError(f"transfer not confirmed: {_describe(event)}")
+            raise X400PeerError(f"transfer not confirmed: {_describe(event)}")
 
 
 async def _abort(conn: _Outbound) -> None:
-    with contextlib.suppress(HopError, LocalProtocolError, OSError):
+    with contextlib.suppress(X400PeerError, LocalProtocolError, OSError):
         await conn.send(Abort())
 
 
@@ -655,12 +652,3 @@ def _describe(event: Event) -> str:
     if isinstance(event, Aborted):
         return f"aborted in the {event.layer.value} layer: {event.reason}"
     return type(event).__name__
-
-
-def _all(
-    claims: list[Claim], result: Result, detail: str, *, retry_after: float | None = None
-) -> list[Attempt]:
-    return [
-        Attempt(recipient_id=c.recipient_id, result=result, detail=detail, retry_after=retry_after)
-        for c in claims
-    ]

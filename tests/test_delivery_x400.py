@@ -16,7 +16,10 @@ from helpers import free_port, new_message
 from waypost import events
 from waypost.clock import ManualClock
 from waypost.config import X400Config, X400PeerConfig, load_config
+from waypost.delivery.x400 import X400Deliverer
+from waypost.handoff import Attempt, Claim, Handoff, Result
 from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.nexthop import parse_next_hop
 from waypost.osi.stack import (
     NEED_DATA,
     Accept,
@@ -25,14 +28,11 @@ from waypost.osi.stack import (
     OpenRequest,
     Role,
 )
-from waypost.queue.deliverer import Attempt, Transfer
 from waypost.queue.manager import QueueManager
 from waypost.queue.policy import RetryPolicy
 from waypost.service import Service
 from waypost.store import Database, SQLiteStore
-from waypost.store.base import Claim, Result
 from waypost.x400.ipm import build_ipm
-from waypost.x400.outbound import X400Deliverer
 from waypost.x400.p1_bind import MTABind, encode_bind
 
 ORIGINATOR = "/C=GB/ADMD= /PRMD=A/S=Smith/"
@@ -332,7 +332,7 @@ async def test_unconfirmed_transfer_waits_transfer_interval_then_open_interval(
             await a.stop()
 
 
-def transfer(n: int) -> Transfer:
+def transfer(n: int) -> Handoff:
     sent = message(n)
     claim = Claim(
         recipient_id=n,
@@ -346,8 +346,8 @@ def transfer(n: int) -> Transfer:
         size=len(sent.content),
         envelope=sent.envelope,
     )
-    return Transfer(
-        next_hop="x400:B-MTA",
+    return Handoff(
+        next_hop=parse_next_hop("x400:B-MTA"),
         message_id=n,
         envelope=sent.envelope,
         content=sent.content,
@@ -388,7 +388,7 @@ class AsksToWait:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
+    async def deliver(self, transfer: Handoff) -> list[Attempt]:
         return [
             Attempt(
                 recipient_id=c.recipient_id,

@@ -1,4 +1,4 @@
-"""The `smtp` transport: delivers a transfer to its next hop over SMTP, reusing connections.
+"""The `smtp` delivery agent: delivers a handoff to its next hop over SMTP, reusing connections.
 
 The sans-I/O `ClientConnection` speaks the protocol; this module owns sockets,
 timeouts, TLS and the cache of open connections, and turns each recipient's
@@ -22,9 +22,9 @@ import dns.exception
 import dns.resolver
 
 from waypost import events
+from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
 from waypost.message import Envelope
-from waypost.queue.deliverer import Attempt, Transfer
-from waypost.routing import NextHop, parse_next_hop
+from waypost.nexthop import NextHop
 from waypost.smtp.client_protocol import (
     NEED_DATA,
     ClientConnection,
@@ -36,7 +36,6 @@ from waypost.smtp.client_protocol import (
     TLSRefused,
     TransactionDone,
 )
-from waypost.store.base import Claim, Result
 
 # What the client waits for (ClientConnection.waiting_for), for choosing a timeout.
 _OPENING = frozenset({"the greeting", "EHLO", "HELO", "STARTTLS"})
@@ -62,7 +61,7 @@ class ClientSettings:
     connection_cache_time: float = 5.0
 
 
-class HopError(Exception):
+class SmtpHostError(Exception):
     """Nothing could be delivered to a host; `result` says whether to try again."""
 
     def __init__(self, detail: str, result: Result = Result.DEFERRED) -> None:
@@ -81,15 +80,15 @@ async def resolve_mx(hop: NextHop) -> list[tuple[str, int]]:
     try:
         answer = await dns.asyncresolver.resolve(domain, "MX", lifetime=30)
     except dns.resolver.NXDOMAIN:
-        raise HopError(f"5.1.2 domain {domain} does not exist", Result.FAILED) from None
+        raise SmtpHostError(f"5.1.2 domain {domain} does not exist", Result.FAILED) from None
     except dns.resolver.NoAnswer:
         return [(domain, 25)]
     except dns.exception.DNSException as exc:
-        raise HopError(f"4.4.3 MX lookup of {domain} failed: {exc}") from None
+        raise SmtpHostError(f"4.4.3 MX lookup of {domain} failed: {exc}") from None
     records = sorted(answer, key=lambda r: r.preference)
     hosts = [str(r.exchange).rstrip(".") for r in records]
     if hosts == [""]:  # a null MX (RFC 7505): the domain accepts no mail
-        raise HopError(f"5.1.10 domain {domain} accepts no mail (null MX)", Result.FAILED)
+        raise SmtpHostError(f"5.1.10 domain {domain} accepts no mail (null MX)", Result.FAILED)
     return [(h, 25) for h in hosts if h]
 
 
@@ -128,7 +127,9 @@ class SmtpSession:
                 asyncio.open_connection(host, port, limit=1 << 20), settings.connect_timeout
             )
         except (OSError, TimeoutError) as exc:
-            raise HopError(f"4.4.1 connect to {host}:{port} failed: {exc or 'timeout'}") from None
+            raise SmtpHostError(
+                f"4.4.1 connect to {host}:{port} failed: {exc or 'timeout'}"
+            ) from None
         session = cls(host, port, reader, writer, settings)
         await session._until_ready()
         return session
@@ -146,19 +147,21 @@ class SmtpSession:
                     continue
                 if self.settings.tls is TlsPolicy.REQUIRED and not event.tls:
                     await self.close()
-                    raise HopError(f"4.7.4 TLS is required but {self.remote} does not offer it")
+                    raise SmtpHostError(
+                        f"4.7.4 TLS is required but {self.remote} does not offer it"
+                    )
                 return
             if isinstance(event, TLSReady):
                 await self._start_tls()
             elif isinstance(event, TLSRefused):
                 if self.settings.tls is TlsPolicy.REQUIRED:
                     await self.close()
-                    raise HopError(f"4.7.4 {self.remote} refused STARTTLS: {event.reply}")
+                    raise SmtpHostError(f"4.7.4 {self.remote} refused STARTTLS: {event.reply}")
                 return  # opportunistic: go on in clear text
             elif isinstance(event, Closed):
                 self.alive = False
                 await self.close()
-                raise HopError(_closed_detail(event, self.remote))
+                raise SmtpHostError(_closed_detail(event, self.remote))
 
     async def _start_tls(self) -> None:
         context = ssl.create_default_context()
@@ -173,7 +176,7 @@ class SmtpSession:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.alive = False
             await self.close()
-            raise HopError(f"4.7.5 TLS handshake with {self.remote} failed: {exc}") from None
+            raise SmtpHostError(f"4.7.5 TLS handshake with {self.remote} failed: {exc}") from None
         self.client.tls_started()
 
     async def transfer(
@@ -194,7 +197,7 @@ class SmtpSession:
             if isinstance(event, Closed):
                 self.alive = False
                 await self.close()
-                raise HopError(_closed_detail(event, self.remote))
+                raise SmtpHostError(_closed_detail(event, self.remote))
 
     async def _next(self) -> object:
         while True:
@@ -271,38 +274,35 @@ class SmtpDeliverer:
         self._reaper: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Future[None]] = set()
 
-    async def deliver(self, transfer: Transfer) -> list[Attempt]:
-        claims = list(transfer.recipients)
+    async def deliver(self, handoff: Handoff) -> list[Attempt]:
+        claims = list(handoff.recipients)
         try:
-            hop = parse_next_hop(transfer.next_hop)
-            targets = await resolve(hop, self.mx)
-        except ValueError as exc:
-            return _all(claims, Result.DEFERRED, f"4.3.5 bad next hop {transfer.next_hop}: {exc}")
-        except HopError as exc:
-            return _all(claims, exc.result, exc.detail)
+            targets = await resolve(handoff.next_hop, self.mx)
+        except SmtpHostError as exc:
+            return all_attempts(claims, exc.result, exc.detail)
         indexes = [c.rcpt_index for c in claims]
-        last = HopError("4.4.1 no host to try")
+        last = SmtpHostError("4.4.1 no host to try")
         for host, port in targets:
             try:
                 session = await self._session(host, port)
-            except HopError as exc:
+            except SmtpHostError as exc:
                 last = exc
                 events.emit(
                     events.SMTP_HOP_FAILED,
-                    next_hop=transfer.next_hop,
+                    next_hop=str(handoff.next_hop),
                     host=f"{host}:{port}",
                     error=exc.detail,
                 )
                 continue
             try:
-                outcomes = await session.transfer(transfer.envelope, transfer.content, indexes)
-            except HopError as exc:
+                outcomes = await session.transfer(handoff.envelope, handoff.content, indexes)
+            except SmtpHostError as exc:
                 # The connection failed mid-transaction: the message may or may not have
                 # arrived; try again later rather than at the next MX (at least once).
-                return _all(claims, exc.result, exc.detail)
+                return all_attempts(claims, exc.result, exc.detail)
             self._park(session)
             return [_attempt(claims[o.index], o, session) for o in outcomes]
-        return _all(claims, last.result, last.detail)
+        return all_attempts(claims, last.result, last.detail)
 
     async def _session(self, host: str, port: int) -> SmtpSession:
         idle = self._idle.get((host, port))
@@ -361,7 +361,3 @@ def _attempt(claim: Claim, outcome: RecipientOutcome, session: SmtpSession) -> A
         remote_mta=session.remote if outcome.remote else None,
         passed_on=outcome.result is Result.DELIVERED and session.dsn,
     )
-
-
-def _all(claims: list[Claim], result: Result, detail: str) -> list[Attempt]:
-    return [Attempt(recipient_id=c.recipient_id, result=result, detail=detail) for c in claims]
