@@ -33,9 +33,10 @@ from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
 from waypost.queue.submit import route_message
 from waypost.routing import RoutingTable
+from waypost.setup.smtp import SmtpSetupError, smtp_server_config
+from waypost.setup.x400 import x400_settings
 from waypost.smtp.delivery import ClientSettings, SmtpDeliverer, TlsPolicy
 from waypost.smtp.server import SmtpServer
-from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
@@ -214,7 +215,7 @@ class Service:
                 connection_cache_time=client.connection_cache_time,
             )
         )
-        x400_deliverer = X400Deliverer(config.x400)
+        x400_deliverer = X400Deliverer(x400_settings(config))
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
                 maildirs,
@@ -289,7 +290,7 @@ class Service:
         x400 = self.config.x400
         if x400.listen:
             self.x400 = X400Server(
-                x400,
+                x400_settings(self.config),
                 self.routing,
                 self.enqueue,
                 list(x400.addresses),
