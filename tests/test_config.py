@@ -418,6 +418,75 @@ def test_check_reports_every_range_problem(tmp_path: Path) -> None:
     ]
 
 
+def test_check_reports_every_bad_key_of_one_section(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[queue]\nzzz = 1\nbatch_size = 0\nmax_lifetime = "long"\nmin_backoff = 10\n'
+        "max_backoff = 5\n[local]\nmaildir = ''\nx400_store = ''\n",
+    )
+    problems = [(error.key, error.reason) for error in check_config_file(path)]
+    # In the order of the documented keys, whichever check found them.
+    assert problems == [
+        ("queue.zzz", "unknown key"),
+        ("queue.batch_size", "must be from 1 to 100000, not 0"),
+        ("queue.min_backoff", "10 is more than queue.max_backoff (5)"),
+        ("queue.max_lifetime", "expected a number, got a string"),
+        ("local.maildir", "must not be empty"),
+        ("local.x400_store", "must not be empty"),
+    ]
+
+
+def schema_constraints() -> list[tuple[str, str, int | float, str]]:
+    """(section, key, a value out of range, the reason) for every bounded number."""
+    cases = []
+    for section, kind in [*SECTIONS.items(), ("x400.peer", X400PeerConfig)]:
+        struct = (typing.get_args(kind) or (kind,))[0]
+        for field in msgspec.structs.fields(struct):
+            info = msgspec.inspect.type_info(field.type)
+            info = getattr(info, "type", info)  # under its Metadata
+            if isinstance(info, msgspec.inspect.IntType):
+                reason = f"must be from {info.ge} to {info.le}, not {info.le + 1}"
+                cases.append((section, field.name, info.le + 1, reason))
+            elif isinstance(info, msgspec.inspect.FloatType):
+                reason = "must be a number of seconds greater than 0, not 0"
+                cases.append((section, field.name, 0, reason))
+    return cases
+
+
+@pytest.mark.parametrize(("section", "key", "value", "reason"), schema_constraints())
+def test_every_bounded_number_names_its_key_and_range(
+    tmp_path: Path, section: str, key: str, value: float, reason: str
+) -> None:
+    if section == "x400.peer":
+        text = f"{PEER}{key} = {value}\n"
+    else:
+        text = f"[{section}]\n{key} = {value}\n"
+    problems = [(error.key, error.reason) for error in check_config_file(write(tmp_path, text))]
+    full_key = f"x400.peer[0].{key}" if section == "x400.peer" else f"{section}.{key}"
+    assert problems == [(full_key, reason)]
+
+
+LEVELS = "must be one of debug, info, warning, error"
+TLS = "must be one of none, opportunistic, required"
+NAME = "must be 1 to 32 printable ASCII characters"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('[log]\nlevel = "loud"', "log.level", f"{LEVELS}, not 'loud'"),
+        ('[log]\nlevel = "WARN"', "log.level", f"{LEVELS}; did you mean 'warning'?"),
+        ('[smtp_client]\ntls = "requird"', "smtp_client.tls", f"{TLS}; did you mean 'required'?"),
+        ('[smtp_client]\ntls = "sometimes"', "smtp_client.tls", f"{TLS}, not 'sometimes'"),
+        ('[x400]\nmta_name = "A\\n"', "x400.mta_name", NAME),
+        ("[queue]\nmin_backoff = " + "9" * 400, "queue.min_backoff", "number out of range"),
+    ],
+)  # fmt: skip
+def test_choices_and_names(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    problems = [(e.key, e.reason) for e in check_config_file(write(tmp_path, text + "\n"))]
+    assert problems == [(key, reason)]
+
+
 @given(st.one_of(st.text(), st.floats(), st.integers(), st.booleans()))
 def test_toml_value_round_trips(value: object) -> None:
     if isinstance(value, str):
@@ -523,6 +592,17 @@ def test_documented_defaults_match_the_code() -> None:
             type_, documented = tables[section][key][:2]
             assert type_, (section, key)
             assert tomllib.loads(f"x = {documented.strip('`')}")["x"] == default, (section, key)
+
+
+def test_documented_ranges_are_the_declared_ones() -> None:
+    tables = docs_tables()
+    for section, key, _, reason in schema_constraints():
+        if not reason.startswith("must be from "):
+            continue
+        low, high = re.findall(r"-?\d+", reason)[:2]
+        meaning = tables[section][key][2].replace(",", "")
+        meaning = re.sub(r"2\^(\d+)", lambda power: str(2 ** int(power.group(1))), meaning)
+        assert f"{low} to {high}." in meaning, (section, key)
 
 
 # --- nothing from outside gives a traceback ------------------------------------------------
@@ -634,6 +714,22 @@ def test_bad_peer_entries_name_the_key(tmp_path: Path, extra: str, key: str, rea
     text = PEER.replace('address = "127.0.0.1:10102"\n', "") if "address" in extra else PEER
     problems = check_config_file(write(tmp_path, text + extra))
     assert any(p.key == key and reason in p.reason for p in problems), problems
+
+
+def test_a_bad_peer_key_keeps_the_peer_for_the_routes(tmp_path: Path) -> None:
+    route = '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=X/"\nnext_hop = "x400:ACME-MTA"\n'
+    problems = check_config_file(write(tmp_path, PEER + 'window_size = 0\nmode = "1984"\n' + route))
+    assert [p.key for p in problems] == ["x400.peer[0].mode", "x400.peer[0].window_size"]
+
+
+def test_a_peer_that_does_not_convert_is_not_reported_again_by_routes(tmp_path: Path) -> None:
+    name = "M" * 33
+    route = f'[[route]]\nmatch = "/C=GB/ADMD= /PRMD=X/"\nnext_hop = "x400:{name}"\n'
+    text = f'[[x400.peer]]\nname = "{name}"\naddress = "127.0.0.1:10102"\n' + route
+    problems = [(p.key, p.reason) for p in check_config_file(write(tmp_path, text))]
+    assert problems == [
+        ("x400.peer[0].name", "must be 1 to 32 printable ASCII characters, no spaces")
+    ]
 
 
 def test_duplicate_peer_and_route_to_unknown_peer(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from helpers import free_port, new_message
 
 from waypost import events
 from waypost.clock import ManualClock
-from waypost.config import X400Config, X400PeerConfig, load_config
+from waypost.config import Config, X400Config, X400PeerConfig, load_config
 from waypost.delivery.x400 import X400Deliverer
 from waypost.handoff import Attempt, Claim, Handoff, Result
 from waypost.message import ContentType, Envelope, Message, Recipient
@@ -31,6 +31,7 @@ from waypost.osi.stack import (
 from waypost.queue.manager import QueueManager
 from waypost.queue.policy import RetryPolicy
 from waypost.service import Service
+from waypost.setup.x400 import x400_settings
 from waypost.store import Database, SQLiteStore
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_bind import MTABind, encode_bind
@@ -355,6 +356,11 @@ def transfer(n: int) -> Handoff:
     )
 
 
+def deliverer_for(*peers: X400PeerConfig) -> X400Deliverer:
+    """The x400 delivery agent alone, for `peers` configured as in a file."""
+    return X400Deliverer(x400_settings(Config(x400=X400Config(listen=(), peer=peers))))
+
+
 async def test_concurrent_transfers_to_a_dead_peer_cost_one_failed_open(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -362,7 +368,7 @@ async def test_concurrent_transfers_to_a_dead_peer_cost_one_failed_open(
     peer = X400PeerConfig(
         name="B-MTA", address=f"127.0.0.1:{free_port()}", max_associations=4, threshold=1
     )
-    deliverer = X400Deliverer(X400Config(listen=(), peer=(peer,)))
+    deliverer = deliverer_for(peer)
     try:
         results = await asyncio.gather(*(deliverer.deliver(transfer(n)) for n in range(10)))
         attempts = [a for batch in results for a in batch]

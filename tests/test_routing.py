@@ -330,6 +330,55 @@ def test_x400_peers_are_checked_when_given() -> None:
     RoutingTable(entries)  # unchecked when the peers are not given
 
 
+def test_build_finds_every_bad_entry_in_one_pass() -> None:
+    routes = [
+        RouteEntry("a.example", "local"),
+        RouteEntry("*.b.example", "local"),
+        RouteEntry("c.example", "carrier-pigeon:"),
+        RouteEntry("A.Example", "smtp:"),
+        RouteEntry("/C=GB/", "x400:NOPE"),
+        RouteEntry("/C=FR/", "smtp:"),
+        RouteEntry("d.example", "smtp:[relay.example]:2525"),
+    ]
+    built, errors = RoutingTable.build(
+        routes, ["ok.example", "bad..x"], ["/S=Smith/", "/C=GB/ADMD= /PRMD=Here/"],
+        x400_peers={"PEER"},
+    )  # fmt: skip
+    assert [(e.key, e.index, e.field) for e in errors] == [
+        ("local.domains[1]", 1, None),
+        ("local.oraddresses[0]", 0, None),
+        ("route[1].match", 1, "match"),
+        ("route[2].next_hop", 2, "next_hop"),
+        ("route[3].match", 3, "match"),
+        ("route[4].next_hop", 4, "next_hop"),
+        ("route[5].next_hop", 5, "next_hop"),
+    ]
+    assert errors[4].reason == "duplicate of route[0] ('a.example')"
+    assert errors[5].reason == "unknown X.400 peer 'NOPE' (configured: PEER)"
+    # The good entries are in the table, as the constructor would have them.
+    assert hop_of(built.route("x@a.example")) == "local"
+    assert hop_of(built.route("x@ok.example")) == "local"
+    assert hop_of(built.route("x@d.example")) == "smtp:[relay.example]:2525"
+    assert hop_of(built.route("/C=GB/ADMD= /PRMD=Here/S=Jo/")) == "local"
+    assert hop_of(built.route("x@c.example")) is None
+
+
+def test_the_constructor_raises_the_first_error_build_finds() -> None:
+    routes = [RouteEntry("x.example", "smpt:"), RouteEntry("X.example", "local")]
+    _, errors = RoutingTable.build(routes, ["bad..x"])
+    with pytest.raises(RouteError) as info:
+        RoutingTable(routes, ["bad..x"])
+    assert info.value.args == errors[0].args
+    assert [e.key for e in errors] == ["local.domains[0]", "route[0].next_hop"]
+
+
+def test_build_of_good_entries_has_no_errors() -> None:
+    built, errors = RoutingTable.build([RouteEntry("*", "smtp:")], ["here.example"])
+    assert errors == []
+    assert hop_of(built.route("x@elsewhere.example")) == "smtp:elsewhere.example"
+    assert hop_of(built.route("x@here.example")) == "local"
+
+
 def test_route_error_pickles() -> None:
     error = RouteError("route[2].next_hop", "unknown transport 'smpt'", 2, "next_hop")
     copy = pickle.loads(pickle.dumps(error))

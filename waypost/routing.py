@@ -74,8 +74,9 @@ class RoutingTable:
     longest `.suffix` route, else `*`. O/R addresses: a local prefix → `local`;
     else the matching O/R prefix route that sets the most attributes (on a tie,
     the one naming the deeper attribute: C, ADMD, PRMD, O, OU1…). `*` is for
-    mail domains only. Bad entries raise RouteError naming `route[N].match`,
-    `route[N].next_hop`, `local.domains[N]` or `local.oraddresses[N]`.
+    mail domains only. A bad entry raises RouteError naming `route[N].match`,
+    `route[N].next_hop`, `local.domains[N]` or `local.oraddresses[N]`;
+    `RoutingTable.build` returns all of them instead.
     `x400_peers`, when given, are the MTA names an `x400:` next hop may name.
     """
 
@@ -93,13 +94,42 @@ class RoutingTable:
         self._default: _Rule | None = None
         self._local_or = _PrefixIndex()
         self._or_routes = _PrefixIndex()
+        errors = self._add(routes, local_domains, local_oraddresses, x400_peers)
+        if errors:
+            raise errors[0]
 
+    @classmethod
+    def build(
+        cls,
+        routes: Iterable[RouteEntry] = (),
+        local_domains: Iterable[str] = (),
+        local_oraddresses: Iterable[str] = (),
+        *,
+        x400_peers: Collection[str] | None = None,
+    ) -> tuple[RoutingTable, list[RouteError]]:
+        """The table of the good entries and a RouteError for each bad one, in one pass.
+
+        The errors are those the constructor raises the first of; a bad entry is
+        left out, so it makes no duplicate of a later one.
+        """
+        table = cls()
+        return table, table._add(routes, local_domains, local_oraddresses, x400_peers)
+
+    def _add(
+        self,
+        routes: Iterable[RouteEntry],
+        local_domains: Iterable[str],
+        local_oraddresses: Iterable[str],
+        x400_peers: Collection[str] | None,
+    ) -> list[RouteError]:
+        errors: list[RouteError] = []
         for i, text in enumerate(local_domains):
             key = f"local.domains[{i}]"
             try:
                 domain = parse_domain(text.strip())
             except AddressError as exc:
-                raise RouteError(key, str(exc), i) from None
+                errors.append(RouteError(key, str(exc), i))
+                continue
             self._local.setdefault(domain_key(domain), f"{key} {text.strip()!r}")
         local_prefixes: set[tuple[object, ...]] = set()
         for i, text in enumerate(local_oraddresses):
@@ -107,63 +137,70 @@ class RoutingTable:
             try:
                 local_prefix = parse_oraddress(text)
             except AddressError as exc:
-                raise RouteError(key, f"not a valid O/R address prefix: {exc}", i) from None
+                errors.append(RouteError(key, f"not a valid O/R address prefix: {exc}", i))
+                continue
             if _prefix_key(local_prefix) not in local_prefixes:
                 local_prefixes.add(_prefix_key(local_prefix))
                 self._local_or.add(f"{key} {text.strip()!r}", LOCAL, local_prefix)
-
         seen: dict[tuple[str, object], tuple[int, str]] = {}
         for i, entry in enumerate(routes):
-            match = entry.match.strip()
             try:
-                kind, domain, prefix = _parse_match(match)
-            except ValueError as exc:
-                raise RouteError(f"route[{i}].match", str(exc), i, "match") from None
-            try:
-                hop = parse_next_hop(entry.next_hop)
-            except ValueError as exc:
-                raise RouteError(f"route[{i}].next_hop", str(exc), i, "next_hop") from None
-            if (
-                hop.transport == "x400"
-                and x400_peers is not None
-                and (hop.destination not in x400_peers)
-            ):
-                known = ", ".join(sorted(x400_peers)) or "none"
-                raise RouteError(
-                    f"route[{i}].next_hop",
-                    f"unknown X.400 peer {hop.destination!r} (configured: {known})",
-                    i,
-                    "next_hop",
-                )
-            if kind == "oraddress" and hop.mx_lookup and not hop.destination:
-                raise RouteError(
-                    f"route[{i}].next_hop",
-                    "'smtp:' looks up the MX of the recipient's domain, which an O/R address "
-                    "does not have; name a host: 'smtp:[host]' or 'smtp:host'",
-                    i,
-                    "next_hop",
-                )
-            match_key = (kind, domain) if prefix is None else (kind, _prefix_key(prefix))
-            if match_key in seen:
-                first, first_match = seen[match_key]
-                raise RouteError(
-                    f"route[{i}].match",
-                    f"duplicate of route[{first}] ({first_match!r})",
-                    i,
-                    "match",
-                )
-            seen[match_key] = (i, match)
-            name = f"route[{i}] {match!r}"
-            if prefix is not None:
-                self._or_routes.add(name, hop, prefix)
-            elif kind == "default":
-                self._default = _Rule(name, hop)
-            elif kind == "suffix":
-                self._suffix[domain] = _Rule(name, hop)
-            else:
-                self._exact[domain] = _Rule(name, hop)
+                self._add_route(i, entry, seen, x400_peers)
+            except RouteError as exc:
+                errors.append(exc)
         self._local_or.freeze()
         self._or_routes.freeze()
+        return errors
+
+    def _add_route(
+        self,
+        i: int,
+        entry: RouteEntry,
+        seen: dict[tuple[str, object], tuple[int, str]],
+        x400_peers: Collection[str] | None,
+    ) -> None:
+        """Add route `i`, or raise RouteError; `seen` holds the matches of those added."""
+        match = entry.match.strip()
+        try:
+            kind, domain, prefix = _parse_match(match)
+        except ValueError as exc:
+            raise RouteError(f"route[{i}].match", str(exc), i, "match") from None
+        try:
+            hop = parse_next_hop(entry.next_hop)
+        except ValueError as exc:
+            raise RouteError(f"route[{i}].next_hop", str(exc), i, "next_hop") from None
+        if hop.transport == "x400" and x400_peers is not None and hop.destination not in x400_peers:
+            known = ", ".join(sorted(x400_peers)) or "none"
+            raise RouteError(
+                f"route[{i}].next_hop",
+                f"unknown X.400 peer {hop.destination!r} (configured: {known})",
+                i,
+                "next_hop",
+            )
+        if kind == "oraddress" and hop.mx_lookup and not hop.destination:
+            raise RouteError(
+                f"route[{i}].next_hop",
+                "'smtp:' looks up the MX of the recipient's domain, which an O/R address "
+                "does not have; name a host: 'smtp:[host]' or 'smtp:host'",
+                i,
+                "next_hop",
+            )
+        match_key = (kind, domain) if prefix is None else (kind, _prefix_key(prefix))
+        if match_key in seen:
+            first, first_match = seen[match_key]
+            raise RouteError(
+                f"route[{i}].match", f"duplicate of route[{first}] ({first_match!r})", i, "match"
+            )
+        seen[match_key] = (i, match)
+        name = f"route[{i}] {match!r}"
+        if prefix is not None:
+            self._or_routes.add(name, hop, prefix)
+        elif kind == "default":
+            self._default = _Rule(name, hop)
+        elif kind == "suffix":
+            self._suffix[domain] = _Rule(name, hop)
+        else:
+            self._exact[domain] = _Rule(name, hop)
 
     def is_local_domain(self, domain: str) -> bool:
         """Whether mail for this domain is delivered here (False for a malformed domain)."""

@@ -35,8 +35,9 @@ from waypost.net.listener import ConnectionLimits
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.smtp import SmtpSetupError, smtp_server_config
+from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
-from waypost.smtp.setup import SmtpSetupError, smtp_server_config
 from waypost.store.base import StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
@@ -225,7 +226,7 @@ class Service:
                 connection_cache_time=client.connection_cache_time,
             )
         )
-        x400_deliverer = X400Deliverer(config.x400)
+        x400_deliverer = X400Deliverer(x400_settings(config))
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
                 maildirs,
@@ -301,7 +302,7 @@ class Service:
         x400 = self.config.x400
         if x400.listen:
             self.x400 = X400Server(
-                x400,
+                x400_settings(self.config),
                 self.admit,
                 list(x400.addresses),
                 ConnectionLimits(

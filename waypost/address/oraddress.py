@@ -247,6 +247,19 @@ def parse_oraddress(text: str) -> ORAddress:
     return _parse_cached(text)
 
 
+def parse_global_domain(text: str) -> ORAddress:
+    """Parse a GlobalDomainIdentifier in O/R text form (`/C=GB/ADMD=TEST/PRMD=PPTEST/`).
+
+    X.411's GlobalDomainIdentifier is a country-name, an administration-domain-name and,
+    optionally, a private-domain-identifier: nothing else.
+    """
+    address = parse_oraddress(text)
+    keys = {key for key, _ in address.attributes()}
+    if not keys <= {"C", "ADMD", "PRMD"}:
+        raise AddressError(f"a global domain identifier has only C, ADMD, PRMD: {text!r}")
+    return address
+
+
 def _parse_oraddress(text: str) -> ORAddress:
     body = _strip_identifier(text)
     slash = body.startswith("/")

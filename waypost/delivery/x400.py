@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 import msgspec
 
 from waypost import events
-from waypost.config import X400Config, X400PeerConfig, selector_bytes
 from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
 from waypost.nexthop import Transport
 from waypost.osi.rtse import SessionConnectionIdentifier
@@ -78,6 +77,7 @@ from waypost.x400.association import MODES, READ_SIZE, our_bind
 from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
+from waypost.x400.settings import PeerSettings, X400Settings
 
 # A recipient deferred for the open interval comes back on the queue's clock, not
 # this module's: a little slack keeps it from arriving just before its turn.
@@ -110,7 +110,7 @@ class OpenFailedError(Exception):
 class _Outbound:
     """One open initiator association to an adjacent MTA."""
 
-    peer: X400PeerConfig
+    peer: PeerSettings
     assoc: Association
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
@@ -177,14 +177,14 @@ class _Outbound:
             await self.writer.wait_closed()
 
 
-Opener = Callable[[X400PeerConfig], Awaitable[_Outbound]]
+Opener = Callable[[PeerSettings], Awaitable[_Outbound]]
 
 
 class _Pool:
     """The associations to one peer, and its count of failed opens."""
 
     def __init__(
-        self, peer: X400PeerConfig, opener: Opener, background: Callable[[Awaitable[None]], None]
+        self, peer: PeerSettings, opener: Opener, background: Callable[[Awaitable[None]], None]
     ) -> None:
         self.peer = peer
         self._opener = opener
@@ -358,7 +358,7 @@ class _Pool:
 class X400Deliverer:
     """The delivery agent for next hops `x400:NAME`: a pool of associations per peer."""
 
-    def __init__(self, config: X400Config) -> None:
+    def __init__(self, config: X400Settings) -> None:
         self.config = config
         self._pools: dict[str, _Pool] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -409,7 +409,7 @@ class X400Deliverer:
         return _delivered(peer, claims)
 
     async def _try_recovery(
-        self, peer: X400PeerConfig, key: _TransferKey, apdu: bytes, claims: list[Claim]
+        self, peer: PeerSettings, key: _TransferKey, apdu: bytes, claims: list[Claim]
     ) -> list[Attempt] | None:
         """Resume this transfer if an earlier attempt was interrupted after a checkpoint
         (within `recovery_timeout`): [] when it is now confirmed, the Attempts when it
@@ -444,7 +444,7 @@ class X400Deliverer:
         self._background(conn.release())
         return []
 
-    async def _open(self, peer: X400PeerConfig) -> _Outbound:
+    async def _open(self, peer: PeerSettings) -> _Outbound:
         """A new bound association to `peer`; X400PeerError (reported as an event) if not."""
         try:
             conn = await self._connect(peer)
@@ -462,7 +462,7 @@ class X400Deliverer:
         )
         return conn
 
-    async def _connect(self, peer: X400PeerConfig, *, recover: Recovery | None = None) -> _Outbound:
+    async def _connect(self, peer: PeerSettings, *, recover: Recovery | None = None) -> _Outbound:
         host, _, port = peer.address.rpartition(":")
         host = host.strip("[]")
         try:
@@ -541,7 +541,7 @@ class X400Deliverer:
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-def _delivered(peer: X400PeerConfig, claims: list[Claim]) -> list[Attempt]:
+def _delivered(peer: PeerSettings, claims: list[Claim]) -> list[Attempt]:
     """A confirmed transfer: delivered, responsibility passed on to the peer."""
     return [
         Attempt(
@@ -593,15 +593,15 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _settings(peer: X400PeerConfig) -> AssociationSettings:
+def _settings(peer: PeerSettings) -> AssociationSettings:
     return AssociationSettings(
         checkpoint_size=peer.checkpoint_size,
         window_size=peer.window_size,
         two_way_alternate=peer.two_way_alternate,
         selectors=Selectors(
-            called_tsel=selector_bytes(peer.t_selector),
-            called_ssel=selector_bytes(peer.s_selector) or None,
-            called_psel=selector_bytes(peer.p_selector) or None,
+            called_tsel=peer.t_selector,
+            called_ssel=peer.s_selector or None,
+            called_psel=peer.p_selector or None,
         ),
     )
 
@@ -639,7 +639,7 @@ async def _abort(conn: _Outbound) -> None:
         await conn.send(Abort())
 
 
-def _transfer_failed(peer: X400PeerConfig, claim: Claim, detail: str) -> Attempt:
+def _transfer_failed(peer: PeerSettings, claim: Claim, detail: str) -> Attempt:
     """Deferred for the transfer interval, or the open interval after too many tries."""
     retried_enough = claim.attempts >= peer.max_transfer_retries
     wait = peer.open_interval if retried_enough else peer.transfer_interval

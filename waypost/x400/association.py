@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from waypost import events
 from waypost.arrival import Admit, Arrival, Source
-from waypost.config import X400Config, X400PeerConfig
 from waypost.message import Envelope, Message
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
@@ -61,6 +60,7 @@ from waypost.x400.p1_bind import (
     encode_bind_error,
 )
 from waypost.x400.p1_objects import decode_object
+from waypost.x400.settings import PeerSettings, X400Settings
 
 CONNECT_TIMEOUT = 30.0
 ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
@@ -77,7 +77,7 @@ def _password_ok(expected: str, given: str | bytes | None) -> bool:
     return hmac.compare_digest(raw, expected.encode("utf-8"))
 
 
-def our_bind(config: X400Config, peer: X400PeerConfig) -> MTABind:
+def our_bind(config: X400Settings, peer: PeerSettings) -> MTABind:
     """The MTABindArgument/Result this MTA presents to `peer`."""
     return MTABind(name=peer.our_name or config.mta_name, password=peer.our_password)
 
@@ -88,7 +88,7 @@ def our_bind(config: X400Config, peer: X400PeerConfig) -> MTABind:
 @dataclass(frozen=True, slots=True)
 class _Kept:
     recovery: Recovery
-    peer: X400PeerConfig
+    peer: PeerSettings
     host: str
     expires: float
 
@@ -102,7 +102,7 @@ class InterruptedTransfers:
         self.max_octets = max_octets
         self._kept: dict[SessionConnectionIdentifier, _Kept] = {}
 
-    def keep(self, recovery: Recovery, peer: X400PeerConfig, host: str, timeout: float) -> None:
+    def keep(self, recovery: Recovery, peer: PeerSettings, host: str, timeout: float) -> None:
         now = time.monotonic()
         self._expire(now)
         size = len(recovery.checkpoint.data)
@@ -142,7 +142,7 @@ class X400Server(SessionServer):
 
     def __init__(
         self,
-        config: X400Config,
+        config: X400Settings,
         admit: Admit,
         addresses: list[tuple[str, int]],
         limits: ConnectionLimits | None = None,
@@ -154,7 +154,7 @@ class X400Server(SessionServer):
         # Transfers interrupted by a lost connection, kept for the peer to resume.
         self.interrupted = InterruptedTransfers()
 
-    def peer(self, name: str) -> X400PeerConfig | None:
+    def peer(self, name: str) -> PeerSettings | None:
         for peer in self.config.peer:
             if peer.name == name:
                 return peer
@@ -183,7 +183,7 @@ class X400Session(PausingDriver):
             Association(role=Role.RESPONDER, mode=Mode.X410),
         ]
         self.assoc: Association | None = None
-        self.peer: X400PeerConfig | None = None
+        self.peer: PeerSettings | None = None
         # Silence longer than `_lifetime` aborts; so does no MTA bind by `_bind_deadline`.
         self._lifetime = server.config.idle_timeout
         self._bind_deadline = 0.0

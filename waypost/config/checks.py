@@ -1,0 +1,113 @@
+"""What the schema's types cannot declare: values with a syntax of their own, keys that go
+together, and names that must be unique."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from waypost.address import AddressError, parse_domain, parse_oraddress
+from waypost.address.oraddress import parse_global_domain
+from waypost.config.schema import Config, X400PeerConfig
+from waypost.config.values import is_domain_name, parse_address, selector_bytes
+
+MAX_SELECTOR = 32  # octets
+
+
+def check_values(config: Config) -> Iterator[tuple[str, str]]:
+    """(key, reason) for every value the schema accepted but Waypost cannot use."""
+    yield from _server(config)
+    yield from _queue(config)
+    yield from _local(config)
+    yield from _smtp(config)
+    yield from _x400(config)
+    for i, route in enumerate(config.route):
+        for field in ("match", "next_hop"):
+            if not getattr(route, field).strip():
+                yield f"route[{i}].{field}", "must not be empty"
+
+
+def _server(config: Config) -> Iterator[tuple[str, str]]:
+    if not is_domain_name(config.server.hostname):
+        yield "server.hostname", f"{config.server.hostname!r} is not a valid host name"
+
+
+def _queue(config: Config) -> Iterator[tuple[str, str]]:
+    queue = config.queue
+    if queue.min_backoff > queue.max_backoff:
+        yield (
+            "queue.min_backoff",
+            f"{queue.min_backoff:g} is more than queue.max_backoff ({queue.max_backoff:g})",
+        )
+
+
+def _local(config: Config) -> Iterator[tuple[str, str]]:
+    local = config.local
+    for i, domain in enumerate(local.domains):
+        try:
+            parse_domain(domain)
+        except AddressError as exc:
+            yield f"local.domains[{i}]", f"{domain!r} is not a valid domain name: {exc}"
+    for i, prefix in enumerate(local.oraddresses):
+        if not prefix.strip():
+            yield f"local.oraddresses[{i}]", "must not be empty"
+    for i, mailbox in enumerate(local.mailboxes):
+        # Each becomes a directory name under the Maildir root: nothing may climb out of it.
+        if not mailbox or mailbox.startswith(".") or "/" in mailbox or "\0" in mailbox:
+            yield (
+                f"local.mailboxes[{i}]",
+                f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')",
+            )
+    for i, oraddress in enumerate(local.x400_mailboxes):
+        try:
+            parse_oraddress(oraddress)
+        except AddressError as exc:
+            yield f"local.x400_mailboxes[{i}]", f"{oraddress!r} is not an O/R address: {exc}"
+
+
+def _smtp(config: Config) -> Iterator[tuple[str, str]]:
+    smtp = config.smtp
+    for i, network in enumerate(smtp.relay_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            yield f"smtp.relay_networks[{i}]", str(exc)
+    if bool(smtp.tls_cert) != bool(smtp.tls_key):
+        yield "smtp.tls_cert", "tls_cert and tls_key go together: give both or neither"
+    yield from _listen("smtp", smtp.listen)
+
+
+def _x400(config: Config) -> Iterator[tuple[str, str]]:
+    x400 = config.x400
+    yield from _listen("x400", x400.listen)
+    try:
+        parse_global_domain(x400.global_domain)
+    except AddressError as exc:
+        yield "x400.global_domain", f"must be /C=../ADMD=../[PRMD=../]: {exc}"
+    seen: set[str] = set()
+    for i, peer in enumerate(x400.peer):
+        if peer.name in seen:
+            yield f"x400.peer[{i}].name", f"{peer.name!r} is configured twice"
+        seen.add(peer.name)
+        yield from _peer(f"x400.peer[{i}]", peer)
+
+
+def _peer(key: str, peer: X400PeerConfig) -> Iterator[tuple[str, str]]:
+    try:
+        parse_address(peer.address)
+    except ValueError as exc:
+        yield f"{key}.address", str(exc)
+    for field in ("t_selector", "s_selector", "p_selector"):
+        try:
+            if len(selector_bytes(getattr(peer, field))) > MAX_SELECTOR:
+                yield f"{key}.{field}", f"at most {MAX_SELECTOR} octets"
+        except ValueError as exc:
+            yield f"{key}.{field}", str(exc)
+
+
+def _listen(section: str, listen: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    for i, text in enumerate(listen):
+        try:
+            parse_address(text)
+        except ValueError as exc:
+            yield f"{section}.listen[{i}]", str(exc)

@@ -1,0 +1,224 @@
+"""The configuration's schema: one frozen struct per section, each value's constraints beside it.
+
+A constraint's `description` is the reason a user reads when a value breaks it
+(see `waypost.config.convert`); checks no type can declare are in `checks`.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from waypost.config.values import parse_address
+
+EMBEDDED = "embedded defaults"
+MAX_MTA_NAME = 32  # X.411 ub-mta-name-length
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+TlsPolicy = Literal["none", "opportunistic", "required"]
+X400Mode = Literal["1988", "x410"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
+TLS_POLICIES: tuple[str, ...] = typing.get_args(TlsPolicy)
+X400_MODES: tuple[str, ...] = typing.get_args(X400Mode)
+
+# The largest finite float as the upper bound refuses inf, and nan, which compares false.
+Seconds = Annotated[
+    float,
+    Meta(gt=0, le=sys.float_info.max, description="must be a number of seconds greater than 0"),
+]
+NotEmpty = Annotated[str, Meta(min_length=1, description="must not be empty")]
+MtaName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_MTA_NAME,
+        pattern=r"\A[ -~]*\Z",
+        description=f"must be 1 to {MAX_MTA_NAME} printable ASCII characters",
+    ),
+]
+PeerName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_MTA_NAME,
+        pattern=r"\A[!-~]*\Z",
+        description=f"must be 1 to {MAX_MTA_NAME} printable ASCII characters, no spaces",
+    ),
+]
+
+
+# Every section is frozen, and forbids unknown fields so that a misspelt key is an error.
+
+
+class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[server]: who this MTA is and where it keeps its database."""
+
+    hostname: str = "localhost"
+    data_dir: NotEmpty = "./waypost-data"
+
+
+class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[log]: how much to log and where the JSON-lines event log goes."""
+
+    level: LogLevel = "info"
+    json_file: str = ""
+
+
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[store]: the MTA database."""
+
+    path: str = ""
+    lease_seconds: Seconds = 300.0
+    max_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+
+
+class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[queue]: scheduling, back-off and concurrency of the queue manager (Postfix's knobs)."""
+
+    poll_interval: Seconds = 1.0
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    min_backoff: Seconds = 300.0
+    max_backoff: Seconds = 4000.0
+    max_lifetime: Seconds = 432000.0
+    delivery_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 20
+    destination_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 10
+
+
+class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[local]: which recipients are delivered here, and where."""
+
+    domains: tuple[str, ...] = ("localhost",)
+    oraddresses: tuple[str, ...] = ()
+    maildir: NotEmpty = "maildir"
+    mailboxes: tuple[str, ...] = ()
+    x400_store: NotEmpty = "x400store"
+    x400_mailboxes: tuple[str, ...] = ()
+
+
+def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple(parse_address(text) for text in listen)
+
+
+class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[smtp]: the SMTP server — where it listens, what it accepts, from whom it relays."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:2525",)
+    max_message_size: Annotated[int, Meta(ge=1024, le=2**40)] = 35 * 1024 * 1024
+    max_recipients: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    max_errors: Annotated[int, Meta(ge=1, le=100_000)] = 20
+    max_commands_before_transaction: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    max_connections_per_client: Annotated[int, Meta(ge=1, le=1_000_000)] = 50
+    idle_timeout: Seconds = 300.0
+    data_timeout: Seconds = 600.0
+    max_hops: Annotated[int, Meta(ge=1, le=1000)] = 50
+    relay_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    tls_cert: str = ""
+    tls_key: str = ""
+    auth_users: str = ""
+    min_free_space: Annotated[int, Meta(ge=0, le=2**50)] = 100 * 1024 * 1024
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """`listen` as (host, port) pairs; valid in a loaded Config."""
+        return _addresses(self.listen)
+
+
+class SmtpClientConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[smtp_client]: how mail is sent to SMTP next hops."""
+
+    tls: TlsPolicy = "opportunistic"
+    connect_timeout: Seconds = 30.0
+    command_timeout: Seconds = 300.0
+    data_timeout: Seconds = 600.0
+    max_messages_per_connection: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    connection_cache_time: Seconds = 5.0
+
+
+class X400PeerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[x400.peer]]: an adjacent MTA and its connector parameters (Exchange's X.400
+    connector: the defaults are Exchange 5.5's)."""
+
+    name: PeerName
+    address: str
+    mode: X400Mode = "1988"
+    our_name: Annotated[
+        str, Meta(max_length=MAX_MTA_NAME, description=f"at most {MAX_MTA_NAME} characters")
+    ] = ""
+    our_password: str = ""
+    peer_password: str = ""
+    t_selector: str = ""
+    s_selector: str = ""
+    p_selector: str = ""
+    checkpoint_size: Annotated[int, Meta(ge=0, le=1024)] = 30
+    window_size: Annotated[int, Meta(ge=1, le=100)] = 5
+    recovery_timeout: Seconds = 60.0
+    association_lifetime: Seconds = 300.0
+    disconnect_timeout: Seconds = 120.0
+    max_open_retries: Annotated[int, Meta(ge=0, le=100_000)] = 144
+    max_transfer_retries: Annotated[int, Meta(ge=0, le=1000)] = 2
+    open_interval: Seconds = 600.0
+    transfer_interval: Seconds = 120.0
+    threshold: Annotated[int, Meta(ge=1, le=1_000_000)] = 50
+    max_associations: Annotated[int, Meta(ge=1, le=64)] = 4
+    connect_timeout: Seconds = 30.0
+    answer_timeout: Seconds = 120.0
+    two_way_alternate: bool = True
+
+    def __repr__(self) -> str:  # the passwords stay out of logs and tracebacks
+        return f"X400PeerConfig(name={self.name!r}, address={self.address!r}, mode={self.mode!r})"
+
+
+class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[x400]: the P1 listener and the MTA name this MTA binds with."""
+
+    listen: tuple[str, ...] = ("127.0.0.1:1102",)
+    mta_name: MtaName = "WAYPOST"
+    # The global domain identifier this MTA writes in trace information and MTS identifiers.
+    global_domain: str = "/C=ZZ/ADMD= /PRMD=WAYPOST/"
+    bind_timeout: Seconds = 60.0
+    idle_timeout: Seconds = 300.0
+    max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    max_connections_per_client: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    peer: tuple[X400PeerConfig, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """`listen` as (host, port) pairs; valid in a loaded Config."""
+        return _addresses(self.listen)
+
+
+class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[route]] entry; waypost.routing gives `match` and `next_hop` their meaning."""
+
+    match: str
+    next_hop: str
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole configuration; `source` is the file it came from, or EMBEDDED.
+
+    `Config()` holds the defaults as written; a loaded Config has absolute paths
+    (`store.path` filled in) and lower-cased `log.level` and `local.domains`.
+    """
+
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+    store: StoreConfig = StoreConfig()
+    queue: QueueConfig = QueueConfig()
+    local: LocalConfig = LocalConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    smtp_client: SmtpClientConfig = SmtpClientConfig()
+    x400: X400Config = X400Config()
+    route: tuple[RouteConfig, ...] = ()
+    source: str = EMBEDDED
+
+
+# The top-level keys a file may have: every field of Config but `source`, which is ours.
+SECTIONS: dict[str, Any] = {
+    f.name: f.type for f in msgspec.structs.fields(Config) if f.name != "source"
+}

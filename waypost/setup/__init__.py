@@ -1,0 +1,2 @@
+"""Building each protocol's settings from the configuration, so that the protocol packages
+never import `waypost.config`."""
