@@ -97,6 +97,18 @@ async def test_relay_policy_with_no_trusted_networks(service: Service) -> None:
     assert count(service, "messages") == 1
 
 
+async def test_stopping_says_421_to_an_idle_session(service: Service) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(service))
+    assert (await reader.readline()).startswith(b"220 ")
+    writer.write(b"EHLO client.example\r\n")
+    while not (await reader.readline()).startswith(b"250 "):
+        pass
+    assert service.smtp is not None
+    await service.smtp.close()
+    assert await reader.read() == b"421 4.3.2 Service shutting down\r\n"
+    writer.close()
+
+
 async def test_loop_detection(service: Service) -> None:
     port = port_of(service)
     body = b"".join(

@@ -1189,6 +1189,19 @@ def test_timeout_when_idle() -> None:
     assert session.conn.data_to_send() == b""
 
 
+def test_shut_down_mid_transaction() -> None:
+    session = in_transaction()
+    session.feed(data(), b"Subject: half\r\n")
+    session.conn.shut_down()
+    assert session.conn.data_to_send() == b"421 4.3.2 Service shutting down\r\n"
+    session.pump()
+    assert not session.of(MessageData)
+    assert session.events[-1] == ConnectionClosed(by_peer=False, after="DATA")
+    session.conn.shut_down()
+    session.conn.timeout()
+    assert session.conn.data_to_send() == b""
+
+
 def test_timeout_in_data_gives_no_message() -> None:
     session = in_transaction()
     session.feed(data(), b"Subject: half\r\n")

@@ -121,6 +121,9 @@ AUTH_BAD_RESPONSE = Reply(501, "5.5.2", "Cannot decode authentication response")
 AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
 
 # The connection ends after these.
+# RFC 5321 §3.8: 421 when the service must close, to a new connection or in a session.
+SERVICE_UNAVAILABLE = Reply(421, "4.7.0", "Service not available, closing transmission channel")
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands without a mail transaction, closing")
