@@ -22,7 +22,7 @@ from waypost.smtp.client_protocol import (
     TransactionDone,
 )
 from waypost.smtp.client_wire import (
-    Reply,
+    ReceivedReply,
     ReplyError,
     ReplyReader,
     dot_stuff,
@@ -99,7 +99,7 @@ def test_reply_parsing_multi_line_and_enhanced_code() -> None:
     reader = ReplyReader()
     reader.feed(b"550-5.1.1 <bob@example.org>: user\r\n550 5.1.1 unknown\r\n250 ok\r\n")
     first = reader.next_reply()
-    assert first == Reply(
+    assert first == ReceivedReply(
         code=550, lines=("5.1.1 <bob@example.org>: user", "5.1.1 unknown"), enhanced="5.1.1"
     )
     assert str(first) == "550 5.1.1 <bob@example.org>: user unknown"
@@ -116,7 +116,7 @@ def test_reply_split_anywhere_and_bare_code() -> None:
         reader.feed(bytes([byte]))
         assert reader.next_reply() is None
     reader.feed(data[-1:])
-    assert reader.next_reply() == Reply(code=250, lines=("first", ""))
+    assert reader.next_reply() == ReceivedReply(code=250, lines=("first", ""))
 
 
 def test_enhanced_code_of_another_class_is_not_taken() -> None:

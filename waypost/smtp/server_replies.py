@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
-# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF.
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF. Held strictly for
+# what we send; the client reads servers' replies with a wider bound (MAX_RECEIVED_LINE in
+# waypost.smtp.client_wire), as §4.5.3.1 asks of a receiver.
 MAX_REPLY_LINE = 512
 
 
