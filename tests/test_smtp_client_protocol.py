@@ -26,7 +26,6 @@ from waypost.smtp.client_wire import (
     ReplyError,
     ReplyReader,
     dot_stuff,
-    dot_unstuff,
     make_reply,
     parse_ehlo,
     split_orcpt,
@@ -717,6 +716,16 @@ def test_dot_stuffing_and_newline_normalisation() -> None:
     client.send_message(envelope("a@example.net"), b".hidden\r\nbody")
     client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
     assert client.data_to_send().endswith(b"DATA\r\n..hidden\r\nbody\r\n.\r\n")
+
+
+def dot_unstuff(payload: bytes) -> bytes:
+    """The message a DATA payload carries (the inverse of dot_stuff on CRLF text)."""
+    if payload != b".\r\n" and not payload.endswith(b"\r\n.\r\n"):
+        raise ValueError("no end-of-data terminator")
+    body = payload[:-3]
+    if body.startswith(b"."):
+        body = body[1:]
+    return body.replace(b"\r\n..", b"\r\n.")
 
 
 @given(st.lists(st.binary().map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=20))

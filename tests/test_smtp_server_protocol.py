@@ -71,6 +71,8 @@ from waypost.smtp.server_state import SEQUENCE, TRANSITIONS, Outcome, Verb
 MIB = 1024 * 1024
 SMALL = ServerSettings(hostname=HOSTNAME, tls_available=True, max_message_size=1000)
 TLS_OFF = ServerSettings(hostname=HOSTNAME)
+# A refusal of the application's own (the server never refuses a sender by itself).
+SENDER_REJECTED = Reply(550, "5.7.1", "Sender rejected")
 
 
 def one(answers: list[Answer]) -> Answer:
@@ -267,7 +269,7 @@ def test_accept_text_and_rejections() -> None:
 
 
 def test_rejected_sender_means_no_transaction() -> None:
-    session, answers = run(envelope() + data(), decide=rejecting(MailFrom=replies.SENDER_REJECTED))
+    session, answers = run(envelope() + data(), decide=rejecting(MailFrom=SENDER_REJECTED))
     assert short(answers) == ["250", "550 5.7.1", "503 5.5.1", "503 5.5.1"]
     assert session.conn.phase is Phase.READY
 
@@ -1237,7 +1239,7 @@ def test_reject_after_close_is_ignored() -> None:
     pending = session.conn.pending
     assert pending is not None
     session.conn.timeout()
-    session.conn.reject(pending, replies.SENDER_REJECTED)
+    session.conn.reject(pending, SENDER_REJECTED)
     assert short(parse_replies(session.conn.data_to_send())) == ["421 4.4.2"]
 
 

@@ -35,7 +35,6 @@ class Category(enum.StrEnum):
     CHECK = "check"
     QUEUE = "queue"
     DELIVERY = "delivery"
-    ROUTING = "routing"
     INTERFACE = "interface"
     SMTP = "smtp"
     X400 = "x400"

@@ -250,16 +250,6 @@ def dot_stuff(content: bytes) -> bytes:
     return body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
-def dot_unstuff(payload: bytes) -> bytes:
-    """The message a DATA payload carries (the inverse of dot_stuff on CRLF text)."""
-    if payload != b".\r\n" and not payload.endswith(b"\r\n.\r\n"):
-        raise ValueError("no end-of-data terminator")
-    body = payload[:-3]
-    if body.startswith(b"."):
-        body = body[1:]
-    return body.replace(b"\r\n..", b"\r\n.")
-
-
 NEEDS_SMTPUTF8 = "5.6.7 SMTPUTF8 is required, but was not offered by the server"
 
 

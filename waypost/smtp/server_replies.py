@@ -135,6 +135,5 @@ LOST_SYNC = Reply(421, "4.5.0", "Cannot find the end of the BDAT chunk, closing 
 
 # For the application's decisions.
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, please try again later")
-SENDER_REJECTED = Reply(550, "5.7.1", "Sender rejected")
 RECIPIENT_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: unknown user")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
