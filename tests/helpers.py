@@ -1,11 +1,14 @@
-"""Builders for test messages, shared by the tests."""
+"""Builders for test messages and services, shared by the tests."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
+from waypost.config import load_config
 from waypost.message import Envelope, Message, Recipient, new_mts_id
 from waypost.nexthop import parse_next_hop
+from waypost.service import Service
 from waypost.store.base import NewMessage
 
 
@@ -44,3 +47,31 @@ def free_port() -> int:
         if port not in _used_ports:
             _used_ports.add(port)
             return port
+
+
+async def running_service(
+    directory: Path,
+    toml: str,
+    *,
+    name: str = "waypost",
+    listen: bool = True,
+    background: bool = True,
+    reports: bool = True,
+) -> Service:
+    """A Service in this process, configured by `toml` (written to DIRECTORY/NAME.toml, so
+    relative paths in it are under `directory`); the caller stops it.
+
+    It listens unless `listen` is False, and runs its queue manager and report generator
+    unless `background` is False (what arrives then stays queued). Without `reports`, a
+    failed recipient keeps its row and its owed report, to be looked at.
+    """
+    config = directory / f"{name}.toml"
+    config.write_text(toml)
+    svc = await Service.start(load_config(config))
+    if listen:
+        await svc.start_listeners()
+    if not reports:
+        svc.reports = None
+    if background:
+        svc.run_background()
+    return svc

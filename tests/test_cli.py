@@ -111,6 +111,20 @@ def test_bad_usage_and_bad_config_are_clear(tmp_path: Path) -> None:
         no_traceback(r)
 
 
+def test_serve_logs_a_bad_config_as_event_1100(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[queue]\nmin_backof = 3\n")
+    result = waypost("serve", "-c", str(bad), cwd=tmp_path)
+    assert result.returncode == 78
+    assert f"ERROR 1100 config: Configuration {bad}: queue.min_backof: unknown key" in result.stderr
+    unreadable = tmp_path / "not-utf8.toml"
+    unreadable.write_bytes(b"\xff\n")
+    result = waypost("serve", "-c", str(unreadable), cwd=tmp_path)
+    assert result.returncode == 78
+    assert f"1100 config: Configuration {unreadable}: (the whole file): not UTF-8" in result.stderr
+    no_traceback(result)
+
+
 def test_submit_then_queue_commands(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     first = submit(tmp_path, config, "bob@localhost", "x@remote.example")

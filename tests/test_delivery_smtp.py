@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, make_message
+from helpers import free_port, make_message, running_service
 
-from waypost.config import load_config
 from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, SmtpHostError, TlsPolicy
 from waypost.handoff import Claim, Handoff, Result
 from waypost.message import Message
@@ -21,17 +20,13 @@ from waypost.service import Service
 
 
 async def start(tmp_path: Path, name: str, extra: str = "") -> Service:
-    port = free_port()
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
+    return await running_service(
+        tmp_path,
         f'[server]\nhostname = "{name}.test"\ndata_dir = "{name}"\n'
-        f'[x400]\nlisten = []\n[smtp]\nlisten = ["127.0.0.1:{port}"]\n'
-        f"[queue]\npoll_interval = 0.1\nmin_backoff = 1\nmax_backoff = 2\n" + extra
+        f'[x400]\nlisten = []\n[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        f"[queue]\npoll_interval = 0.1\nmin_backoff = 1\nmax_backoff = 2\n" + extra,
+        name=name,
     )
-    svc = await Service.start(load_config(config))
-    await svc.start_listeners()
-    svc.run_background()
-    return svc
 
 
 def smtp_port(svc: Service) -> int:
@@ -200,17 +195,15 @@ async def test_opportunistic_starttls_to_waypost(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    config = tmp_path / "tls.toml"
     port = free_port()
-    config.write_text(
+    svc = await running_service(
+        tmp_path,
         f'[server]\nhostname = "tls.test"\ndata_dir = "tls"\n'
         "[x400]\nlisten = []\n"
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
-        f'[local]\ndomains = ["b.example"]\n'
+        f'[local]\ndomains = ["b.example"]\n',
+        name="tls",
     )
-    svc = await Service.start(load_config(config))
-    await svc.start_listeners()
-    svc.run_background()
     agent = SmtpDeliverer(ClientSettings(helo_name="a.test", tls=TlsPolicy.REQUIRED))
     try:
         attempts = await agent.deliver(

@@ -11,11 +11,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from helpers import free_port, new_message
+from helpers import free_port, new_message, running_service
 
 from waypost import events
 from waypost.clock import ManualClock
-from waypost.config import Config, X400Config, X400PeerConfig, load_config
+from waypost.config import Config, X400Config, X400PeerConfig
 from waypost.delivery.x400 import X400Deliverer
 from waypost.handoff import Attempt, Claim, Handoff, Result
 from waypost.message import ContentType, Envelope, Message, Recipient
@@ -42,20 +42,17 @@ MIN_BACKOFF = 30.0  # the queue's own back-off: the x400 intervals below are far
 
 
 async def start(tmp_path: Path, name: str, x400_port: int, extra: str, queue: str = "") -> Service:
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
+    # No report generator: a failed recipient keeps its row (and its owed report) to be seen.
+    return await running_service(
+        tmp_path,
         f'[server]\nhostname = "{name}.test"\ndata_dir = "{name}"\n'
         f"[queue]\npoll_interval = 0.05\nmin_backoff = {MIN_BACKOFF}\nmax_backoff = 60\n{queue}"
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n[local]\nx400_store = "{name}-x400"\n'
         f'oraddresses = ["/C=GB/ADMD= /PRMD={name.upper()}/"]\n'
-        f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n' + extra
+        f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n' + extra,
+        name=name,
+        reports=False,
     )
-    svc = await Service.start(load_config(config))
-    await svc.start_listeners()
-    # No report generator: a failed recipient keeps its row (and its owed report) to be seen.
-    svc.reports = None
-    svc.run_background()
-    return svc
 
 
 def a_config(b_address: str, parameters: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
+import string
+from dataclasses import dataclass
 from pathlib import Path
 
 from waypost import events
@@ -56,3 +59,91 @@ def test_docs_list_every_event() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "events.md").read_text()
     for e in events.catalogue():
         assert f"| {e.id} | {e.name} |" in docs
+
+
+# -- every emit() call against the catalogue -------------------------------------------------------
+
+PACKAGE = Path(events.__file__).parent
+
+# Calls whose event or fields are only known at run time, each covered by its own tests: the
+# checker emits the notices that store/check/repair.py builds (test_check.py).
+DYNAMIC_EMITS = {("store/check/checker.py", "emit(event, **fields)")}
+
+
+@dataclass(frozen=True)
+class EmitCall:
+    where: str
+    event: events.EventDefinition
+    fields: frozenset[str]
+
+
+def _event_of(node: ast.expr) -> events.EventDefinition | None:
+    """The catalogue entry `events.NAME` (or `NAME` inside events.py) names, if it is one."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        name = node.attr if node.value.id == "events" else ""
+    else:
+        name = node.id if isinstance(node, ast.Name) else ""
+    value = getattr(events, name, None) if name else None
+    return value if isinstance(value, events.EventDefinition) else None
+
+
+def _emit_calls() -> tuple[list[EmitCall], set[tuple[str, str]]]:
+    """Every `emit(...)` call in the package: those it can read, and the dynamic ones."""
+    calls: list[EmitCall] = []
+    dynamic: set[tuple[str, str]] = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name != "emit":
+                continue
+            event = _event_of(node.args[0]) if len(node.args) == 1 else None
+            if event is None or any(k.arg is None for k in node.keywords):
+                dynamic.add((relative, ast.unparse(node).removeprefix("events.")))
+                continue
+            where = f"{relative}:{node.lineno}"
+            fields = frozenset(k.arg for k in node.keywords if k.arg is not None)
+            calls.append(EmitCall(where=where, event=event, fields=fields))
+    return calls, dynamic
+
+
+def test_every_emit_call_passes_exactly_the_fields_its_template_names() -> None:
+    # emit() renders the template leniently (a missing field shows as `<name?>`) and carries
+    # every keyword into the JSON line, so neither a missing nor a misspelt field would fail
+    # at run time: an extra keyword would sit in the JSON, undocumented and absent from the
+    # text line. So every keyword must be one of the template's fields, and every field given.
+    calls, dynamic = _emit_calls()
+    assert len(calls) > 50  # the walk found the package's calls
+    assert dynamic == DYNAMIC_EMITS
+    problems = []
+    for call in calls:
+        wanted = set(call.event.fields())
+        if missing := wanted - call.fields:
+            problems.append(f"{call.where}: {call.event.name} lacks {sorted(missing)}")
+        if unknown := call.fields - wanted:
+            problems.append(f"{call.where}: {call.event.name} has unknown {sorted(unknown)}")
+    assert problems == []
+
+
+def test_action_texts_name_no_fields() -> None:
+    # An action is printed as it is (`waypost events`, docs/events.md): a `{field}` in it
+    # would reach the operator as a literal `{field}`.
+    for e in events.catalogue():
+        assert not [f for _, f, _, _ in string.Formatter().parse(e.action) if f], e.name
+
+
+def test_every_event_is_emitted_somewhere() -> None:
+    # A catalogued event that nothing emits is documented for operators who will never see it.
+    calls, _ = _emit_calls()
+    emitted = {call.event.id for call in calls}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            # The (event, fields) notices that the checker emits once a repair has committed.
+            if isinstance(node, ast.Tuple) and len(node.elts) == 2:
+                event = _event_of(node.elts[0])
+                if event is not None:
+                    emitted.add(event.id)
+    assert {e.id for e in events.catalogue()} - emitted == set()

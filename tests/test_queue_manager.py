@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sqlite3
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 from helpers import new_message
 
+from waypost import events
 from waypost.clock import ManualClock
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.handoff import Attempt, Handoff, Result
-from waypost.message import Notify, Recipient
+from waypost.message import Notify, ObjectKind, Recipient
 from waypost.nexthop import LOCAL, parse_next_hop
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
@@ -113,6 +115,27 @@ async def test_no_report_for_a_report(tmp_path: Path) -> None:
     await pass_once(manager)
     assert rows(tmp_path) == []  # failed, nothing owed, so the message is finished
     await store.close()
+
+
+async def test_a_failing_x400_report_is_discarded_with_an_event(tmp_path: Path) -> None:
+    clock = ManualClock()
+    agent = Scripted(Result.FAILED, "5.4.4 no route to the destination")
+    store, manager = await make(tmp_path, {"x400": agent}, clock)
+    destination = "/C=GB/ADMD= /PRMD=GONE/S=Smith/"
+    await store.enqueue(
+        new_message(
+            (destination,), originator="", hop="x400:GONE-MTA", object_kind=ObjectKind.REPORT
+        )
+    )
+    terminal = io.StringIO()
+    events.configure_logging(level="INFO", stream=terminal)
+    try:
+        await pass_once(manager)
+    finally:
+        events.configure_logging(level="WARNING", stream=io.StringIO())
+    assert rows(tmp_path) == []  # failed, and no report is ever made on a report
+    (line,) = [x for x in terminal.getvalue().splitlines() if " 1822 x400: " in x]
+    assert f"for {destination} discarded: 5.4.4 no route to the destination" in line
 
 
 async def test_notify_success_owes_a_delivery_report(tmp_path: Path) -> None:

@@ -23,11 +23,10 @@ from waypost.smtp.client_protocol import (
     TransactionDone,
 )
 from waypost.smtp.client_wire import (
-    Reply,
+    ReceivedReply,
     ReplyError,
     ReplyReader,
     dot_stuff,
-    dot_unstuff,
     make_reply,
     parse_ehlo,
     split_orcpt,
@@ -99,7 +98,7 @@ def test_reply_parsing_multi_line_and_enhanced_code() -> None:
     reader = ReplyReader()
     reader.feed(b"550-5.1.1 <bob@example.org>: user\r\n550 5.1.1 unknown\r\n250 ok\r\n")
     first = reader.next_reply()
-    assert first == Reply(
+    assert first == ReceivedReply(
         code=550, lines=("5.1.1 <bob@example.org>: user", "5.1.1 unknown"), enhanced="5.1.1"
     )
     assert str(first) == "550 5.1.1 <bob@example.org>: user unknown"
@@ -116,7 +115,7 @@ def test_reply_split_anywhere_and_bare_code() -> None:
         reader.feed(bytes([byte]))
         assert reader.next_reply() is None
     reader.feed(data[-1:])
-    assert reader.next_reply() == Reply(code=250, lines=("first", ""))
+    assert reader.next_reply() == ReceivedReply(code=250, lines=("first", ""))
 
 
 def test_enhanced_code_of_another_class_is_not_taken() -> None:
@@ -717,6 +716,16 @@ def test_dot_stuffing_and_newline_normalisation() -> None:
     client.send_message(envelope("a@example.net"), b".hidden\r\nbody")
     client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
     assert client.data_to_send().endswith(b"DATA\r\n..hidden\r\nbody\r\n.\r\n")
+
+
+def dot_unstuff(payload: bytes) -> bytes:
+    """The message a DATA payload carries (the inverse of dot_stuff on CRLF text)."""
+    if payload != b".\r\n" and not payload.endswith(b"\r\n.\r\n"):
+        raise ValueError("no end-of-data terminator")
+    body = payload[:-3]
+    if body.startswith(b"."):
+        body = body[1:]
+    return body.replace(b"\r\n..", b"\r\n.")
 
 
 @given(st.lists(st.binary().map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=20))

@@ -10,25 +10,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, running_service
 
-from waypost.config import load_config
 from waypost.service import Service
 
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
     port = free_port()
-    config_file = tmp_path / "waypost.toml"
-    config_file.write_text(
+    svc = await running_service(
+        tmp_path,
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         f'[x400]\nlisten = []\n[smtp]\nlisten = ["127.0.0.1:{port}"]\nrelay_networks = []\n'
         f"[queue]\npoll_interval = 0.1\n"
-        f'[[route]]\nmatch = "routed.example"\nnext_hop = "smtp:[127.0.0.1]:9"\n'
+        f'[[route]]\nmatch = "routed.example"\nnext_hop = "smtp:[127.0.0.1]:9"\n',
     )
-    svc = await Service.start(load_config(config_file))
-    await svc.start_listeners()
-    svc.run_background()
     yield svc
     await svc.stop()
 
@@ -97,6 +93,18 @@ async def test_relay_policy_with_no_trusted_networks(service: Service) -> None:
     assert count(service, "messages") == 1
 
 
+async def test_stopping_says_421_to_an_idle_session(service: Service) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(service))
+    assert (await reader.readline()).startswith(b"220 ")
+    writer.write(b"EHLO client.example\r\n")
+    while not (await reader.readline()).startswith(b"250 "):
+        pass
+    assert service.smtp is not None
+    await service.smtp.close()
+    assert await reader.read() == b"421 4.3.2 Service shutting down\r\n"
+    writer.close()
+
+
 async def test_loop_detection(service: Service) -> None:
     port = port_of(service)
     body = b"".join(
@@ -126,14 +134,14 @@ async def test_many_concurrent_sessions_each_get_their_message_stored(service: S
 
 async def test_data_timeout_closes_a_stalled_transfer(tmp_path: Path) -> None:
     port = free_port()
-    config_file = tmp_path / "t.toml"
-    config_file.write_text(
+    svc = await running_service(
+        tmp_path,
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         "[x400]\nlisten = []\n"
-        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ndata_timeout = 0.5\nidle_timeout = 30\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\ndata_timeout = 0.5\nidle_timeout = 30\n',
+        name="t",
+        background=False,
     )
-    svc = await Service.start(load_config(config_file))
-    await svc.start_listeners()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await reader.readline()
@@ -159,13 +167,13 @@ async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
             port = probe.getsockname()[1]
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
-    config_file = tmp_path / "v6.toml"
-    config_file.write_text(
+    svc = await running_service(
+        tmp_path,
         "[x400]\nlisten = []\n"
-        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n[smtp]\nlisten = ["[::1]:{port}"]\n'
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n[smtp]\nlisten = ["[::1]:{port}"]\n',
+        name="v6",
+        background=False,
     )
-    svc = await Service.start(load_config(config_file))
-    await svc.start_listeners()
     try:
         assert await asyncio.to_thread(send6, port) == {}
         assert count(svc, "messages") == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from collections.abc import Callable
 
 import pytest
@@ -72,6 +71,8 @@ from waypost.smtp.server_state import SEQUENCE, TRANSITIONS, Outcome, Verb
 MIB = 1024 * 1024
 SMALL = ServerSettings(hostname=HOSTNAME, tls_available=True, max_message_size=1000)
 TLS_OFF = ServerSettings(hostname=HOSTNAME)
+# A refusal of the application's own (the server never refuses a sender by itself).
+SENDER_REJECTED = Reply(550, "5.7.1", "Sender rejected")
 
 
 def one(answers: list[Answer]) -> Answer:
@@ -268,7 +269,7 @@ def test_accept_text_and_rejections() -> None:
 
 
 def test_rejected_sender_means_no_transaction() -> None:
-    session, answers = run(envelope() + data(), decide=rejecting(MailFrom=replies.SENDER_REJECTED))
+    session, answers = run(envelope() + data(), decide=rejecting(MailFrom=SENDER_REJECTED))
     assert short(answers) == ["250", "550 5.7.1", "503 5.5.1", "503 5.5.1"]
     assert session.conn.phase is Phase.READY
 
@@ -1189,6 +1190,19 @@ def test_timeout_when_idle() -> None:
     assert session.conn.data_to_send() == b""
 
 
+def test_shut_down_mid_transaction() -> None:
+    session = in_transaction()
+    session.feed(data(), b"Subject: half\r\n")
+    session.conn.shut_down()
+    assert session.conn.data_to_send() == b"421 4.3.2 Service shutting down\r\n"
+    session.pump()
+    assert not session.of(MessageData)
+    assert session.events[-1] == ConnectionClosed(by_peer=False, after="DATA")
+    session.conn.shut_down()
+    session.conn.timeout()
+    assert session.conn.data_to_send() == b""
+
+
 def test_timeout_in_data_gives_no_message() -> None:
     session = in_transaction()
     session.feed(data(), b"Subject: half\r\n")
@@ -1225,7 +1239,7 @@ def test_reject_after_close_is_ignored() -> None:
     pending = session.conn.pending
     assert pending is not None
     session.conn.timeout()
-    session.conn.reject(pending, replies.SENDER_REJECTED)
+    session.conn.reject(pending, SENDER_REJECTED)
     assert short(parse_replies(session.conn.data_to_send())) == ["421 4.4.2"]
 
 
@@ -1335,12 +1349,54 @@ _VERB_LINE = {
 }
 
 
+# The verbs whose success is each outcome.
+_VERBS_OF = {
+    Outcome.HELLO: {Verb.HELO, Verb.EHLO},
+    Outcome.MAIL_ACCEPTED: {Verb.MAIL},
+    Outcome.RCPT_ACCEPTED: {Verb.RCPT},
+    Outcome.CHUNK_TAKEN: {Verb.BDAT},
+    Outcome.MESSAGE_DONE: {Verb.DATA, Verb.BDAT},
+    Outcome.RESET: {Verb.RSET},
+    Outcome.TLS_STARTED: {Verb.STARTTLS},
+}
+
+
 def test_state_table_is_complete() -> None:
     assert set(SEQUENCE) == {(p, v) for p in Phase for v in Verb}
     reachable = {Phase.INITIAL} | set(TRANSITIONS.values())
     assert reachable == set(Phase)
-    for (phase, outcome), after in TRANSITIONS.items():
-        assert isinstance(after, Phase) and isinstance(outcome, Outcome) and phase in Phase
+    assert set(_VERBS_OF) == set(Outcome)
+    # The two tables agree: an outcome has a transition in exactly the phases where one of
+    # its verbs may run (a transition for a refused verb is dead; a missing one, a KeyError).
+    for phase in Phase:
+        for outcome, verbs in _VERBS_OF.items():
+            allowed = any(SEQUENCE[(phase, verb)] is None for verb in verbs)
+            assert ((phase, outcome) in TRANSITIONS) == allowed, (phase, outcome)
+
+
+# Bytes that bring each outcome about, from a phase where it is possible.
+_OUTCOME_LINE = {
+    Outcome.HELLO: ehlo(),
+    Outcome.MAIL_ACCEPTED: mail(),
+    Outcome.RCPT_ACCEPTED: rcpt(),
+    Outcome.CHUNK_TAKEN: bdat(b"x"),
+    Outcome.RESET: rset(),
+    Outcome.TLS_STARTED: starttls(),
+}
+
+
+@pytest.mark.parametrize(("phase", "outcome"), list(TRANSITIONS))
+def test_every_transition_is_what_the_session_does(phase: Phase, outcome: Outcome) -> None:
+    session = Session(settings=AUTH_ALLOWED)
+    if _TO_PHASE[phase]:
+        session.feed(_TO_PHASE[phase])
+    assert session.conn.phase is phase
+    if outcome is Outcome.MESSAGE_DONE:
+        wire = bdat(b"y", last=True) if phase is Phase.CHUNKING else data() + stuff(b"z\r\n")
+    else:
+        wire = _OUTCOME_LINE[outcome]
+    session.feed(wire)
+    assert session.conn.phase is TRANSITIONS[(phase, outcome)]
 
 
 @pytest.mark.parametrize("phase", list(Phase))
@@ -1454,11 +1510,10 @@ def test_count_received(content: bytes, count: int) -> None:
     assert count_received(content) == count
 
 
-def test_count_received_does_not_scan_a_large_body() -> None:
+def test_count_received_does_not_count_a_large_body() -> None:
+    # That the body is not even scanned, in time: bench/smtp_server.py.
     content = b"Received: a\r\n\r\n" + b"Received: b\r\n" * 3_000_000  # 39 MB
-    start = time.perf_counter()
     assert count_received(content) == 1
-    assert time.perf_counter() - start < 0.05
 
 
 # -- property tests --------------------------------------------------------------------------------
@@ -1639,15 +1694,13 @@ def test_bdat_chunking_round_trip(body: bytes, sizes: list[int]) -> None:
     assert session.messages == [body]
 
 
-def test_a_large_message_is_fast() -> None:
+def test_a_large_message_arrives_whole() -> None:
+    # How fast: bench/smtp_server.py.
     body = (b"x" * 76 + CRLF) * 400_000  # 31 MB
     session = in_transaction()
     wire = data() + stuff(body)
-    start = time.perf_counter()
     session.feed(*(wire[i : i + 65536] for i in range(0, len(wire), 65536)))
-    elapsed = time.perf_counter() - start
     assert session.messages == [body]
-    assert elapsed < 2.0, elapsed
 
 
 def test_hello_event_validates() -> None:

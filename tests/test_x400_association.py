@@ -8,9 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, running_service
 
-from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Message, Recipient
 from waypost.service import Service
 from waypost.x400.ipm import build_ipm
@@ -22,19 +21,16 @@ MTS_ID = "/C=GB/ADMD= /PRMD=A/;local-1"
 
 
 async def start(tmp_path: Path, name: str, x400_port: int, extra: str, local: str = "") -> Service:
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
+    return await running_service(
+        tmp_path,
         f'[server]\nhostname = "{name}.test"\ndata_dir = "{name}"\n'
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f"[queue]\npoll_interval = 0.1\nmin_backoff = 30\nmax_backoff = 60\n"
         f'[local]\nx400_store = "{name}-x400"\n{local}'
         f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n'
-        f'global_domain = "/C=GB/ADMD= /PRMD={name.upper()}/"\n' + extra
+        f'global_domain = "/C=GB/ADMD= /PRMD={name.upper()}/"\n' + extra,
+        name=name,
     )
-    svc = await Service.start(load_config(config))
-    await svc.start_listeners()
-    svc.run_background()
-    return svc
 
 
 async def pair(

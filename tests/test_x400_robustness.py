@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from helpers import free_port
+from helpers import free_port, running_service
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,7 +28,6 @@ from p1_client import P1Client
 from pcap import tcp_streams
 
 from waypost import events
-from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Recipient
 from waypost.osi import acse as a
 from waypost.osi import rtse as r
@@ -64,7 +63,6 @@ from waypost.osi.stack import (
     TurnGiven,
     TurnRequested,
 )
-from waypost.service import Service
 from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import encode_stored
@@ -103,8 +101,7 @@ class LiveServer:
         self.call(asyncio.sleep(0.01))
 
     def start(self) -> None:
-        config = self.root / "robust.toml"
-        config.write_text(
+        toml = (
             f'[server]\nhostname = "robust.test"\ndata_dir = "robust"\n'
             f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
             f'[local]\nx400_store = "robust-x400"\n'
@@ -115,12 +112,8 @@ class LiveServer:
         )
         self.thread.start()
 
-        async def start() -> Service:
-            svc = await Service.start(load_config(config))
-            await svc.start_listeners()  # no queue manager: what arrives stays queued
-            return svc
-
-        self.service = self.call(start())
+        # No queue manager: what arrives stays queued.
+        self.service = self.call(running_service(self.root, toml, name="robust", background=False))
 
     def stop(self) -> None:
         self.call(self.service.stop())

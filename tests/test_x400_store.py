@@ -6,9 +6,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from helpers import free_port
+from helpers import free_port, running_service
 
-from waypost.config import load_config
 from waypost.delivery.x400_store import mailbox_name
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
 from waypost.service import Service
@@ -20,16 +19,15 @@ BOB = "/C=GB/ADMD= /PRMD=Waypost/O=HQ/S=Brown/G=Bob/"
 
 
 async def start(tmp_path: Path) -> Service:
-    config = tmp_path / "w.toml"
-    config.write_text(
+    return await running_service(
+        tmp_path,
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f"[queue]\npoll_interval = 0.1\n"
-        f'[local]\noraddresses = ["/C=GB/ADMD= /PRMD=Waypost/"]\n'
+        f'[local]\noraddresses = ["/C=GB/ADMD= /PRMD=Waypost/"]\n',
+        name="w",
+        listen=False,
     )
-    svc = await Service.start(load_config(config))
-    svc.run_background()
-    return svc
 
 
 async def delivered_files(root: Path, n: int) -> list[Path]:

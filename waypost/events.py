@@ -34,8 +34,8 @@ class Category(enum.StrEnum):
     STORE = "store"
     CHECK = "check"
     QUEUE = "queue"
-    DELIVERY = "delivery"
     ROUTING = "routing"
+    DELIVERY = "delivery"
     INTERFACE = "interface"
     SMTP = "smtp"
     X400 = "x400"
@@ -273,9 +273,9 @@ RECIPIENT_EXPIRED = _define(
     "recipient-expired",
     S.WARNING,
     C.QUEUE,
-    "Message {message_id} to {recipient} expired after {attempts} attempts; a report is owed. "
-    "Last error: {error}",
-    "Find out why the next hop {next_hop} did not accept it.",
+    "Message {message_id} to {recipient} expired after {attempts} attempts via {next_hop}; "
+    "a report is owed. Last error: {error}",
+    "Find out why the next hop did not accept it.",
 )
 RECIPIENT_FAILED = _define(
     1402,
@@ -309,14 +309,6 @@ QUEUE_STORE_UNAVAILABLE = _define(
     "The queue manager could not {action} in the MTA database: {error}; the work stays "
     "queued and is tried again",
     "See the store's own event (1202) for the cause, usually a full disk; nothing is lost.",
-)
-NO_ROUTE = _define(
-    1404,
-    "no-route",
-    S.WARNING,
-    C.ROUTING,
-    "No route for {recipient}",
-    "Add a route entry or local domain for it; `waypost route ADDRESS` explains the decision.",
 )
 
 # 1500-1599 delivery

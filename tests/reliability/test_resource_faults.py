@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, make_message
+from helpers import free_port, make_message, running_service
 
-from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Message, Recipient
 from waypost.osi.stack import Association, Mode, Open, Role
 from waypost.service import Service
@@ -41,17 +40,14 @@ async def start(
     tmp_path: Path, name: str, toml: str, *, data_dir: Path | None = None, client: str = ""
 ) -> Service:
     """An in-process Waypost named `name` (hostname NAME.test, MTA NAME-MTA)."""
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
+    return await running_service(
+        tmp_path,
         f'[server]\nhostname = "{name}.test"\ndata_dir = "{data_dir or tmp_path / name}"\n'
         f'[local]\nx400_store = "{tmp_path / name}-x400"\n'
         'oraddresses = ["/C=GB/ADMD= /PRMD=' + name.upper() + '/"]\n'
-        '[smtp_client]\ntls = "none"\n' + client + toml
+        '[smtp_client]\ntls = "none"\n' + client + toml,
+        name=name,
     )
-    svc = await Service.start(load_config(config))
-    await svc.start_listeners()
-    svc.run_background()
-    return svc
 
 
 def x400_pair_config(b_port: int) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from waypost import events, service
 from waypost.cli.common import CommandError, add_config_option, load
+from waypost.config import ConfigError
 
 
 def add_parser(verbs: Any) -> None:
@@ -20,7 +21,13 @@ def add_parser(verbs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args)
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        # An event, as the other reasons serve does not start are (1004, 1203, 1205).
+        key = exc.key or "(the whole file)"
+        events.emit(events.CONFIG_INVALID, path=exc.path, key=key, reason=exc.reason)
+        raise
     json_file = config.log.json_file or None
     if json_file:
         Path(json_file).parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,6 @@ class Listener:
         self._tasks: list[asyncio.Task[None]] = []
         self.open_connections = 0
         self._per_client: Counter[str] = Counter()
-        self.accept_failures = 0
         self._connecting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -105,7 +104,6 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except OSError as exc:
-                self.accept_failures += 1
                 if exc.errno in _TRANSIENT_ERRORS:
                     events.emit(
                         events.ACCEPT_FAILED,
@@ -124,7 +122,6 @@ class Listener:
                 delay = min(delay * 2, self.limits.max_backoff)
                 continue
             except Exception as exc:  # never let the accept loop die
-                self.accept_failures += 1
                 events.emit(
                     events.ACCEPT_FAILED,
                     listener=f"{self.name} {where}",

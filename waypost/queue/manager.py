@@ -28,7 +28,7 @@ from waypost.handoff import (
     all_attempts,
     should_report,
 )
-from waypost.message import Envelope
+from waypost.message import Envelope, ObjectKind
 from waypost.nexthop import NextHop, Transport, parse_next_hop
 from waypost.queue.policy import RetryPolicy
 from waypost.store.base import BadContentError, ReportOwed, Settlement, Store, StoreError
@@ -308,6 +308,14 @@ class QueueManager:
                 message_id=claim.message_id,
                 recipient=claim.address,
                 error=detail,
+            )
+        if claim.envelope.object_kind is ObjectKind.REPORT:
+            # A report that cannot go on is dropped: reports are never reported on (X.411).
+            events.emit(
+                events.X400_REPORT_DISCARDED,
+                mts_id=claim.envelope.mts_id,
+                destination=claim.address,
+                reason=detail,
             )
         wanted = should_report(claim.envelope, recipient, ReportKind.FAILURE)
         report = ReportOwed.NON_DELIVERY if wanted else None

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from waypost.handoff import Result
-from waypost.smtp.client_wire import Capabilities, Reply
+from waypost.smtp.client_wire import Capabilities, ReceivedReply
 
 
 class LocalProtocolError(Exception):
@@ -60,7 +60,7 @@ class Ready:
     """The session is open (after the greeting and EHLO/HELO, again after STARTTLS)."""
 
     capabilities: Capabilities
-    greeting: Reply
+    greeting: ReceivedReply
     tls: bool = False
 
 
@@ -68,14 +68,14 @@ class Ready:
 class TLSReady:
     """The server said 220 to STARTTLS: upgrade the transport, then call tls_started()."""
 
-    reply: Reply
+    reply: ReceivedReply
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSRefused:
     """The server refused STARTTLS; the session goes on in clear text unless the driver quits."""
 
-    reply: Reply
+    reply: ReceivedReply
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +97,7 @@ class Closed:
 
     reason: CloseReason
     detail: str
-    reply: Reply | None = None
+    reply: ReceivedReply | None = None
 
 
 Event = Ready | TLSReady | TLSRefused | TransactionDone | Closed

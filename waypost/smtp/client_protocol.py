@@ -82,7 +82,7 @@ from waypost.smtp.client_events import (
 from waypost.smtp.client_wire import (
     Capabilities,
     Plan,
-    Reply,
+    ReceivedReply,
     ReplyError,
     ReplyReader,
     parse_ehlo,
@@ -100,8 +100,8 @@ __all__ = [
     "LocalProtocolError",
     "NeedData",
     "Ready",
+    "ReceivedReply",
     "RecipientOutcome",
-    "Reply",
     "TLSReady",
     "TLSRefused",
     "TransactionDone",
@@ -138,10 +138,10 @@ class _Transaction:
     plan: Plan
     outcomes: dict[int, RecipientOutcome] = field(default_factory=dict)
     accepted: list[int] = field(default_factory=list)
-    mail_refused: Reply | None = None
+    mail_refused: ReceivedReply | None = None
     next_rcpt: int = 0
 
-    def refuse(self, indexes: Sequence[int], reply: Reply) -> None:
+    def refuse(self, indexes: Sequence[int], reply: ReceivedReply) -> None:
         result = Result.DEFERRED if reply.code < 500 else Result.FAILED
         for index in indexes:
             self.outcomes[index] = RecipientOutcome(
@@ -177,7 +177,7 @@ class ClientConnection:
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._pending: deque[tuple[_Cmd, int]] = deque([(_Cmd.GREETING, -1)])
-        self._greeting: Reply | None = None
+        self._greeting: ReceivedReply | None = None
         self._transaction: _Transaction | None = None
         self._needs_rset = False
         self._after_rset: tuple[_Cmd, bytes] | None = None
@@ -319,7 +319,7 @@ class ClientConnection:
             TransactionDone(outcomes=outcomes, dsn_unsupported=transaction.plan.dsn_unsupported)
         )
 
-    def _close(self, reason: CloseReason, detail: str, reply: Reply | None = None) -> None:
+    def _close(self, reason: CloseReason, detail: str, reply: ReceivedReply | None = None) -> None:
         transaction = self._transaction
         if transaction is not None:
             waiting = self._current or (self._pending[0][0] if self._pending else _Cmd.END)
@@ -344,12 +344,12 @@ class ClientConnection:
         self._reader.clear()
         self._events.append(Closed(reason=reason, detail=detail, reply=reply))
 
-    def _refused(self, reply: Reply, what: str) -> None:
+    def _refused(self, reply: ReceivedReply, what: str) -> None:
         if reply.code != 421:
             self._out += b"QUIT\r\n"  # RFC 5321 §3.1: a polite end even when refused
         self._close(CloseReason.REFUSED, f"{what}: {reply}", reply)
 
-    def _on_reply(self, reply: Reply) -> None:
+    def _on_reply(self, reply: ReceivedReply) -> None:
         if not self._pending:
             if reply.code == 421:
                 self._close(CloseReason.REFUSED, f"service closing: {reply}", reply)
@@ -366,7 +366,7 @@ class ClientConnection:
             _HANDLERS[cmd](self, reply, index)
         self._current = None
 
-    def _on_greeting(self, reply: Reply, _: int) -> None:
+    def _on_greeting(self, reply: ReceivedReply, _: int) -> None:
         if reply.code == 220:
             self._greeting = reply
             self._hello()
@@ -375,16 +375,16 @@ class ClientConnection:
         else:
             self._refused(reply, "greeting refused")
 
-    def _on_ehlo(self, reply: Reply, _: int) -> None:
+    def _on_ehlo(self, reply: ReceivedReply, _: int) -> None:
         if reply.code // 100 == 5:
             self._send(_Cmd.HELO, f"HELO {self.local_hostname}\r\n".encode())
         else:
             self._opened(reply, parse_ehlo(reply))
 
-    def _on_helo(self, reply: Reply, _: int) -> None:
+    def _on_helo(self, reply: ReceivedReply, _: int) -> None:
         self._opened(reply, Capabilities())
 
-    def _opened(self, reply: Reply, capabilities: Capabilities) -> None:
+    def _opened(self, reply: ReceivedReply, capabilities: Capabilities) -> None:
         if reply.code // 100 != 2 or self._greeting is None:
             self._refused(reply, "EHLO/HELO refused")
             return
@@ -392,7 +392,7 @@ class ClientConnection:
         self.state = ClientState.READY
         self._events.append(Ready(capabilities=capabilities, greeting=self._greeting, tls=self.tls))
 
-    def _on_starttls(self, reply: Reply, _: int) -> None:
+    def _on_starttls(self, reply: ReceivedReply, _: int) -> None:
         if reply.code != 220:
             self.state = ClientState.READY
             self._events.append(TLSRefused(reply=reply))
@@ -403,7 +403,7 @@ class ClientConnection:
             self.state = ClientState.TLS_HANDSHAKE
             self._events.append(TLSReady(reply=reply))
 
-    def _on_rset(self, reply: Reply, _: int) -> None:
+    def _on_rset(self, reply: ReceivedReply, _: int) -> None:
         if reply.code // 100 != 2:
             self._close(CloseReason.PROTOCOL_ERROR, f"protocol error: {reply} to RSET")
             return
@@ -412,7 +412,7 @@ class ClientConnection:
             self._send(*self._after_rset)
             self._after_rset = None
 
-    def _on_mail(self, reply: Reply, _: int) -> None:
+    def _on_mail(self, reply: ReceivedReply, _: int) -> None:
         transaction = self._transaction
         assert transaction is not None
         self._needs_rset = True
@@ -424,7 +424,7 @@ class ClientConnection:
             transaction.refuse([i for i, _ in transaction.plan.rcpts], reply)
             self._finish(transaction)
 
-    def _on_rcpt(self, reply: Reply, index: int) -> None:
+    def _on_rcpt(self, reply: ReceivedReply, index: int) -> None:
         transaction = self._transaction
         assert transaction is not None
         if transaction.mail_refused is not None:
@@ -447,7 +447,7 @@ class ClientConnection:
         else:
             self._finish(transaction)
 
-    def _on_data(self, reply: Reply, _: int) -> None:
+    def _on_data(self, reply: ReceivedReply, _: int) -> None:
         transaction = self._transaction
         assert transaction is not None
         if reply.code == 354:
@@ -463,7 +463,7 @@ class ClientConnection:
             transaction.refuse(transaction.accepted, reply)
             self._finish(transaction)
 
-    def _on_end(self, reply: Reply, _: int) -> None:
+    def _on_end(self, reply: ReceivedReply, _: int) -> None:
         transaction = self._transaction
         assert transaction is not None
         if transaction.accepted and transaction.mail_refused is None:
@@ -481,7 +481,7 @@ class ClientConnection:
                 transaction.refuse(transaction.accepted, reply)
         self._finish(transaction)
 
-    def _on_quit(self, reply: Reply, _: int) -> None:
+    def _on_quit(self, reply: ReceivedReply, _: int) -> None:
         if self._reader.has_pending:
             self._close(CloseReason.PROTOCOL_ERROR, f"protocol error: data after {reply}")
         else:

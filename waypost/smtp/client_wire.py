@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from waypost.message import Envelope, Notify, Recipient
 from waypost.smtp.xtext import encode_xtext
 
-MAX_REPLY_LINE = 2048
-"""Longest reply line accepted, CRLF included (RFC 5321 §4.5.3.1.5 asks for 512)."""
+MAX_RECEIVED_LINE = 2048
+"""Longest reply line accepted from a server, CRLF included.
 
-MAX_REPLY_LINES = 100
+Four times the 512 octets of RFC 5321 §4.5.3.1.5, which bounds what the
+server's own `Reply` (waypost.smtp.server_replies) may send: servers that
+overrun it are met in practice, and §4.5.3.1 asks receivers not to impose
+such limits where they can avoid it. Bounded all the same, against a peer
+that never ends a line.
+"""
+
+MAX_RECEIVED_LINES = 100
 """Most lines in one (multi-line) reply; an EHLO reply has one per extension."""
 
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: +|$)")
@@ -43,8 +50,12 @@ def _strip_enhanced(text: str, enhanced: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
-    """One complete server reply; a multi-line reply is one Reply.
+class ReceivedReply:
+    """One complete reply read from a server; a multi-line reply is one ReceivedReply.
+
+    Not the server's `Reply` (waypost.smtp.server_replies), which is what our
+    server sends and is held to the RFC's limits; this one takes what a peer
+    sent, within the wider bounds of `ReplyReader`.
 
     `lines` are the texts after `NNN-`/`NNN `, decoded as UTF-8 with replacement
     and with control characters shown as `?`; `enhanced` is the RFC 3463 code
@@ -77,13 +88,13 @@ class Reply:
         return f"{self.code} {text}" if text else str(self.code)
 
 
-def make_reply(code: int, lines: tuple[str, ...]) -> Reply:
-    """A Reply with its enhanced status code picked out of the first line."""
+def make_reply(code: int, lines: tuple[str, ...]) -> ReceivedReply:
+    """A ReceivedReply with its enhanced status code picked out of the first line."""
     match = _ENHANCED.match(lines[0])
     enhanced = None
     if match and match.group(1) == str(code)[0]:
         enhanced = ".".join(match.group(1, 2, 3))
-    return Reply(code=code, lines=lines, enhanced=enhanced)
+    return ReceivedReply(code=code, lines=lines, enhanced=enhanced)
 
 
 class ReplyReader:
@@ -96,7 +107,7 @@ class ReplyReader:
     that the reader is spent. Lines may end in CRLF or (leniently) a bare LF.
     """
 
-    def __init__(self, *, max_line: int = MAX_REPLY_LINE, max_lines: int = MAX_REPLY_LINES):
+    def __init__(self, *, max_line: int = MAX_RECEIVED_LINE, max_lines: int = MAX_RECEIVED_LINES):
         self.max_line = max_line
         self.max_lines = max_lines
         self._buffer = bytearray()
@@ -116,7 +127,7 @@ class ReplyReader:
         self._code = None
         self._lines = []
 
-    def next_reply(self) -> Reply | None:
+    def next_reply(self) -> ReceivedReply | None:
         while True:
             end = self._buffer.find(b"\n", 0, self.max_line)
             if end < 0:
@@ -130,7 +141,7 @@ class ReplyReader:
             if reply is not None:
                 return reply
 
-    def _line(self, raw: bytes) -> Reply | None:
+    def _line(self, raw: bytes) -> ReceivedReply | None:
         code, separator = raw[:3], raw[3:4]
         if (
             len(code) != 3
@@ -180,7 +191,7 @@ class Capabilities:
     auth: frozenset[str] = frozenset()
 
 
-def parse_ehlo(reply: Reply) -> Capabilities:
+def parse_ehlo(reply: ReceivedReply) -> Capabilities:
     """The capabilities in a 250 EHLO reply; lines that are not `keyword [params]` are skipped."""
     params: dict[str, list[str]] = {}
     for line in reply.lines[1:]:
@@ -237,16 +248,6 @@ def dot_stuff(content: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
-
-
-def dot_unstuff(payload: bytes) -> bytes:
-    """The message a DATA payload carries (the inverse of dot_stuff on CRLF text)."""
-    if payload != b".\r\n" and not payload.endswith(b"\r\n.\r\n"):
-        raise ValueError("no end-of-data terminator")
-    body = payload[:-3]
-    if body.startswith(b"."):
-        body = body[1:]
-    return body.replace(b"\r\n..", b"\r\n.")
 
 
 NEEDS_SMTPUTF8 = "5.6.7 SMTPUTF8 is required, but was not offered by the server"

@@ -108,9 +108,8 @@ class SmtpSession(PausingDriver):
                 events.SMTP_CONNECTION_REFUSED, client=self.client, reason=self.admission.refused
             )
             host = self.config.settings.hostname
-            transport.write(
-                self.conn.greeting(Reply(421, "4.7.0", f"{host} {self.admission.refused}"))
-            )
+            refusal = replies.SERVICE_UNAVAILABLE.with_text(f"{host} {self.admission.refused}")
+            transport.write(self.conn.greeting(refusal))
             self._close()
             return
         transport.write(self.conn.greeting())
@@ -140,7 +139,8 @@ class SmtpSession(PausingDriver):
     def shutdown(self) -> None:
         """The server is stopping: say so and close (a message being stored finishes first)."""
         if self._busy is None and self.transport is not None and not self._closing:
-            self.transport.write(b"421 4.3.2 Service shutting down\r\n")
+            self.conn.shut_down()
+            self._flush()
             self._close()
 
     # -- the protocol machine -----------------------------------------------------------------

@@ -328,9 +328,11 @@ class ServerConnection:
 
     def timeout(self) -> None:
         """The driver's idle or DATA timer fired: 421 4.4.2 and close."""
-        if self._closed is None:
-            self._send(replies.TIMEOUT)
-            self._close(by_peer=False)
+        self._end_with(replies.TIMEOUT)
+
+    def shut_down(self) -> None:
+        """The service is stopping: 421 4.3.2 and close (RFC 5321 §3.8)."""
+        self._end_with(replies.SHUTTING_DOWN)
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -367,6 +369,12 @@ class ServerConnection:
         self._send(reply)
         self._events.append(Violation(reason=reason))
         self._close(by_peer=False)
+
+    def _end_with(self, reply: Reply) -> None:
+        """A 421 of our own, unasked, and the end of the session (once only)."""
+        if self._closed is None:
+            self._send(reply)
+            self._close(by_peer=False)
 
     def _close(self, *, by_peer: bool) -> None:
         self._closed = ConnectionClosed(by_peer=by_peer, after=self._last)

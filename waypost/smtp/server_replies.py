@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
-# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF.
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF. Held strictly for
+# what we send; the client reads servers' replies with a wider bound (MAX_RECEIVED_LINE in
+# waypost.smtp.client_wire), as §4.5.3.1 asks of a receiver.
 MAX_REPLY_LINE = 512
 
 
@@ -121,6 +123,9 @@ AUTH_BAD_RESPONSE = Reply(501, "5.5.2", "Cannot decode authentication response")
 AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
 
 # The connection ends after these.
+# RFC 5321 §3.8: 421 when the service must close, to a new connection or in a session.
+SERVICE_UNAVAILABLE = Reply(421, "4.7.0", "Service not available, closing transmission channel")
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands without a mail transaction, closing")
@@ -130,6 +135,5 @@ LOST_SYNC = Reply(421, "4.5.0", "Cannot find the end of the BDAT chunk, closing 
 
 # For the application's decisions.
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, please try again later")
-SENDER_REJECTED = Reply(550, "5.7.1", "Sender rejected")
 RECIPIENT_UNKNOWN = Reply(550, "5.1.1", "Recipient address rejected: unknown user")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")

@@ -27,8 +27,6 @@ class RecipientState(enum.StrEnum):
 RECIPIENT_STATES = frozenset(s.value for s in RecipientState)
 # States in which the recipient waits for a time (due_at) to be worked on again.
 TIMED_STATES = frozenset({RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.LEASED})
-# States after which nothing more happens to the recipient, unless a report is owed.
-FINAL_STATES = frozenset({RecipientState.DELIVERED, RecipientState.FAILED})
 
 
 class MessageState(enum.StrEnum):

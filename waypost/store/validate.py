@@ -2,30 +2,20 @@
 
 The founding bug of this project was an MTA that terminated on one bad
 control-block index. Here every row is checked before use — it decodes,
-references exist, values are in range — and a failure is a `BadObject`
-naming what is wrong, never an exception that escapes.
+references exist, values are in range — and a failure is a reason naming
+what is wrong, never an exception that escapes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from waypost.message import Envelope, EnvelopeError, decode_envelope
 from waypost.store.base import MESSAGE_STATES, RECIPIENT_STATES, TIMED_STATES, ReportOwed
 from waypost.store.schema import is_valid_text
 
 _REPORTS = frozenset(r.value for r in ReportOwed)
-
-
-@dataclass(frozen=True, slots=True)
-class BadObject:
-    """One object that failed validation, and why."""
-
-    kind: str
-    object_id: int
-    reason: str
 
 
 def is_number(value: object) -> bool:
