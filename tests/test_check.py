@@ -921,14 +921,13 @@ def test_any_bytes_as_a_file_never_raise(blob: bytes) -> None:
 
 
 @pytest.mark.slow
-def test_check_speed(tmp_path: Path) -> None:
+def test_a_large_clean_database_checks_clean(tmp_path: Path) -> None:
+    # (How fast: bench/check.py.)
     path = tmp_path / "mta.db"
     corrupt.build_database(path, 20_000, 3)
     report = check_database(str(path))
     assert report.exit_code == EXIT_CLEAN
-    rate = report.recipients / report.seconds
-    print(f"checked {report.recipients:,} recipients in {report.seconds:.2f} s: {rate:,.0f}/s")
-    assert rate >= 50_000
+    assert report.recipients == 60_000
 
 
 def test_events_catalogue_has_the_check_block() -> None:

@@ -66,7 +66,7 @@ from waypost.smtp.server_protocol import (
     received_header,
 )
 from waypost.smtp.server_sasl import SaslExchange
-from waypost.smtp.server_state import SEQUENCE, TRANSITIONS, Outcome, Verb
+from waypost.smtp.server_state import SEQUENCE, TRANSITIONS, Transition, Verb
 
 MIB = 1024 * 1024
 SMALL = ServerSettings(hostname=HOSTNAME, tls_available=True, max_message_size=1000)
@@ -1351,13 +1351,13 @@ _VERB_LINE = {
 
 # The verbs whose success is each outcome.
 _VERBS_OF = {
-    Outcome.HELLO: {Verb.HELO, Verb.EHLO},
-    Outcome.MAIL_ACCEPTED: {Verb.MAIL},
-    Outcome.RCPT_ACCEPTED: {Verb.RCPT},
-    Outcome.CHUNK_TAKEN: {Verb.BDAT},
-    Outcome.MESSAGE_DONE: {Verb.DATA, Verb.BDAT},
-    Outcome.RESET: {Verb.RSET},
-    Outcome.TLS_STARTED: {Verb.STARTTLS},
+    Transition.HELLO: {Verb.HELO, Verb.EHLO},
+    Transition.MAIL_ACCEPTED: {Verb.MAIL},
+    Transition.RCPT_ACCEPTED: {Verb.RCPT},
+    Transition.CHUNK_TAKEN: {Verb.BDAT},
+    Transition.MESSAGE_DONE: {Verb.DATA, Verb.BDAT},
+    Transition.RESET: {Verb.RSET},
+    Transition.TLS_STARTED: {Verb.STARTTLS},
 }
 
 
@@ -1365,7 +1365,7 @@ def test_state_table_is_complete() -> None:
     assert set(SEQUENCE) == {(p, v) for p in Phase for v in Verb}
     reachable = {Phase.INITIAL} | set(TRANSITIONS.values())
     assert reachable == set(Phase)
-    assert set(_VERBS_OF) == set(Outcome)
+    assert set(_VERBS_OF) == set(Transition)
     # The two tables agree: an outcome has a transition in exactly the phases where one of
     # its verbs may run (a transition for a refused verb is dead; a missing one, a KeyError).
     for phase in Phase:
@@ -1376,27 +1376,27 @@ def test_state_table_is_complete() -> None:
 
 # Bytes that bring each outcome about, from a phase where it is possible.
 _OUTCOME_LINE = {
-    Outcome.HELLO: ehlo(),
-    Outcome.MAIL_ACCEPTED: mail(),
-    Outcome.RCPT_ACCEPTED: rcpt(),
-    Outcome.CHUNK_TAKEN: bdat(b"x"),
-    Outcome.RESET: rset(),
-    Outcome.TLS_STARTED: starttls(),
+    Transition.HELLO: ehlo(),
+    Transition.MAIL_ACCEPTED: mail(),
+    Transition.RCPT_ACCEPTED: rcpt(),
+    Transition.CHUNK_TAKEN: bdat(b"x"),
+    Transition.RESET: rset(),
+    Transition.TLS_STARTED: starttls(),
 }
 
 
-@pytest.mark.parametrize(("phase", "outcome"), list(TRANSITIONS))
-def test_every_transition_is_what_the_session_does(phase: Phase, outcome: Outcome) -> None:
+@pytest.mark.parametrize(("phase", "transition"), list(TRANSITIONS))
+def test_every_transition_is_what_the_session_does(phase: Phase, transition: Transition) -> None:
     session = Session(settings=AUTH_ALLOWED)
     if _TO_PHASE[phase]:
         session.feed(_TO_PHASE[phase])
     assert session.conn.phase is phase
-    if outcome is Outcome.MESSAGE_DONE:
+    if transition is Transition.MESSAGE_DONE:
         wire = bdat(b"y", last=True) if phase is Phase.CHUNKING else data() + stuff(b"z\r\n")
     else:
-        wire = _OUTCOME_LINE[outcome]
+        wire = _OUTCOME_LINE[transition]
     session.feed(wire)
-    assert session.conn.phase is TRANSITIONS[(phase, outcome)]
+    assert session.conn.phase is TRANSITIONS[(phase, transition)]
 
 
 @pytest.mark.parametrize("phase", list(Phase))

@@ -62,7 +62,7 @@ from waypost.smtp.server_received import count_received, protocol_name, received
 from waypost.smtp.server_replies import Reply
 from waypost.smtp.server_sasl import SaslExchange
 from waypost.smtp.server_settings import ServerSettings
-from waypost.smtp.server_state import Outcome, Phase, Verb, next_phase, refusal
+from waypost.smtp.server_state import Phase, Transition, Verb, next_phase, refusal
 
 __all__ = [
     "NEED_DATA",
@@ -284,10 +284,10 @@ class ServerConnection:
             return
         if isinstance(event, MailFrom):
             self._mail = event
-            self._phase = next_phase(self._phase, Outcome.MAIL_ACCEPTED)
+            self._phase = next_phase(self._phase, Transition.MAIL_ACCEPTED)
         elif isinstance(event, RcptTo):
             self._rcpts += 1
-            self._phase = next_phase(self._phase, Outcome.RCPT_ACCEPTED)
+            self._phase = next_phase(self._phase, Transition.RCPT_ACCEPTED)
         elif isinstance(event, MessageData):
             self._junk = 0
             self._end_message()
@@ -324,7 +324,7 @@ class ServerConnection:
         self._esmtp = False
         self._user = None
         self._reset_transaction()
-        self._phase = next_phase(self._phase, Outcome.TLS_STARTED)
+        self._phase = next_phase(self._phase, Transition.TLS_STARTED)
 
     def timeout(self) -> None:
         """The driver's idle or DATA timer fired: 421 4.4.2 and close."""
@@ -393,7 +393,7 @@ class ServerConnection:
         self._message = MessageReader(self.settings.max_message_size)
 
     def _end_message(self) -> None:
-        self._phase = next_phase(self._phase, Outcome.MESSAGE_DONE)
+        self._phase = next_phase(self._phase, Transition.MESSAGE_DONE)
         self._reset_transaction()
 
     def _offered(self) -> Offered:
@@ -511,12 +511,12 @@ class ServerConnection:
                 # RFC 3030 §2: the transaction has failed; chunks already pipelined are
                 # read and thrown away, each answered with the same failure.
                 self._bdat_failure = error
-                self._phase = next_phase(self._phase, Outcome.CHUNK_TAKEN)
+                self._phase = next_phase(self._phase, Transition.CHUNK_TAKEN)
             self._fail(error)
         elif self._chunk_last:
             self._finish_message(by_bdat=True)
         else:
-            self._phase = next_phase(self._phase, Outcome.CHUNK_TAKEN)
+            self._phase = next_phase(self._phase, Transition.CHUNK_TAKEN)
             self._send(Reply(250, "2.0.0", f"{self._chunk_size} octets received"))
 
     def _finish_message(self, *, by_bdat: bool) -> None:
@@ -609,7 +609,7 @@ class ServerConnection:
         elif verb is Verb.RSET:
             _no_arguments(arg)
             self._reset_transaction()
-            self._phase = next_phase(self._phase, Outcome.RESET)
+            self._phase = next_phase(self._phase, Transition.RESET)
             self._send(replies.OK)
             self._events.append(Reset())
         elif verb is Verb.NOOP:
@@ -631,7 +631,7 @@ class ServerConnection:
         self._reset_transaction()  # RFC 5321 §4.1.4: HELO/EHLO implies RSET
         self._hello = name
         self._esmtp = esmtp
-        self._phase = next_phase(self._phase, Outcome.HELLO)
+        self._phase = next_phase(self._phase, Transition.HELLO)
         lines = [self.settings.hostname, *(self._extensions() if esmtp else [])]
         self._send(Reply(250, None, "\n".join(lines)))
         self._events.append(Hello(esmtp=esmtp, name=name))

@@ -2,7 +2,7 @@
 
 Everything about command sequencing lives here (h11's `_state.py`); the
 connection asks `refusal(phase, verb)` before it runs a command, and
-`next_phase(phase, outcome)` once a command has had its effect.
+`next_phase(phase, transition)` once a command has had its effect.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Verb(enum.Enum):
     AUTH = "AUTH"
 
 
-class Outcome(enum.Enum):
+class Transition(enum.Enum):
     """What moves the session from one phase to another."""
 
     HELLO = "hello"  # HELO/EHLO answered: implies RSET
@@ -81,20 +81,20 @@ SEQUENCE: dict[tuple[Phase, Verb], Reply | None] = {
 }
 """(phase, verb) → None if the verb may run, else the 503/554 reply that refuses it."""
 
-TRANSITIONS: dict[tuple[Phase, Outcome], Phase] = {
-    **{(phase, Outcome.HELLO): Phase.READY for phase in Phase},
-    **{(phase, Outcome.RESET): Phase.READY for phase in Phase if phase is not Phase.INITIAL},
-    (Phase.INITIAL, Outcome.RESET): Phase.INITIAL,
-    (Phase.READY, Outcome.MAIL_ACCEPTED): Phase.MAIL,
-    (Phase.MAIL, Outcome.RCPT_ACCEPTED): Phase.RCPT,
-    (Phase.RCPT, Outcome.RCPT_ACCEPTED): Phase.RCPT,
-    (Phase.RCPT, Outcome.CHUNK_TAKEN): Phase.CHUNKING,
-    (Phase.CHUNKING, Outcome.CHUNK_TAKEN): Phase.CHUNKING,
-    (Phase.RCPT, Outcome.MESSAGE_DONE): Phase.READY,
-    (Phase.CHUNKING, Outcome.MESSAGE_DONE): Phase.READY,
-    (Phase.READY, Outcome.TLS_STARTED): Phase.INITIAL,
+TRANSITIONS: dict[tuple[Phase, Transition], Phase] = {
+    **{(phase, Transition.HELLO): Phase.READY for phase in Phase},
+    **{(phase, Transition.RESET): Phase.READY for phase in Phase if phase is not Phase.INITIAL},
+    (Phase.INITIAL, Transition.RESET): Phase.INITIAL,
+    (Phase.READY, Transition.MAIL_ACCEPTED): Phase.MAIL,
+    (Phase.MAIL, Transition.RCPT_ACCEPTED): Phase.RCPT,
+    (Phase.RCPT, Transition.RCPT_ACCEPTED): Phase.RCPT,
+    (Phase.RCPT, Transition.CHUNK_TAKEN): Phase.CHUNKING,
+    (Phase.CHUNKING, Transition.CHUNK_TAKEN): Phase.CHUNKING,
+    (Phase.RCPT, Transition.MESSAGE_DONE): Phase.READY,
+    (Phase.CHUNKING, Transition.MESSAGE_DONE): Phase.READY,
+    (Phase.READY, Transition.TLS_STARTED): Phase.INITIAL,
 }
-"""(phase, outcome) → the next phase. A missing pair is a bug in the machine."""
+"""(phase, transition) → the next phase. A missing pair is a bug in the machine."""
 
 
 def refusal(phase: Phase, verb: Verb) -> Reply | None:
@@ -102,6 +102,6 @@ def refusal(phase: Phase, verb: Verb) -> Reply | None:
     return SEQUENCE[(phase, verb)]
 
 
-def next_phase(phase: Phase, outcome: Outcome) -> Phase:
-    """The phase after `outcome`; KeyError for an impossible pair (a bug, not the peer)."""
-    return TRANSITIONS[(phase, outcome)]
+def next_phase(phase: Phase, transition: Transition) -> Phase:
+    """The phase after `transition`; KeyError for an impossible pair (a bug, not the peer)."""
+    return TRANSITIONS[(phase, transition)]
