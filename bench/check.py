@@ -1,6 +1,6 @@
 """How fast `waypost check` reads a clean MTA database (recipients per second).
 
-    .venv/bin/python bench/check.py                        # 20,000 messages of 3 recipients, best of 3
+    .venv/bin/python bench/check.py                # 20,000 messages of 3 recipients, best of 3
     .venv/bin/python bench/check.py --messages 100000 --dir /work
 
 The database is built by the tests' own builder (tests/corrupt.py); the test suite
