@@ -21,10 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/waypost serve
 
-## make test: install test extras and system tools, then lint, type-check and run the whole suite
+## make test: install test extras and system tools, then lint, type-check, check the layering
+## (.importlinter) and run the whole suite
 test: $(VENV)/.installed-test system-tools
 	$(BIN)/ruff check waypost tests bench fuzz
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed-test
@@ -33,6 +35,7 @@ unit: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check waypost tests bench fuzz
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make fuzz: atheris (libFuzzer) on each decoder family for FUZZ_TIME seconds apiece, seeded
 ## from the PP captures; not part of `make test`. The corpus grows in FUZZ_CORPUS (kept out

@@ -72,9 +72,7 @@ def add_parser(verbs: Any) -> None:
         (admin.Action.BOUNCE, "fail the recipients and owe a non-delivery report"),
     ):
         sub = actions.add_parser(action.value, help=text, description=text)
-        target = sub.add_mutually_exclusive_group(required=True)
-        target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
-        target.add_argument("--all", action="store_true", help="every message in the queue")
+        _add_targets(sub)
         sub.set_defaults(run=run_admin, admin_action=action)
 
     reroute = actions.add_parser(
@@ -86,13 +84,26 @@ def add_parser(verbs: Any) -> None:
         "unsupported critical extensions stay non-delivered; a recipient left without "
         "a route fails with a report.",
     )
-    target = reroute.add_mutually_exclusive_group(required=True)
-    target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
-    target.add_argument("--all", action="store_true", help="every message in the queue")
+    _add_targets(reroute)
     reroute.set_defaults(run=run_reroute)
 
     for sub in actions.choices.values():
         add_config_option(sub)
+
+
+def _add_targets(sub: argparse.ArgumentParser) -> None:
+    """The messages an action applies to: IDs, or --all."""
+    target = sub.add_mutually_exclusive_group(required=True)
+    target.add_argument("message_ids", nargs="*", type=int, default=[], metavar="ID")
+    target.add_argument("--all", action="store_true", help="every message in the queue")
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[int] | None, str]:
+    """The message ids asked for (None: the whole queue), and how an event names them."""
+    if args.all:
+        return None, "the whole queue"
+    ids = list(args.message_ids)
+    return ids, "messages " + ", ".join(map(str, ids))
 
 
 def _open(args: argparse.Namespace) -> Database:
@@ -294,7 +305,7 @@ def run_quarantine(args: argparse.Namespace) -> int:
 
 def run_admin(args: argparse.Namespace) -> int:
     action: admin.Action = args.admin_action
-    targets = None if args.all else list(args.message_ids)
+    targets, target = _targets(args)
     db = _open(args)
     try:
         with db.transaction():
@@ -303,7 +314,6 @@ def run_admin(args: argparse.Namespace) -> int:
         raise CommandError(f"{action} failed: {translate(exc)}") from None
     finally:
         db.close()
-    target = "the whole queue" if targets is None else "messages " + ", ".join(map(str, targets))
     events.emit(events.QUEUE_ADMIN, action=action.value, count=changed, target=target)
     print(f"{action.value}: {changed} recipients changed")
     return EXIT_OK if changed or targets is None else EXIT_FAILED
@@ -312,7 +322,7 @@ def run_admin(args: argparse.Namespace) -> int:
 def run_reroute(args: argparse.Namespace) -> int:
     config = load(args)
     intake = build_intake(config, SystemClock())
-    targets = None if args.all else list(args.message_ids)
+    targets, target = _targets(args)
 
     def choose(envelope: Envelope, index: int, old: str) -> str:
         try:
@@ -338,7 +348,6 @@ def run_reroute(args: argparse.Namespace) -> int:
             new=moved.new,
         )
         print(f"{moved.message_id}: {moved.address}: {moved.old} -> {moved.new}")
-    target = "the whole queue" if targets is None else "messages " + ", ".join(map(str, targets))
     events.emit(events.QUEUE_ADMIN, action="reroute", count=result.routed, target=target)
     print(f"reroute: {result.routed} recipients routed again, {len(result.rerouted)} changed")
     if result.in_delivery:
