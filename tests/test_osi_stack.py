@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pcap import tcp_streams
 
+from waypost import asn1 as ber
 from waypost.osi import acse as a
 from waypost.osi import rtse as r
 from waypost.osi import transport as t
@@ -44,7 +45,6 @@ from waypost.osi.stack import (
     TurnGiven,
     TurnRequested,
 )
-from waypost.x400 import ber
 
 PP = Path("/work/shared/vectors/pp")
 MODES = [Mode.NORMAL_1988, Mode.X410]

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 from p1_client import P1Client
 from pcap import tcp_streams
 
+from waypost import asn1 as ber
 from waypost import events
 from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Recipient
@@ -65,7 +66,6 @@ from waypost.osi.stack import (
     TurnRequested,
 )
 from waypost.service import Service
-from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import encode_stored
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from waypost.x400.ber import (
+from waypost.asn1 import (
     EXTERNAL,
     INTEGER,
     OID,

@@ -10,8 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from waypost.x400 import ber
-from waypost.x400.ber import Element, Tag
+from waypost import asn1 as ber
+from waypost.asn1 import Element, Tag, fast
 
 __all__ = [
     "APPLICATION_PROTOCOL_P1_1984",
@@ -66,7 +66,6 @@ T_RTOAC: Final = _C(17, True)
 T_RTORJ: Final = _C(18, True)
 T_RTAB: Final = _C(22, True)
 _E = TypeVar("_E", bound=enum.IntEnum)
-_OCTET_STRING: Final = 0x04  # the identifier octet of a primitive OCTET STRING
 _X410_MODE: Final = b"\xa0\x03\x80\x01\x00"  # mode-selector { mode-value x410-1984-mode(0) }
 
 
@@ -520,20 +519,10 @@ def decode_rttr(data: bytes) -> bytes | None:
     shortest definite length), read directly; None for anything else, which
     `decode_rtse_apdu` then decodes or refuses (it accepts what this accepts, the
     same way)."""
-    if len(data) < 2 or data[0] != _OCTET_STRING or len(data) > MAX_APDU_SIZE:
+    if len(data) > MAX_APDU_SIZE:
         return None
-    first = data[1]
-    if first < 0x80:
-        start, length = 2, first
-    else:
-        size = first & 0x7F
-        if not 1 <= size <= 4:
-            return None
-        start = 2 + size
-        length = int.from_bytes(data[2:start], "big")
-        if length < 0x80 or length.bit_length() <= 8 * (size - 1):
-            return None  # not the shortest form
-    if start + length != len(data):
+    start = fast.read_octet_string(data)
+    if start is None:
         return None
     return data[start:]
 

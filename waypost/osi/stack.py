@@ -40,6 +40,8 @@ import contextlib
 from collections import deque
 from typing import Final
 
+from waypost import asn1 as ber
+from waypost.asn1 import fast
 from waypost.osi import acse as a
 from waypost.osi import rtse as r
 from waypost.osi import session as s
@@ -62,7 +64,6 @@ from waypost.osi.presentation_ppdu import (
     decode_abort,
     decode_refuse,
     encode_abort,
-    read_length,
 )
 from waypost.osi.presentation_ppdu import (
     AbortReason as PresentationAbortReason,
@@ -103,7 +104,6 @@ from waypost.osi.stack_events import (
     TurnRequested,
     _Sentinel,
 )
-from waypost.x400 import ber
 
 __all__ = [
     "ID_AC_MTS_TRANSFER",
@@ -147,8 +147,6 @@ ID_AC_MTS_TRANSFER: Final = "2.6.0.1.6"
 _TAG_BIND_ARGUMENT: Final = 16
 _TAG_BIND_RESULT: Final = 17
 _TAG_BIND_ERROR: Final = 18
-_TAG_EXTERNAL: Final = 0x28  # EXTERNAL, constructed
-_TAG_SINGLE_ASN1: Final = 0xA0  # [0] constructed
 _TD_PROTOCOL_ERROR: Final = s.TD_RELEASE | s.TD_PROTOCOL_ERROR
 _TD_USER_ABORT: Final = s.TD_RELEASE | s.TD_USER_ABORT
 #: The turn of X.228 is the data, minor-sync and major/activity tokens together.
@@ -1017,40 +1015,22 @@ class Association:
 
 def _mtse_external(context_id: int, apdu: bytes) -> bytes:
     """`EXTERNAL { INTEGER context_id, [0] { apdu } }`, joined once."""
-    if not 0 <= context_id < 0x80:
+    encoded = fast.encode_ident_single((fast.TAG_EXTERNAL,), context_id, apdu)
+    if encoded is None:
         return ber.constructed(
             ber.EXTERNAL, ber.encode_int(context_id), ber.constructed(ber.context(0), apdu)
         )
-    single = ber.encode_length(len(apdu))
-    length = 3 + 1 + len(single) + len(apdu)
-    return b"".join(
-        (
-            bytes((_TAG_EXTERNAL,)),
-            ber.encode_length(length),
-            bytes((0x02, 1, context_id)),
-            bytes((_TAG_SINGLE_ASN1,)),
-            single,
-            apdu,
-        )
-    )
+    return encoded
 
 
 def _mtse_content(data: bytes) -> tuple[int, bytes] | None:
     """(context id, contents of [0]) of `EXTERNAL { INTEGER 0..127, [0] { … } }` with
     shortest definite lengths; None for any other form, which `_unwrap_mtse` reads with
     the decoder."""
-    if len(data) < 7 or data[0] != _TAG_EXTERNAL:
+    found = fast.read_ident_single(data, (fast.TAG_EXTERNAL,))
+    if found is None:
         return None
-    length, p = read_length(data, 1)
-    if p + length != len(data) or data[p : p + 2] != b"\x02\x01" or data[p + 2] >= 0x80:
-        return None
-    ident = data[p + 2]
-    if p + 3 >= len(data) or data[p + 3] != _TAG_SINGLE_ASN1:
-        return None
-    length, p = read_length(data, p + 4)
-    if p + length != len(data):
-        return None
-    return ident, data[p:]
+    return found[0], data[found[1] :]
 
 
 def _session_id(scid: r.SessionConnectionIdentifier | None) -> s.ConnectionId | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import msgspec
 
 from waypost import events
+from waypost.asn1 import BERError
 from waypost.config import X400Config, X400PeerConfig
 from waypost.message import Envelope, Message, ObjectKind
 from waypost.net.driver import PausingDriver, SessionServer
@@ -55,7 +56,6 @@ from waypost.osi.stack import (
 )
 from waypost.routing import RoutingTable
 from waypost.store.base import NewMessage, StoreError
-from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import (
     MTABind,
     MTABindError,

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from waypost import events
+from waypost.asn1 import BERError
 from waypost.config import X400Config, X400PeerConfig, selector_bytes
 from waypost.osi.rtse import SessionConnectionIdentifier
 from waypost.osi.stack import (
@@ -77,7 +78,6 @@ from waypost.queue.deliverer import Transfer as QueueTransfer
 from waypost.routing import parse_next_hop
 from waypost.store.base import Claim, Result
 from waypost.x400.association import MODES, READ_SIZE, our_bind
-from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
 
