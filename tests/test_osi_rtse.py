@@ -495,7 +495,7 @@ def test_over_real_session_layer() -> None:
             dst.receive_tsdu(tsdu)
         out = []
         while (got := dst.next_event()) is not s.NEED_DATA:
-            assert not isinstance(got, s._Sentinel)
+            assert not isinstance(got, s.NeedData)
             out.append(got)
         return out
 

@@ -33,6 +33,7 @@ from waypost.asn1 import (
     fast,
     sequence,
 )
+from waypost.osi.errors import Layer, RemoteProtocolError
 
 __all__ = [
     "BER",
@@ -131,8 +132,10 @@ class Encoding(enum.Enum):
 # ----------------------------------------------------------------------------- errors
 
 
-class PresentationProtocolError(Exception):
+class PresentationProtocolError(RemoteProtocolError):
     """A malformed or unexpected PPDU from the peer: send `abort` (an ARP-PPDU) in AB."""
+
+    abort: bytes
 
     def __init__(
         self,
@@ -142,11 +145,9 @@ class PresentationProtocolError(Exception):
         path: str = "$",
         offset: int = 0,
     ) -> None:
-        super().__init__(message)
+        abort = encode_abort(ProviderAbortPPDU(reason=reason))
+        super().__init__(Layer.PRESENTATION, message, abort=abort, path=path, offset=offset)
         self.reason = reason
-        self.path = path
-        self.offset = offset
-        self.abort = encode_abort(ProviderAbortPPDU(reason=reason))
 
 
 T = TypeVar("T")

@@ -12,6 +12,7 @@ from typing import Final, TypeVar
 
 from waypost import asn1 as ber
 from waypost.asn1 import Element, Tag, fast
+from waypost.osi.errors import Layer, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "APPLICATION_PROTOCOL_P1_1984",
@@ -35,7 +36,7 @@ __all__ = [
     "Recover",
     "RefuseReason",
     "RemoteProtocolError",
-    "RtseError",
+    "RtseProtocolError",
     "SessionConnectionIdentifier",
     "decode_rtse_apdu",
     "decode_rttr",
@@ -92,19 +93,13 @@ class AbortReason(enum.IntEnum):
     TRANSFER_COMPLETED = 7
 
 
-class RtseError(Exception):
-    """Base of the RTSE layer's errors."""
-
-
-class LocalProtocolError(RtseError):
-    """We tried to build or send something RTSE forbids."""
-
-
-class RemoteProtocolError(RtseError):
-    """The peer sent something malformed or out of place; send `abort` (an RTAB) and close.
+class RtseProtocolError(RemoteProtocolError):
+    """The peer sent something malformed or out of place: answer with an RTAB of `reason`.
 
     `path` and `offset` locate the fault in the APDU (from the BER decoder).
     """
+
+    abort: RTAB
 
     def __init__(
         self,
@@ -114,14 +109,9 @@ class RemoteProtocolError(RtseError):
         path: str = "$",
         offset: int = 0,
     ) -> None:
-        super().__init__(message)
+        abort = RTAB(abort_reason=reason)
+        super().__init__(Layer.RTSE, message, abort=abort, path=path, offset=offset)
         self.reason = reason
-        self.path = path
-        self.offset = offset
-
-    @property
-    def abort(self) -> RTAB:
-        return RTAB(abort_reason=self.reason)
 
 
 # ----------------------------------------------------------------------------- APDUs
@@ -156,9 +146,9 @@ ConnectionData = Open | Recover
 
 def _check_sizes(checkpoint: int | None, window: int | None) -> None:
     if checkpoint is not None and not 0 <= checkpoint <= MAX_CHECKPOINT_SIZE:
-        raise LocalProtocolError(f"checkpoint size {checkpoint} out of range")
+        raise LocalProtocolError(Layer.RTSE, f"checkpoint size {checkpoint} out of range")
     if window is not None and not 1 <= window <= MAX_WINDOW_SIZE:
-        raise LocalProtocolError(f"window size {window} out of range")
+        raise LocalProtocolError(Layer.RTSE, f"window size {window} out of range")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -489,8 +479,8 @@ def _decode(data: bytes, name: str) -> Element:
     return ber.decode(data, limits=_LIMITS, name=name)
 
 
-def _remote(exc: ber.BERError) -> RemoteProtocolError:
-    return RemoteProtocolError(str(exc), path=exc.path, offset=exc.offset)
+def _remote(exc: ber.BERError) -> RtseProtocolError:
+    return RtseProtocolError(str(exc), path=exc.path, offset=exc.offset)
 
 
 def decode_rtse_apdu(data: bytes) -> Apdu:

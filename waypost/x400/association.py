@@ -42,7 +42,6 @@ from waypost.osi.stack import (
     Association,
     ConfirmTransfer,
     ConnectionClosed,
-    Event,
     LocalProtocolError,
     Mode,
     OpenRequest,
@@ -53,6 +52,9 @@ from waypost.osi.stack import (
     Role,
     State,
     TransferReceived,
+)
+from waypost.osi.stack import (
+    ReceiveEvent as Event,
 )
 from waypost.routing import RoutingTable
 from waypost.store.base import NewMessage, StoreError

@@ -69,6 +69,7 @@ from waypost.osi.stack import (
     Resume,
     Role,
     Selectors,
+    SendEvent,
     State,
     Transfer,
     TransferConfirmed,
@@ -145,7 +146,7 @@ class _Outbound:
                 raise HopError(f"connection failed: {exc}") from None
             self.assoc.receive_data(data)
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: SendEvent) -> None:
         self.writer.write(self.assoc.send(event))
         await self._drain()
 
