@@ -7,17 +7,21 @@
     tcp_out += assoc.data_to_send()          # automatic replies (CC, MIA, DN, aborts)
 
 Each layer is its own object, built alone (`TransportConnection`,
-`SessionConnection`, `PresentationConnection`, the ACSE and RTSE codecs,
-`RtseSender`/`RtseReceiver`); this module only routes events between them.
-The bind argument/result/error and the MTS-APDUs stay opaque BER bytes.
+`SessionConnection`, `RtseSender`/`RtseReceiver`, and the layers above the
+session of one mode: `NormalMode` for 1988 presentation + ACSE + RTSE,
+`X410Mode` for RTS straight on session, see `waypost.osi.upper`); this module
+only routes events between them. The bind argument/result/error and the
+MTS-APDUs stay opaque BER bytes.
 
 Replies the stack makes without being asked (the transport CC, minor-sync
 acks, the DN answering a release, aborts after a peer's protocol error) are
 queued: `send()` returns them with its own bytes, and `data_to_send()` drains
 them after `next_event()`. In CLOSED or ERROR the driver writes what is queued
-and closes TCP. A peer's protocol error never raises: it becomes an `Aborted`
-event naming the layer, the abort that layer calls for is queued, and the
-state becomes ERROR. Our own misuse raises `LocalProtocolError`.
+and closes TCP. A peer's protocol error (a `RemoteProtocolError`, raised
+where it was found) never raises: it becomes an `Aborted` event naming the
+layer, the abort that layer calls for is queued, and the state becomes ERROR.
+Our own misuse raises `LocalProtocolError`; any other exception is a bug and
+propagates. `send()` takes a `SendEvent`, `next_event()` gives a `ReceiveEvent`.
 
 Monologue: the initiator sends, the responder receives. Two-way-alternate
 (`two_way_alternate=True` on the initiator): the turn is the session data,
