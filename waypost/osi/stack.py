@@ -422,7 +422,8 @@ class Association:
     # ------------------------------------------------------------------ aborts
 
     def _abort_out(self, user_data: Callable[[], bytes], reason: int) -> None:
-        """Queue the abort: a session AB if the session is up, else a transport DR."""
+        """Queue the abort: a session AB if the session is up, else a transport DR
+        (`user_data` is built only for an AB: below the session there is no room for it)."""
         if self.transport.state is not t.State.OPEN:
             if self.transport.state in (t.State.CR_RECEIVED, t.State.ERROR):
                 self._out += self.transport.send(t.DisconnectRequest(reason=te.DR_PROTOCOL_ERROR))
