@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from waypost import asn1 as ber
 from waypost.osi.stack import (
     NEED_DATA,
     Accept,
@@ -39,7 +40,6 @@ from waypost.osi.stack import (
     TransferConfirmed,
     TransferReceived,
 )
-from waypost.x400 import ber
 
 BIND = b"\xa1\x0c\x80\x0aPPTEST-MTA"
 RESULT = b"\xa1\x0b\x80\x09PEERB-MTA"

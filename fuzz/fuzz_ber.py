@@ -8,7 +8,7 @@ import contextlib
 from common import instrumented, run
 
 with instrumented():
-    from waypost.x400 import ber
+    from waypost import asn1 as ber
 
 LIMITS = ber.Limits(max_length=1 << 16, max_depth=32, max_elements=5000, max_total=1 << 16)
 ACCESSORS = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from common import instrumented, run
 
 with instrumented():
-    from waypost.x400.ber import BERError
+    from waypost.asn1 import BERError
     from waypost.x400.ipm import summarize_ipm
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from common import instrumented, run
 
 with instrumented():
+    from waypost.asn1 import BERError
     from waypost.message import ObjectKind
-    from waypost.x400.ber import BERError
     from waypost.x400.p1_objects import decode_object, encode_stored
 
 

@@ -11,6 +11,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+from waypost.asn1 import BERError
 from waypost.message import ContentType, Envelope, Recipient
 from waypost.osi.stack import (
     NEED_DATA,
@@ -23,7 +24,6 @@ from waypost.osi.stack import (
     State,
     TransferReceived,
 )
-from waypost.x400.ber import BERError
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import decode_object, encode_stored
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_p1 import _pp
 
-from waypost.x400.ber import (
+from waypost.asn1 import (
     PRINTABLE_STRING,
     SET,
     constructed,

@@ -484,7 +484,7 @@ def _pump(src: s.SessionConnection, dst: s.SessionConnection, event: s.Event) ->
         dst.receive_tsdu(tsdu)
     out: list[s.Event] = []
     while (ev := dst.next_event()) is not s.NEED_DATA:
-        assert not isinstance(ev, s._Sentinel)
+        assert not isinstance(ev, s.NeedData)
         out.append(ev)
     return out
 

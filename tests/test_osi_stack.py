@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pcap import tcp_streams
 
+from waypost import asn1 as ber
 from waypost.osi import acse as a
 from waypost.osi import rtse as r
 from waypost.osi import transport as t
@@ -44,7 +45,6 @@ from waypost.osi.stack import (
     TurnGiven,
     TurnRequested,
 )
-from waypost.x400 import ber
 
 PP = Path("/work/shared/vectors/pp")
 MODES = [Mode.NORMAL_1988, Mode.X410]
@@ -552,7 +552,9 @@ def test_pp_replay_as_initiator(name: str, mode: Mode) -> None:
     data=st.data(),
 )
 def test_fuzz_mutated_pp_stream(case: tuple[str, Mode], data: st.DataObject) -> None:
-    """One octet of PP's client stream changed: whatever happens, nothing raises."""
+    """One octet of PP's client stream changed: nothing raises (a bug of ours would: only
+    the peer's protocol errors become an abort), and the association ends either closed
+    by the EOF or in ERROR with the fault reported as ours to tell the peer."""
     name, mode = case
     to_server, _ = _pp(name)
     where = data.draw(st.integers(min_value=0, max_value=len(to_server) - 1))
@@ -561,21 +563,34 @@ def test_fuzz_mutated_pp_stream(case: tuple[str, Mode], data: st.DataObject) -> 
     resp = Association(role=Role.RESPONDER, mode=mode)
     resp.receive_data(stream)
     resp.receive_data(b"")
+    events = []
     for _ in range(10_000):
         ev = resp.next_event()
         if ev is NEED_DATA:
             break
+        events.append(ev)
         if isinstance(ev, OpenRequest):
             resp.send(Accept(bind_result=b"\x05\x00"))
         elif isinstance(ev, TransferReceived):
             resp.send(ConfirmTransfer())
     resp.data_to_send()
+    _assert_ended(resp, events)
+
+
+def _assert_ended(assoc: Association, events: list[object]) -> None:
+    """After the whole stream and its EOF: ERROR with our abort reported, or closed."""
+    assert events, "no event at all"
+    if assoc.state is State.ERROR:
+        assert isinstance(events[-1], Aborted) and not events[-1].by_peer, events[-1]
+    else:
+        assert (assoc.state, events[-1]) == (State.CLOSED, ConnectionClosed()), events
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=st.sampled_from(PP_CASES), data=st.data())
 def test_fuzz_mutated_pp_stream_initiator(case: tuple[str, Mode], data: st.DataObject) -> None:
-    """One octet of PP's server stream changed, fed to our initiator: nothing raises."""
+    """One octet of PP's server stream changed, fed to our initiator: nothing raises,
+    and the association ends closed or in ERROR (as above)."""
     name, mode = case
     to_server, to_client = _pp(name)
     where = data.draw(st.integers(min_value=0, max_value=len(to_client) - 1))
@@ -586,12 +601,15 @@ def test_fuzz_mutated_pp_stream_initiator(case: tuple[str, Mode], data: st.DataO
     init.send(Open(bind_argument=BIND))
     init.receive_data(stream)
     init.receive_data(b"")
+    events = []
     for _ in range(10_000):
         ev = init.next_event()
         if ev is NEED_DATA:
             break
+        events.append(ev)
         if isinstance(ev, Accepted):
             init.send(Transfer(apdu=apdu_of(3000)))
         elif isinstance(ev, TransferConfirmed):
             init.send(Release())
     init.data_to_send()
+    _assert_ended(init, events)

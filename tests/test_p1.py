@@ -12,17 +12,7 @@ from pcap import tcp_streams
 from test_oraddress import oraddresses
 
 from waypost.address import ORAddress
-from waypost.message import (
-    ContentType,
-    Envelope,
-    Extension,
-    Priority,
-    Recipient,
-    ReportRequest,
-    TraceElement,
-)
-from waypost.osi.session_spdu import decode_tsdu
-from waypost.x400.ber import (
+from waypost.asn1 import (
     OCTET_STRING,
     SET,
     BadValueError,
@@ -34,6 +24,16 @@ from waypost.x400.ber import (
     decode,
     encode_tlv,
 )
+from waypost.message import (
+    ContentType,
+    Envelope,
+    Extension,
+    Priority,
+    Recipient,
+    ReportRequest,
+    TraceElement,
+)
+from waypost.osi.session_spdu import decode_tsdu
 from waypost.x400.p1_bind import (
     MTABind,
     MTABindError,

@@ -8,8 +8,8 @@ import pytest
 
 from waypost.address import AddressError, parse_oraddress
 from waypost.address import oraddress as oraddress_module
+from waypost.asn1 import BERError, decode
 from waypost.x400 import p1_names
-from waypost.x400.ber import BERError, decode
 from waypost.x400.p1_names import (
     NAME_CACHE_SIZE,
     decode_gdi,

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from waypost.asn1 import SET, BERError, decode, encode_tlv
 from waypost.message import (
     ContentType,
     Envelope,
@@ -19,7 +20,6 @@ from waypost.message import (
 )
 from waypost.message import decode_envelope as load
 from waypost.message import encode_envelope as save
-from waypost.x400.ber import SET, BERError, decode, encode_tlv
 from waypost.x400.p1_envelope import MESSAGE_APDU, encode_envelope
 from waypost.x400.p1_objects import (
     add_trace,

@@ -14,9 +14,9 @@ import pytest
 from helpers import free_port
 from test_x400_association import MTS_ID, ORIGINATOR, message, start
 
+from waypost.asn1 import decode
 from waypost.message import Extension, Message, ObjectKind, Recipient, ReportRequest
 from waypost.service import Service
-from waypost.x400.ber import decode
 from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
 from waypost.x400.p1_objects import decode_object
 from waypost.x400.p1_report import ReportContent, decode_report_content

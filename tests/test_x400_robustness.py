@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 from p1_client import P1Client
 from pcap import tcp_streams
 
+from waypost import asn1 as ber
 from waypost import events
 from waypost.message import ContentType, Envelope, Recipient
 from waypost.osi import acse as a
@@ -63,7 +64,6 @@ from waypost.osi.stack import (
     TurnGiven,
     TurnRequested,
 )
-from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import encode_stored
 

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from p1_client import P1Client
 
+from waypost import asn1 as ber
 from waypost.message import ContentType, Envelope, Recipient
 from waypost.osi.stack import (
     AssociationSettings,
@@ -47,7 +48,6 @@ from waypost.osi.stack import (
     Transfer,
     TransferConfirmed,
 )
-from waypost.x400 import ber
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_objects import encode_stored
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from waypost import events
+from waypost.asn1 import BERError
 from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
 from waypost.nexthop import Transport
 from waypost.osi.rtse import SessionConnectionIdentifier
@@ -69,12 +70,12 @@ from waypost.osi.stack import (
     Resume,
     Role,
     Selectors,
+    SendEvent,
     State,
     Transfer,
     TransferConfirmed,
 )
 from waypost.x400.association import MODES, READ_SIZE, our_bind
-from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
 from waypost.x400.settings import PeerSettings, X400Settings
@@ -143,7 +144,7 @@ class _Outbound:
                 raise X400PeerError(f"connection failed: {exc}") from None
             self.assoc.receive_data(data)
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: SendEvent) -> None:
         self.writer.write(self.assoc.send(event))
         await self._drain()
 

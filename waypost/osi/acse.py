@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from waypost.x400.ber import (
+from waypost.asn1 import (
     EXTERNAL,
     INTEGER,
     OID,
@@ -30,6 +30,7 @@ from waypost.x400.ber import (
     encode_octets,
     encode_oid,
 )
+from waypost.osi.errors import Layer, RemoteProtocolError
 
 __all__ = [
     "AARE",
@@ -68,14 +69,14 @@ class DiagnosticSource(enum.IntEnum):
     SERVICE_PROVIDER = 2
 
 
-class AcseProtocolError(Exception):
+class AcseProtocolError(RemoteProtocolError):
     """A malformed ACSE APDU from the peer; send `abort` (an ABRT, provider source)."""
 
+    abort: bytes
+
     def __init__(self, message: str, *, path: str = "$", offset: int = 0) -> None:
-        super().__init__(message)
-        self.path = path
-        self.offset = offset
-        self.abort = encode_apdu(ABRT(source=1))
+        abort = encode_apdu(ABRT(source=1))
+        super().__init__(Layer.ACSE, message, abort=abort, path=path, offset=offset)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

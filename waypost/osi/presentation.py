@@ -15,6 +15,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from waypost.osi.errors import Layer, LocalProtocolError
 from waypost.osi.presentation_ppdu import (
     BER,
     PDV,
@@ -61,10 +62,6 @@ P1_CONTEXTS: Final = (
 )
 
 
-class LocalProtocolError(Exception):
-    """We asked for something the presentation protocol or the state forbids."""
-
-
 class State(enum.Enum):
     IDLE = "IDLE"
     AWAIT_CPA = "AWAIT_CPA"  # sent CP
@@ -87,7 +84,9 @@ class PresentationConnection:
 
     def _expect(self, state: State, what: str) -> None:
         if self.state is not state:
-            raise LocalProtocolError(f"cannot {what} in state {self.state.name}")
+            raise LocalProtocolError(
+                Layer.PRESENTATION, f"cannot {what} in state {self.state.name}"
+            )
 
     def _remote_error(self, error: PresentationProtocolError) -> PresentationProtocolError:
         self.state = State.ERROR
@@ -98,7 +97,7 @@ class PresentationConnection:
         for ident, name in self.contexts.items():
             if name == abstract_syntax:
                 return ident
-        raise LocalProtocolError(f"no agreed context for {abstract_syntax}")
+        raise LocalProtocolError(Layer.PRESENTATION, f"no agreed context for {abstract_syntax}")
 
     # initiator -------------------------------------------------------------------
 
@@ -114,7 +113,9 @@ class PresentationConnection:
         self._expect(State.IDLE, "send CP")
         ids = [c.id for c in contexts]
         if len(set(ids)) != len(ids) or any(i < 1 or i % 2 == 0 for i in ids):
-            raise LocalProtocolError("the initiator's context ids must be distinct and odd")
+            raise LocalProtocolError(
+                Layer.PRESENTATION, "the initiator's context ids must be distinct and odd"
+            )
         cp = ConnectPPDU(
             calling_selector=calling_selector,
             called_selector=called_selector,
@@ -219,14 +220,14 @@ class PresentationConnection:
         items = values.items() if isinstance(values, Mapping) else values
         pdvs = tuple(PDV(context_id=i, value=v) for i, v in items)
         if self.state is not State.CONNECTED:
-            raise LocalProtocolError(f"no data in state {self.state.name}")
+            raise LocalProtocolError(Layer.PRESENTATION, f"no data in state {self.state.name}")
         self._check_pdvs(pdvs, set(self.contexts), local=True)
         return encode_user_data(pdvs)
 
     def wrap_one(self, context_id: int, value: bytes) -> bytes:
         """`wrap([(context_id, value)])`: the P-DATA around each RTTR."""
         if self.state is not State.CONNECTED:
-            raise LocalProtocolError(f"no data in state {self.state.name}")
+            raise LocalProtocolError(Layer.PRESENTATION, f"no data in state {self.state.name}")
         if context_id not in self.contexts:
             self._check_pdvs(
                 (PDV(context_id=context_id, value=value),), set(self.contexts), local=True
@@ -236,7 +237,7 @@ class PresentationConnection:
     def unwrap(self, data: bytes) -> tuple[PDV, ...]:
         """The PDVs of received User-data (DT, FN, DN), each in an agreed context."""
         if self.state is not State.CONNECTED:
-            raise LocalProtocolError(f"no data in state {self.state.name}")
+            raise LocalProtocolError(Layer.PRESENTATION, f"no data in state {self.state.name}")
         one = decode_single_pdv(data)  # an RTTR's P-DATA, read directly
         if one is not None and one.context_id in self.contexts:
             return (one,)
@@ -253,5 +254,5 @@ class PresentationConnection:
             if pdv.context_id not in agreed:
                 message = f"PDV in context {pdv.context_id}, not one of {sorted(agreed)}"
                 if local:
-                    raise LocalProtocolError(message)
+                    raise LocalProtocolError(Layer.PRESENTATION, message)
                 raise PresentationProtocolError(message, reason=AbortReason.INVALID_PARAMETER_VALUE)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from waypost.x400.ber import (
+from waypost.asn1 import (
     INTEGER,
     OID,
     SEQUENCE,
@@ -30,8 +30,10 @@ from waypost.x400.ber import (
     encode_int,
     encode_octets,
     encode_oid,
+    fast,
     sequence,
 )
+from waypost.osi.errors import Layer, RemoteProtocolError
 
 __all__ = [
     "BER",
@@ -62,7 +64,6 @@ __all__ = [
     "encode_refuse",
     "encode_single_pdv",
     "encode_user_data",
-    "read_length",
 ]
 
 #: Basic Encoding Rules, the only transfer syntax X.400 P1 uses.
@@ -74,7 +75,6 @@ LIMITS: Final = Limits(max_length=MAX_PPDU_SIZE, max_total=MAX_PPDU_SIZE, max_de
 NORMAL_MODE: Final = 1
 X410_MODE: Final = 0
 
-INTEGER_TAG_OCTET: Final = 0x02
 _USER_DATA_SIMPLE = application(0)
 _USER_DATA_FULL = application(1, True)
 
@@ -132,8 +132,10 @@ class Encoding(enum.Enum):
 # ----------------------------------------------------------------------------- errors
 
 
-class PresentationProtocolError(Exception):
+class PresentationProtocolError(RemoteProtocolError):
     """A malformed or unexpected PPDU from the peer: send `abort` (an ARP-PPDU) in AB."""
+
+    abort: bytes
 
     def __init__(
         self,
@@ -143,11 +145,9 @@ class PresentationProtocolError(Exception):
         path: str = "$",
         offset: int = 0,
     ) -> None:
-        super().__init__(message)
+        abort = encode_abort(ProviderAbortPPDU(reason=reason))
+        super().__init__(Layer.PRESENTATION, message, abort=abort, path=path, offset=offset)
         self.reason = reason
-        self.path = path
-        self.offset = offset
-        self.abort = encode_abort(ProviderAbortPPDU(reason=reason))
 
 
 T = TypeVar("T")
@@ -266,88 +266,30 @@ def encode_user_data(pdvs: tuple[PDV, ...] | list[PDV]) -> bytes:
     return _user_data(tuple(pdvs))
 
 
-def _ber_length(length: int) -> bytes:
-    """Definite length octets, shortest form (as `waypost.x400.ber` writes them)."""
-    if length < 0x80:
-        return _SHORT_LENGTHS[length]
-    size = (length.bit_length() + 7) // 8
-    return bytes((0x80 | size,)) + length.to_bytes(size, "big")
-
-
-_SHORT_LENGTHS: Final = [bytes((n,)) for n in range(0x80)]
-_TAG_USER_DATA_FULL: Final = 0x61  # [APPLICATION 1] constructed
-_TAG_SEQUENCE: Final = 0x30
-_TAG_SINGLE_ASN1: Final = 0xA0  # [0] constructed
-_TAG_OCTET_STRING: Final = 0x04
+#: [APPLICATION 1] fully-encoded-data { SEQUENCE PDV-list { … } } (X.226 8.4.2).
+_SINGLE_PDV_OUTER: Final = (0x61, fast.TAG_SEQUENCE)
 
 
 def encode_single_pdv(context_id: int, value: bytes) -> bytes:
-    """`encode_user_data((PDV(context_id=context_id, value=value),))` for a context id
-    of 0..127 (one octet), the headers computed from the lengths and joined once: the
-    P-DATA around every RTTR."""
-    if not 0 <= context_id < 0x80:
+    """`encode_user_data((PDV(context_id=context_id, value=value),))`, through the fast
+    path when the context id is one octet: the P-DATA around every RTTR."""
+    encoded = fast.encode_ident_single(_SINGLE_PDV_OUTER, context_id, value)
+    if encoded is None:
         return encode_user_data((PDV(context_id=context_id, value=value),))
-    single = _ber_length(len(value))
-    pdv_length = 3 + 1 + len(single) + len(value)  # INTEGER, [0] header, the value
-    pdv = _ber_length(pdv_length)
-    return b"".join(
-        (
-            bytes((_TAG_USER_DATA_FULL,)),
-            _ber_length(1 + len(pdv) + pdv_length),
-            bytes((_TAG_SEQUENCE,)),
-            pdv,
-            bytes((INTEGER_TAG_OCTET, 1, context_id)),
-            bytes((_TAG_SINGLE_ASN1,)),
-            single,
-            value,
-        )
-    )
-
-
-def read_length(data: bytes, p: int) -> tuple[int, int]:
-    """(length, offset after it) of the definite length at `p` in its shortest form, or
-    (-1, p) for anything else (indefinite, longer than needed, past the end)."""
-    if p >= len(data):
-        return -1, p
-    first = data[p]
-    if first < 0x80:
-        return first, p + 1
-    size = first & 0x7F
-    if not 1 <= size <= 4 or p + 1 + size > len(data):
-        return -1, p
-    length = int.from_bytes(data[p + 1 : p + 1 + size], "big")
-    if length < 0x80 or length.bit_length() <= 8 * (size - 1):
-        return -1, p  # not the shortest form
-    return length, p + 1 + size
+    return encoded
 
 
 def decode_single_pdv(data: bytes) -> PDV | None:
     """User-data of exactly one PDV-list `{ context id 0..127, single-ASN1-type holding
-    one primitive OCTET STRING }` (an RTTR), all lengths definite and shortest: the P-DATA around
-    every RTTR, read without building the element tree. None for anything else, which
-    `decode_user_data` then decodes (or refuses): what this accepts, it accepts too,
-    with the same result."""
-    if len(data) > MAX_PPDU_SIZE or len(data) < 9 or data[0] != _TAG_USER_DATA_FULL:
+    one primitive OCTET STRING }` (an RTTR), read by the fast path: the P-DATA around
+    every RTTR. None for anything else, which `decode_user_data` then decodes (or
+    refuses): what this accepts, it accepts too, with the same result."""
+    if len(data) > MAX_PPDU_SIZE:
         return None
-    length, p = read_length(data, 1)
-    if p + length != len(data) or data[p] != _TAG_SEQUENCE:
+    found = fast.read_ident_single(data, _SINGLE_PDV_OUTER)
+    if found is None or fast.read_octet_string(data, found[1]) is None:
         return None
-    length, p = read_length(data, p + 1)
-    if p + length != len(data) or data[p : p + 2] != b"\x02\x01" or data[p + 2] >= 0x80:
-        return None
-    context_id = data[p + 2]
-    if p + 3 >= len(data) or data[p + 3] != _TAG_SINGLE_ASN1:
-        return None
-    length, p = read_length(data, p + 4)
-    if p + length != len(data) or p >= len(data):
-        return None
-    start = p
-    if data[p] != _TAG_OCTET_STRING:
-        return None  # anything else (constructed, above all) the full decoder checks
-    length, p = read_length(data, p + 1)
-    if p + length != len(data):
-        return None
-    return PDV(context_id=context_id, value=data[start:])
+    return PDV(context_id=found[0], value=data[found[1] :])
 
 
 def _optional_user_data(pdvs: tuple[PDV, ...]) -> list[bytes]:

@@ -10,8 +10,9 @@ import enum
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from waypost.x400 import ber
-from waypost.x400.ber import Element, Tag
+from waypost import asn1 as ber
+from waypost.asn1 import Element, Tag, fast
+from waypost.osi.errors import Layer, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "APPLICATION_PROTOCOL_P1_1984",
@@ -35,7 +36,7 @@ __all__ = [
     "Recover",
     "RefuseReason",
     "RemoteProtocolError",
-    "RtseError",
+    "RtseProtocolError",
     "SessionConnectionIdentifier",
     "decode_rtse_apdu",
     "decode_rttr",
@@ -66,7 +67,6 @@ T_RTOAC: Final = _C(17, True)
 T_RTORJ: Final = _C(18, True)
 T_RTAB: Final = _C(22, True)
 _E = TypeVar("_E", bound=enum.IntEnum)
-_OCTET_STRING: Final = 0x04  # the identifier octet of a primitive OCTET STRING
 _X410_MODE: Final = b"\xa0\x03\x80\x01\x00"  # mode-selector { mode-value x410-1984-mode(0) }
 
 
@@ -93,19 +93,13 @@ class AbortReason(enum.IntEnum):
     TRANSFER_COMPLETED = 7
 
 
-class RtseError(Exception):
-    """Base of the RTSE layer's errors."""
-
-
-class LocalProtocolError(RtseError):
-    """We tried to build or send something RTSE forbids."""
-
-
-class RemoteProtocolError(RtseError):
-    """The peer sent something malformed or out of place; send `abort` (an RTAB) and close.
+class RtseProtocolError(RemoteProtocolError):
+    """The peer sent something malformed or out of place: answer with an RTAB of `reason`.
 
     `path` and `offset` locate the fault in the APDU (from the BER decoder).
     """
+
+    abort: RTAB
 
     def __init__(
         self,
@@ -115,14 +109,9 @@ class RemoteProtocolError(RtseError):
         path: str = "$",
         offset: int = 0,
     ) -> None:
-        super().__init__(message)
+        abort = RTAB(abort_reason=reason)
+        super().__init__(Layer.RTSE, message, abort=abort, path=path, offset=offset)
         self.reason = reason
-        self.path = path
-        self.offset = offset
-
-    @property
-    def abort(self) -> RTAB:
-        return RTAB(abort_reason=self.reason)
 
 
 # ----------------------------------------------------------------------------- APDUs
@@ -157,9 +146,9 @@ ConnectionData = Open | Recover
 
 def _check_sizes(checkpoint: int | None, window: int | None) -> None:
     if checkpoint is not None and not 0 <= checkpoint <= MAX_CHECKPOINT_SIZE:
-        raise LocalProtocolError(f"checkpoint size {checkpoint} out of range")
+        raise LocalProtocolError(Layer.RTSE, f"checkpoint size {checkpoint} out of range")
     if window is not None and not 1 <= window <= MAX_WINDOW_SIZE:
-        raise LocalProtocolError(f"window size {window} out of range")
+        raise LocalProtocolError(Layer.RTSE, f"window size {window} out of range")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -490,8 +479,8 @@ def _decode(data: bytes, name: str) -> Element:
     return ber.decode(data, limits=_LIMITS, name=name)
 
 
-def _remote(exc: ber.BERError) -> RemoteProtocolError:
-    return RemoteProtocolError(str(exc), path=exc.path, offset=exc.offset)
+def _remote(exc: ber.BERError) -> RtseProtocolError:
+    return RtseProtocolError(str(exc), path=exc.path, offset=exc.offset)
 
 
 def decode_rtse_apdu(data: bytes) -> Apdu:
@@ -520,20 +509,10 @@ def decode_rttr(data: bytes) -> bytes | None:
     shortest definite length), read directly; None for anything else, which
     `decode_rtse_apdu` then decodes or refuses (it accepts what this accepts, the
     same way)."""
-    if len(data) < 2 or data[0] != _OCTET_STRING or len(data) > MAX_APDU_SIZE:
+    if len(data) > MAX_APDU_SIZE:
         return None
-    first = data[1]
-    if first < 0x80:
-        start, length = 2, first
-    else:
-        size = first & 0x7F
-        if not 1 <= size <= 4:
-            return None
-        start = 2 + size
-        length = int.from_bytes(data[2:start], "big")
-        if length < 0x80 or length.bit_length() <= 8 * (size - 1):
-            return None  # not the shortest form
-    if start + length != len(data):
+    start = fast.read_octet_string(data)
+    if start is None:
         return None
     return data[start:]
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from waypost.osi import session
+from waypost.osi.errors import Layer, LocalProtocolError, RemoteProtocolError
 from waypost.osi.rtse import (
     DEFAULT_WINDOW_SIZE,
     MAX_APDU_SIZE,
     MAX_CHECKPOINT_SIZE,
     MAX_WINDOW_SIZE,
     AbortReason,
-    LocalProtocolError,
-    RemoteProtocolError,
+    RtseProtocolError,
 )
 
 __all__ = [
@@ -70,9 +70,9 @@ class RtseSender:
 
     def __init__(self, *, checkpoint_size: int = 0, window_size: int = DEFAULT_WINDOW_SIZE) -> None:
         if not 0 <= checkpoint_size <= MAX_CHECKPOINT_SIZE:
-            raise LocalProtocolError(f"checkpoint size {checkpoint_size} out of range")
+            raise LocalProtocolError(Layer.RTSE, f"checkpoint size {checkpoint_size} out of range")
         if not 1 <= window_size <= MAX_WINDOW_SIZE:
-            raise LocalProtocolError(f"window size {window_size} out of range")
+            raise LocalProtocolError(Layer.RTSE, f"window size {window_size} out of range")
         self.checkpoint_size = checkpoint_size
         self.window_size = window_size
         self.state = TransferState.IDLE
@@ -96,9 +96,11 @@ class RtseSender:
     ) -> list[session.Event]:
         """Start sending `apdu`: the session events to send now."""
         if self.state is not TransferState.IDLE:
-            raise LocalProtocolError(f"cannot start a transfer in state {self.state.name}")
+            raise LocalProtocolError(
+                Layer.RTSE, f"cannot start a transfer in state {self.state.name}"
+            )
         if not apdu:
-            raise LocalProtocolError("cannot transfer an empty APDU")
+            raise LocalProtocolError(Layer.RTSE, "cannot transfer an empty APDU")
         self._start(apdu, activity_id, 0, 0)
         return [session.ActivityStart(activity_id=activity_id), *self._pump()]
 
@@ -112,9 +114,13 @@ class RtseSender:
     ) -> list[session.Event]:
         """Continue `apdu` after `point` (an `interrupted()` of an earlier connection)."""
         if self.state is not TransferState.IDLE:
-            raise LocalProtocolError(f"cannot resume a transfer in state {self.state.name}")
+            raise LocalProtocolError(
+                Layer.RTSE, f"cannot resume a transfer in state {self.state.name}"
+            )
         if not 0 < point.offset < len(apdu):
-            raise LocalProtocolError(f"resume offset {point.offset} is not inside the APDU")
+            raise LocalProtocolError(
+                Layer.RTSE, f"resume offset {point.offset} is not inside the APDU"
+            )
         self._start(apdu[point.offset :], activity_id, point.serial, point.offset)
         resume = session.ActivityResume(
             activity_id=activity_id,
@@ -158,7 +164,7 @@ class RtseSender:
 
     def _fail(self, message: str) -> RemoteProtocolError:
         self.state = TransferState.ERROR
-        return RemoteProtocolError(message, reason=AbortReason.PROTOCOL_ERROR)
+        return RtseProtocolError(message, reason=AbortReason.PROTOCOL_ERROR)
 
     def receive(self, event: session.Event) -> list[session.Event]:
         """A session event from the peer (MinorSyncAck, ActivityEndAck): what to send next."""
@@ -195,7 +201,7 @@ class RtseReceiver:
 
     def _fail(self, message: str, reason: AbortReason = AbortReason.PROTOCOL_ERROR) -> Exception:
         self.state = TransferState.ERROR
-        return RemoteProtocolError(message, reason=reason)
+        return RtseProtocolError(message, reason=reason)
 
     def receive(self, event: session.Event) -> list[session.Event]:
         """A session event from the peer: the session events to answer with now."""
@@ -253,9 +259,11 @@ class RtseReceiver:
     def expect_resume(self, point: Checkpoint) -> None:
         """A recovered connection: accept an ActivityResume continuing `point`."""
         if self.state is not TransferState.IDLE:
-            raise LocalProtocolError(f"cannot expect a resume in state {self.state.name}")
+            raise LocalProtocolError(
+                Layer.RTSE, f"cannot expect a resume in state {self.state.name}"
+            )
         if len(point.data) != point.offset:
-            raise LocalProtocolError("a receiver's checkpoint must hold its data")
+            raise LocalProtocolError(Layer.RTSE, "a receiver's checkpoint must hold its data")
         self._resumable = point
 
     def interrupted(self) -> Checkpoint | None:
@@ -286,7 +294,7 @@ class RtseReceiver:
     def confirm(self) -> list[session.Event]:
         """The APDU is durable: the ActivityEndAck that confirms the transfer to the peer."""
         if self.state is not TransferState.AWAIT_CONFIRM:
-            raise LocalProtocolError(f"nothing to confirm in state {self.state.name}")
+            raise LocalProtocolError(Layer.RTSE, f"nothing to confirm in state {self.state.name}")
         self.state = TransferState.IDLE
         self._parts, self._size = [], 0
         return [session.ActivityEndAck()]

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Final
 
+from waypost.osi.errors import NEED_DATA, Layer, LocalProtocolError, NeedData, RemoteProtocolError
 from waypost.osi.session_spdu import (
     MAX_ADDITIONAL_REF_LENGTH,
     MAX_EXTENDED_USER_DATA,
@@ -53,6 +54,7 @@ __all__ = [
     "LocalProtocolError",
     "MinorSync",
     "MinorSyncAck",
+    "NeedData",
     "PleaseTokens",
     "Refuse",
     "RemoteProtocolError",
@@ -87,13 +89,6 @@ DEFAULT_MAX_BUFFERED: Final = 4 << 20
 MAX_USER_DATA_V2: Final = 65528
 
 
-class _Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = _Sentinel.NEED_DATA
-
-
 class Role(enum.Enum):
     INITIATOR = "initiator"
     RESPONDER = "responder"
@@ -113,18 +108,6 @@ class State(enum.Enum):
     AWAIT_SEND_AA = "AWAIT_SEND_AA"  # got AB keeping the transport
     CLOSED = "CLOSED"
     ERROR = "ERROR"
-
-
-class LocalProtocolError(Exception):
-    """We tried to do something the session protocol or the state forbids."""
-
-
-class RemoteProtocolError(Exception):
-    """The peer broke the protocol; send `abort` (an AB SPDU TSDU) and close."""
-
-    def __init__(self, message: str, *, abort: bytes) -> None:
-        super().__init__(message)
-        self.abort = abort
 
 
 # ----------------------------------------------------------------------------- events
@@ -148,10 +131,12 @@ class ConnectionId:
         for name in ("called_ss_user_ref", "calling_ss_user_ref", "common_ref"):
             ref = getattr(self, name)
             if ref is not None and len(ref) > MAX_REF_LENGTH:
-                raise LocalProtocolError(f"{name} longer than {MAX_REF_LENGTH} octets")
+                raise LocalProtocolError(
+                    Layer.SESSION, f"{name} longer than {MAX_REF_LENGTH} octets"
+                )
         if self.additional_ref is not None and len(self.additional_ref) > MAX_ADDITIONAL_REF_LENGTH:
             raise LocalProtocolError(
-                f"additional_ref longer than {MAX_ADDITIONAL_REF_LENGTH} octets"
+                Layer.SESSION, f"additional_ref longer than {MAX_ADDITIONAL_REF_LENGTH} octets"
             )
 
     @classmethod
@@ -189,7 +174,9 @@ class ConnectRequest:
 
     def __post_init__(self) -> None:
         if len(self.user_data) > MAX_EXTENDED_USER_DATA:
-            raise LocalProtocolError("CN user data exceeds 10240 octets (overflow not supported)")
+            raise LocalProtocolError(
+                Layer.SESSION, "CN user data exceeds 10240 octets (overflow not supported)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,7 +218,7 @@ class ActivityStart:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.activity_id) <= 6:
-            raise LocalProtocolError("activity identifier must be 1 to 6 octets")
+            raise LocalProtocolError(Layer.SESSION, "activity identifier must be 1 to 6 octets")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,9 +238,9 @@ class ActivityResume:
     def __post_init__(self) -> None:
         for name in ("activity_id", "old_activity_id"):
             if not 1 <= len(getattr(self, name)) <= 6:
-                raise LocalProtocolError(f"{name} must be 1 to 6 octets")
+                raise LocalProtocolError(Layer.SESSION, f"{name} must be 1 to 6 octets")
         if not 0 <= self.serial <= MAX_SERIAL_NUMBER:
-            raise LocalProtocolError(f"serial number {self.serial} out of range")
+            raise LocalProtocolError(Layer.SESSION, f"serial number {self.serial} out of range")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -435,10 +422,10 @@ class SessionConnection:
         self._inbox.append(data)
         self._buffered += len(data)
 
-    def next_event(self) -> Event | _Sentinel:
+    def next_event(self) -> Event | NeedData:
         """Return the next event, or NEED_DATA."""
         if self.state is State.ERROR:
-            raise RemoteProtocolError("connection is in ERROR", abort=_abort_tsdu())
+            raise RemoteProtocolError(Layer.SESSION, "connection is in ERROR", abort=_abort_tsdu())
         while not self._events:
             if not self._inbox:
                 return NEED_DATA
@@ -457,7 +444,7 @@ class SessionConnection:
 
     def _fail(self, message: str) -> None:
         self.state = State.ERROR
-        raise RemoteProtocolError(message, abort=_abort_tsdu())
+        raise RemoteProtocolError(Layer.SESSION, message, abort=_abort_tsdu())
 
     def _peer_step(self, event: Event) -> None:
         key = (self.state, type(event))
@@ -611,7 +598,9 @@ class SessionConnection:
         for shift, token in ((0, TOKEN_DATA), (2, TOKEN_MINOR), (4, TOKEN_MAJOR)):
             side = (setting >> shift) & 0x3
             if side > 1:
-                raise LocalProtocolError("'called SS-user chooses' token setting is unsupported")
+                raise LocalProtocolError(
+                    Layer.SESSION, "'called SS-user chooses' token setting is unsupported"
+                )
             is_init = side == 0
             if token & avail and is_init == (self.role is Role.INITIATOR):
                 mine |= token
@@ -622,25 +611,29 @@ class SessionConnection:
     def send(self, event: Event) -> list[bytes]:
         """Return the TSDUs that carry `event`; LocalProtocolError on misuse."""
         if self.state is State.ERROR:
-            raise LocalProtocolError("connection is in ERROR")
+            raise LocalProtocolError(Layer.SESSION, "connection is in ERROR")
         if isinstance(event, Abort):
             return self._send_abort(event)
         key = (self.state, type(event))
         nxt = _our_replies.get(key, _transitions.get(key))
         if nxt is None or isinstance(event, ConnectionClosed):
-            raise LocalProtocolError(f"cannot send {type(event).__name__} in {self.state.name}")
+            raise LocalProtocolError(
+                Layer.SESSION, f"cannot send {type(event).__name__} in {self.state.name}"
+            )
         tsdus = self._encode(event)
         self.state = nxt
         return tsdus
 
     def _needs(self, token: int, what: str) -> None:
         if self._available & token and not self.tokens & token:
-            raise LocalProtocolError(f"{what} needs a token we do not hold")
+            raise LocalProtocolError(Layer.SESSION, f"{what} needs a token we do not hold")
 
     def _user_data(self, data: bytes) -> bytes | None:
         limit = MAX_USER_DATA_V1 if self.version == 1 else MAX_USER_DATA_V2
         if len(data) > limit:
-            raise LocalProtocolError(f"user data of {len(data)} octets exceeds {limit}")
+            raise LocalProtocolError(
+                Layer.SESSION, f"user data of {len(data)} octets exceeds {limit}"
+            )
         return data or None
 
     def _user_data_param(self, data: bytes) -> bytes:
@@ -663,7 +656,9 @@ class SessionConnection:
             return [_GT + encode_params_spdu(_SI_MIP, params)]
         if isinstance(event, MinorSyncAck):
             if not 1 <= event.serial < self._next_serial:
-                raise LocalProtocolError(f"no minor sync point {event.serial} to acknowledge")
+                raise LocalProtocolError(
+                    Layer.SESSION, f"no minor sync point {event.serial} to acknowledge"
+                )
             params = _serial_param(event.serial) + self._user_data_param(event.user_data)
             return [_PT + encode_params_spdu(_SI_MIA, params)]
         if isinstance(event, ActivityStart):
@@ -683,7 +678,7 @@ class SessionConnection:
             return [_PT + encode_params_spdu(_SI_AEA, params)]
         if isinstance(event, ConnectRequest):
             if self.role is not Role.INITIATOR:
-                raise LocalProtocolError("only the initiator sends CN")
+                raise LocalProtocolError(Layer.SESSION, "only the initiator sends CN")
             self.requirements = event.requirements
             self._set_tokens(0)
             big = len(event.user_data) > MAX_USER_DATA_V1
@@ -701,7 +696,9 @@ class SessionConnection:
             return [encode_tsdu(event.connection_id._on(cn) if event.connection_id else cn)]
         if isinstance(event, ConnectAccept):
             if event.requirements & ~self.requirements:
-                raise LocalProtocolError("accepted requirements exceed those proposed")
+                raise LocalProtocolError(
+                    Layer.SESSION, "accepted requirements exceed those proposed"
+                )
             self.requirements = event.requirements
             self._set_tokens(0)
             ac = Spdu(
@@ -723,7 +720,7 @@ class SessionConnection:
             return [encode_tsdu(rf)]
         if isinstance(event, GiveTokens):
             if event.tokens & ~self.tokens or not event.tokens:
-                raise LocalProtocolError("can only give tokens we hold")
+                raise LocalProtocolError(Layer.SESSION, "can only give tokens we hold")
             self.tokens &= ~event.tokens
             return [encode_tsdu(Spdu(type=SpduType.GT, token_item=event.tokens))]
         if isinstance(event, PleaseTokens):
@@ -756,18 +753,20 @@ class SessionConnection:
             return [encode_tsdu(Spdu(type=SpduType.DN, user_data=ud))]
         if isinstance(event, AbortAccept):
             return [encode_tsdu(Spdu(type=SpduType.AA))]
-        raise LocalProtocolError(f"cannot send {type(event).__name__}")
+        raise LocalProtocolError(Layer.SESSION, f"cannot send {type(event).__name__}")
 
     def _serial(self, given: int | None) -> int:
         if given is not None and given != self._next_serial:
-            raise LocalProtocolError(f"serial number {given}, expected {self._next_serial}")
+            raise LocalProtocolError(
+                Layer.SESSION, f"serial number {given}, expected {self._next_serial}"
+            )
         if self._next_serial > MAX_SERIAL_NUMBER:
-            raise LocalProtocolError("serial numbers exhausted")
+            raise LocalProtocolError(Layer.SESSION, "serial numbers exhausted")
         return self._next_serial
 
     def _send_abort(self, event: Abort) -> list[bytes]:
         if self.state in (State.IDLE, State.CLOSED):
-            raise LocalProtocolError(f"cannot abort in {self.state.name}")
+            raise LocalProtocolError(Layer.SESSION, f"cannot abort in {self.state.name}")
         ab = Spdu(
             type=SpduType.AB,
             transport_disconnect=event.reason,

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from waypost.osi.errors import Layer, RemoteProtocolError
+
 __all__ = [
     "MAX_ADDITIONAL_REF_LENGTH",
     "MAX_EXTENDED_USER_DATA",
@@ -46,8 +48,11 @@ MAX_REF_LENGTH = 64
 MAX_ADDITIONAL_REF_LENGTH = 4
 
 
-class SessionProtocolError(Exception):
-    """A malformed SPDU; raised by the decoder, turned into an abort above."""
+class SessionProtocolError(RemoteProtocolError):
+    """A malformed SPDU; raised by the decoder, answered with an AB by the session layer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Layer.SESSION, message)
 
 
 class SpduType(enum.Enum):

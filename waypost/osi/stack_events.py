@@ -1,4 +1,4 @@
-"""Events, settings and errors of the P1 association stack (`waypost.osi.stack`).
+"""Events and settings of the P1 association stack (`waypost.osi.stack`).
 
 The bind argument/result/error and the MTS-APDUs are opaque BER bytes here:
 the P1 codecs live above this layer.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Final
 
+from waypost.osi.errors import NEED_DATA, Layer, LocalProtocolError, NeedData
 from waypost.osi.rtse import (
     APPLICATION_PROTOCOL_P1_1988,
     MAX_APDU_SIZE,
@@ -39,8 +39,10 @@ __all__ = [
     "Layer",
     "LocalProtocolError",
     "Mode",
+    "NeedData",
     "Open",
     "OpenRequest",
+    "ReceiveEvent",
     "RecoverRequest",
     "Recovery",
     "Refuse",
@@ -51,6 +53,7 @@ __all__ = [
     "Resume",
     "Role",
     "Selectors",
+    "SendEvent",
     "SessionConnectionIdentifier",
     "State",
     "Transfer",
@@ -59,14 +62,6 @@ __all__ = [
     "TurnGiven",
     "TurnRequested",
 ]
-
-
-class _Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = _Sentinel.NEED_DATA
-"""Returned by `Association.next_event()` when more bytes from the peer are needed."""
 
 
 class Role(enum.Enum):
@@ -79,17 +74,6 @@ class Mode(enum.Enum):
     X410 = "x410"  # X.410-1984: RTSE directly on session, PConnect/PAccept
 
 
-class Layer(enum.Enum):
-    """The layer an abort came from (peer abort) or was detected in (protocol error)."""
-
-    TRANSPORT = "transport"
-    SESSION = "session"
-    PRESENTATION = "presentation"
-    ACSE = "acse"
-    RTSE = "rtse"
-    USER = "user"  # this side's user asked for the abort
-
-
 class State(enum.Enum):
     IDLE = "IDLE"  # initiator: nothing sent; responder: waiting for the CR
     CONNECTING = "CONNECTING"  # initiator: CR or CN sent, waiting for CC / AC
@@ -98,10 +82,6 @@ class State(enum.Enum):
     RELEASING = "RELEASING"  # initiator: FN sent
     CLOSED = "CLOSED"  # released, refused or aborted: close TCP after data_to_send()
     ERROR = "ERROR"  # a protocol error: close TCP after data_to_send()
-
-
-class LocalProtocolError(Exception):
-    """We misused the association (an event not allowed in this state or role)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,20 +294,25 @@ class ConnectionClosed:
     """TCP (or the transport connection) is gone; nothing more will happen."""
 
 
-Event = (
+#: What the user of an `Association` gives to `send()`.
+SendEvent = (
     Open
     | Accept
     | AcceptRecovery
-    | Resume
-    | RecoverRequest
     | Refuse
     | Transfer
+    | Resume
     | ConfirmTransfer
     | RequestTurn
     | GiveTurn
     | Release
     | Abort
-    | OpenRequest
+)
+
+#: What `Association.next_event()` gives back (besides NEED_DATA).
+ReceiveEvent = (
+    OpenRequest
+    | RecoverRequest
     | Accepted
     | Refused
     | TransferReceived
@@ -338,3 +323,5 @@ Event = (
     | Aborted
     | ConnectionClosed
 )
+
+Event = SendEvent | ReceiveEvent

@@ -17,6 +17,14 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from waypost.osi.errors import (
+    NEED_DATA,
+    Layer,
+    LocalProtocolError,
+    NeedData,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from waypost.osi.transport_events import (
     DEFAULT_TPDU_SIZE,
     DR_MISMATCHED_REFERENCES,
@@ -25,7 +33,6 @@ from waypost.osi.transport_events import (
     DR_PROTOCOL_ERROR,
     ER_INVALID_PARAMETER_VALUE,
     ER_INVALID_TPDU_TYPE,
-    NEED_DATA,
     TPDU_SIZES,
     ConnectConfirm,
     ConnectionClosed,
@@ -35,13 +42,10 @@ from waypost.osi.transport_events import (
     Error,
     Event,
     LimitExceededError,
-    LocalProtocolError,
     MalformedTpduError,
     NegotiationError,
-    RemoteProtocolError,
-    TransportError,
+    TransportProtocolError,
     UnexpectedTpduError,
-    _Sentinel,
 )
 from waypost.osi.transport_tpdu import (
     CODE_CC,
@@ -80,7 +84,7 @@ __all__ = [
     "Role",
     "State",
     "TransportConnection",
-    "TransportError",
+    "TransportProtocolError",
     "TransportSettings",
     "UnexpectedTpduError",
 ]
@@ -192,7 +196,7 @@ class TransportConnection:
         self._tsdu = bytearray()
         self._eof = False
         self._closed_reported = False
-        self._error: TransportError | None = None
+        self._error: ProtocolError | None = None
         self._we_disconnected = False  # we sent the DR or ER that closed the connection
 
     # -- state ------------------------------------------------------------------------
@@ -204,7 +208,7 @@ class TransportConnection:
             old = self.state
             self.state = State.ERROR
             if local:
-                raise LocalProtocolError(message)
+                raise LocalProtocolError(Layer.TRANSPORT, message)
             if old in (State.LISTENING, State.CR_SENT):
                 hint: DisconnectRequest | Error = DisconnectRequest(reason=DR_PROTOCOL_ERROR)
             else:
@@ -223,7 +227,7 @@ class TransportConnection:
         """The bytes to write to TCP for `event`."""
         inp = _SEND_INPUT.get(type(event))
         if inp is None:
-            raise LocalProtocolError(f"cannot send {type(event).__name__}")
+            raise LocalProtocolError(Layer.TRANSPORT, f"cannot send {type(event).__name__}")
         self._transition(inp, local=True)
         if self.state is State.CLOSED and inp in (Input.SEND_DR, Input.SEND_ER):
             self._we_disconnected = True
@@ -309,7 +313,7 @@ class TransportConnection:
         """Bytes read from TCP; b"" means the peer closed its side."""
         if self._eof:
             if data:
-                raise LocalProtocolError("receive_data after EOF")
+                raise LocalProtocolError(Layer.TRANSPORT, "receive_data after EOF")
             return
         if not data:
             self._eof = True
@@ -323,7 +327,7 @@ class TransportConnection:
                 )
             )
 
-    def next_event(self) -> Event | _Sentinel:
+    def next_event(self) -> Event | NeedData:
         """The next event from the peer, or NEED_DATA."""
         if self._error is not None:
             raise self._error
@@ -345,7 +349,7 @@ class TransportConnection:
         except RemoteProtocolError as exc:
             raise self._fail(exc) from None
 
-    def _at_end_of_data(self) -> Event | _Sentinel:
+    def _at_end_of_data(self) -> Event | NeedData:
         if not self._eof:
             return NEED_DATA
         if self._buffer:

@@ -5,9 +5,10 @@ The same event classes are sent and received (h11/wsproto style).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Final
+
+from waypost.osi.errors import Layer, RemoteProtocolError
 
 # TPDU sizes (ISO 8073 13.3.4 b): parameter code 0x07 = 128 octets ... 0x0D = 8192.
 TPDU_SIZES: Final = tuple(1 << code for code in range(7, 14))
@@ -30,14 +31,6 @@ ER_NOT_SPECIFIED: Final = 0x00
 ER_INVALID_PARAMETER_CODE: Final = 0x01
 ER_INVALID_TPDU_TYPE: Final = 0x02
 ER_INVALID_PARAMETER_VALUE: Final = 0x03
-
-
-class _Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = _Sentinel.NEED_DATA
-"""Returned by `next_event()` when more bytes from the peer are needed."""
 
 
 def _check_byte(name: str, value: int) -> None:
@@ -130,33 +123,26 @@ Event = ConnectRequest | ConnectConfirm | Data | DisconnectRequest | Error | Con
 Reply = DisconnectRequest | Error
 
 
-class TransportError(Exception):
-    """Base of the transport layer's protocol errors."""
-
-
-class LocalProtocolError(TransportError):
-    """We misused the connection (e.g. sent Data before it was open)."""
-
-
-class RemoteProtocolError(TransportError):
-    """The peer broke the protocol; `hint` is what to send it before closing TCP."""
+class TransportProtocolError(RemoteProtocolError):
+    """The peer broke the transport protocol; `hint` (the error's `abort`) is the DR or
+    ER to send it before closing TCP."""
 
     def __init__(self, message: str, *, hint: Reply) -> None:
-        super().__init__(message)
+        super().__init__(Layer.TRANSPORT, message, abort=hint)
         self.hint = hint
 
 
-class MalformedTpduError(RemoteProtocolError):
+class MalformedTpduError(TransportProtocolError):
     """A TPKT or TPDU could not be decoded."""
 
 
-class UnexpectedTpduError(RemoteProtocolError):
+class UnexpectedTpduError(TransportProtocolError):
     """A well-formed TPDU arrived in a state where it is not allowed."""
 
 
-class NegotiationError(RemoteProtocolError):
+class NegotiationError(TransportProtocolError):
     """The peer asked for something class 0 cannot give (another class, a bad size)."""
 
 
-class LimitExceededError(RemoteProtocolError):
+class LimitExceededError(TransportProtocolError):
     """The peer exceeded one of the named limits of `TransportSettings`."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from waypost import events
 from waypost.arrival import Admit, Arrival, Source
+from waypost.asn1 import BERError
 from waypost.message import Envelope, Message
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
@@ -38,7 +39,6 @@ from waypost.osi.stack import (
     Association,
     ConfirmTransfer,
     ConnectionClosed,
-    Event,
     LocalProtocolError,
     Mode,
     OpenRequest,
@@ -50,8 +50,10 @@ from waypost.osi.stack import (
     State,
     TransferReceived,
 )
+from waypost.osi.stack import (
+    ReceiveEvent as Event,
+)
 from waypost.store.base import StoreError
-from waypost.x400.ber import BERError
 from waypost.x400.p1_bind import (
     MTABind,
     MTABindError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from waypost.address import parse_oraddress
-from waypost.x400.ber import (
+from waypost.asn1 import (
     IA5_STRING,
     INTEGER,
     OID,

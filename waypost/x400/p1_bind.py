@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from waypost.x400.ber import (
+from waypost.asn1 import (
     ENUMERATED,
     IA5_STRING,
     INTEGER,

@@ -13,16 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from waypost.address.mailbox import AddressError
-from waypost.message import (
-    Envelope,
-    Extension,
-    ObjectKind,
-    Priority,
-    Recipient,
-    ReportRequest,
-    TraceElement,
-)
-from waypost.x400.ber import (
+from waypost.asn1 import (
     INTEGER,
     OCTET_STRING,
     OID,
@@ -45,7 +36,16 @@ from waypost.x400.ber import (
     sequence,
     set_of,
 )
-from waypost.x400.ber import PRINTABLE_STRING as PS
+from waypost.asn1 import PRINTABLE_STRING as PS
+from waypost.message import (
+    Envelope,
+    Extension,
+    ObjectKind,
+    Priority,
+    Recipient,
+    ReportRequest,
+    TraceElement,
+)
 from waypost.x400.p1_names import (
     GLOBAL_DOMAIN_IDENTIFIER,
     MTS_IDENTIFIER,

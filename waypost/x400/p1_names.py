@@ -23,7 +23,7 @@ from waypost.address.oraddress import (
     parse_oraddress,
     ps_encode,
 )
-from waypost.x400.ber import (
+from waypost.asn1 import (
     IA5_STRING,
     NUMERIC_STRING,
     PRINTABLE_STRING,

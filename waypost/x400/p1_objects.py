@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
+from waypost.asn1 import decode
 from waypost.message import Envelope, ObjectKind, P1Extra, TraceElement
-from waypost.x400.ber import decode
 from waypost.x400.p1_envelope import (
     PROBE_APDU,
     P1Message,

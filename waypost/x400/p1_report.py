@@ -11,17 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from waypost.message import (
-    ContentType,
-    Envelope,
-    Extension,
-    ObjectKind,
-    P1Extra,
-    Recipient,
-    ReportRequest,
-    TraceElement,
-)
-from waypost.x400.ber import (
+from waypost.asn1 import (
     OID,
     PRINTABLE_STRING,
     SET,
@@ -37,6 +27,16 @@ from waypost.x400.ber import (
     encode_string,
     encode_time,
     set_of,
+)
+from waypost.message import (
+    ContentType,
+    Envelope,
+    Extension,
+    ObjectKind,
+    P1Extra,
+    Recipient,
+    ReportRequest,
+    TraceElement,
 )
 from waypost.x400.p1_envelope import (
     BUILTIN_CONTENT_TYPE,

@@ -1,4 +1,4 @@
-"""The bounded, non-recursive scan under `ber_decode`: headers, limits, indefinite ends.
+"""The bounded, non-recursive scan under `waypost.asn1.decoder`: headers, limits, indefinite ends.
 
 `decode` first walks the whole encoding with an explicit stack, checking every
 tag and length and the `Limits` (so nothing recursive or unbounded ever runs on
@@ -9,7 +9,7 @@ input with memoryviews, so large values are never copied until asked for.
 
 from __future__ import annotations
 
-from waypost.x400.ber_core import (
+from waypost.asn1.core import (
     BERError,
     LimitError,
     Limits,

@@ -1,6 +1,6 @@
 """BER decoding: a checked scan of the whole input, then lazy, path-aware `Element`s.
 
-`decode` first walks the whole encoding with an explicit stack (`ber_scan`),
+`decode` first walks the whole encoding with an explicit stack (`waypost.asn1.scan`),
 checking every tag and length and the `Limits`, and noting where each
 indefinite-length element ends. The `Element`s handed out afterwards parse
 their children on demand and slice the input with memoryviews, so large values
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from waypost.x400 import ber_values as values
-from waypost.x400.ber_core import (
+from waypost.asn1 import values
+from waypost.asn1.core import (
     BIT_STRING,
     NULL,
     OCTET_STRING,
@@ -26,7 +26,7 @@ from waypost.x400.ber_core import (
     TruncatedError,
     UnexpectedTagError,
 )
-from waypost.x400.ber_scan import Doc, HeaderError, header, scan
+from waypost.asn1.scan import Doc, HeaderError, header, scan
 
 Input = bytes | bytearray | memoryview
 DEFAULT_LIMITS = Limits()

@@ -1,4 +1,4 @@
-"""The BER codec (waypost.x400.ber): golden vectors, limits, malformed input, round trips.
+"""The BER codec (waypost.asn1): golden vectors, limits, malformed input, round trips.
 
 Why hand-written and not pyasn1 0.6.5 (measured for issue 4): pyasn1 can express
 a SET with an untagged CHOICE member, but a schema decode of a 400-byte
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from waypost.x400 import ber
-from waypost.x400.ber import (
+from waypost import asn1 as ber
+from waypost.asn1 import (
     BERError,
     LimitError,
     Limits,

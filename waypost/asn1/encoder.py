@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from waypost.x400 import ber_values as values
-from waypost.x400.ber_core import (
+from waypost.asn1 import values
+from waypost.asn1.core import (
     BIT_STRING,
     BOOLEAN,
     INTEGER,

@@ -1,6 +1,6 @@
-"""The BER codec: the one module the X.400 layers import for ASN.1 encoding and decoding.
+"""The BER codec (X.690) that the OSI and X.400 layers import for ASN.1 encoding and decoding.
 
-Hand-written TLV codec (see tests/test_ber.py and the decision recorded there):
+Hand-written TLV codec (see tests/test_asn1.py and the decision recorded there):
 `decode` checks the whole input against `Limits` without recursion, then hands
 out lazy `Element`s whose typed accessors and `child`/`expect` raise
 `BERError`s naming the path and byte offset; the encoder builds definite-length
@@ -9,7 +9,7 @@ TLVs from small functions. The layers above build typed values explicitly.
 
 from __future__ import annotations
 
-from waypost.x400.ber_core import (
+from waypost.asn1.core import (
     BIT_STRING,
     BMP_STRING,
     BOOLEAN,
@@ -46,7 +46,7 @@ from waypost.x400.ber_core import (
     context,
     universal,
 )
-from waypost.x400.ber_decode import (
+from waypost.asn1.decoder import (
     DEFAULT_LIMITS,
     Element,
     TLVReader,
@@ -54,7 +54,7 @@ from waypost.x400.ber_decode import (
     decode_all,
     split_first,
 )
-from waypost.x400.ber_encode import (
+from waypost.asn1.encoder import (
     constructed,
     encode_bit_set,
     encode_bits,
