@@ -122,9 +122,6 @@ _UNIVERSAL_NAMES = {
     30: "BMPString",
 }
 
-#: Universal tag numbers of the character string types `as_string` knows.
-STRING_NUMBERS = frozenset((12, 18, 19, 20, 22, 25, 26, 27, 28, 30))
-
 MIB = 1024 * 1024
 
 

@@ -195,7 +195,6 @@ class TransportConnection:
         self._buffer = bytearray()
         self._tsdu = bytearray()
         self._eof = False
-        self._closed_reported = False
         self._error: ProtocolError | None = None
         self._we_disconnected = False  # we sent the DR or ER that closed the connection
 

@@ -116,12 +116,18 @@ class SmtpSession(PausingDriver):
         self._touch()
 
     def data_received(self, data: bytes) -> None:
+        lines = self.conn.lines_read
         self.conn.receive_data(data)
         self._pump()
         # After the bytes were read: a DATA command switches to data_timeout. A command line
         # still incomplete does not count as traffic, so a client dribbling one octet at a
-        # time (slow-loris) is timed out all the same.
-        if self.conn.receiving_message or not self.conn.partial_input:
+        # time (slow-loris) is timed out all the same; but a pipelining client whose reads
+        # end mid-line, or wait behind unanswered commands, is busy, not idle.
+        if (
+            self.conn.receiving_message
+            or not self.conn.partial_input
+            or self.conn.lines_read != lines
+        ):
             self._touch()
 
     def eof_received(self) -> bool:

@@ -115,6 +115,8 @@ class ServerConnection:
         self.settings = settings
         self._tls = tls_active
         self._in = bytearray()
+        # Whole command lines taken so far: what a driver's idle timer counts as traffic.
+        self.lines_read = 0
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._pending: Decidable | None = None
@@ -461,6 +463,7 @@ class ServerConnection:
             return True
         line = bytes(buf[: lf + 1])
         del buf[: lf + 1]
+        self.lines_read += 1
         if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
             self._sasl = None
             self._fail(replies.BAD_LINE_ENDING)

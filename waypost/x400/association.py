@@ -64,8 +64,6 @@ from waypost.x400.p1_bind import (
 from waypost.x400.p1_objects import decode_object
 from waypost.x400.settings import PeerSettings, X400Settings
 
-CONNECT_TIMEOUT = 30.0
-ANSWER_TIMEOUT = 120.0  # waiting for an AC, a transfer confirmation or a release answer
 READ_SIZE = 65536
 MODES = {"1988": Mode.NORMAL_1988, "x410": Mode.X410}
 
