@@ -96,9 +96,10 @@ def test_read_length_agrees_with_codec_on_random_octets(octets: bytes) -> None:
     if length < 0:
         assert end == 0
         return
-    element = ber.decode(b"\x04" + octets[:end] + bytes(length))
-    assert len(element.as_octets()) == length
     assert ber.encode_length(length) == octets[:end]  # only the shortest form
+    if length <= 1 << 16:  # (a content of up to 4 GB is not built to decode)
+        element = ber.decode(b"\x04" + octets[:end] + bytes(length))
+        assert len(element.as_octets()) == length
 
 
 # --- OCTET STRING -----------------------------------------------------------------
