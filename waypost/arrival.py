@@ -26,9 +26,10 @@ class Arrival:
     """How a message arrived: its source, who sent it, and what the transport decided.
 
     `peer` is the SMTP client's address or the X.400 peer's name, for events.
-    `next_hops`: SMTP routes each recipient at RCPT (through `Intake.route`), so
-    the hops come with the message. `received` is the transport's own trace
-    field (SMTP `Received:`), put in front of the content after the loop check.
+    `next_hops`: SMTP routes each recipient at RCPT (its relay policy asks the
+    intake's routing table), so the hops come with the message. `received` is the
+    transport's own trace field (SMTP `Received:`), put in front of the content
+    after the loop check.
     """
 
     source: Source

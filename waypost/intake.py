@@ -50,10 +50,6 @@ class Intake:
         self.x400_domain = x400_domain
         self.max_received = max_received
 
-    def route(self, address: str) -> Decision:
-        """The routing table's decision for one address (the SMTP server asks at RCPT)."""
-        return self.routing.route(address)
-
     def admit(self, message: Message, arrival: Arrival) -> NewMessage | None:
         """The message ready to enqueue, each recipient with its next hop.
 

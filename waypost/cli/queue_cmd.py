@@ -22,6 +22,7 @@ from waypost.cli.common import (
     load,
 )
 from waypost.clock import SystemClock
+from waypost.config import Config
 from waypost.message import ContentType, Envelope, EnvelopeError, ObjectKind, decode_envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.service import build_intake, database_path
@@ -106,8 +107,8 @@ def _targets(args: argparse.Namespace) -> tuple[list[int] | None, str]:
     return ids, "messages " + ", ".join(map(str, ids))
 
 
-def _open(args: argparse.Namespace) -> Database:
-    path = database_path(load(args))
+def _open(args: argparse.Namespace, config: Config | None = None) -> Database:
+    path = database_path(config if config is not None else load(args))
     if not Path(path).exists():
         raise CommandError(f"no MTA database at {path} (nothing was ever queued)")
     try:
@@ -331,7 +332,7 @@ def run_reroute(args: argparse.Namespace) -> int:
             current = None  # a damaged hop is simply routed again
         return str(intake.reroute(envelope, index, current))
 
-    db = _open(args)
+    db = _open(args, config)
     try:
         with db.transaction():
             result = admin.reroute(db, targets, choose, time.time())
