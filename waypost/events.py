@@ -328,6 +328,15 @@ LOCAL_DELIVERY_FAILED = _define(
     "Local delivery of message {message_id} to {recipient} failed: {error}",
     "Check the Maildir's path, permissions and free space.",
 )
+MAILDIR_TMP_CLEANED = _define(
+    1510,
+    "maildir-tmp-cleaned",
+    S.INFO,
+    C.DELIVERY,
+    "Removed {count} files left in the tmp/ directories under {root} for more than 36 hours "
+    "(deliveries interrupted by a crash)",
+    "None: such a file never reached new/, and its message was delivered again.",
+)
 
 # 1600-1699 interface (listeners; the transports add theirs here)
 ACCEPT_FAILED = _define(

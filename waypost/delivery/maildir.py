@@ -2,7 +2,8 @@
 
 A message is in a mailbox only once the rename is durable, so a crash never
 leaves half a message in new/ — at worst a file in tmp/ that Maildir readers
-ignore, and a second delivery (at-least-once).
+ignore (removed at a later start, once 36 hours old), and a second delivery
+(at-least-once).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from waypost import events
 from waypost.message import ContentType, Envelope
 
 # Local parts become directory names; anything that could climb out of the
@@ -42,6 +44,10 @@ class Delivered:
 
 
 MAX_KNOWN_MAILBOXES = 10_000
+# A file left in tmp/ this long is a delivery a crash interrupted: the Maildir convention
+# lets it be removed once it has not been accessed for 36 hours
+# (https://cr.yp.to/proto/maildir.html, "What can I do with a maildir?").
+STALE_TMP_SECONDS = 36 * 3600
 
 
 class MaildirStore:
@@ -58,6 +64,38 @@ class MaildirStore:
         self._counter = itertools.count()
         # Mailboxes whose tmp/new/cur are known to exist (bounded by the local mailboxes).
         self._made: set[str] = set()
+        removed = self.remove_stale_tmp_files()
+        if removed:
+            events.emit(events.MAILDIR_TMP_CLEANED, count=removed, root=str(root))
+
+    def remove_stale_tmp_files(self, *, now: float | None = None) -> int:
+        """Remove the files in each mailbox's tmp/ that nobody touched for 36 hours (what a
+        crash in the middle of a delivery leaves behind); returns how many went. A file
+        written or read since is kept: it may be a delivery in progress."""
+        cutoff = (time.time() if now is None else now) - STALE_TMP_SECONDS
+        removed = 0
+        try:
+            boxes = list(os.scandir(self.root))
+        except OSError:
+            return 0  # no root yet (nothing delivered), or unreadable: delivery will say
+        for box in boxes:
+            try:
+                if not box.is_dir(follow_symlinks=False):
+                    continue
+                files = list(os.scandir(os.path.join(box.path, "tmp")))
+            except OSError:
+                continue
+            for entry in files:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if entry.is_file(follow_symlinks=False) and (
+                        max(info.st_atime, info.st_mtime) < cutoff
+                    ):
+                        os.unlink(entry.path)
+                        removed += 1
+                except OSError:
+                    continue  # gone meanwhile, or not ours to remove: leave it
+        return removed
 
     def mailbox_for(self, local_part: str) -> Path:
         """The Maildir of a local part; raises a permanent error for unknown or unsafe names."""
