@@ -222,9 +222,13 @@ async def test_peer_not_listening_is_retried_after_open_interval_then_failed(
             if getattr(r, "waypost_event", None) is events.RECIPIENT_FAILED
         ]
         assert len(failures) == 1
-        assert any(
-            getattr(r, "waypost_event", None) is events.X400_TRANSFER_FAILED for r in caplog.records
-        )
+        # The peer went down once: one event, not one per failed open.
+        downs = [
+            r
+            for r in caplog.records
+            if getattr(r, "waypost_event", None) is events.DESTINATION_DOWN
+        ]
+        assert len(downs) == 1
     finally:
         await a.stop()
 
@@ -374,12 +378,22 @@ async def test_concurrent_transfers_to_a_dead_peer_cost_one_failed_open(
         # All wait for the next open, not for the queue's back-off.
         assert all(a.retry_after is not None and a.retry_after > 300 for a in attempts)
         assert all("connect to" in a.detail for a in attempts)
+        # The peer's failure, not the messages': only the transfer whose open failed is
+        # charged an attempt; the others say since when the peer is unreachable.
+        assert all(a.hop_failure for a in attempts)
+        (charged,) = [a for a in attempts if a.attempted]
+        assert not charged.detail.startswith("B-MTA unreachable since")
+        held = [a for a in attempts if not a.attempted]
+        assert len(held) == 9
+        assert all(a.detail.startswith("B-MTA unreachable since ") for a in held)
+        assert all("; next open at " in a.detail for a in held)
+        # Reporting the peer down is the queue manager's, once: the agent alone says nothing.
         failed = [
             r
             for r in caplog.records
             if getattr(r, "waypost_event", None) is events.X400_TRANSFER_FAILED
         ]
-        assert len(failed) == 1
+        assert failed == []
         assert deliverer._pools["B-MTA"].failed_opens == 1
     finally:
         await deliverer.close()

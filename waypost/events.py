@@ -301,6 +301,25 @@ RECIPIENT_REROUTED = _define(
     "Message {message_id} to {recipient} re-routed by the operator: next hop {old} is now {new}",
     "None.",
 )
+DESTINATION_DOWN = _define(
+    1410,
+    "destination-down",
+    S.WARNING,
+    C.QUEUE,
+    "Next hop {next_hop} is unreachable: {error}; its recipients are deferred without a try "
+    "each until a probe at {probe_at}",
+    "Check the next hop (its address, its state, the network between). Delivery resumes by "
+    "itself once a probe reaches it; a flush of the queue tries at once.",
+)
+DESTINATION_UP = _define(
+    1411,
+    "destination-up",
+    S.INFO,
+    C.QUEUE,
+    "Next hop {next_hop} is reachable again (unreachable since {since}); {count} deferred "
+    "recipients are due now",
+    "None.",
+)
 QUEUE_STORE_UNAVAILABLE = _define(
     1405,
     "queue-store-unavailable",

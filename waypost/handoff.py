@@ -65,6 +65,13 @@ class Attempt:
     # A deferred recipient's own wait, in seconds, before it is tried again (an X.400
     # connector's open or transfer interval); None means the queue's back-off.
     retry_after: float | None = None
+    # The next hop itself could not be used (no connection, no greeting, no open): the
+    # hop's failure, not the message's. The queue manager then holds the hop's other
+    # recipients back without a try each until a probe finds it up (queue/destinations.py).
+    hop_failure: bool = False
+    # False when nothing was tried for this recipient (its next hop was known to be
+    # unreachable): the recipient's count of attempts is not raised.
+    attempted: bool = True
 
 
 class Deliverer(Protocol):
@@ -126,10 +133,23 @@ def should_report(
 
 
 def all_attempts(
-    claims: Sequence[Claim], result: Result, detail: str, *, retry_after: float | None = None
+    claims: Sequence[Claim],
+    result: Result,
+    detail: str,
+    *,
+    retry_after: float | None = None,
+    hop_failure: bool = False,
+    attempted: bool = True,
 ) -> list[Attempt]:
     """The same answer for every recipient (a connection that failed, a refused hop)."""
     return [
-        Attempt(recipient_id=c.recipient_id, result=result, detail=detail, retry_after=retry_after)
+        Attempt(
+            recipient_id=c.recipient_id,
+            result=result,
+            detail=detail,
+            retry_after=retry_after,
+            hop_failure=hop_failure,
+            attempted=attempted,
+        )
         for c in claims
     ]

@@ -3,7 +3,11 @@
 The sans-I/O `ClientConnection` speaks the protocol; this module owns sockets,
 timeouts, TLS and the cache of open connections, and turns each recipient's
 outcome into an Attempt. A next hop is `smtp:[host]:port` (that host) or
-`smtp:domain` (its MX hosts in preference order, RFC 5321 §5.1).
+`smtp:domain` (its MX hosts in preference order, RFC 5321 §5.1). When no host of
+the hop can be used (no connection, no greeting, a failed MX lookup), the
+recipients are deferred as a hop failure: the queue manager then holds the hop's
+other messages back and logs the hop down once, rather than a warning per host
+and message.
 """
 
 from __future__ import annotations
@@ -279,21 +283,23 @@ class SmtpDeliverer:
         try:
             targets = await resolve(handoff.next_hop, self.mx)
         except SmtpHostError as exc:
-            return all_attempts(claims, exc.result, exc.detail)
+            return _hop_failed(claims, exc)
         indexes = [c.rcpt_index for c in claims]
-        last = SmtpHostError("4.4.1 no host to try")
+        unusable: list[tuple[str, SmtpHostError]] = []
         for host, port in targets:
             try:
                 session = await self._session(host, port)
             except SmtpHostError as exc:
-                last = exc
+                unusable.append((f"{host}:{port}", exc))
+                continue
+            for address, error in unusable:
+                # Another host of the hop took over: worth a warning (rate-limited per host).
                 events.emit(
                     events.SMTP_HOP_FAILED,
                     next_hop=str(handoff.next_hop),
-                    host=f"{host}:{port}",
-                    error=exc.detail,
+                    host=address,
+                    error=error.detail,
                 )
-                continue
             try:
                 outcomes = await session.transfer(handoff.envelope, handoff.content, indexes)
             except SmtpHostError as exc:
@@ -302,7 +308,7 @@ class SmtpDeliverer:
                 return all_attempts(claims, exc.result, exc.detail)
             self._park(session)
             return [_attempt(claims[o.index], o, session) for o in outcomes]
-        return all_attempts(claims, last.result, last.detail)
+        return _hop_failed(claims, unusable[-1][1] if unusable else SmtpHostError(_NO_HOST))
 
     async def _session(self, host: str, port: int) -> SmtpSession:
         idle = self._idle.get((host, port))
@@ -351,6 +357,17 @@ class SmtpDeliverer:
         sessions = [s for group in self._idle.values() for s in group]
         self._idle.clear()
         await asyncio.gather(*(s.quit() for s in sessions), return_exceptions=True)
+
+
+_NO_HOST = "4.4.1 no host to try"
+
+
+def _hop_failed(claims: list[Claim], error: SmtpHostError) -> list[Attempt]:
+    """No host of the hop could be used: the last one's error, for every recipient. A
+    temporary one is the hop's failure (not the message's); a permanent one (no such
+    domain, a null MX) fails the recipients."""
+    temporary = error.result is Result.DEFERRED
+    return all_attempts(claims, error.result, error.detail, hop_failure=temporary)
 
 
 def _attempt(claim: Claim, outcome: RecipientOutcome, session: SmtpSession) -> Attempt:

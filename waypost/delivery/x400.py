@@ -18,12 +18,16 @@ Failed opens (no connection, bind refused, no answer). An open that fails
 when no other association is open counts one failed open for the peer and
 defers its transfer, and those waiting, for `open_interval` seconds (an
 `Attempt.retry_after` the queue manager honours); until then transfers for
-the peer are deferred to that same time without another try. A successful
-open resets the count; once it exceeds `max_open_retries`, the transfers
-are failed instead (`5.4.1 …`: a non-delivery report is owed), until an open
+the peer are deferred to that same time without another try. Those are hop
+failures (`Attempt.hop_failure`): the queue manager holds the peer's other
+messages back until then too, and logs the peer down once; only the transfer
+whose open failed is charged an attempt, and the others show since when the
+peer is unreachable, its last error and the next open. A successful open
+resets the count; once it exceeds `max_open_retries`, the transfers are
+failed instead (`5.4.1 …`: a non-delivery report is owed), until an open
 succeeds again. A failed open of an additional association counts nothing:
 its transfer waits for the open ones, and the pool stops growing for an
-`open_interval`.
+`open_interval`. `flush()` (an operator's "try now") ends every open interval.
 
 Failed transfers (no confirmation, abort, lost connection) on an open
 association. The association is dropped and the recipients deferred for
@@ -98,13 +102,28 @@ class RecoveryRefusedError(X400PeerError):
 
 
 class OpenFailedError(Exception):
-    """No association to the peer now: `final` when its open retries are exhausted."""
+    """No association to the peer now: `final` when its open retries are exhausted;
+    `attempted` when this transfer's own open failed (not one made or held back for it)."""
 
-    def __init__(self, detail: str, retry_after: float, *, final: bool) -> None:
+    def __init__(
+        self, detail: str, retry_after: float, *, final: bool, attempted: bool = True
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
         self.final = final
+        self.attempted = attempted
+
+    def attempts(self, claims: list[Claim]) -> list[Attempt]:
+        """The transfer's recipients: the peer's failure, not the message's."""
+        return all_attempts(
+            claims,
+            Result.FAILED if self.final else Result.DEFERRED,
+            self.detail,
+            retry_after=self.retry_after,
+            hop_failure=True,
+            attempted=self.attempted,
+        )
 
 
 @dataclass(eq=False)
@@ -197,6 +216,7 @@ class _Pool:
         self.waiting = 0  # transfers in acquire()
         self.failed_opens = 0
         self._last_error = ""
+        self._down_since = 0.0  # wall clock: the first of the failed opens in a row
         self._next_open = 0.0  # monotonic: no open before it, after a failed one
         self._grow_after = 0.0  # monotonic: no additional open before it
 
@@ -264,7 +284,7 @@ class _Pool:
         now = time.monotonic()
         if self.opened == 0:
             if now + min(OPEN_SLACK, self.peer.open_interval / 10) < self._next_open:
-                raise self._failure(now)
+                raise self._failure(now, attempted=False)
             return True
         # No second association before the first is open: a dead peer costs one open.
         return (
@@ -294,29 +314,46 @@ class _Pool:
         self._wake(everyone=True)  # the waiters may open more now
         return conn
 
+    def flush(self) -> None:
+        """Open again at the next transfer, however recently an open failed."""
+        self._next_open = 0.0
+        self._grow_after = 0.0
+
     def _open_failed(self, error: str) -> None:
         """Returns when others are open (the pool stops growing for a while); raises
         OpenFailedError when none is: a failed open of the peer, counted."""
         now = time.monotonic()
         if self.opened > 0:
             self._grow_after = now + self.peer.open_interval
+            # Not the peer's failure (others are open): the queue manager hears nothing of it.
+            events.emit(events.X400_TRANSFER_FAILED, peer=self.peer.name, error=error)
             return
+        if self.failed_opens == 0:
+            self._down_since = time.time()
         self.failed_opens += 1
         self._last_error = error
         self._next_open = now + self.peer.open_interval
         self._grow_after = 0.0
         self._wake(everyone=True)
-        raise self._failure(now)
+        raise self._failure(now, attempted=True)
 
-    def _failure(self, now: float) -> OpenFailedError:
+    def _failure(self, now: float, *, attempted: bool) -> OpenFailedError:
+        """The failure a transfer meets: its own open's error (`attempted`), or, held back
+        in the open interval, since when the peer is unreachable and when it is tried next."""
         retry_after = max(0.0, self._next_open - now)
         if self.failed_opens > self.peer.max_open_retries:
             detail = (
                 f"5.4.1 could not open an association to {self.peer.name} after "
                 f"{self.failed_opens} attempts: {self._last_error}"
             )
-            return OpenFailedError(detail, retry_after, final=True)
-        return OpenFailedError(self._last_error, retry_after, final=False)
+            return OpenFailedError(detail, retry_after, final=True, attempted=attempted)
+        detail = self._last_error
+        if not attempted:
+            detail = (
+                f"{self.peer.name} unreachable since {_iso(self._down_since)}: {detail}; "
+                f"next open at {_iso(time.time() + retry_after)}"
+            )
+        return OpenFailedError(detail, retry_after, final=False, attempted=attempted)
 
     async def _wait(self) -> _Outbound | None:
         waiter: asyncio.Future[_Outbound | None] = asyncio.get_running_loop().create_future()
@@ -366,6 +403,12 @@ class X400Deliverer:
         self._interrupted = _Interrupted()
         self._connections = itertools.count(1)
 
+    def flush(self) -> None:
+        """An operator asked to try now: every peer's open interval ends (the queue
+        manager's flush calls this)."""
+        for pool in self._pools.values():
+            pool.flush()
+
     def _pool(self, name: str) -> _Pool | None:
         pool = self._pools.get(name)
         if pool is None:
@@ -394,8 +437,7 @@ class X400Deliverer:
         try:
             conn = await pool.acquire()
         except OpenFailedError as exc:
-            result = Result.FAILED if exc.final else Result.DEFERRED
-            return all_attempts(claims, result, exc.detail, retry_after=exc.retry_after)
+            return exc.attempts(claims)
         try:
             await _send_message(conn, apdu, peer.answer_timeout)
         except X400PeerError as exc:
@@ -446,14 +488,9 @@ class X400Deliverer:
         return []
 
     async def _open(self, peer: PeerSettings) -> _Outbound:
-        """A new bound association to `peer`; X400PeerError (reported as an event) if not."""
-        try:
-            conn = await self._connect(peer)
-        except BindRefusedError:
-            raise
-        except X400PeerError as exc:
-            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
-            raise
+        """A new bound association to `peer`; X400PeerError if not, reported by the pool
+        (an additional open) or by the queue manager (the peer down: once, not per open)."""
+        conn = await self._connect(peer)
         events.emit(
             events.X400_ASSOCIATION_OPENED,
             direction="Outbound",
@@ -647,6 +684,10 @@ def _transfer_failed(peer: PeerSettings, claim: Claim, detail: str) -> Attempt:
     return Attempt(
         recipient_id=claim.recipient_id, result=Result.DEFERRED, detail=detail, retry_after=wait
     )
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _describe(event: Event) -> str:

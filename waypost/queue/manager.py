@@ -2,7 +2,8 @@
 and records each outcome — with back-off, expiry and the reports owed.
 
 One failing delivery never stops the loop: an agent that raises costs that
-attempt a deferral and an event, nothing more.
+attempt a deferral and an event, nothing more. A next hop that cannot be reached at all
+costs one try per probe, not one per message (queue/destinations.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from waypost.handoff import (
 )
 from waypost.message import Envelope, ObjectKind
 from waypost.nexthop import NextHop, Transport, parse_next_hop
+from waypost.queue.destinations import Admission, Destinations, iso
 from waypost.queue.policy import RetryPolicy
 from waypost.store.base import BadContentError, ReportOwed, Settlement, Store, StoreError
 
@@ -80,10 +81,25 @@ class QueueManager:
         self._hops: dict[str, NextHop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = defaultdict(int)
+        self.destinations = Destinations(policy)
 
     def wake(self) -> None:
         """New work was enqueued: look now rather than at the next poll."""
         self._wake.set()
+
+    async def flush(self) -> int:
+        """Try all deferred work now (Postfix's `postqueue -f`): forget which next hops are
+        down, let each delivery agent that keeps a back-off of its own forget it (its
+        `flush()`, such as an X.400 peer's open interval), and make every deferred
+        recipient due. Returns how many recipients were made due."""
+        self.destinations.forget()
+        for deliverer in self.deliverers.values():
+            flush = getattr(deliverer, "flush", None)
+            if callable(flush):
+                flush()
+        count = await self.store.make_due()
+        self.wake()
+        return count
 
     async def run(self) -> None:
         while not self._stopping:
@@ -130,9 +146,22 @@ class QueueManager:
                     owner=claim.previous_owner,
                 )
             groups[(claim.next_hop, claim.message_id)].append(claim)
+        now = self.clock.now()
+        held: list[Settlement] = []
+        starts: list[tuple[str, list[Claim], bool]] = []
         for (hop, _), claims in groups.items():
+            admission = self.destinations.admit(hop, now)
+            if admission is Admission.HOLD:
+                held += self._held(hop, claims)
+            else:
+                starts.append((hop, claims, admission is Admission.PROBE))
+        if held:
+            # Recorded before any delivery of this batch starts: a hop found up again makes
+            # its deferred recipients due after these are deferred, never before.
+            await self._record(held)
+        for hop, claims, probe in starts:
             await self._slots.acquire()
-            task = asyncio.create_task(self._transfer(hop, claims))
+            task = asyncio.create_task(self._transfer(hop, claims, probe=probe))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(batch.claims) + len(batch.quarantined)
@@ -153,30 +182,63 @@ class QueueManager:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _transfer(self, hop: str, claims: list[Claim]) -> None:
+    async def _transfer(self, hop: str, claims: list[Claim], *, probe: bool = False) -> None:
         try:
             gate = self._per_hop.setdefault(
                 hop, asyncio.Semaphore(self.settings.destination_concurrency)
             )
             async with gate:
-                outcomes = await self._attempt(hop, claims)
-            if outcomes:
-                await self.store.settle(self.owner, outcomes)
-                if self.on_report_owed and any(o.report for o in outcomes):
-                    self.on_report_owed()
+                if not probe and self.destinations.down(hop) is not None:
+                    # The hop went down while this waited for its turn: held like the rest.
+                    outcomes = self._held(hop, claims)
+                else:
+                    outcomes = await self._attempt(hop, claims)
+            await self._record(outcomes)
+        finally:
+            if probe:
+                self.destinations.probe_done(hop)
+            self._slots.release()
+            if not self._tasks - {asyncio.current_task()}:
+                self._wake.set()
+
+    async def _record(self, outcomes: list[Settlement]) -> None:
+        if not outcomes:
+            return
+        try:
+            await self.store.settle(self.owner, outcomes)
         except StoreError as exc:
             # The outcomes are lost but the leases are not: they expire and the
             # recipients are tried again (at-least-once).
             events.emit(events.QUEUE_STORE_UNAVAILABLE, action="record outcomes", error=str(exc))
-        finally:
-            self._slots.release()
-            if not self._tasks - {asyncio.current_task()}:
-                self._wake.set()
+            return
+        if self.on_report_owed and any(o.report for o in outcomes):
+            self.on_report_owed()
+
+    def _held(self, hop: str, claims: list[Claim]) -> list[Settlement]:
+        """Recipients for a hop that is down, deferred without a try (or failed, when the
+        agent fails the hop's recipients for good) until the hop's probe time; nothing is
+        logged for each, and their count of attempts stays as it was."""
+        down = self.destinations.down(hop)
+        assert down is not None
+        result = Result.FAILED if down.final else Result.DEFERRED
+        detail = self.destinations.held_detail(hop, down)
+        self.counters["held"] += len(claims)
+        return [
+            self._outcome(
+                c,
+                Attempt(recipient_id=c.recipient_id, result=result, detail=detail, attempted=False),
+                hop,
+                not_before=down.probe_at,
+                quiet=True,
+            )
+            for c in claims
+        ]
 
     async def _attempt(self, hop: str, claims: list[Claim]) -> list[Settlement]:
         now = self.clock.now()
         first = claims[0]
         attempts: list[Attempt]
+        quiet = False
         if all(c.expires_at > now for c in claims):  # the usual case: none expired
             attempts = await self._deliver(hop, first.message_id, first.envelope, claims)
         else:
@@ -188,10 +250,43 @@ class QueueManager:
             ]
             if live:
                 attempts += await self._deliver(hop, first.message_id, first.envelope, live)
+        if any(a.hop_failure for a in attempts):
+            # A hop already known to be down failed again: nothing new to log.
+            quiet = not await self._hop_failed(hop, attempts)
+        elif attempts:
+            await self._hop_reached(hop)
         if len(claims) == 1 and len(attempts) == 1:
-            return [self._outcome(first, attempts[0], hop)]
+            return [self._outcome(first, attempts[0], hop, quiet=quiet)]
         by_id = {c.recipient_id: c for c in claims}
-        return [self._outcome(by_id[a.recipient_id], a, hop) for a in attempts]
+        return [self._outcome(by_id[a.recipient_id], a, hop, quiet=quiet) for a in attempts]
+
+    async def _hop_failed(self, hop: str, attempts: list[Attempt]) -> bool:
+        """Note a failure of the hop itself; True (and one event) when it was up until now."""
+        failure = next(a for a in attempts if a.hop_failure)
+        if not self.destinations.failed(hop, failure, self.clock.now()):
+            return False
+        down = self.destinations.down(hop)
+        assert down is not None
+        events.emit(
+            events.DESTINATION_DOWN,
+            next_hop=hop,
+            error=down.error,
+            probe_at=iso(down.probe_at),
+        )
+        return True
+
+    async def _hop_reached(self, hop: str) -> None:
+        """A delivery reached the hop: when it was down, it is up, and what it held is due."""
+        down = self.destinations.reached(hop)
+        if down is None:
+            return
+        try:
+            count = await self.store.make_due(next_hop=hop)
+        except StoreError as exc:
+            # They stay deferred until their own next attempt: late, not lost.
+            events.emit(events.QUEUE_STORE_UNAVAILABLE, action="make work due", error=str(exc))
+            count = 0
+        events.emit(events.DESTINATION_UP, next_hop=hop, since=iso(down.since), count=count)
 
     async def _deliver(
         self, hop_text: str, message_id: int, envelope: Envelope, claims: list[Claim]
@@ -249,7 +344,17 @@ class QueueManager:
             hop = self._hops[text] = parse_next_hop(text)
         return hop
 
-    def _outcome(self, claim: Claim, attempt: Attempt, hop: str) -> Settlement:
+    def _outcome(
+        self,
+        claim: Claim,
+        attempt: Attempt,
+        hop: str,
+        *,
+        quiet: bool = False,
+        not_before: float | None = None,
+    ) -> Settlement:
+        """The settlement of one attempt, with its event. `quiet` leaves a deferral unlogged
+        (its hop's state says it all); `not_before` is the earliest next attempt."""
         now = self.clock.now()
         recipient = claim.envelope.recipients[claim.rcpt_index]
         if attempt.result is Result.DELIVERED:
@@ -275,20 +380,25 @@ class QueueManager:
             )
         if attempt.result is Result.DEFERRED and now < claim.expires_at:
             self.counters["deferred"] += 1
-            next_attempt = min(self._next_attempt(claim, attempt, now), claim.expires_at)
-            events.emit(
-                events.RECIPIENT_DEFERRED,
-                message_id=claim.message_id,
-                recipient=claim.address,
-                next_attempt=_iso(next_attempt),
-                attempts=claim.attempts + 1,
-                error=attempt.detail,
-            )
+            next_attempt = self._next_attempt(claim, attempt, now)
+            if not_before is not None:
+                next_attempt = max(next_attempt, not_before)
+            next_attempt = min(next_attempt, claim.expires_at)
+            if not quiet:
+                events.emit(
+                    events.RECIPIENT_DEFERRED,
+                    message_id=claim.message_id,
+                    recipient=claim.address,
+                    next_attempt=iso(next_attempt),
+                    attempts=claim.attempts + 1,
+                    error=attempt.detail,
+                )
             return Settlement(
                 recipient_id=claim.recipient_id,
                 result=Result.DEFERRED,
                 detail=attempt.detail,
                 next_attempt=next_attempt,
+                attempted=attempt.attempted,
             )
         self.counters["failed"] += 1
         if attempt.result is Result.DEFERRED:
@@ -320,7 +430,11 @@ class QueueManager:
         wanted = should_report(claim.envelope, recipient, ReportKind.FAILURE)
         report = ReportOwed.NON_DELIVERY if wanted else None
         return Settlement(
-            recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail, report=report
+            recipient_id=claim.recipient_id,
+            result=Result.FAILED,
+            detail=detail,
+            report=report,
+            attempted=attempt.attempted,
         )
 
     def _next_attempt(self, claim: Claim, attempt: Attempt, now: float) -> float:
@@ -336,7 +450,3 @@ def _deferred(claim: Claim, detail: str) -> Attempt:
 
 def _last_error(claim: Claim) -> str:
     return claim.last_error or "no delivery attempt succeeded before the message expired"
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -81,6 +81,9 @@ class Settlement:
     detail: str = ""
     next_attempt: float | None = None
     report: ReportOwed | None = None
+    # False: nothing was tried (the next hop was known to be down), so the recipient's
+    # count of attempts stays as it was.
+    attempted: bool = True
 
     def __post_init__(self) -> None:
         if self.result is Result.DEFERRED and self.next_attempt is None:
@@ -166,6 +169,11 @@ class Store(Protocol):
 
     async def next_due(self) -> float | None:
         """When the next recipient becomes due, if any."""
+        ...
+
+    async def make_due(self, *, next_hop: str | None = None) -> int:
+        """Make the deferred recipients due now, all of them or those of one next hop (as
+        stored); returns how many."""
         ...
 
     async def close(self) -> None: ...

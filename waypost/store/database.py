@@ -247,6 +247,7 @@ class Database:
                 (
                     state,
                     due,
+                    1 if outcome.attempted else 0,
                     outcome.detail[:1000] or None,
                     report.value if report else None,
                     now,
@@ -256,7 +257,7 @@ class Database:
             )
         # The same conditions as the read: an outcome given twice in one batch counts once.
         self.conn.executemany(
-            "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + 1, "
+            "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + ?, "
             "last_error = ?, lease_owner = NULL, report = ?, updated_at = ? "
             "WHERE id = ? AND state = 'leased' AND lease_owner = ?",
             rows,
@@ -377,6 +378,16 @@ class Database:
                 f"message {message_id} content is {len(data)} bytes, {size} were stored"
             )
         return data
+
+    def make_due(self, now: float, next_hop: str | None = None) -> int:
+        """Deferred recipients, all or one next hop's, due at `now` (queued ones are due
+        already, or wait for a deferred-delivery time that stays as asked)."""
+        sql = "UPDATE recipients SET due_at = ?, updated_at = ? WHERE state = 'deferred'"
+        args: list[object] = [now, now]
+        if next_hop is not None:
+            sql += " AND next_hop = ?"
+            args.append(next_hop)
+        return self.conn.execute(sql, args).rowcount
 
     def next_due(self) -> float | None:
         row = self.conn.execute(

@@ -203,6 +203,11 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise translate(exc) from None
 
+    async def make_due(self, *, next_hop: str | None = None) -> int:
+        now = self.clock.now()
+        count: int = await self._submit(lambda db: db.make_due(now, next_hop), isolated=True)
+        return count
+
     async def release_leases(self) -> int:
         now = self.clock.now()
         count: int = await self._submit(lambda db: db.release_leases(now), isolated=True)
