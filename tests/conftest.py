@@ -7,6 +7,8 @@ from collections.abc import Generator
 
 import pytest
 
+from waypost import events
+
 REQUIRE_INTEROP = os.environ.get("WAYPOST_REQUIRE_INTEROP") == "1"
 
 
@@ -23,3 +25,10 @@ def pytest_runtest_makereport(
             f"interop test {item.nodeid} was skipped, which WAYPOST_REQUIRE_INTEROP=1 forbids: "
             f"{report.longrepr}"
         )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_event_budgets() -> None:
+    """Each test starts with every peer's budget of rate-limited events whole: most tests
+    speak from 127.0.0.1, and one test's events must not use up the next one's."""
+    events.limit_rate()

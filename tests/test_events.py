@@ -147,3 +147,119 @@ def test_every_event_is_emitted_somewhere() -> None:
                 if event is not None:
                     emitted.add(event.id)
     assert {e.id for e in events.catalogue()} - emitted == set()
+
+
+# -- rate-limited events ---------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lines(stream: io.StringIO, event: events.EventDefinition) -> list[str]:
+    return [
+        x for x in stream.getvalue().splitlines() if f" {event.id} {event.category.value}: " in x
+    ]
+
+
+def test_events_a_peer_repeats_are_limited_per_peer_and_summed_up() -> None:
+    clock = FakeClock()
+    events.limit_rate(budget=5, window=60, clock=clock)
+    terminal = io.StringIO()
+    events.configure_logging(level="INFO", stream=terminal)
+    try:
+        for n in range(1000):
+            # A new connection each time: the port changes, the peer does not.
+            events.emit(events.SMTP_VIOLATION, client=f"192.0.2.1:{40000 + n}", reason="bad")
+        events.emit(events.SMTP_VIOLATION, client="198.51.100.7", reason="also bad")
+        # Another event from the same peer has a budget of its own.
+        events.emit(events.SMTP_TIMEOUT, client="192.0.2.1:1234")
+        assert len(_lines(terminal, events.SMTP_VIOLATION)) == 6
+        assert len(_lines(terminal, events.SMTP_TIMEOUT)) == 1
+        assert _lines(terminal, events.EVENTS_SUPPRESSED) == []
+        # The window ends: the next event logged, whatever it is, brings the summary.
+        clock.now += 60
+        events.emit(events.OBJECT_QUARANTINED, kind="message", object_id=7, reason="bad index")
+        (summary,) = _lines(terminal, events.EVENTS_SUPPRESSED)
+        assert (
+            "Suppressed 995 more events 1703 smtp-violation from 192.0.2.1 in the 60 s" in summary
+        )
+        # A new window: the peer's events are logged again.
+        events.emit(events.SMTP_VIOLATION, client="192.0.2.1:9", reason="again")
+        assert len(_lines(terminal, events.SMTP_VIOLATION)) == 7
+    finally:
+        events.configure_logging(level="WARNING", stream=io.StringIO())
+
+
+def test_the_summary_comes_before_the_first_event_of_the_next_window() -> None:
+    clock = FakeClock()
+    events.limit_rate(budget=1, window=10, clock=clock)
+    terminal = io.StringIO()
+    events.configure_logging(level="INFO", stream=terminal)
+    try:
+        for _ in range(3):
+            events.emit(
+                events.X400_ASSOCIATION_ABORTED,
+                peer="B-MTA (192.0.2.9:102)",
+                layer="p1",
+                reason="x",
+            )
+        events.emit(events.X400_BIND_REFUSED, client="192.0.2.9:4000", mta_name="X", reason="y")
+        clock.now += 11
+        # Not ended by the sweep (nothing else is pending before it): by the next such event.
+        events.emit(events.X400_ASSOCIATION_ABORTED, peer="192.0.2.9:5000", layer="p1", reason="z")
+        lines = terminal.getvalue().splitlines()
+        assert "Suppressed 2 more events 1802 x400-association-aborted from 192.0.2.9" in lines[-2]
+        assert lines[-1].endswith("P1 association with 192.0.2.9:5000 aborted in the p1 layer: z")
+    finally:
+        events.configure_logging(level="WARNING", stream=io.StringIO())
+
+
+def test_flush_suppressed_logs_what_is_pending() -> None:
+    events.limit_rate(budget=1, window=3600)
+    terminal = io.StringIO()
+    events.configure_logging(level="INFO", stream=terminal)
+    try:
+        for _ in range(4):
+            events.emit(events.SMTP_AUTH_FAILED, client="::1", mechanism="PLAIN", username="u")
+        events.flush_suppressed()
+        (summary,) = _lines(terminal, events.EVENTS_SUPPRESSED)
+        assert "Suppressed 3 more events 1708 smtp-auth-failed from ::1 " in summary
+        events.flush_suppressed()
+        assert len(_lines(terminal, events.EVENTS_SUPPRESSED)) == 1
+    finally:
+        events.configure_logging(level="WARNING", stream=io.StringIO())
+
+
+def test_an_event_filtered_out_by_level_uses_no_budget() -> None:
+    events.limit_rate(budget=2, window=60)
+    terminal = io.StringIO()
+    events.configure_logging(level="WARNING", stream=terminal)
+    for _ in range(10):
+        events.emit(events.SMTP_RECIPIENT_REFUSED, client="192.0.2.1", recipient="x", reply="550")
+    events.flush_suppressed()
+    assert terminal.getvalue() == ""
+    events.configure_logging(level="WARNING", stream=io.StringIO())
+
+
+def test_peer_of_drops_the_port() -> None:
+    assert events.peer_of("192.0.2.1:4711") == "192.0.2.1"
+    assert events.peer_of("192.0.2.1") == "192.0.2.1"
+    assert events.peer_of("[2001:db8::1]:4711") == "2001:db8::1"
+    assert events.peer_of("::1") == "::1"
+    assert events.peer_of("2001:db8::5") == "2001:db8::5"
+    assert events.peer_of("::1:40001") == "::1"  # X.400's host:port with an IPv6 host
+    assert events.peer_of("B-MTA (192.0.2.1:102)") == "192.0.2.1"
+    assert events.peer_of("mx.example:25") == "mx.example"
+
+
+def test_the_events_a_peer_can_cause_at_will_are_limited_by_a_field_they_have() -> None:
+    limited = {e.name for e in events.catalogue() if e.limit_by}
+    assert {"smtp-violation", "x400-association-aborted", "x400-bind-refused"} <= limited
+    for e in events.catalogue():
+        if e.limit_by:
+            assert e.limit_by in e.fields(), e.name

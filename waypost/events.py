@@ -1,19 +1,27 @@
 """The catalogue of numbered events and how they are emitted through `logging`.
 
 Every event an operator may see has an id, a severity, a category, a message
-template and what to do about it; `waypost events` prints this catalogue.
+template and what to do about it; `waypost events` prints this catalogue. An event
+that a peer can cause at will names the field that holds the peer's address
+(`limit_by`): from each peer, only so many of it are logged per minute, and the
+rest are counted in one summary line (event 1020), so that a fuzzer or a flood
+cannot fill the disk with the log.
 """
 
 from __future__ import annotations
 
+import atexit
 import enum
+import heapq
+import ipaddress
 import json
 import logging
 import string
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 
@@ -51,6 +59,9 @@ class EventDefinition:
     category: Category
     template: str
     action: str
+    # The field naming the peer that causes the event, when a peer can cause it at will:
+    # the event is then rate-limited per peer (see RateLimit).
+    limit_by: str | None = None
 
     def fields(self) -> list[str]:
         """The names the template needs, in order of appearance."""
@@ -86,12 +97,25 @@ CATALOGUE: dict[int, EventDefinition] = {}
 
 
 def _define(
-    id: int, name: str, severity: Severity, category: Category, template: str, action: str
+    id: int,
+    name: str,
+    severity: Severity,
+    category: Category,
+    template: str,
+    action: str,
+    *,
+    limit_by: str | None = None,
 ) -> EventDefinition:
     if id in CATALOGUE:
         raise ValueError(f"event id {id} defined twice")
     event = EventDefinition(
-        id=id, name=name, severity=severity, category=category, template=template, action=action
+        id=id,
+        name=name,
+        severity=severity,
+        category=category,
+        template=template,
+        action=action,
+        limit_by=limit_by,
     )
     CATALOGUE[id] = event
     return event
@@ -139,6 +163,16 @@ ALREADY_RUNNING = _define(
     C.SYSTEM,
     "Another Waypost (pid {pid}) is already using data directory {data_dir}",
     "Stop the other instance, or give this one another data directory.",
+)
+
+EVENTS_SUPPRESSED = _define(
+    1020,
+    "events-suppressed",
+    S.WARNING,
+    C.SYSTEM,
+    "Suppressed {count} more events {event} from {source} in the {seconds} s after {since}",
+    "Look at the first events of that kind from that peer (logged before this line): a "
+    "misbehaving or hostile peer, or a scanner.",
 )
 
 # 1100-1199 configuration
@@ -384,6 +418,7 @@ SMTP_RECIPIENT_REFUSED = _define(
     C.SMTP,
     "{client}: recipient {recipient} refused: {reply}",
     "None if rare; many from one client suggest address harvesting or a misconfigured relay.",
+    limit_by="client",
 )
 SMTP_CONNECTION_REFUSED = _define(
     1702,
@@ -393,6 +428,7 @@ SMTP_CONNECTION_REFUSED = _define(
     "Connection from {client} refused: {reason}",
     "Raise smtp.max_connections or smtp.max_connections_per_client if legitimate "
     "clients hit the limit.",
+    limit_by="client",
 )
 SMTP_VIOLATION = _define(
     1703,
@@ -401,6 +437,7 @@ SMTP_VIOLATION = _define(
     C.SMTP,
     "{client}: {reason}",
     "None: the session was answered or closed; look for a misbehaving or hostile client.",
+    limit_by="client",
 )
 SMTP_TIMEOUT = _define(
     1704,
@@ -409,6 +446,7 @@ SMTP_TIMEOUT = _define(
     C.SMTP,
     "{client}: idle for too long; session closed with 421",
     "None.",
+    limit_by="client",
 )
 SMTP_DISK_LOW = _define(
     1705,
@@ -427,6 +465,7 @@ SMTP_LOOP = _define(
     "{client}: message from {originator} has {hops} or more Received: fields (a mail "
     "loop); refused with 554 5.4.6",
     "Find the routing loop between this MTA and its neighbours.",
+    limit_by="client",
 )
 SMTP_STORE_FAILED = _define(
     1707,
@@ -443,6 +482,7 @@ SMTP_AUTH_FAILED = _define(
     C.SMTP,
     "{client}: AUTH {mechanism} failed for user {username}",
     "None if rare; many suggest password guessing.",
+    limit_by="client",
 )
 SMTP_TLS_FAILED = _define(
     1709,
@@ -451,6 +491,7 @@ SMTP_TLS_FAILED = _define(
     C.SMTP,
     "{client}: TLS handshake failed: {error}",
     "Check smtp.tls_cert and smtp.tls_key if every client fails.",
+    limit_by="client",
 )
 SMTP_HOP_FAILED = _define(
     1710,
@@ -460,6 +501,7 @@ SMTP_HOP_FAILED = _define(
     "Next hop {next_hop}: {host} could not be used: {error}",
     "None if it is brief: the next host is tried, then the recipients are deferred. "
     "Check the next hop if it persists.",
+    limit_by="host",
 )
 REPORT_QUEUED = _define(
     1711,
@@ -496,6 +538,7 @@ X400_BIND_REFUSED = _define(
     "{client}: MTA bind as {mta_name} refused: {reason}",
     "Check the [[x400.peer]] entry (name, peer_password) if the peer is a known MTA; "
     "many refusals from one address suggest password guessing.",
+    limit_by="client",
 )
 X400_ASSOCIATION_ABORTED = _define(
     1802,
@@ -505,6 +548,7 @@ X400_ASSOCIATION_ABORTED = _define(
     "P1 association with {peer} aborted in the {layer} layer: {reason}",
     "None if rare: an unconfirmed transfer stays with the sender, which tries again. "
     "Check the peer's configuration and software if it repeats.",
+    limit_by="peer",
 )
 X400_MESSAGE_RECEIVED = _define(
     1803,
@@ -629,16 +673,162 @@ def enabled(event: EventDefinition) -> bool:
 
 
 def emit(event: EventDefinition, **fields: object) -> None:
-    """Log one numbered event with its fields as a structured record."""
+    """Log one numbered event with its fields as a structured record (unless the peer it
+    names has used up its budget of such events: see RateLimit)."""
+    limit = _limit
+    if limit.pending and limit.clock() >= limit.next_end:
+        _log_all(limit.ended())
     logger = _CATEGORY_LOGGERS[event.category]
     if not logger.isEnabledFor(event.severity):
         return
-    logger.log(
+    if event.limit_by is not None:
+        allowed, summaries = limit.allow(event, fields.get(event.limit_by))
+        _log_all(summaries)
+        if not allowed:
+            return
+    _log(event, fields)
+
+
+def _log(event: EventDefinition, fields: Mapping[str, object]) -> None:
+    _CATEGORY_LOGGERS[event.category].log(
         event.severity,
         "%s",
         event.render(fields),
         extra={"waypost_event": event, "waypost_fields": fields},
     )
+
+
+# (EVENTS_SUPPRESSED, its fields): a summary of the events a window held back.
+_Summary = tuple[EventDefinition, dict[str, object]]
+
+
+def _log_all(summaries: list[_Summary]) -> None:
+    for event, fields in summaries:
+        _log(event, fields)
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float  # on the limit's clock
+    since: float  # wall clock, for the summary
+    logged: int = 0
+    suppressed: int = 0
+
+
+@dataclass(eq=False)
+class RateLimit:
+    """At most `budget` events of one kind from one peer in each `window` seconds, from
+    the first: the rest are counted, and the count is logged in one line (1020) when the
+    window ends — at the next event logged after that, or at `flush_suppressed()`.
+
+    The peer is the field the event names by `limit_by`, without a port (a flood comes
+    over many connections). At most `max_sources` windows are kept: past that, the oldest
+    is ended early."""
+
+    budget: int = 100
+    window: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    max_sources: int = 10_000
+    pending: bool = False  # some window has suppressed events
+    next_end: float = float("inf")  # the earliest end of such a window
+    _windows: dict[tuple[int, str], _Window] = field(default_factory=dict)
+    _ends: list[tuple[float, tuple[int, str], float]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self, event: EventDefinition, value: object) -> tuple[bool, list[_Summary]]:
+        """Whether to log this event, and the summaries of windows it ended."""
+        key = (event.id, peer_of(value))
+        now = self.clock()
+        summaries: list[_Summary] = []
+        with self._lock:
+            window = self._windows.get(key)
+            if window is not None and now - window.start >= self.window:
+                self._end(key, window, summaries)
+                window = None
+            if window is None:
+                while len(self._windows) >= self.max_sources:
+                    oldest = next(iter(self._windows))
+                    self._end(oldest, self._windows[oldest], summaries)
+                window = self._windows[key] = _Window(start=now, since=time.time())
+            if window.logged < self.budget:
+                window.logged += 1
+                return True, summaries
+            window.suppressed += 1
+            if window.suppressed == 1:
+                end = window.start + self.window
+                heapq.heappush(self._ends, (end, key, window.start))
+                self.pending, self.next_end = True, self._ends[0][0]
+            return False, summaries
+
+    def ended(self, *, everything: bool = False) -> list[_Summary]:
+        """The summaries of the windows that have ended (all of them, with `everything`)."""
+        now = self.clock()
+        summaries: list[_Summary] = []
+        with self._lock:
+            while self._ends and (everything or self._ends[0][0] <= now):
+                _, key, start = heapq.heappop(self._ends)
+                window = self._windows.get(key)
+                if window is not None and window.start == start:
+                    self._end(key, window, summaries)
+            self.pending = bool(self._ends)
+            self.next_end = self._ends[0][0] if self._ends else float("inf")
+        return summaries
+
+    def _end(self, key: tuple[int, str], window: _Window, out: list[_Summary]) -> None:
+        del self._windows[key]
+        if window.suppressed:
+            event = CATALOGUE[key[0]]
+            fields: dict[str, object] = {
+                "count": window.suppressed,
+                "event": f"{event.id} {event.name}",
+                "source": key[1],
+                "seconds": f"{self.window:g}",
+                "since": _timestamp(window.since),
+            }
+            out.append((EVENTS_SUPPRESSED, fields))
+
+
+def peer_of(value: object) -> str:
+    """The peer's address in an event field, without its port: `192.0.2.1:4711`,
+    `[2001:db8::1]:4711` and `PEER-MTA (192.0.2.1:4711)` name 192.0.2.1 and 2001:db8::1."""
+    text = str(value)
+    if text.endswith(")") and " (" in text:
+        text = text[text.rindex(" (") + 2 : -1]
+    head, colon, port = text.rpartition(":")
+    if colon and head and port.isdigit():
+        if head.startswith("[") and head.endswith("]"):
+            return head[1:-1]
+        if ":" not in head:
+            return head
+        try:
+            ipaddress.ip_address(head)  # an IPv6 address with a port after it
+        except ValueError:
+            return text  # an IPv6 address alone
+        return head
+    return text
+
+
+_limit = RateLimit()
+
+
+def limit_rate(
+    *, budget: int = 100, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Set the budget of rate-limited events per peer, and start counting afresh."""
+    with _limit._lock:
+        _limit.budget, _limit.window, _limit.clock = budget, window, clock
+        _limit._windows.clear()
+        _limit._ends.clear()
+        _limit.pending, _limit.next_end = False, float("inf")
+
+
+def flush_suppressed() -> None:
+    """Log the summaries of every window with suppressed events now (at a stop)."""
+    _log_all(_limit.ended(everything=True))
+
+
+# At the latest when the process ends (before logging's own exit handler closes the files).
+atexit.register(flush_suppressed)
 
 
 def _record_event(record: logging.LogRecord) -> tuple[EventDefinition | None, Mapping[str, Any]]:
