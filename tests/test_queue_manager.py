@@ -296,3 +296,107 @@ async def test_error_transport_fails_at_once_with_the_route_text(tmp_path: Path)
     db.close()
     assert row.last_error == "5.4.4 domain closed"
     await store.close()
+
+
+class Unreachable:
+    """An agent for a hop that cannot be reached until `up`; counts its tries."""
+
+    def __init__(self, *, final: bool = False, retry_after: float | None = None) -> None:
+        self.up = False
+        self.tries = 0
+        self.final = final
+        self.retry_after = retry_after
+        self.flushed = 0
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+    async def deliver(self, transfer: Handoff) -> list[Attempt]:
+        self.tries += 1
+        if self.up:
+            result, detail, hop_failure = Result.DELIVERED, "2.0.0 ok", False
+        elif self.final:
+            result, detail, hop_failure = Result.FAILED, f"5.4.1 try {self.tries} failed", True
+        else:
+            result, detail, hop_failure = Result.DEFERRED, f"4.4.1 try {self.tries} failed", True
+        return [
+            Attempt(
+                recipient_id=c.recipient_id,
+                result=result,
+                detail=detail,
+                hop_failure=hop_failure,
+                retry_after=self.retry_after,
+            )
+            for c in transfer.recipients
+        ]
+
+
+async def test_a_hop_down_is_probed_once_per_back_off_and_shows_the_latest_error(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    agent = Unreachable()
+    store, manager = await make(tmp_path, {"smtp": agent}, clock)
+    hop = "smtp:[192.0.2.1]:25"
+    for _ in range(5):
+        await store.enqueue(new_message(("x@remote.example",), hop=hop))
+    await pass_once(manager)
+    assert agent.tries == 1
+    assert sorted(attempts for _, _, attempts, _, _ in rows(tmp_path)) == [0, 0, 0, 0, 1]
+    # A new message for the hop is held at once, with the current error.
+    await store.enqueue(new_message(("y@remote.example",), hop=hop))
+    await pass_once(manager)
+    assert agent.tries == 1
+    await clock.advance(300)
+    await pass_once(manager)
+    assert agent.tries == 2  # the probe
+    # What is held from now on shows the probe's error: the latest.
+    await store.enqueue(new_message(("z@remote.example",), hop=hop))
+    await pass_once(manager)
+    assert agent.tries == 2
+    db = Database.open(str(tmp_path / "mta.db"))
+    (error,) = [r.last_error for r in db.queue_rows() if r.address == "z@remote.example"]
+    db.close()
+    assert error is not None
+    assert error.startswith(f"4.4.1 delivery temporarily suspended: {hop} unreachable since ")
+    assert ": try 2 failed; next attempt at " in error
+    # The hop comes back: the next probe reaches it and all it held goes at once.
+    agent.up = True
+    due = await store.next_due()
+    assert due is not None
+    await clock.advance(due - clock.now())
+    while await pass_once(manager):
+        pass
+    assert rows(tmp_path) == []
+    assert agent.tries == 2 + 7
+    await store.close()
+
+
+async def test_a_hop_the_agent_fails_for_good_fails_what_it_holds(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store, manager = await make(tmp_path, {"x400": Unreachable(final=True)}, clock)
+    for _ in range(3):
+        await store.enqueue(new_message(("/C=GB/ADMD= /PRMD=B/S=Jones/",), hop="x400:B-MTA"))
+    await pass_once(manager)
+    assert [(state, attempts) for _, state, attempts, _, _ in rows(tmp_path)] == [
+        ("failed", 1),
+        ("failed", 0),
+        ("failed", 0),
+    ]
+    await store.close()
+
+
+async def test_flush_forgets_the_hops_down_and_makes_deferred_work_due(tmp_path: Path) -> None:
+    clock = ManualClock()
+    agent = Unreachable(retry_after=600)
+    store, manager = await make(tmp_path, {"x400": agent}, clock)
+    for _ in range(3):
+        await store.enqueue(new_message(("/C=GB/ADMD= /PRMD=B/S=Jones/",), hop="x400:B-MTA"))
+    await pass_once(manager)
+    assert (agent.tries, await pass_once(manager)) == (1, 0)  # nothing due for 600 s
+    agent.up = True
+    assert await manager.flush() == 3
+    assert agent.flushed == 1
+    await pass_once(manager)
+    assert rows(tmp_path) == []
+    await store.close()
