@@ -240,7 +240,7 @@ class QueueManager:
         attempts: list[Attempt]
         quiet = False
         if all(c.expires_at > now for c in claims):  # the usual case: none expired
-            attempts = await self._deliver(hop, first.message_id, first.envelope, claims)
+            attempts, quiet = await self._deliver(hop, first.message_id, first.envelope, claims)
         else:
             live = [c for c in claims if c.expires_at > now]
             attempts = [
@@ -249,22 +249,24 @@ class QueueManager:
                 if c.expires_at <= now
             ]
             if live:
-                attempts += await self._deliver(hop, first.message_id, first.envelope, live)
-        if any(a.hop_failure for a in attempts):
-            # A hop already known to be down failed again: nothing new to log.
-            quiet = not await self._hop_failed(hop, attempts)
-        elif attempts:
-            await self._hop_reached(hop)
+                tried, quiet = await self._deliver(hop, first.message_id, first.envelope, live)
+                attempts += tried
         if len(claims) == 1 and len(attempts) == 1:
             return [self._outcome(first, attempts[0], hop, quiet=quiet)]
         by_id = {c.recipient_id: c for c in claims}
         return [self._outcome(by_id[a.recipient_id], a, hop, quiet=quiet) for a in attempts]
 
-    async def _hop_failed(self, hop: str, attempts: list[Attempt]) -> bool:
-        """Note a failure of the hop itself; True (and one event) when it was up until now."""
-        failure = next(a for a in attempts if a.hop_failure)
-        if not self.destinations.failed(hop, failure, self.clock.now()):
+    async def _note_hop(self, hop: str, attempts: list[Attempt]) -> bool:
+        """What an agent's answer says of its next hop: down (one event when it was up),
+        or reached (up again, when it was down). True when the recipients' deferrals need
+        no event of their own: a hop already down failed again."""
+        failure = next((a for a in attempts if a.hop_failure), None)
+        if failure is None:
+            if attempts:
+                await self._hop_reached(hop)
             return False
+        if not self.destinations.failed(hop, failure, self.clock.now()):
+            return True
         down = self.destinations.down(hop)
         assert down is not None
         events.emit(
@@ -273,7 +275,7 @@ class QueueManager:
             error=down.error,
             probe_at=iso(down.probe_at),
         )
-        return True
+        return False
 
     async def _hop_reached(self, hop: str) -> None:
         """A delivery reached the hop: when it was down, it is up, and what it held is due."""
@@ -290,22 +292,25 @@ class QueueManager:
 
     async def _deliver(
         self, hop_text: str, message_id: int, envelope: Envelope, claims: list[Claim]
-    ) -> list[Attempt]:
+    ) -> tuple[list[Attempt], bool]:
+        """The agent's answer for each recipient, and whether their deferrals go unlogged
+        (`_note_hop`)."""
         try:
             hop = self._next_hop(hop_text)
         except ValueError as exc:
-            return all_attempts(claims, Result.DEFERRED, f"4.3.5 bad next hop {hop_text}: {exc}")
+            detail = f"4.3.5 bad next hop {hop_text}: {exc}"
+            return all_attempts(claims, Result.DEFERRED, detail), False
         deliverer = self.deliverers.get(hop.transport)
         if deliverer is None:
             detail = (
                 f"4.3.5 no delivery agent for transport {hop.transport.value!r} (next hop {hop})"
             )
-            return all_attempts(claims, Result.DEFERRED, detail)
+            return all_attempts(claims, Result.DEFERRED, detail), False
         try:
             content = await self.store.read_content(message_id, size_hint=claims[0].size)
         except BadContentError as exc:
             await self.store.quarantine_message(message_id, str(exc))
-            return []
+            return [], False
         try:
             attempts = await deliverer.deliver(
                 Handoff(
@@ -320,11 +325,14 @@ class QueueManager:
             events.emit(
                 events.UNEXPECTED_ERROR, component=f"{hop.transport} delivery", error=repr(exc)
             )
-            return [_deferred(c, "4.3.0 internal error in the delivery agent") for c in claims]
+            return [
+                _deferred(c, "4.3.0 internal error in the delivery agent") for c in claims
+            ], False
+        quiet = await self._note_hop(hop_text, attempts)
         if len(attempts) == len(claims) and all(
             a.recipient_id == c.recipient_id for a, c in zip(attempts, claims, strict=True)
         ):
-            return attempts  # one answer per recipient, in order: the usual case
+            return attempts, quiet  # one answer per recipient, in order: the usual case
         asked = {c.recipient_id for c in claims}
         attempts = [a for a in attempts if a.recipient_id in asked]
         answered = {a.recipient_id for a in attempts}
@@ -333,7 +341,7 @@ class QueueManager:
             for c in claims
             if c.recipient_id not in answered
         ]
-        return attempts
+        return attempts, quiet
 
     def _next_hop(self, text: str) -> NextHop:
         """The stored hop text parsed once, then kept (a queue has few distinct hops)."""
