@@ -583,6 +583,7 @@ X400_TIMEOUT = _define(
     C.X400,
     "P1 association with {peer} closed after {seconds} s without traffic",
     "None.",
+    limit_by="peer",
 )
 X400_PEER_REFUSED = _define(
     1808,
