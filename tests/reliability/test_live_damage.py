@@ -216,12 +216,14 @@ def test_damage_under_a_running_mta_is_quarantined_and_the_rest_delivered(
 
     proc = serve(tmp_path, config, tmp_path / "serve.log")
     procs.append(proc)
-    # Nothing listens at the next hop yet: every message is tried and deferred.
+    # Nothing listens at the next hop yet: every message is deferred, tried or held back
+    # with the others for the hop (it is down).
     wait_for(
         lambda: (
             query(
                 db_path,
-                "SELECT count(*) FROM recipients WHERE state = 'deferred' AND attempts >= 1",
+                "SELECT count(*) FROM recipients WHERE state = 'deferred' "
+                "AND last_error IS NOT NULL",
             )[0][0]
             == TOTAL
         ),
