@@ -70,6 +70,10 @@ class LocalSubmission:
             server.close()
         for server in self._servers:
             await server.wait_closed()
+        for name in (PICKUP_SOCKET, SHOWQ_SOCKET):
+            # Gone with the MTA: `mailq` and `waypost-sendmail` then see it is not running.
+            with contextlib.suppress(OSError):
+                (self.public / name).unlink()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -56,7 +56,8 @@ def _block(rows: list[QueueRow], *, first: bool) -> Iterator[str]:
     mark = next((_MARKS[r.state] for r in rows if r.state in _MARKS), " ")
     arrival = _arrival(head.received_at)
     sender = head.originator or "MAILER-DAEMON"
-    yield f"{str(head.message_id) + mark:<11} {_size(head):>8} {arrival:<20}  {sender}"
+    # Postfix's columns: "%-11s %7ld %20.20s %s", recipients from column 41.
+    yield f"{str(head.message_id) + mark:<11} {_size(head):>7} {arrival:>20.20} {sender}"
     for row in rows:
         if row.last_error:
             yield f"({row.last_error})"
