@@ -175,13 +175,12 @@ def _read_message(limit: int, *, dot_ends: bool) -> bytes:
     else:
         lines: list[bytes] = []
         size = 0
-        for line in stdin:
-            if line in (b".\n", b".\r\n", b"."):
+        while size <= limit:
+            line = stdin.readline(limit + 1 - size + 2)  # bounded: a line may never end
+            if not line or line in (b".\n", b".\r\n", b"."):
                 break
             lines.append(line)
             size += len(line)
-            if size > limit:
-                break
         data = b"".join(lines)
     if len(data) > limit:
         raise SendmailError(f"the message is larger than the limit of {limit} bytes", EX_DATAERR)

@@ -47,7 +47,8 @@ def compose(
     if b"message-id" not in names:
         added.append(f"Message-ID: <{mts_id}>")
     if b"from" not in names:
-        added.append(f"From: {_from_field(envelope.full_name, sender or login)}")
+        user = sender or _qualify(login, hostname, "sender")  # -f '<>': still from the user
+        added.append(f"From: {_from_field(envelope.full_name, user)}")
     head = b"".join(line.encode() + newline for line in added)
     head += b"".join(b"".join(lines) for _, lines in fields)
     message_content = head + (newline if separated or not fields or body else b"") + body

@@ -21,6 +21,7 @@ from waypost import events
 from waypost.arrival import Admit, Arrival, Source, UnroutableError
 from waypost.local_submit.compose import compose
 from waypost.local_submit.dropfile import COMPLETE_BIT, DropError, decode
+from waypost.message import Message
 from waypost.store.base import StoreError
 
 # A file without its complete mark this old was abandoned by a submitter that stopped.
@@ -74,6 +75,7 @@ class Pickup:
         self._answers: OrderedDict[str, Outcome] = OrderedDict()
         self._stuck: set[str] = set()  # could not be deleted or moved: never taken twice
         self._scan_error = ""
+        self._deferred: dict[str, str] = {}  # the last error of each file that waits
 
     async def run(self) -> None:
         """Scan now and then every poll interval, until cancelled."""
@@ -100,10 +102,10 @@ class Pickup:
         if not name or "/" in name or "\0" in name or name in (".", ".."):
             return Outcome("gone")
         async with self._lock:
-            known = self._answers.get(name)
-            if known is not None:
-                return known
             outcome = await self._take(name)
+            if outcome.status == "gone":
+                # Taken by a scan before its submitter asked: say what became of it.
+                return self._answers.get(name, outcome)
             if outcome.status in ("queued", "rejected"):
                 self._answers[name] = outcome
                 while len(self._answers) > _REMEMBERED:
@@ -117,16 +119,8 @@ class Pickup:
         try:
             drop = await asyncio.to_thread(self._read, path)
             uid = drop.uid
-            envelope, content = decode(
-                drop.data,
-                max_content=settings.max_message_size,
-                max_recipients=settings.max_recipients,
-            )
-            message = compose(
-                envelope, content, uid=drop.uid, login=_login(drop.uid), hostname=settings.hostname
-            )
-            if len(message.envelope.recipients) > settings.max_recipients:
-                raise DropError(f"more than {settings.max_recipients} recipients")
+            # In a thread too: the user's name may come from a slow directory service.
+            message = await asyncio.to_thread(self._compose, drop)
             queued = await self.admit(message, Arrival(source=Source.SUBMIT, peer=f"uid {uid}"))
         except FileNotFoundError:
             return Outcome("gone")
@@ -137,11 +131,14 @@ class Pickup:
         except UnroutableError as exc:
             return await self._quarantine(name, uid, f"no route for {exc}")
         except (StoreError, OSError) as exc:
-            events.emit(events.LOCAL_SUBMIT_DEFERRED, file=name, uid=uid, error=str(exc))
+            if self._deferred.get(name) != str(exc):  # once per new error, not once per poll
+                events.emit(events.LOCAL_SUBMIT_DEFERRED, file=name, uid=uid, error=str(exc))
+            self._deferred[name] = str(exc)
             return Outcome("later", str(exc))
         except Exception as exc:  # never let one file stop pickup
             return await self._quarantine(name, uid, f"unexpected error: {exc!r}")
         assert queued is not None  # a submission always has recipients to store
+        self._deferred.pop(name, None)
         events.emit(
             events.LOCAL_SUBMIT_ACCEPTED,
             message_id=queued.message_id,
@@ -163,6 +160,20 @@ class Pickup:
                 f"deleted ({exc.strerror or exc}); remove it by hand",
             )
         return Outcome("queued", str(queued.message_id))
+
+    def _compose(self, drop: _Drop) -> Message:
+        settings = self.settings
+        envelope, content = decode(
+            drop.data,
+            max_content=settings.max_message_size,
+            max_recipients=settings.max_recipients,
+        )
+        message = compose(
+            envelope, content, uid=drop.uid, login=_login(drop.uid), hostname=settings.hostname
+        )
+        if len(message.envelope.recipients) > settings.max_recipients:
+            raise DropError(f"more than {settings.max_recipients} recipients")
+        return message
 
     def _read(self, path: Path) -> _Drop:
         """The file's owner and bytes; only a complete, regular, singly linked file."""
