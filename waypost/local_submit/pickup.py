@@ -76,6 +76,13 @@ class Pickup:
         self._stuck: set[str] = set()  # could not be deleted or moved: never taken twice
         self._scan_error = ""
         self._deferred: dict[str, str] = {}  # the last error of each file that waits
+        self._stopping = False
+
+    async def stop(self) -> None:
+        """Let the file being taken finish (so it is not taken twice), and take no more."""
+        self._stopping = True
+        async with self._lock:
+            pass
 
     async def run(self) -> None:
         """Scan now and then every poll interval, until cancelled."""
@@ -94,6 +101,8 @@ class Pickup:
             return
         self._scan_error = ""
         for name in names:
+            if self._stopping:
+                return
             if name not in self._stuck:
                 await self.take(name)
 
@@ -102,6 +111,8 @@ class Pickup:
         if not name or "/" in name or "\0" in name or name in (".", ".."):
             return Outcome("gone")
         async with self._lock:
+            if self._stopping:
+                return Outcome("later", "the MTA is stopping")
             outcome = await self._take(name)
             if outcome.status == "gone":
                 # Taken by a scan before its submitter asked: say what became of it.

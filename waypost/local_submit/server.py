@@ -74,6 +74,7 @@ class LocalSubmission:
             # Gone with the MTA: `mailq` and `waypost-sendmail` then see it is not running.
             with contextlib.suppress(OSError):
                 (self.public / name).unlink()
+        await self.pickup.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
