@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import tomllib
 from collections.abc import Iterator
@@ -48,6 +49,11 @@ def test_data_directory_layout_lets_users_drop_but_not_look(running: Mta) -> Non
         assert stat.S_IMODE(path.stat().st_mode) == 0o666
     for name in ("mta.db", "waypost.pid"):
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    # What the MTA makes there itself is owner-only, whatever the umask it was started with.
+    assert running.sendmail("bob@localhost", stdin=b"x\n").returncode == 0
+    wait_for(lambda: running.mailbox("bob"), "bob's mail")
+    assert stat.S_IMODE((data / "maildir").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "maildir" / "bob").stat().st_mode) == 0o700
 
 
 def test_sendmail_t_takes_to_cc_bcc_and_removes_bcc(running: Mta) -> None:
@@ -181,11 +187,35 @@ def test_pickup_refuses_what_the_limits_forbid(running: Mta) -> None:
         running, "2.2.big", encode(DropEnvelope(recipients=["bob@localhost"]), b"x" * 5000)
     )
     _drop_as_user(running, "2.3.norcpt", encode(DropEnvelope(recipients=[]), b"x\n"))
+    _drop_as_user(
+        running, "2.4.unroutable", encode(DropEnvelope(recipients=["x@nowhere.example"]), b"x\n")
+    )
     quarantine = running.data / "maildrop-quarantine"
-    wait_for(lambda: len(os.listdir(quarantine)) == 3, "three files in quarantine")
+    wait_for(lambda: len(os.listdir(quarantine)) == 4, "four files in quarantine")
     log = running.stop()
     assert "6 recipients are over the limit of 5" in log
     assert "over the limit of 4096" in log and "no recipients" in log
+    assert "no route for x@nowhere.example" in log
+
+
+def _ask(mta: Mta, name: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(mta.data / "public" / "pickup"))
+        sock.sendall(name.encode() + b"\n")
+        return sock.makefile("rb").readline().decode().strip()
+
+
+def test_the_pickup_socket_answers_what_became_of_a_file(running: Mta) -> None:
+    good = encode(DropEnvelope(recipients=["bob@localhost"]), b"Subject: s\n\nx\n")
+    _drop_as_user(running, "9.1.good", good)
+    assert _ask(running, "9.1.good") == "queued 1"
+    assert _ask(running, "9.1.good") == "queued 1"  # asked again: remembered
+    _drop_as_user(running, "9.2.bad", b"junk")
+    assert _ask(running, "9.2.bad").startswith("rejected not a maildrop file")
+    assert _ask(running, "no-such-file") == "gone"
+    assert _ask(running, "../waypost.pid") == "gone"  # a name, never a path
+    assert (running.data / "waypost.pid").exists()
 
 
 def test_an_unfinished_file_waits_then_is_quarantined_when_abandoned(running: Mta) -> None:

@@ -366,6 +366,9 @@ class Service:
 
 async def run(config: Config, *, on_ready: Callable[[Service], None] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    # Others may pass through the data directory (to the maildrop): what the MTA creates
+    # there (Maildirs, logs) is owner-only unless it says otherwise.
+    os.umask(0o077)
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
     if lock.previous_pid is not None:
