@@ -87,7 +87,10 @@ class Pickup:
     async def run(self) -> None:
         """Scan now and then every poll interval, until cancelled."""
         while True:
-            await self.scan()
+            try:
+                await self.scan()
+            except Exception as exc:  # a fault here must not end pickup for good
+                events.emit(events.UNEXPECTED_ERROR, component="pickup", error=repr(exc))
             await asyncio.sleep(self.settings.poll_interval)
 
     async def scan(self) -> None:
