@@ -108,6 +108,28 @@ def test_sendmail_f_with_recipients_and_the_dot_line(running: Mta) -> None:
     assert mail.endswith(b"\n\nno header at all\n")
 
 
+def test_sendmail_bs_speaks_smtp_on_stdin(running: Mta) -> None:
+    session = (
+        b"EHLO app.example\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@localhost>\r\n"
+        b"RCPT TO:<x@nowhere.example>\r\nDATA\r\nSubject: bs\r\n\r\n..stuffed\r\n.\r\n"
+        b"MAIL FROM:<>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\nSubject: two\r\n\r\nx\r\n.\r\n"
+        b"QUIT\r\n"
+    )
+    result = running.sendmail("-bs", stdin=session)
+    assert result.returncode == 0, result.stderr
+    codes = [line[:4] for line in result.stdout.decode().splitlines() if line[3:4] == " "]
+    first = ["220 ", "250 ", "250 ", "250 ", "550 ", "354 ", "250 "]  # greeting, EHLO, …
+    second = ["250 ", "250 ", "354 ", "250 ", "221 "]
+    assert codes == [*first, *second], result.stdout
+    assert b"550 5.1.1 recipient x@nowhere.example" in result.stdout
+    wait_for(lambda: running.mailbox("bob") and running.mailbox("carol"), "both messages")
+    (bob,) = running.mailbox("bob")
+    assert b"Return-Path: <alice@example.org>" in bob and b"\n.stuffed\n" in bob  # unstuffed
+    assert b"from userid %d" % unprivileged_uid() in bob
+    (carol,) = running.mailbox("carol")
+    assert b"Return-Path: <>" in carol and b"Subject: two" in carol
+
+
 def test_cron_style_options_are_accepted() -> None:
     request = sendmail_cmd.parse(
         ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "-odi", "-v", "root"], program="sendmail"
@@ -129,8 +151,8 @@ def test_refusals_name_the_problem(running: Mta) -> None:
     assert big.returncode == 65 and b"larger than the limit of 4096" in big.stderr
     many = running.sendmail(*(f"u{i}@localhost" for i in range(6)), stdin=b"x\n")
     assert many.returncode == 65 and b"more than 5 recipients" in many.stderr
-    unsupported = running.sendmail("-bs")
-    assert unsupported.returncode == 64
+    unsupported = running.sendmail("-bi")
+    assert unsupported.returncode == 64 and b"-bi is not supported" in unsupported.stderr
     assert os.listdir(running.data / "maildrop") == []
     assert running.mailbox("bob") == []
 

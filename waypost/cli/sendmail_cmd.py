@@ -2,7 +2,8 @@
 expect (Postfix's sendmail(1) options), for users without access to the MTA database.
 
 A message is dropped into the maildrop, fsync'd, and the running MTA asked to take it at
-once; it is durable when this returns 0. `-bp` (or being called `mailq`) lists the queue.
+once; it is durable when this returns 0. `-bp` (or being called `mailq`) lists the queue;
+`-bs` speaks SMTP on standard input and output, as some mail libraries expect.
 
 Exit codes are sendmail's (sysexits.h): 0 queued, 64 usage, 65 bad message, 67 bad or
 unroutable recipient, 69 queue listing unavailable, 75 not queued (try again),
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waypost.cli import sendmail_smtp
 from waypost.clock import SystemClock
 from waypost.config import Config, ConfigError, load_config
-from waypost.local_submit.compose import compose
+from waypost.local_submit.compose import compose, qualify
 from waypost.local_submit.dropfile import (
     PICKUP_SOCKET,
     SHOWQ_SOCKET,
@@ -34,6 +36,7 @@ from waypost.local_submit.dropfile import (
     write_drop,
 )
 from waypost.local_submit.showq import read_listing
+from waypost.routing import RoutingTable
 from waypost.service import build_intake, database_path
 
 EX_OK = 0
@@ -50,7 +53,7 @@ OPTIONS = "B:C:F:GIL:N:O:R:UV:X:b:e:f:h:imno:p:q:r:tv"
 ANSWER_TIMEOUT = 30.0  # how long to wait for the MTA's "queued"; the file is durable anyway
 USAGE = (
     "usage: waypost-sendmail [-t] [-i|-oi] [-f sender] [-F full_name] [-C config] "
-    "[-bm|-bp] [-oX...] [--] [recipient ...]"
+    "[-bm|-bp|-bs] [-oX...] [--] [recipient ...]"
 )
 
 
@@ -59,14 +62,14 @@ class SendmailError(Exception):
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 @dataclass
 class Request:
     """The command line, understood."""
 
-    mode: str = "m"  # -bm: read a message and queue it; -bp: list the queue
+    mode: str = "m"  # -bm: read a message and queue it; -bp: list the queue; -bs: SMTP
     config: str | None = None
     sender: str | None = None
     full_name: str = ""
@@ -85,8 +88,8 @@ def parse(argv: Sequence[str], *, program: str) -> Request:
         raise SendmailError(f"{exc}\n{USAGE}", EX_USAGE) from None
     for option, value in options:
         if option == "-b":
-            if value not in ("m", "p"):
-                raise SendmailError(f"-b{value} is not supported (only -bm and -bp)", EX_USAGE)
+            if value not in ("m", "p", "s"):
+                raise SendmailError(f"-b{value} is not supported (only -bm, -bp and -bs)", EX_USAGE)
             request.mode = value
         elif option == "-C":
             request.config = value
@@ -113,10 +116,12 @@ def main(argv: Sequence[str] | None = None, *, program: str | None = None) -> in
         config = _config(request.config)
         if request.mode == "p":
             return _list_queue(config)
+        if request.mode == "s":
+            return sendmail_smtp.converse(config, submit, check_recipient)
         return _send(request, config)
     except SendmailError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
-        return exc.code
+        return exc.exit_code
     except BrokenPipeError:
         # `mailq | head`: quiet, as other Unix tools (stdout is gone: do not flush it).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -151,6 +156,12 @@ def _send(request: Request, config: Config) -> int:
         extract_recipients=request.extract,
         full_name=request.full_name,
     )
+    submit(envelope, content, config)
+    return EX_OK
+
+
+def submit(envelope: DropEnvelope, content: bytes, config: Config) -> None:
+    """Check, drop and hand over one message; raises SendmailError unless it is durable."""
     _check(envelope, content, config)
     maildrop = maildrop_dir(config.server.data_dir)
     try:
@@ -164,7 +175,29 @@ def _send(request: Request, config: Config) -> int:
     status, _, detail = answer.partition(" ")
     if status == "rejected":
         raise SendmailError(f"the message was refused: {detail}", EX_DATAERR)
-    return EX_OK
+
+
+_ROUTING: dict[int, RoutingTable] = {}
+
+
+def _routing(config: Config) -> RoutingTable:
+    """The configuration's routing table, built once (a -bs session asks once per RCPT)."""
+    if id(config) not in _ROUTING:
+        _ROUTING[id(config)] = build_intake(config, SystemClock()).routing
+    return _ROUTING[id(config)]
+
+
+def check_recipient(address: str, config: Config) -> str:
+    """The address as it will be stored, if it is one and has a route; else SendmailError."""
+    try:
+        canonical = qualify(address, config.server.hostname, "recipient")
+    except DropError as exc:
+        raise SendmailError(str(exc), EX_NOUSER) from None
+    decision = _routing(config).route(canonical)
+    if decision.next_hop is None:
+        reason = decision.explanation[-1] if decision.explanation else "no route"
+        raise SendmailError(f"recipient {canonical}: {reason}", EX_NOUSER)
+    return canonical
 
 
 def _read_message(limit: int, *, dot_ends: bool) -> bytes:
@@ -201,12 +234,8 @@ def _check(envelope: DropEnvelope, content: bytes, config: Config) -> None:
     recipients = message.envelope.recipients
     if len(recipients) > config.smtp.max_recipients:
         raise SendmailError(f"more than {config.smtp.max_recipients} recipients", EX_DATAERR)
-    routing = build_intake(config, SystemClock()).routing
     for recipient in recipients:
-        decision = routing.route(recipient.address)
-        if decision.next_hop is None:
-            reason = decision.explanation[-1] if decision.explanation else "no route"
-            raise SendmailError(f"recipient {recipient.address}: {reason}", EX_NOUSER)
+        check_recipient(recipient.address, config)
 
 
 def _ask(path: Path, name: str) -> str:

@@ -32,7 +32,7 @@ def compose(
                 recipients.extend(_addresses(lines))
     # RFC 5322 §3.6.3: Bcc: recipients are not shown to the others.
     fields = [(name, lines) for name, lines in fields if name != b"bcc"]
-    addresses = _unique(_qualify(r, hostname, "recipient") for r in recipients)
+    addresses = _unique(qualify(r, hostname, "recipient") for r in recipients)
     if not addresses:
         raise DropError("no recipients (none given, and none in To:, Cc: or Bcc: with -t)")
     sender = _sender(envelope.sender, login, hostname)
@@ -47,7 +47,7 @@ def compose(
     if b"message-id" not in names:
         added.append(f"Message-ID: <{mts_id}>")
     if b"from" not in names:
-        user = sender or _qualify(login, hostname, "sender")  # -f '<>': still from the user
+        user = sender or qualify(login, hostname, "sender")  # -f '<>': still from the user
         added.append(f"From: {_from_field(envelope.full_name, user)}")
     head = b"".join(line.encode() + newline for line in added)
     head += b"".join(b"".join(lines) for _, lines in fields)
@@ -95,7 +95,8 @@ def _addresses(lines: list[bytes]) -> list[str]:
     return [address for _, address in email.utils.getaddresses([value]) if address]
 
 
-def _qualify(address: str, hostname: str, role: str) -> str:
+def qualify(address: str, hostname: str, role: str) -> str:
+    """An address as stored: a bare name gets the hostname; DropError if it is not one."""
     text = address.strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
@@ -111,10 +112,10 @@ def _qualify(address: str, hostname: str, role: str) -> str:
 
 def _sender(given: str | None, login: str, hostname: str) -> str:
     if given is None:
-        return _qualify(login, hostname, "sender")
+        return qualify(login, hostname, "sender")
     if given.strip() in ("", "<>"):
         return ""  # -f '<>': the null reverse path, as for a bounce
-    return _qualify(given, hostname, "sender")
+    return qualify(given, hostname, "sender")
 
 
 def _from_field(full_name: str, address: str) -> str:
