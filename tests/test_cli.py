@@ -129,7 +129,7 @@ def test_submit_then_queue_commands(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     first = submit(tmp_path, config, "bob@localhost", "x@remote.example")
     second = submit(tmp_path, config, "carol@remote.example")
-    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o711
 
     listing = waypost("queue", "list", "-c", str(config), cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr

@@ -400,6 +400,42 @@ ACCEPT_FAILED = _define(
     "accept() on {listener} failed: {error}; retrying in {delay}s",
     "Raise the file-descriptor limit or lower connection limits; the listener keeps serving.",
 )
+LOCAL_SUBMIT_ACCEPTED = _define(
+    1610,
+    "local-submit-accepted",
+    S.INFO,
+    C.INTERFACE,
+    "Message {message_id} ({mts_id}) from {originator} submitted by uid {uid} through the "
+    "maildrop: {recipients} recipients, {size} bytes",
+    "None.",
+)
+LOCAL_SUBMIT_QUARANTINED = _define(
+    1611,
+    "local-submit-quarantined",
+    S.WARNING,
+    C.INTERFACE,
+    "Maildrop file {file} from uid {uid} cannot be taken and was moved to {path}: {reason}",
+    "Tell the user or program that submitted it; nothing else waits for it. Delete the file "
+    "once it has been looked at.",
+)
+LOCAL_SUBMIT_DEFERRED = _define(
+    1612,
+    "local-submit-deferred",
+    S.WARNING,
+    C.INTERFACE,
+    "Maildrop file {file} from uid {uid} could not be queued now: {error}; it stays in the "
+    "maildrop and is tried again",
+    "See the store's own event for the cause, usually a full disk; nothing is lost.",
+)
+LOCAL_SUBMIT_UNAVAILABLE = _define(
+    1613,
+    "local-submit-unavailable",
+    S.ERROR,
+    C.INTERFACE,
+    "Local submission: {what} is not available: {error}",
+    "Check the owner and modes of the data directory and of its maildrop and public "
+    "directories (docs/operations.md, sendmail); files already dropped wait in the maildrop.",
+)
 
 # 1700-1799 SMTP
 SMTP_ACCEPTED = _define(

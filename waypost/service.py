@@ -30,6 +30,9 @@ from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
 from waypost.handoff import Deliverer
 from waypost.intake import Intake
+from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
+from waypost.local_submit.pickup import PickupSettings
+from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
 from waypost.net.listener import ConnectionLimits
 from waypost.queue.manager import QueueManager, QueueSettings
@@ -64,11 +67,13 @@ class ServiceError(Exception):
 
 
 def prepare_data_dir(path: str) -> Path:
-    """Create the data directory owner-only; tighten it if it exists with looser modes."""
+    """Create the data directory owner-only but traversable (0711: `waypost-sendmail`
+    reaches the maildrop and the public sockets, nobody else lists it); tighten it if it
+    exists with looser modes."""
     data_dir = Path(path)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if data_dir.stat().st_mode & 0o077:
-        data_dir.chmod(0o700)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if data_dir.stat().st_mode & 0o077 != 0o011:
+        data_dir.chmod(0o711)
     return data_dir
 
 
@@ -181,6 +186,7 @@ class Service:
         self.x400: X400Server | None = None
         self.x400_deliverer: X400Deliverer | None = None
         self.reports: ReportGenerator | None = None
+        self.local_submission: LocalSubmission | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -311,6 +317,24 @@ class Service:
             )
             await self.x400.start()
 
+    async def start_local_submission(self) -> None:
+        """Pickup of what `waypost-sendmail` drops, and the sockets it and `mailq` use."""
+        data_dir = self.config.server.data_dir
+        self.local_submission = LocalSubmission(
+            PickupSettings(
+                maildrop=maildrop_dir(data_dir),
+                quarantine=Path(data_dir) / QUARANTINE,
+                hostname=self.config.server.hostname,
+                max_message_size=self.config.smtp.max_message_size,
+                max_recipients=self.config.smtp.max_recipients,
+                poll_interval=self.config.queue.poll_interval,
+            ),
+            public_dir(data_dir),
+            database_path(self.config),
+            self.admit,
+        )
+        await self.local_submission.start()
+
     def run_background(self) -> list[asyncio.Task[None]]:
         """Start the queue manager and the report generator."""
         self._tasks = [asyncio.create_task(self.manager.run())]
@@ -319,6 +343,8 @@ class Service:
         return self._tasks
 
     async def stop(self) -> None:
+        if self.local_submission is not None:
+            await self.local_submission.close()
         if self.smtp is not None:
             await self.smtp.close()
         if self.x400 is not None:
@@ -340,6 +366,9 @@ class Service:
 
 async def run(config: Config, *, on_ready: Callable[[Service], None] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    # Others may pass through the data directory (to the maildrop): what the MTA creates
+    # there (Maildirs, logs) is owner-only unless it says otherwise.
+    os.umask(0o077)
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
     if lock.previous_pid is not None:
@@ -349,6 +378,7 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     service = await Service.start(config)
     try:
         await service.start_listeners()
+        await service.start_local_submission()
     except (OSError, SmtpSetupError) as exc:
         await service.stop()
         raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None

@@ -243,9 +243,10 @@ def test_a_whole_session_leaves_no_secret_behind_and_files_are_owner_only(
     time.sleep(0.5)
     assert len(b.x400_files()) == 1, "C's message got through with a wrong password"
 
-    # Owner-only, although umask 022 would give 0755 and 0644.
+    # Owner-only (the data directory traversable only, for the maildrop), although umask
+    # 022 would give 0755 and 0644.
     for mta in (a, b, c):
-        assert stat.S_IMODE(mta.data.stat().st_mode) == 0o700, mta.data
+        assert stat.S_IMODE(mta.data.stat().st_mode) == 0o711, mta.data
         for file in ("mta.db", "mta.db-wal", "mta.db-shm", "waypost.pid"):
             path = mta.data / file
             if path.exists():
