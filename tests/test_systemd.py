@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port
+from serve_process import ServeProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -221,3 +222,42 @@ def test_sd_notify_to_an_abstract_socket(short_dir: Path) -> None:
             proc.kill()
             proc.wait()
         notify.close()
+
+
+# ------------------------------------------------------------------ logrotate, for real
+
+
+@pytest.mark.interop
+def test_logrotate_example_rotates_and_waypost_writes_to_the_new_file(tmp_path: Path) -> None:
+    tool = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    if not os.path.exists(tool):
+        pytest.skip("logrotate not installed")
+    serve = ServeProcess(tmp_path, "[smtp]\nlisten = []\n[x400]\nlisten = []\n")
+    serve.start()
+    try:
+        # The example as installed, its paths under tmp_path; `waypost reload` stands in for
+        # systemctl (docs/operations.md gives both).
+        reload = f"{shlex.quote(sys.executable)} -m waypost.cli.main reload -c {serve.config}"
+        text = (
+            LOGROTATE.read_text()
+            .replace("/var/log/waypost/", f"{serve.log.parent}/")
+            .replace("systemctl reload waypost.service", reload)
+        )
+        text = "\n".join(line for line in text.splitlines() if " su " not in f" {line} ")
+        conf = tmp_path / "logrotate.conf"
+        conf.write_text(text + "\n")
+        before = len(serve.events())
+        result = subprocess.run(
+            [tool, "--force", "--state", str(tmp_path / "state"), str(conf)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+        assert result.returncode == 0, result.stderr
+        rotated = serve.log.with_name(serve.log.name + ".1")
+        serve.wait_for("config-reloaded")  # in the new file
+        assert serve.events()[0]["name"] == "log-reopened"
+        assert len(serve.events(rotated)) == before
+    finally:
+        assert serve.stop() == 0
