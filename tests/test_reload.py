@@ -297,3 +297,26 @@ def test_sighup_during_an_x400_transfer_the_association_completes(serve: ServePr
         accepted.close()
     assert not [e for e in serve.events() if e["name"] == "x400-association-aborted"]
     assert serve.stop() == 0
+
+
+def test_a_log_file_that_cannot_be_opened_refuses_the_reload(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    port = start_smtp(serve, max_recipients=1)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    seen = len(serve.events())
+    head = f'[server]\nhostname = "reload.test"\ndata_dir = "{serve.data_dir}"\n'
+    serve.config.write_text(
+        head + f'[log]\njson_file = "{blocker}/events.json"\n' + smtp_toml(port, max_recipients=5)
+    )
+    serve.signal(signal.SIGHUP)
+    outcome = serve.wait_for("config-reload-refused", after=seen)  # still in the old file
+    assert outcome["fields"]["key"] == "log.json_file"
+    assert str(blocker) in outcome["fields"]["reason"]
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("alice@example.org")
+        assert client.rcpt("bob@localhost")[0] == 250
+        assert client.rcpt("carol@localhost")[0] == 452  # max_recipients is still 1
+    assert serve.stop() == 0
