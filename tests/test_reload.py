@@ -5,9 +5,12 @@ reopened for logrotate, and `waypost reload` finds the process by its pid file."
 
 from __future__ import annotations
 
+import shutil
 import signal
 import smtplib
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from waypost.osi.stack import (
     Transfer,
     TransferConfirmed,
 )
+from waypost.smtp.auth import hash_password
 from waypost.x400.ipm import build_ipm
 from waypost.x400.p1_bind import MTABind, encode_bind
 from waypost.x400.p1_objects import encode_stored
@@ -319,4 +323,86 @@ def test_a_log_file_that_cannot_be_opened_refuses_the_reload(
         client.mail("alice@example.org")
         assert client.rcpt("bob@localhost")[0] == 250
         assert client.rcpt("carol@localhost")[0] == 452  # max_recipients is still 1
+    assert serve.stop() == 0
+
+
+# ------------------------------------------------------- certificate and users file renewed
+
+
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def tls_client(port: int) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client.starttls(context=context)
+    client.ehlo("client.test")
+    return client
+
+
+def served_certificate(client: smtplib.SMTP) -> bytes:
+    assert isinstance(client.sock, ssl.SSLSocket)
+    der = client.sock.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(cert: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+@pytest.mark.interop
+def test_a_renewed_certificate_and_users_file_apply_to_the_next_connection(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    """As certbot renews: new files at the same paths, then a reload (nothing in the
+    configuration file changes)."""
+    old_cert, old_key = make_certificate(tmp_path, "one.test")
+    new_cert, new_key = make_certificate(tmp_path, "two.test")
+    cert, key, users = tmp_path / "live.crt", tmp_path / "live.key", tmp_path / "users"
+    shutil.copy(old_cert, cert)
+    shutil.copy(old_key, key)
+    users.write_text(f"alice:{hash_password('first')}\n")
+    port = free_port()
+    toml = smtp_toml(port).replace(
+        "[smtp]\n", f'[smtp]\ntls_cert = "{cert}"\ntls_key = "{key}"\nauth_users = "{users}"\n'
+    )
+    serve.write_config(toml)
+    serve.start()
+    before = tls_client(port)
+    assert served_certificate(before) == der(old_cert)
+    before.login("alice", "first")
+
+    shutil.copy(new_cert, cert)
+    shutil.copy(new_key, key)
+    users.write_text(f"alice:{hash_password('second')}\n")
+    outcome = serve.reload(toml)
+    assert outcome["name"] == "config-reloaded"
+    assert outcome["fields"]["changed"] == "nothing"
+
+    after = tls_client(port)
+    assert served_certificate(after) == der(new_cert)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        after.login("alice", "first")
+    after.login("alice", "second")
+    after.quit()
+    # The connection from before the reload carries on with what it negotiated.
+    assert before.mail("alice@example.org")[0] == 250
+    assert before.rcpt("bob@localhost")[0] == 250
+    assert before.data(b"Subject: still here\r\n\r\nok\r\n")[0] == 250
+    before.quit()
     assert serve.stop() == 0
