@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
-# tshark, sqlite3) when they are missing. Postfix itself is installed unconfigured, not started.
+# tshark, sqlite3; systemd-analyze and logrotate for packaging/) when they are missing.
+# Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
@@ -8,6 +9,9 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+# systemd-analyze verifies packaging/systemd/waypost.service (nothing is started).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
 # swaks needs Net::SSLeay for --tls; it is only a recommendation of the swaks package.
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -eq 0 ]; then

@@ -193,6 +193,41 @@ CONFIG_LOADED = _define(
     "None.",
 )
 
+# Reload (SIGHUP, `waypost reload`): numbered from 1110 within the configuration's range.
+CONFIG_RELOADED = _define(
+    1110,
+    "config-reloaded",
+    S.INFO,
+    C.CONFIG,
+    "Configuration reloaded from {source}; changed: {changed}",
+    "None: new connections and deliveries use it; those in progress finish under the old one.",
+)
+CONFIG_RELOAD_REFUSED = _define(
+    1111,
+    "config-reload-refused",
+    S.ERROR,
+    C.CONFIG,
+    "Reload of {source} refused: {key}: {reason}; the configuration in force is unchanged",
+    "Correct the named key (`waypost config check FILE`), then reload again.",
+)
+CONFIG_NEEDS_RESTART = _define(
+    1112,
+    "config-needs-restart",
+    S.WARNING,
+    C.CONFIG,
+    "Configuration {source}: {key} changed from {old} to {new}; it takes effect only at a "
+    "restart, {old} stays in force until then",
+    "Restart Waypost (`systemctl restart waypost`) when the change is wanted now.",
+)
+LOG_REOPENED = _define(
+    1113,
+    "log-reopened",
+    S.INFO,
+    C.CONFIG,
+    "Log file {path} (re)opened",
+    "None: after a log rotation, the old file can be compressed or removed.",
+)
+
 # 1200-1299 store (the MTA database)
 STORE_OPENED = _define(
     1200,
@@ -920,7 +955,16 @@ def _jsonable(value: object) -> object:
 def configure_logging(
     *, level: str = "INFO", json_file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Readable lines on the terminal (stderr), and JSON lines to a file when asked."""
+    """Readable lines on the terminal (stderr), and JSON lines to a file when asked.
+
+    Called again (a reload), it reopens the file by its name, so that a log rotated away
+    is left alone; the file is opened before the old handlers go, so an OSError leaves
+    logging as it was.
+    """
+    file_handler = None
+    if json_file:
+        file_handler = logging.FileHandler(json_file, encoding="utf-8")
+        file_handler.setFormatter(JsonFormatter())
     root = logging.getLogger("waypost")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -930,9 +974,7 @@ def configure_logging(
     terminal = logging.StreamHandler(stream or sys.stderr)
     terminal.setFormatter(TextFormatter())
     root.addHandler(terminal)
-    if json_file:
-        file_handler = logging.FileHandler(json_file, encoding="utf-8")
-        file_handler.setFormatter(JsonFormatter())
+    if file_handler is not None:
         root.addHandler(file_handler)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from waypost import __version__, events
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
-from waypost.config import Config, build_routing_table
+from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, load_config
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
@@ -34,10 +34,17 @@ from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
+from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.reload import (
+    RunTimeSettings,
+    changed_keys,
+    keep_restart_only,
+    run_time_settings,
+)
 from waypost.setup.smtp import SmtpSetupError, smtp_server_config
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
@@ -113,6 +120,36 @@ class RunLock:
         os.close(self.fd)
 
 
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the Waypost serving `data_dir`, or None when none is: its pid file is
+    locked for as long as it runs. OSError when the pid file cannot be read."""
+    try:
+        fd = os.open(data_dir / "waypost.pid", os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def open_logs(config: Config) -> None:
+    """Log as [log] says; again at a reload, which reopens `json_file` by its name (after a
+    rotation, the renamed file gets no more lines). OSError when it cannot be opened."""
+    json_file = config.log.json_file or None
+    if json_file:
+        Path(json_file).parent.mkdir(parents=True, exist_ok=True)
+    events.configure_logging(level=config.log.level, json_file=json_file)
+    if json_file:
+        events.emit(events.LOG_REOPENED, path=json_file)
+
+
 def build_intake(config: Config, clock: Clock) -> Intake:
     """The intake as the configuration sets it up: its routing table, domain and limits."""
     return Intake(
@@ -163,6 +200,19 @@ def check_integrity_at_start(db_path: str) -> None:
     raise ServiceError(
         f"the MTA database {db_path} is damaged: {reason}. {RECOVERY_HINT}",
         EXIT_DATABASE_UNUSABLE,
+    )
+
+
+def pickup_settings(config: Config) -> PickupSettings:
+    """What the pickup of `waypost-sendmail`'s drops takes from the configuration."""
+    data_dir = config.server.data_dir
+    return PickupSettings(
+        maildrop=maildrop_dir(data_dir),
+        quarantine=Path(data_dir) / QUARANTINE,
+        hostname=config.server.hostname,
+        max_message_size=config.smtp.max_message_size,
+        max_recipients=config.smtp.max_recipients,
+        poll_interval=config.queue.poll_interval,
     )
 
 
@@ -321,19 +371,82 @@ class Service:
         """Pickup of what `waypost-sendmail` drops, and the sockets it and `mailq` use."""
         data_dir = self.config.server.data_dir
         self.local_submission = LocalSubmission(
-            PickupSettings(
-                maildrop=maildrop_dir(data_dir),
-                quarantine=Path(data_dir) / QUARANTINE,
-                hostname=self.config.server.hostname,
-                max_message_size=self.config.smtp.max_message_size,
-                max_recipients=self.config.smtp.max_recipients,
-                poll_interval=self.config.queue.poll_interval,
-            ),
+            pickup_settings(self.config),
             public_dir(data_dir),
             database_path(self.config),
             self.admit,
         )
         await self.local_submission.start()
+
+    def reload(self, reopen_logs: Callable[[Config], None] | None = None) -> bool:
+        """SIGHUP: read the configuration file again and put it in force for new connections
+        and deliveries; those in progress finish under the old one. A configuration that
+        cannot be used is refused whole (event 1111) and the old one stays; a key that only
+        a restart can change keeps its value (event 1112). Returns whether it was applied."""
+        old = self.config
+        source = old.source
+        try:
+            new = load_config(None if source == EMBEDDED else source)
+        except ConfigError as exc:
+            return self._refuse_reload(exc.key or "(the whole file)", exc.reason, reopen_logs)
+        effective, pending = keep_restart_only(old, new)
+        try:
+            settings = run_time_settings(
+                effective, self.admit, self.intake.clock, smtp_listener=self.smtp is not None
+            )
+        except (SmtpSetupError, ValueError) as exc:
+            key, _, reason = str(exc).partition(": ")
+            return self._refuse_reload(key, reason or key, reopen_logs)
+        if reopen_logs is not None:
+            try:
+                reopen_logs(effective)
+            except OSError as exc:
+                reason = f"cannot open {exc.filename or effective.log.json_file}: {exc.strerror}"
+                return self._refuse_reload("log.json_file", reason, reopen_logs)
+        for change in pending:
+            events.emit(
+                events.CONFIG_NEEDS_RESTART,
+                source=source,
+                key=change.key,
+                old=change.old,
+                new=change.new,
+            )
+        self._put_in_force(effective, settings)
+        changed = changed_keys(old, effective)
+        events.emit(events.CONFIG_RELOADED, source=source, changed=", ".join(changed) or "nothing")
+        return True
+
+    def _refuse_reload(
+        self, key: str, reason: str, reopen_logs: Callable[[Config], None] | None
+    ) -> bool:
+        if reopen_logs is not None:
+            # A rotated log is reopened all the same, under the settings in force.
+            with contextlib.suppress(OSError):
+                reopen_logs(self.config)
+        events.emit(events.CONFIG_RELOAD_REFUSED, source=self.config.source, key=key, reason=reason)
+        return False
+
+    def _put_in_force(self, config: Config, settings: RunTimeSettings) -> None:
+        """Swap every component's settings at once: nothing awaits in here, so no
+        connection or delivery sees half of the old configuration and half of the new."""
+        self.intake.routing = self.routing = settings.routing
+        self.intake.max_received = config.smtp.max_hops
+        if self.smtp is not None and settings.smtp is not None:
+            self.smtp.reconfigure(settings.smtp, settings.smtp_limits)
+        if self.x400 is not None:
+            self.x400.reconfigure(settings.x400, settings.x400_limits)
+        if self.smtp_deliverer is not None:
+            self.smtp_deliverer.reconfigure(settings.client)
+        if self.x400_deliverer is not None:
+            self.x400_deliverer.reconfigure(settings.x400)
+        self.manager.policy = settings.retry
+        self.manager.settings = settings.queue
+        self.store.lifetime = config.queue.max_lifetime
+        if self.reports is not None:
+            self.reports.poll_interval = config.queue.poll_interval
+        if self.local_submission is not None:
+            self.local_submission.pickup.settings = pickup_settings(config)
+        self.config = config
 
     def run_background(self) -> list[asyncio.Task[None]]:
         """Start the queue manager and the report generator."""
@@ -365,10 +478,14 @@ class Service:
 
 
 async def run(config: Config, *, on_ready: Callable[[Service], None] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT; returns the process exit code."""
+    """Serve until SIGTERM or SIGINT, reloading on SIGHUP; returns the process exit code."""
     # Others may pass through the data directory (to the maildrop): what the MTA creates
     # there (Maildirs, logs) is owner-only unless it says otherwise.
     os.umask(0o077)
+    # SIGHUP's default action would end the process and leave the pid file behind: from
+    # the first moment it asks for a reload, done once the service is up.
+    reload_asked = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_asked.set)
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
     if lock.previous_pid is not None:
@@ -390,10 +507,31 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     background = service.run_background()
     if on_ready is not None:
         on_ready(service)
+    sdnotify.notify(sdnotify.READY, f"STATUS=Waypost {__version__} serving {data_dir}")
+    reloader = asyncio.create_task(reload_when_asked(service, reload_asked))
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({*background, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    sdnotify.notify(sdnotify.STOPPING, "STATUS=stopping")
     stop_wait.cancel()
+    reloader.cancel()
     await service.stop()
     lock.release_clean()
+    events.flush_suppressed()
     events.emit(events.SERVICE_STOPPED)
     return EXIT_OK
+
+
+async def reload_when_asked(service: Service, asked: asyncio.Event) -> None:
+    """One reload per SIGHUP (signals arriving during one make one more), told to systemd
+    as RELOADING=1 … READY=1 (sd_notify(3); MONOTONIC_USEC for Type=notify-reload)."""
+    while True:
+        await asked.wait()
+        asked.clear()
+        sdnotify.notify(sdnotify.RELOADING, sdnotify.monotonic_usec(), "STATUS=reloading")
+        try:
+            applied = service.reload(reopen_logs=open_logs)
+        except Exception as exc:  # the old configuration stays in force; keep serving
+            events.emit(events.UNEXPECTED_ERROR, component="reload", error=repr(exc))
+            applied = False
+        status = "configuration reloaded" if applied else "reload refused, see the log"
+        sdnotify.notify(sdnotify.READY, f"STATUS={status}")

@@ -26,6 +26,7 @@ from waypost.cli import (
     events_cmd,
     password_cmd,
     queue_cmd,
+    reload_cmd,
     route_cmd,
     serve_cmd,
     submit_cmd,
@@ -35,6 +36,7 @@ from waypost.config import ConfigError
 
 VERBS = (
     serve_cmd,
+    reload_cmd,
     check_cmd,
     submit_cmd,
     queue_cmd,

@@ -278,6 +278,16 @@ class SmtpDeliverer:
         self._reaper: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Future[None]] = set()
 
+    def reconfigure(self, settings: ClientSettings) -> None:
+        """A reload: new connections use `settings`. Idle cached connections were opened
+        under the old ones (TLS policy, HELO name) and are closed; those in use finish
+        their transaction and are closed instead of cached (`_park`)."""
+        self.settings = settings
+        sessions = [s for group in self._idle.values() for s in group]
+        self._idle.clear()
+        for session in sessions:
+            self._background(session.quit())
+
     async def deliver(self, handoff: Handoff) -> list[Attempt]:
         claims = list(handoff.recipients)
         try:
@@ -323,7 +333,10 @@ class SmtpDeliverer:
     def _park(self, session: SmtpSession) -> None:
         if not session.alive:
             return
-        if session.messages >= self.settings.max_messages_per_connection:
+        if (
+            session.messages >= self.settings.max_messages_per_connection
+            or session.settings is not self.settings
+        ):
             self._background(session.quit())
             return
         self._idle[session.key].append(session)

@@ -219,6 +219,7 @@ class _Pool:
         self._down_since = 0.0  # wall clock: the first of the failed opens in a row
         self._next_open = 0.0  # monotonic: no open before it, after a failed one
         self._grow_after = 0.0  # monotonic: no additional open before it
+        self.retired = False  # the peer's settings were reloaded: this pool opens no more
 
     async def acquire(self) -> _Outbound:
         """An association for one transfer; raises OpenFailedError when there is none to have."""
@@ -244,6 +245,11 @@ class _Pool:
         """A transfer is done with `conn`: hand it to a waiter, or park it idle."""
         if not conn.alive:
             self.discard(conn)
+            return
+        if self.retired:
+            self.opened -= 1
+            self._background(conn.release())
+            self._wake(everyone=True)
             return
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -408,6 +414,19 @@ class X400Deliverer:
         manager's flush calls this)."""
         for pool in self._pools.values():
             pool.flush()
+
+    def reconfigure(self, config: X400Settings) -> None:
+        """A reload: peers are found in `config` from now on. The pool of a peer whose
+        settings changed (or that is gone) is retired: its idle associations are released,
+        those in use are released when their transfer is done, and the next transfer opens
+        a new pool with the new settings."""
+        self.config = config
+        peers = {peer.name: peer for peer in config.peer}
+        for name, pool in list(self._pools.items()):
+            if peers.get(name) != pool.peer:
+                del self._pools[name]
+                pool.retired = True
+                self._background(pool.close())
 
     def _pool(self, name: str) -> _Pool | None:
         pool = self._pools.get(name)

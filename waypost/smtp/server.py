@@ -73,6 +73,13 @@ class SmtpServer(SessionServer):
         self.listener = Listener("smtp", addresses, self._session, limits=limits)
         self.sessions: set[SmtpSession] = set()
 
+    def reconfigure(self, config: SmtpServerConfig, limits: ConnectionLimits) -> None:
+        """A reload: connections accepted from now on get `config` (its settings, policy,
+        TLS context and users) and `limits`; those in progress keep the config they began
+        with, so a transaction is never judged half by one and half by the other."""
+        self.config = config
+        self.listener.limits = limits
+
     def _session(self, admission: Admission, release: Callable[[], None]) -> SmtpSession:
         session = SmtpSession(self, admission, release)
         self.sessions.add(session)

@@ -154,6 +154,13 @@ class X400Server(SessionServer):
         # Transfers interrupted by a lost connection, kept for the peer to resume.
         self.interrupted = InterruptedTransfers()
 
+    def reconfigure(self, config: X400Settings, limits: ConnectionLimits) -> None:
+        """A reload: binds from now on are checked against `config`'s peers, and new
+        connections counted against `limits`; an association already bound keeps its peer's
+        settings until it ends."""
+        self.config = config
+        self.listener.limits = limits
+
     def peer(self, name: str) -> PeerSettings | None:
         for peer in self.config.peer:
             if peer.name == name:
