@@ -139,3 +139,10 @@ def test_mailbox_errors_are_named(tmp_path: Path) -> None:
     assert broken.returncode == 1 and "is not a readable P1 object" in broken.stderr
     for result in (missing, unknown, escape, listed, broken):
         no_traceback(result)
+
+
+def test_help_for_the_new_commands(tmp_path: Path) -> None:
+    for verb in ("mailbox", "mailbox list", "mailbox show", "queue list", "queue delete"):
+        result = waypost(*verb.split(), "--help", cwd=tmp_path)
+        assert result.returncode == 0, (verb, result.stderr)
+        assert "usage: waypost" in result.stdout
