@@ -53,6 +53,14 @@ def audit_lines(tmp_path: Path) -> list[dict[str, object]]:
     return [r for r in records if r["id"] == 1403]
 
 
+def user_name() -> str:
+    """Who the audit event names: the user, and under sudo who asked for it."""
+    name = pwd.getpwuid(os.getuid()).pw_name
+    if os.getuid() == 0 and os.environ.get("SUDO_USER"):
+        name += f" (sudo by {os.environ['SUDO_USER']})"
+    return name
+
+
 def test_a_pipe_to_head_ends_quietly(tmp_path: Path) -> None:
     # Far more than a pipe holds (64 KiB), so the writer meets the closed pipe for sure.
     config = write_config(tmp_path)
@@ -112,6 +120,8 @@ def test_limit_prints_the_true_total(tmp_path: Path) -> None:
     assert result.stdout.rstrip().endswith("-- 3 of 7 recipients shown")
     whole = waypost("queue", "list", "--limit", "10", "-c", str(config), cwd=tmp_path)
     assert whole.stdout.rstrip().endswith("-- 7 recipients")
+    negative = waypost("queue", "list", "--limit", "-1", "-c", str(config), cwd=tmp_path)
+    assert negative.returncode == 2 and "invalid count '-1'" in negative.stderr
 
 
 def test_filters_by_sender_recipient_age_and_state(tmp_path: Path) -> None:
@@ -215,7 +225,7 @@ def test_every_action_is_an_audit_event_in_the_event_log(tmp_path: Path, action:
     (record,) = audit_lines(tmp_path)
     uid = os.getuid()
     assert record["fields"] == {
-        "user": pwd.getpwuid(uid).pw_name,
+        "user": user_name(),
         "uid": uid,
         "action": action,
         "ids": f"{ids[0]},{ids[1]}",
@@ -232,7 +242,7 @@ def test_without_an_event_log_the_action_is_on_the_terminal(tmp_path: Path) -> N
     message_id = submit(tmp_path, config, "bob@localhost")
     result = waypost("queue", "hold", str(message_id), "-c", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"INFO 1403 queue: Operator {pwd.getpwuid(os.getuid()).pw_name}" in result.stderr
+    assert f"INFO 1403 queue: Operator {user_name()} (uid {os.getuid()})" in result.stderr
     assert f"ran hold on message ids {message_id}: 1 recipients changed" in result.stderr
 
 
@@ -244,6 +254,27 @@ def test_an_unwritable_event_log_is_named(tmp_path: Path) -> None:
     assert "cannot write the event log" in result.stderr and "no/such/dir" in result.stderr
     assert "1403 queue: Operator" in result.stderr  # it is still recorded somewhere
     no_traceback(result)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root creates a log another user owns")
+def test_sudo_and_a_log_created_by_root_stays_the_mta_users(tmp_path: Path) -> None:
+    config = write_config(tmp_path, LOGGED)
+    message_id = submit(tmp_path, config, "bob@localhost")
+    mta_user = 65534  # the MTA's own user and group (any ids that are not root's)
+    os.chown(tmp_path / "data", mta_user, mta_user)
+    result = subprocess.run(
+        [sys.executable, "-m", "waypost.cli.main", "queue", "hold", str(message_id)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "WAYPOST_CONFIG": str(config), "SUDO_USER": "alice"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    log = tmp_path / "data" / "events.jsonl"
+    assert (log.stat().st_uid, log.stat().st_gid) == (mta_user, mta_user)
+    (record,) = audit_lines(tmp_path)
+    assert record["fields"]["user"] == "root (sudo by alice)"  # type: ignore[index]
 
 
 def test_show_body_prints_the_content(tmp_path: Path) -> None:

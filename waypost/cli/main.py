@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events.configure_logging(level="WARNING")
     try:
         code: int = args.run(args)
-        sys.stdout.flush()  # here, where a closed pipe is still ours to handle
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, where a closed pipe is still ours to handle
     except BrokenPipeError as exc:
         if _stdout_closed():
             return _quiet_exit_on_broken_pipe()

@@ -66,7 +66,9 @@ def add_parser(verbs: Any) -> None:
     listing.add_argument(
         "--younger-than", type=queue_select.age, metavar="AGE", help="only mail newer than this"
     )
-    listing.add_argument("--limit", type=int, default=None, help="at most this many recipients")
+    listing.add_argument(
+        "--limit", type=queue_select.count, default=None, help="at most this many recipients"
+    )
     form = listing.add_mutually_exclusive_group()
     form.add_argument(
         "--shape", action="store_true", help="counts by next hop and age (minutes), like qshape"

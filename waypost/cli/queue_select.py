@@ -43,6 +43,13 @@ def age(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def count(text: str) -> int:
+    """A number of lines to show, 0 or more (an argparse type)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: a whole number, 0 or more")
+    return int(text)
+
+
 def state(text: str) -> str:
     """A recipient state (an argparse type): a typo is refused, with the valid ones."""
     if text not in STATES:
