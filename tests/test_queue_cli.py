@@ -210,6 +210,11 @@ def test_action_ids_from_standard_input(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "line 2: 'bob' is not a message id" in bad.stderr
     no_traceback(bad)
     assert len(audit_lines(tmp_path)) == 2  # the refused command changed nothing, logged nothing
+    # A pipeline whose first command found nothing is not an error, and logs nothing.
+    for action in ("delete", "reroute"):
+        empty = waypost("queue", action, "-", "-c", str(config), stdin=b"", cwd=tmp_path)
+        assert empty.returncode == 0 and "no message ids on standard input" in empty.stdout
+    assert len(audit_lines(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("action", ["hold", "release", "retry", "bounce", "reroute", "delete"])

@@ -140,6 +140,13 @@ def _targets(args: argparse.Namespace) -> list[int] | None:
     return queue_select.unique(ids)
 
 
+def _nothing_to_do(action: str) -> int:
+    """`… | waypost queue delete -` when the first command found nothing: not an error in
+    a pipeline (as `postsuper -d -` on empty input), and nothing to log."""
+    print(f"{action}: no message ids on standard input; nothing changed")
+    return EXIT_OK
+
+
 def run_list(args: argparse.Namespace) -> int:
     db = queue_select.open_queue(args)
     now = time.time()
@@ -230,6 +237,8 @@ def run_quarantine(args: argparse.Namespace) -> int:
 def run_admin(args: argparse.Namespace) -> int:
     action: admin.Action = args.admin_action
     targets = _targets(args)
+    if targets == []:
+        return _nothing_to_do(action.value)
     config = load(args)
     audit.start(config, f"queue {action.value}")
     db = queue_select.open_queue(args, config)
@@ -246,10 +255,12 @@ def run_admin(args: argparse.Namespace) -> int:
 
 
 def run_reroute(args: argparse.Namespace) -> int:
+    targets = _targets(args)
+    if targets == []:
+        return _nothing_to_do("reroute")
     config = load(args)
     audit.start(config, "queue reroute")
     intake = build_intake(config, SystemClock())
-    targets = _targets(args)
 
     def choose(envelope: Envelope, index: int, old: str) -> str:
         try:
