@@ -4,6 +4,7 @@ the intake's routing after a configuration change, with an event for each change
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_reroute_follows_a_changed_configuration(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = write_config(tmp_path, OTHER)
+    config = write_config(tmp_path, OTHER + '[log]\njson_file = "events.jsonl"\n')
     first = submit(tmp_path, config, "bob@localhost", "x@remote.example")
     submit(tmp_path, config, "carol@remote.example")
     held = submit(tmp_path, config, "dave@other.example")
@@ -53,11 +54,9 @@ def test_reroute_follows_a_changed_configuration(
         .replace(OTHER, "")
     )
     before = time.time()
-    # In this process, to read the events (the command line shows warnings only).
+    # In this process; the events go to the configuration's event log.
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["queue", "reroute", "--all", "-c", str(config)])
-    terminal = io.StringIO()
-    events.configure_logging(level="INFO", stream=terminal)
     try:
         assert args.run(args) == 0
     finally:
@@ -65,14 +64,19 @@ def test_reroute_follows_a_changed_configuration(
     out = capsys.readouterr().out
     assert f"{first}: x@remote.example: smtp:[127.0.0.1]:2526 -> smtp:[127.0.0.1]:2600" in out
     assert "reroute: 4 recipients routed again, 3 changed" in out
-    rerouted = [line for line in terminal.getvalue().splitlines() if " 1406 routing: " in line]
-    assert len(rerouted) == 3, terminal.getvalue()
+    logged = [json.loads(line) for line in (tmp_path / "data" / "events.jsonl").open()]
+    rerouted = [record["message"] for record in logged if record["id"] == 1406]
+    assert len(rerouted) == 3, logged
     assert any(
         "dave@other.example re-routed by the operator: next hop smtp:[127.0.0.1]:2527 is now "
         "error:5.4.4 " in line
         for line in rerouted
     )
-    assert "Operator reroute on 4 recipients of the whole queue" in terminal.getvalue()
+    (audit,) = [
+        record for record in logged if record["id"] == 1403 and "reroute" in record["message"]
+    ]
+    assert audit["fields"]["action"] == "reroute" and audit["fields"]["ids"] == "all"
+    assert audit["fields"]["count"] == 4
 
     after = hops(db_path)
     assert after["bob@localhost"][0] == "local"

@@ -359,7 +359,15 @@ QUEUE_ADMIN = _define(
     "queue-admin",
     S.INFO,
     C.QUEUE,
-    "Operator {action} on {count} recipients of {target}",
+    "Operator {user} (uid {uid}) ran {action} on message ids {ids}: {count} recipients changed",
+    "None: the audit trail of the operators' queue actions (`waypost queue …`).",
+)
+LEASES_RELEASED = _define(
+    1404,
+    "leases-released",
+    S.INFO,
+    C.QUEUE,
+    "{count} recipients leased by the previous run queued again at start-up",
     "None.",
 )
 RECIPIENT_REROUTED = _define(
@@ -999,3 +1007,51 @@ def markdown() -> str:
             f"{e.action} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# Events an operator's command records for the audit trail (`waypost queue hold`, …).
+OPERATOR_EVENTS = frozenset({QUEUE_ADMIN.id})
+
+
+class _OperatorOrWarning(logging.Filter):
+    """Lets through warnings and worse, and the operator's own actions."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event, _ = _record_event(record)
+        return record.levelno >= logging.WARNING or (
+            event is not None and event.id in OPERATOR_EVENTS
+        )
+
+
+def configure_command_logging(
+    *, level: str, json_file: str | None, stream: TextIO | None = None
+) -> OSError | None:
+    """Logging for a command that changes the queue: every event at `level` into the
+    JSON log the MTA writes (so an auditor finds the operator's actions beside the MTA's),
+    and only warnings on the terminal. Without a JSON log, or when it cannot be opened
+    (returned, for the command to say), the operator's actions go to the terminal."""
+    file_handler: logging.Handler | None = None
+    failure: OSError | None = None
+    if json_file:
+        try:
+            file_handler = logging.FileHandler(json_file, encoding="utf-8")
+        except OSError as exc:
+            failure = exc
+    root = logging.getLogger("waypost")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.propagate = False
+    terminal = logging.StreamHandler(stream or sys.stderr)
+    terminal.setFormatter(TextFormatter())
+    if file_handler is None:
+        root.setLevel(logging.INFO)
+        terminal.addFilter(_OperatorOrWarning())
+    else:
+        root.setLevel(min(logging.WARNING, int(logging.getLevelName(level.upper()))))
+        terminal.setLevel(logging.WARNING)
+        file_handler.setFormatter(JsonFormatter())
+        file_handler.setLevel(level.upper())
+        root.addHandler(file_handler)
+    root.addHandler(terminal)
+    return failure

@@ -259,12 +259,7 @@ class Service:
         messages, recipients = await store.counts()
         events.emit(events.STORE_OPENED, path=store.path, messages=messages, recipients=recipients)
         if released:
-            events.emit(
-                events.QUEUE_ADMIN,
-                action="lease release at start-up",
-                count=released,
-                target="the queue",
-            )
+            events.emit(events.LEASES_RELEASED, count=released)
         maildirs = MaildirStore(
             Path(config.server.data_dir) / config.local.maildir,
             mailboxes=frozenset(config.local.mailboxes),
