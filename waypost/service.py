@@ -479,8 +479,13 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     os.umask(0o077)
     # SIGHUP's default action would end the process and leave the pid file behind: from
     # the first moment it asks for a reload, done once the service is up.
+    # SIGTERM and SIGINT too: one arriving while the service starts stops it once started.
     reload_asked = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_asked.set)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_asked.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
     if lock.previous_pid is not None:
@@ -495,10 +500,6 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
         await service.stop()
         raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
     events.emit(events.SERVICE_STARTED, version=__version__, data_dir=data_dir)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
     background = service.run_background()
     if on_ready is not None:
         on_ready(service)
