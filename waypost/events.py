@@ -573,6 +573,15 @@ X400_RECOVERY_REFUSED = _define(
     "Recovery of an interrupted transfer refused ({peer}): {reason}; it starts again",
     "None: the whole message is transferred again.",
 )
+X400_IDLE_ASSOCIATION_LOST = _define(
+    1825,
+    "x400-idle-association-lost",
+    S.INFO,
+    C.X400,
+    "Outbound P1 association with {peer}, idle, is no longer known to the peer ({reason}); "
+    "transfers use a new one",
+    "None: the adjacent MTA restarted or dropped the association; nothing is deferred.",
+)
 
 del S, C
 
