@@ -40,8 +40,7 @@ from waypost.x400.p1_bind import MTABind, encode_bind
 NEVER = 3600
 
 
-async def _equals(value: asyncio.Future[int] | object, expected: int) -> bool:
-    assert asyncio.iscoroutine(value)
+async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
 
 

@@ -582,6 +582,23 @@ X400_IDLE_ASSOCIATION_LOST = _define(
     "transfers use a new one",
     "None: the adjacent MTA restarted or dropped the association; nothing is deferred.",
 )
+X400_FIELD_KEPT = _define(
+    1826,
+    "x400-field-kept",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id}: {fields}; kept as received",
+    "None: the object is taken and relayed as it came. Tell the peer's administrator if "
+    "their MTA should keep to the field's ASN.1 type.",
+)
+X400_OBJECT_UNINTERPRETABLE = _define(
+    1827,
+    "x400-object-uninterpretable",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id} cannot be interpreted ({reason}); accepted and {outcome}",
+    "Tell the peer's administrator: their MTA sent an object X.411 does not allow.",
+)
 
 del S, C
 
