@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +41,7 @@ from waypost.osi.stack import (
 )
 from waypost.service import Service
 from waypost.x400.p1_bind import MTABind, encode_bind
+from waypost.x400.p1_objects import decode_object
 
 # A wait for the transfer interval (or the queue's back-off) would outlast `until`'s patience.
 NEVER = 3600
@@ -134,3 +141,90 @@ async def _true(value: bool) -> bool:
 
 async def _rows_empty(a: Service) -> bool:
     return await asyncio.to_thread(rows, a.store.path) == []
+
+
+# ----------------------------------------------------------------------------- B a process
+
+
+@contextmanager
+def waypost_process(root: Path, port: int, config: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`waypost serve` in its own process, with `config`; stopped (or already killed) after."""
+    path = root / "b-process.toml"
+    path.write_text(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "waypost.cli.main", "serve", "-c", str(path)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "WAYPOST_CONFIG": ""},
+    )
+    try:
+        _wait_for_port(port, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(400):
+        assert proc.poll() is None, f"waypost serve exited with {proc.returncode}"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _b_process_config(root: Path, port: int) -> str:
+    return (
+        f'[server]\nhostname = "b.test"\ndata_dir = "{root / "b-data"}"\n'
+        f'[log]\njson_file = "{root / "b-events.jsonl"}"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        f'[local]\nx400_store = "{root / "b-x400"}"\noraddresses = ["/C=GB/ADMD= /PRMD=B/"]\n'
+        f'[x400]\nlisten = ["127.0.0.1:{port}"]\nmta_name = "B-MTA"\n' + B_CONFIG
+    )
+
+
+def _delivered(root: Path, n: int) -> bool:
+    """Whether message `n` is in B's X.400 store (B, killed, may deliver one twice)."""
+    wanted = message(n).envelope.mts_id
+    return any(
+        decode_object(f.read_bytes())[0].mts_id == wanted
+        for f in (root / "b-x400").glob("*/new/*.p1")
+    )
+
+
+@pytest.mark.parametrize("how", ["terminated", "killed"])
+async def test_peer_process_restart_then_next_message_is_delivered_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """B is a `waypost serve` process: stopped cleanly (it aborts its associations) or
+    killed (only the kernel's FIN arrives), then started again between two messages."""
+    caplog.set_level(logging.INFO, logger="waypost")
+    b_port = free_port()
+    parameters = f"transfer_interval = {NEVER}\nopen_interval = {NEVER}\n"
+    b_config = _b_process_config(tmp_path, b_port)
+    a = await start(tmp_path, "a", free_port(), a_config(f"127.0.0.1:{b_port}", parameters))
+    try:
+        with waypost_process(tmp_path, b_port, b_config) as b:
+            await a.submit(message(1))
+            await until(lambda: _true(_delivered(tmp_path, 1)), "message 1 at B")
+            if how == "killed":
+                b.kill()
+            else:
+                b.terminate()
+            await asyncio.to_thread(b.wait, 20)
+        with waypost_process(tmp_path, b_port, b_config):
+            await a.submit(message(2))
+            await until(lambda: _true(_delivered(tmp_path, 2)), "message 2 at B")
+            await until(lambda: _rows_empty(a), "message 2 delivered, not deferred")
+        names = [getattr(r, "waypost_event", None) for r in caplog.records]
+        assert events.X400_TRANSFER_FAILED not in names
+    finally:
+        await a.stop()

@@ -204,20 +204,23 @@ class _Outbound:
         """Wait, while idle, for the peer to speak unasked; what ended the association. A
         peer that restarted sent an abort (or just a FIN) that nobody read: a transfer
         over that association would fail."""
-        try:
-            data = await self.reader.read(READ_SIZE)
-        except OSError as exc:
-            return f"connection failed: {exc}"
-        self.assoc.receive_data(data)
-        reason = "the peer closed the connection" if not data else "unexpected data"
-        with contextlib.suppress(LocalProtocolError):
-            while (event := self.assoc.next_event()) is not NEED_DATA:
-                if isinstance(event, Aborted):
-                    reason = _describe(event)
-                elif isinstance(event, Released):
-                    reason = "released by the peer"
-            self.writer.write(self.assoc.data_to_send())  # e.g. the answer to a release
-        return reason
+        while True:
+            try:
+                data = await self.reader.read(READ_SIZE)
+            except OSError as exc:
+                return f"connection failed: {exc}"
+            self.assoc.receive_data(data)
+            reason = "the peer closed the connection"
+            with contextlib.suppress(LocalProtocolError):
+                while (event := self.assoc.next_event()) is not NEED_DATA:
+                    if isinstance(event, Aborted):
+                        reason = _describe(event)
+                    elif isinstance(event, Released):
+                        reason = "released by the peer"
+                self.writer.write(self.assoc.data_to_send())  # e.g. the answer to a release
+            if not data or self.assoc.state is not State.OPEN:
+                return reason
+            # Anything else (a two-way-alternate peer asking for the turn) leaves it open.
 
 
 Opener = Callable[[PeerSettings], Awaitable[_Outbound]]
