@@ -133,11 +133,11 @@ def no_originator() -> bytes:
     return without(apdu_of(p22(5)), OR_NAME)
 
 
-def send_all(port: int, apdus: list[bytes]) -> None:
+def send_all(port: int, mode: Mode, apdus: list[bytes]) -> None:
     """One association, as the peer A-MTA: every transfer must be confirmed."""
     client = P1Client(
         port,
-        Mode.NORMAL_1988,
+        mode,
         AssociationSettings(checkpoint_size=1, window_size=2),
         name="A-MTA",
         password="pw",
@@ -164,12 +164,14 @@ def emitted(
     ]
 
 
+@pytest.mark.parametrize("mode", [Mode.NORMAL_1988, Mode.X410])
 async def test_bad_objects_are_taken_and_the_next_message_is_delivered(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: Mode
 ) -> None:
     caplog.set_level(logging.INFO, logger="waypost")
     # B is under test; A (the originator's MTA) receives what B relays and reports.
-    net = await network(tmp_path, {"b": route("A", "a"), "a": route("B", "b")})
+    routes = {"b": route("A", "a"), "a": route("B", "b")}
+    net = await network(tmp_path, routes, mode="x410" if mode is Mode.X410 else "1988")
     try:
         b_port = int(net["b"].config.x400.listen[0].rpartition(":")[2])
         good = apdu_of(p22(4))
@@ -180,7 +182,7 @@ async def test_bad_objects_are_taken_and_the_next_message_is_delivered(
             no_originator(),
             good,
         ]
-        await asyncio.to_thread(send_all, b_port, apdus)
+        await asyncio.to_thread(send_all, b_port, mode, apdus)
 
         # At B: the message with the bad content-identifier, kept as received, and the next.
         at_b = await delivered(net["b"], 2)
