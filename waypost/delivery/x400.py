@@ -178,8 +178,8 @@ class _Outbound:
         watcher, self.watcher = self.watcher, None
         if watcher is not None and not watcher.done():
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            # wait() neither raises the watcher's CancelledError nor swallows our own.
+            await asyncio.wait([watcher])
 
     async def release(self) -> None:
         """Orderly release, bounded by the peer's `disconnect_timeout`; then close."""
@@ -252,7 +252,11 @@ class _Pool:
             while True:
                 conn = self._take_idle()
                 if conn is not None:
-                    await conn.unwatch()
+                    try:
+                        await conn.unwatch()
+                    except BaseException:
+                        self.discard(conn)
+                        raise
                     if conn.alive:
                         return conn
                     self.discard(conn)  # it ended while the watcher stopped
