@@ -266,3 +266,27 @@ def test_without_an_originator_or_as_a_report_nothing_is_salvaged() -> None:
     with pytest.raises(UninterpretableError) as caught:
         receive_object(broken, domain=DOMAIN["b"])
     assert caught.value.kind == "report" and caught.value.salvage is None
+
+
+def test_a_name_breaking_its_type_is_noted_in_every_object_that_has_it() -> None:
+    """Names are cached by their octets; one with a string kept as received is not, so
+    that the second object with it is noted as well as the first."""
+    sent = p22(7)
+    odd = "/C=GB/ADMD= /PRMD=A/S=Smiqqth/"
+    envelope = sent.envelope
+    apdu = encode_stored(
+        Envelope(
+            mts_id=envelope.mts_id,
+            originator=odd,
+            recipients=envelope.recipients,
+            content_type=envelope.content_type,
+        ),
+        sent.content,
+        domain=DOMAIN["a"],
+    ).replace(b"Smiqqth", b"Smi<>th")
+    for _ in range(2):
+        received = receive_object(apdu, domain=DOMAIN["b"])
+        (fault,) = received.kept
+        assert fault.path.startswith("mts-apdu.envelope.originator-name")
+        # Mapped to text the RFC 2156 way: the characters outside PrintableString escaped.
+        assert received.envelope.originator == "/C=GB/ADMD= /PRMD=A/S=Smi(060)(062)th/"
