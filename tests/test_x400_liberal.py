@@ -49,6 +49,7 @@ from waypost.x400.p1_report import (
     decode_report_content,
     encode_report_content,
 )
+from waypost.x400.report_maker import RecipientFate, build_report
 
 SUBJECT = b"Re: <budget> for Q3"  # what PP copies from an RFC 822 subject
 CONTENT_ID = b"\x4a" + bytes([len(SUBJECT)]) + SUBJECT
@@ -290,3 +291,24 @@ def test_a_name_breaking_its_type_is_noted_in_every_object_that_has_it() -> None
         assert fault.path.startswith("mts-apdu.envelope.originator-name")
         # Mapped to text the RFC 2156 way: the characters outside PrintableString escaped.
         assert received.envelope.originator == "/C=GB/ADMD= /PRMD=A/S=Smi(060)(062)th/"
+
+
+def test_a_salvaged_message_always_gives_a_report_that_encodes() -> None:
+    """What the salvage reads is what the report on it carries: a value P1 cannot carry
+    (a negative content type) is left out, not copied into a report that cannot be sent."""
+    apdu = apdu_of(p22(8))
+    assert apdu.count(b"\x46\x01\x16") == 1  # built-in content type 22
+    with pytest.raises(UninterpretableError) as caught:
+        receive_object(apdu.replace(b"\x46\x01\x16", b"\x46\x01\xb3"), domain=DOMAIN["b"])
+    salvage = caught.value.salvage
+    assert salvage is not None and salvage.envelope.content_type == ContentType.P2
+    fate = RecipientFate(rcpt_index=0, delivered=False, detail="5.5.4 unreadable", when=2.0)
+    report = build_report(
+        subject=salvage.envelope,
+        content=salvage.content,
+        outcomes=[fate],
+        received_at=1.0,
+        domain=DOMAIN["b"],
+        now=2.0,
+    )
+    assert decode_object(encode_stored(report.envelope, report.content))[0].mts_id

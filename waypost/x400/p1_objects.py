@@ -167,7 +167,10 @@ def _salvage(element: Element, domain: str) -> Message | None:
 def _content_type(envelope: Element) -> str:
     builtin = envelope.find(BUILTIN_CONTENT_TYPE)
     if builtin is not None:
-        return f"builtin:{builtin.as_int()}"
+        number = builtin.as_int()
+        if number < 0:
+            raise builtin.error(f"{number} is negative")
+        return f"builtin:{number}"
     return f"oid:{envelope.child(OID).as_oid()}"
 
 
