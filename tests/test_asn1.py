@@ -159,6 +159,37 @@ def test_string_errors() -> None:
         ber.decode(H("0c01ff")).as_string()
 
 
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        ("13083c612e623e20402a", "<a.b> @*"),  # PrintableString with "<", ">", "@", "*"
+        ("1202312d", "1-"),  # NumericString with "-"
+        ("1603e94142", "\xe9AB"),  # IA5String with an octet outside ASCII
+        ("8001e9", "\xe9"),  # the same, implicitly tagged (read as IA5String)
+    ],
+)
+def test_lenient_strings_are_kept_as_received(wire: str, text: str) -> None:
+    """A lenient decode reads a string breaking its type as received, notes where, and
+    the encoder gives back the same octets."""
+    root = ber.decode(H(wire), name="field", lenient=True)
+    kind = ber.IA5_STRING if root.tag == ber.context(0) else None
+    assert root.as_string(kind) == text
+    (fault,) = root.faults
+    assert fault.path == "field" and fault.offset == 0
+    assert ber.encode_string(root.tag, text, kind) == H(wire)
+    # The strict decode still refuses it.
+    with pytest.raises(ber.BadValueError):
+        ber.decode(H(wire)).as_string(kind)
+
+
+def test_lenient_decoding_keeps_no_fault_for_good_strings() -> None:
+    root = ber.decode(H("3005130341422e"), lenient=True)
+    assert root.child(0).as_string() == "AB." and root.faults == []
+    assert ber.decode(H("3005130341422e")).faults == []
+    with pytest.raises(ValueError, match="does not fit"):
+        ber.encode_string(ber.IA5_STRING, "\u20ac")  # not even Latin-1: never received
+
+
 def test_bit_strings() -> None:
     assert ber.decode(H("0304066e5dc0")).as_bits() == (H("6e5dc0"), 6)
     assert ber.encode_bits(H("6e5dc0"), 6) == H("0304066e5dc0")

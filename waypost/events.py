@@ -725,6 +725,34 @@ X400_RECOVERY_REFUSED = _define(
     "Recovery of an interrupted transfer refused ({peer}): {reason}; it starts again",
     "None: the whole message is transferred again.",
 )
+X400_IDLE_ASSOCIATION_LOST = _define(
+    1825,
+    "x400-idle-association-lost",
+    S.INFO,
+    C.X400,
+    "Outbound P1 association with {peer}, idle, is no longer known to the peer ({reason}); "
+    "transfers use a new one",
+    "None: the adjacent MTA restarted or dropped the association; nothing is deferred.",
+)
+X400_FIELD_KEPT = _define(
+    1826,
+    "x400-field-kept",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id}: {fields}; kept as received",
+    "None: the object is taken and relayed as it came. Tell the peer's administrator if "
+    "their MTA should keep to the field's ASN.1 type.",
+    limit_by="peer",
+)
+X400_OBJECT_UNINTERPRETABLE = _define(
+    1827,
+    "x400-object-uninterpretable",
+    S.WARNING,
+    C.X400,
+    "{peer}: {kind} {mts_id} cannot be interpreted ({reason}); accepted and {outcome}",
+    "Tell the peer's administrator: their MTA sent an object X.411 does not allow.",
+    limit_by="peer",
+)
 
 del S, C
 

@@ -140,7 +140,12 @@ class Intake:
             if not recipient.responsibility and not is_report:
                 continue  # another MTA answers for it (X.411 responsibility)
             recipients.append(recipient)
-            hops.append(LOOP_HOP if looped else self._p1_hop(envelope, index, arrival))
+            if looped:
+                hops.append(LOOP_HOP)
+            elif arrival.next_hops is not None:  # the listener's verdict (an unreadable object)
+                hops.append(arrival.next_hops[index])
+            else:
+                hops.append(self._p1_hop(envelope, index, arrival))
         if not recipients:
             return None
         envelope = msgspec.structs.replace(envelope, recipients=recipients, arrival=now)

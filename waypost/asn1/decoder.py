@@ -274,7 +274,18 @@ class Element:
         try:
             return values.string_from(content, kind.number, check=check)
         except ValueError as exc:
-            raise self.error(str(exc)) from None
+            error = self.error(str(exc))
+            faults = self._doc.faults
+            if faults is None or kind.number not in values.STRING_CODECS:
+                raise error from None
+        # Decoded leniently: the string is kept as received and the fault noted.
+        faults.append(error)
+        return values.string_as_received(content, kind.number)
+
+    @property
+    def faults(self) -> list[BadValueError]:
+        """Strings of a lenient `decode` read so far that broke their type, kept as received."""
+        return self._doc.faults if self._doc.faults is not None else []
 
     def as_bits(self) -> tuple[bytes, int]:
         """BIT STRING contents: (octets, unused bits in the last octet)."""
@@ -320,13 +331,22 @@ def _view(data: Input, limits: Limits) -> memoryview:
 
 
 def decode(
-    data: Input, *, limits: Limits = DEFAULT_LIMITS, name: str = "$", allow_trailing: bool = False
+    data: Input,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    name: str = "$",
+    allow_trailing: bool = False,
+    lenient: bool = False,
 ) -> Element:
-    """Decode exactly one element (trailing bytes are an error unless allowed)."""
+    """Decode exactly one element (trailing bytes are an error unless allowed).
+
+    With `lenient`, a character string whose octets break its type is read as
+    received instead of raising, and noted in the elements' `faults`.
+    """
     mv = _view(data, limits)
     if not mv:
         raise TruncatedError("empty input", 0, name)
-    doc = Doc(mv, limits, {})
+    doc = Doc(mv, limits, {}, [] if lenient else None)
     end, _ = scan(mv, 0, len(mv), limits, doc.ends, 0, name)
     if end != len(mv) and not allow_trailing:
         raise MalformedError(f"{len(mv) - end} bytes after the element", end, name)

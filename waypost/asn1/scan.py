@@ -10,6 +10,7 @@ input with memoryviews, so large values are never copied until asked for.
 from __future__ import annotations
 
 from waypost.asn1.core import (
+    BadValueError,
     BERError,
     LimitError,
     Limits,
@@ -194,7 +195,15 @@ def scan(
 class Doc:
     """What the elements of one decode share: the input, the limits, indefinite ends."""
 
-    __slots__ = ("ends", "limits", "mv")
+    __slots__ = ("ends", "faults", "limits", "mv")
 
-    def __init__(self, mv: memoryview, limits: Limits, ends: dict[int, int]) -> None:
+    def __init__(
+        self,
+        mv: memoryview,
+        limits: Limits,
+        ends: dict[int, int],
+        faults: list[BadValueError] | None = None,
+    ) -> None:
         self.mv, self.limits, self.ends = mv, limits, ends
+        # Lenient decoding: strings that break their type, kept (None: they raise).
+        self.faults = faults

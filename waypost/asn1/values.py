@@ -99,11 +99,31 @@ def string_from(content: bytes, number: int, *, check: bool = True) -> str:
     return text
 
 
-def string_to(text: str, number: int) -> bytes:
-    """str -> character string contents of universal type `number`."""
+def string_as_received(content: bytes, number: int) -> str:
+    """Contents that break their string type, read so that `string_to` gives them back:
+    octets outside ASCII in an ASCII type are read as Latin-1."""
     codec = STRING_CODECS.get(number)
     if codec is None:
         raise ValueError(f"[UNIVERSAL {number}] is not a character string type")
+    if codec == "ascii":
+        return content.decode("latin-1")
+    return content.decode(codec, "replace")  # no reading keeps broken UTF-8/16/32
+
+
+def string_to(text: str, number: int) -> bytes:
+    """str -> character string contents of universal type `number`.
+
+    An ASCII type's text with Latin-1 characters is a string received with octets
+    outside its type (`string_as_received`): it goes out as it came.
+    """
+    codec = STRING_CODECS.get(number)
+    if codec is None:
+        raise ValueError(f"[UNIVERSAL {number}] is not a character string type")
+    if codec == "ascii" and not text.isascii():
+        try:
+            return text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{text!r} does not fit [UNIVERSAL {number}]") from None
     return text.encode(codec)
 
 

@@ -12,7 +12,12 @@ least `max_associations` for all of them to be used. One message goes over
 an association at a time, many in turn; an idle association is released
 after `association_lifetime`. `connect_timeout` bounds the TCP connection,
 `answer_timeout` each wait for the bind answer or a transfer confirmation,
-`disconnect_timeout` the orderly release.
+`disconnect_timeout` the orderly release. An idle association is read while it
+waits: an abort, a release or a FIN from the peer (an adjacent MTA that restarted)
+drops it at once. A transfer that fails on an association that had been idle,
+before the peer secured anything, is the peer having forgotten the association,
+not the message's fault: it is made again at once over another association,
+with nothing counted or deferred.
 
 Failed opens (no connection, bind refused, no answer). An open that fails
 when no other association is open counts one failed open for the peer and
@@ -136,6 +141,14 @@ class _Outbound:
     writer: asyncio.StreamWriter
     last_used: float
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    # While idle: reads what the peer says unasked (an abort, a release, its FIN).
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    transfers: int = 0  # confirmed over this association
+
+    @property
+    def reused(self) -> bool:
+        """Whether this association was idle before: the peer may have forgotten it."""
+        return self.transfers > 0
 
     @property
     def alive(self) -> bool:
@@ -179,8 +192,17 @@ class _Outbound:
         except OSError as exc:
             raise X400PeerError(f"connection failed: {exc}") from None
 
+    async def unwatch(self) -> None:
+        """Stop reading while idle (before anything else reads the stream)."""
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+            # wait() neither raises the watcher's CancelledError nor swallows our own.
+            await asyncio.wait([watcher])
+
     async def release(self) -> None:
         """Orderly release, bounded by the peer's `disconnect_timeout`; then close."""
+        await self.unwatch()
         with contextlib.suppress(X400PeerError, LocalProtocolError, OSError, TimeoutError):
             if self.assoc.state is State.OPEN and not self.reader.at_eof():
                 async with asyncio.timeout(self.peer.disconnect_timeout):
@@ -192,9 +214,32 @@ class _Outbound:
         await self.close()
 
     async def close(self) -> None:
+        await self.unwatch()
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+    async def idle_ended(self) -> str:
+        """Wait, while idle, for the peer to speak unasked; what ended the association. A
+        peer that restarted sent an abort (or just a FIN) that nobody read: a transfer
+        over that association would fail."""
+        while True:
+            try:
+                data = await self.reader.read(READ_SIZE)
+            except OSError as exc:
+                return f"connection failed: {exc}"
+            self.assoc.receive_data(data)
+            reason = "the peer closed the connection"
+            with contextlib.suppress(LocalProtocolError):
+                while (event := self.assoc.next_event()) is not NEED_DATA:
+                    if isinstance(event, Aborted):
+                        reason = _describe(event)
+                    elif isinstance(event, Released):
+                        reason = "released by the peer"
+                self.writer.write(self.assoc.data_to_send())  # e.g. the answer to a release
+            if not data or self.assoc.state is not State.OPEN:
+                return reason
+            # Anything else (a two-way-alternate peer asking for the turn) leaves it open.
 
 
 Opener = Callable[[PeerSettings], Awaitable[_Outbound]]
@@ -228,7 +273,15 @@ class _Pool:
             while True:
                 conn = self._take_idle()
                 if conn is not None:
-                    return conn
+                    try:
+                        await conn.unwatch()
+                    except BaseException:
+                        self.discard(conn)
+                        raise
+                    if conn.alive:
+                        return conn
+                    self.discard(conn)  # it ended while the watcher stopped
+                    continue
                 if self._may_open():
                     conn = await self._open()
                     if conn is not None:
@@ -259,7 +312,21 @@ class _Pool:
         conn.last_used = time.monotonic()
         loop = asyncio.get_running_loop()
         conn.timer = loop.call_later(self.peer.association_lifetime, self._expire, conn)
+        conn.watcher = loop.create_task(self._watch(conn))
         self._idle.append(conn)
+
+    async def _watch(self, conn: _Outbound) -> None:
+        """An idle association the peer ends (a restart aborts it) leaves the pool at once,
+        so that the next transfer opens a new one instead of failing on it."""
+        reason = await conn.idle_ended()
+        if conn not in self._idle:
+            return
+        conn.watcher = None  # this task is ending: nobody need wait for it
+        self._idle.remove(conn)
+        self._cancel_timer(conn)
+        self.opened -= 1
+        events.emit(events.X400_IDLE_ASSOCIATION_LOST, peer=self.peer.name, reason=reason)
+        self._background(conn.close())
 
     def discard(self, conn: _Outbound) -> None:
         """`conn` is broken (or its state unknown): close it; a waiter may open another."""
@@ -453,22 +520,32 @@ class X400Deliverer:
         recovered = await self._try_recovery(peer, key, apdu, claims)
         if recovered is not None:
             return recovered if recovered else _delivered(peer, claims)
-        try:
-            conn = await pool.acquire()
-        except OpenFailedError as exc:
-            return exc.attempts(claims)
-        try:
-            await _send_message(conn, apdu, peer.answer_timeout)
-        except X400PeerError as exc:
-            self._interrupted.keep(key, conn.assoc.interrupted(), apdu)
-            pool.discard(conn)
-            events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
-            return [_transfer_failed(peer, c, str(exc)) for c in claims]
-        except BaseException:
-            pool.discard(conn)
-            raise
-        pool.release(conn)
-        return _delivered(peer, claims)
+        free_retries = peer.max_associations  # each costs an idle association, at most all
+        while True:
+            try:
+                conn = await pool.acquire()
+            except OpenFailedError as exc:
+                return exc.attempts(claims)
+            try:
+                await _send_message(conn, apdu, peer.answer_timeout)
+            except X400PeerError as exc:
+                secured = conn.assoc.interrupted()
+                pool.discard(conn)
+                if conn.reused and secured is None and free_retries > 0:
+                    free_retries -= 1
+                    # An association that had been idle failed before the peer secured
+                    # anything: the peer no longer knows it (it restarted, or its host
+                    # did). Not the message's fault: at once, over another association.
+                    events.emit(events.X400_IDLE_ASSOCIATION_LOST, peer=peer.name, reason=str(exc))
+                    continue
+                self._interrupted.keep(key, secured, apdu)
+                events.emit(events.X400_TRANSFER_FAILED, peer=peer.name, error=str(exc))
+                return [_transfer_failed(peer, c, str(exc)) for c in claims]
+            except BaseException:
+                pool.discard(conn)
+                raise
+            pool.release(conn)
+            return _delivered(peer, claims)
 
     async def _try_recovery(
         self, peer: PeerSettings, key: _TransferKey, apdu: bytes, claims: list[Claim]
@@ -686,6 +763,7 @@ async def _send_message(
         event = await conn.next_event(timeout)
         if isinstance(event, TransferConfirmed):
             conn.last_used = time.monotonic()
+            conn.transfers += 1
             return
         if isinstance(event, Aborted | Released | ConnectionClosed | Refused):
             raise X400PeerError(f"transfer not confirmed: {_describe(event)}")

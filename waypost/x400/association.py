@@ -11,7 +11,9 @@ CCs are identical, one is written); the one that yields an `OpenRequest` is
 kept. The intake adds this domain's trace element, and stores a loop, an
 unsupported critical extension or an unroutable recipient with an `error:` hop,
 so that it is non-delivered with a report owed rather than refused (a P1
-transfer cannot refuse one recipient).
+transfer cannot refuse one recipient). Objects are read liberally: a string
+breaking its ASN.1 type is kept as received, an object that cannot be
+interpreted is confirmed and non-delivered; only unframeable BER aborts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from waypost.asn1 import BERError
 from waypost.message import Envelope, Message
 from waypost.net.driver import PausingDriver, SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.nexthop import NextHop, Transport
 from waypost.osi.rtse import RefuseReason, SessionConnectionIdentifier
 from waypost.osi.stack import (
     NEED_DATA,
@@ -61,10 +64,11 @@ from waypost.x400.p1_bind import (
     encode_bind,
     encode_bind_error,
 )
-from waypost.x400.p1_objects import decode_object
+from waypost.x400.p1_objects import ReceivedObject, UninterpretableError, receive_object
 from waypost.x400.settings import PeerSettings, X400Settings
 
 READ_SIZE = 65536
+MAX_FIELDS_NAMED = 8  # in one x400-field-kept event
 MODES = {"1988": Mode.NORMAL_1988, "x410": Mode.X410}
 
 
@@ -434,22 +438,76 @@ class X400Session(PausingDriver):
             )
 
     async def _on_transfer(self, event: TransferReceived) -> None:
+        """Take the object: only BER that cannot be framed aborts the association; a string
+        breaking its type is kept, an object that cannot be taken is non-delivered, so
+        that one bad object never stops the peer's queue behind it."""
         assert self.assoc is not None
         try:
-            envelope, content = decode_object(event.apdu)
+            received = receive_object(event.apdu, domain=self.server.config.global_domain)
         except BERError as exc:
             events.emit(events.X400_ASSOCIATION_ABORTED, peer=self.who, layer="p1", reason=str(exc))
             self._abort()
             return
-        if not await self._store(envelope, content):
+        except UninterpretableError as exc:
+            stored = await self._non_deliver(exc)
+        else:
+            if received.kept:
+                self._report_kept(received)
+            stored = await self._store(received.envelope, received.content)
+        if not stored:
             self._abort()
             return
         self._write(self.assoc.send(ConfirmTransfer()))
 
-    async def _store(self, envelope: Envelope, content: bytes) -> bool:
+    def _report_kept(self, received: ReceivedObject) -> None:
+        """One event per object, naming each field kept although it breaks its type."""
+        fields = dict.fromkeys(f"{fault.path} ({fault.reason})" for fault in received.kept)
+        envelope = received.envelope
+        events.emit(
+            events.X400_FIELD_KEPT,
+            peer=self.who,
+            kind=envelope.object_kind.value,
+            mts_id=envelope.mts_id,
+            fields="; ".join(list(fields)[:MAX_FIELDS_NAMED]),
+        )
+
+    async def _non_deliver(self, exc: UninterpretableError) -> bool:
+        """An object that cannot be taken is accepted all the same: non-delivered, with a
+        report to its originator when it can be read (else dropped); False when the store
+        failed."""
+        salvage = exc.salvage
+        if salvage is None:
+            events.emit(
+                events.X400_OBJECT_UNINTERPRETABLE,
+                peer=self.who,
+                kind=exc.kind,
+                mts_id="(unknown)",
+                reason=str(exc.error),
+                outcome="dropped (no originator and recipient to report to)"
+                if exc.kind != "report"
+                else "dropped (a report is never reported on)",
+            )
+            return True
+        envelope = salvage.envelope
+        events.emit(
+            events.X400_OBJECT_UNINTERPRETABLE,
+            peer=self.who,
+            kind=exc.kind,
+            mts_id=envelope.mts_id,
+            reason=str(exc.error),
+            outcome=f"non-delivered with a report to {envelope.originator}",
+        )
+        # RFC 3463 5.5.4 (invalid arguments) becomes X.411's invalid-arguments diagnostic.
+        hop = NextHop(Transport.ERROR, f"5.5.4 the envelope cannot be interpreted: {exc.error}")
+        hops = [hop] * len(envelope.recipients)
+        return await self._store(envelope, salvage.content, hops)
+
+    async def _store(
+        self, envelope: Envelope, content: bytes, hops: list[NextHop] | None = None
+    ) -> bool:
         """Pass the object through the intake (routes, trace, loops, `error:` hops for what
         must be non-delivered) and enqueue it durably; False when the store failed."""
-        arrival = Arrival(source=Source.P1, peer=self.who)
+        arrival = Arrival(source=Source.P1, peer=self.who, next_hops=hops)
         try:
             queued = await self.server.admit(Message(envelope=envelope, content=content), arrival)
         except StoreError as exc:

@@ -134,6 +134,11 @@ def utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def names_of(bits: Iterable[int], table: tuple[str, ...]) -> list[str]:
+    """The names of the bits set (`bit-N` for those the table does not name)."""
+    return _names(bits, table)
+
+
 def _names(bits: Iterable[int], table: tuple[str, ...]) -> list[str]:
     return [table[n] if n < len(table) else f"bit-{n}" for n in sorted(bits)]
 
@@ -382,10 +387,9 @@ def encode_name(text: str, names: dict[str, ORName]) -> bytes:
 def decode_envelope(element: Element, *, probe: bool = False) -> TransferEnvelope:
     """A MessageTransferEnvelope SET (or, with `probe`, a ProbeTransferEnvelope, whose [0]
     is the content length); raises BERError-derived errors naming the path."""
-    path = element.path
-    if path == "$":
-        path = "probe" if probe else "envelope"
-    element = element.expect(PROBE_APDU if probe else SET, name=path)
+    # A top-level element is named for errors; one inside an APDU already has its path.
+    label = ("probe" if probe else "envelope") if element.path == "$" else None
+    element = element.expect(PROBE_APDU if probe else SET, name=label)
     fields: dict[str, object] = {}
     names: dict[str, ORName] = {}
     unknown: list[bytes] = []

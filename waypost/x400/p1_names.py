@@ -206,7 +206,8 @@ def _extension_attribute(attribute: Element, fields: dict[str, object], extra: l
 
 # Names decoded recently, by their encoding: an MTA sees the same few originators,
 # recipients and domains in every message. A hit is what decoding the same octets gives
-# (the results are immutable); a failure is never kept, so errors still name their path.
+# (the results are immutable); a failure is never kept, so errors still name their path,
+# nor is a name with a string kept as received, so that every object with it is noted.
 # Both caches are bounded in entries and in the size of an encoding they keep; a full
 # cache starts again empty (one atomic step: the store's worker threads decode too).
 NAME_CACHE_SIZE = 4096
@@ -230,7 +231,11 @@ def _cached_orname(element: Element) -> ORName:
     known = _ORNAMES.get(key)
     if known is not None:
         return known
-    return _remember(_ORNAMES, key, decode_or_components(element, element.children()))
+    faults = len(element.faults)
+    name = decode_or_components(element, element.children())
+    if len(element.faults) > faults:
+        return name  # strings kept as received: each object that has them must say so
+    return _remember(_ORNAMES, key, name)
 
 
 def decode_orname(element: Element) -> ORName:
@@ -348,7 +353,11 @@ def decode_gdi(element: Element) -> str:
     known = _GDIS.get(key)
     if known is not None:
         return known
-    return _remember(_GDIS, key, _decode_gdi(element))
+    faults = len(element.faults)
+    text = _decode_gdi(element)
+    if len(element.faults) > faults:
+        return text  # as for names: not kept, so that the next object notes it too
+    return _remember(_GDIS, key, text)
 
 
 def _decode_gdi(element: Element) -> str:

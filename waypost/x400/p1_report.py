@@ -256,7 +256,10 @@ def _extensions(extensions: Iterable[Extension], tag: Tag) -> bytes:
 
 def decode_report_content(data: Input | Element) -> ReportContent:
     """A ReportTransferContent SET; raises BERError-derived errors naming the path."""
-    element = data if isinstance(data, Element) else decode(data, name="report-content")
+    # Stored reports were taken liberally (a peer's "@" in a PrintableString): read so too.
+    element = (
+        data if isinstance(data, Element) else decode(data, name="report-content", lenient=True)
+    )
     element = element.expect(SET, name="report-content")
     fields: dict[str, object] = {}
     unknown: list[bytes] = []
@@ -332,7 +335,9 @@ def _decode_reported(item: Element) -> ReportedRecipient:
         fields["intended_recipient"] = decode_or_components(intended, intended.children()).text
     supplementary = item.find(context(5))
     if supplementary is not None:
-        fields["supplementary"] = supplementary.as_string(PRINTABLE_STRING)
+        fields["supplementary"] = supplementary.named("supplementary-information").as_string(
+            PRINTABLE_STRING
+        )
     extensions = item.find(context(6, True))
     if extensions is not None:
         fields["extensions"] = tuple(decode_extensions(extensions))

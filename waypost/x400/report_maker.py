@@ -43,6 +43,7 @@ _CODES: dict[str, tuple[int, int | None]] = {
     "4.4.7": (TRANSFER_FAILURE, 5),  # maximum-time-expired
     "5.4.7": (TRANSFER_FAILURE, 5),
     "5.5.": (TRANSFER_FAILURE, 14),  # protocol-violation
+    "5.5.4": (UNABLE_TO_TRANSFER, 11),  # invalid-arguments: an envelope that cannot be read
     "5.6.": (UNABLE_TO_TRANSFER, 12),  # content-syntax-error
     "5.6.1": (UNABLE_TO_TRANSFER, 15),  # content-type-not-supported
     "5.6.3": (CONVERSION_NOT_PERFORMED, 8),  # conversion-impractical
