@@ -28,6 +28,15 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def postmaster_domain(config: Config, routing: RoutingTable) -> str:
+    """Where `RCPT TO:<Postmaster>` goes (RFC 5321 §4.5.1): the hostname if it is a local
+    domain, else the first local domain ("" — the hostname — when there is none)."""
+    hostname = config.server.hostname
+    if routing.is_local_domain(hostname) or not config.local.domains:
+        return ""
+    return config.local.domains[0]
+
+
 def smtp_server_config(
     config: Config, routing: RoutingTable, admit: Admit, clock: Clock
 ) -> SmtpServerConfig:
@@ -47,6 +56,7 @@ def smtp_server_config(
         max_commands_before_transaction=smtp.max_commands_before_transaction,
         tls_available=tls is not None,
         auth_mechanisms=("PLAIN", "LOGIN") if users is not None else (),
+        postmaster_domain=postmaster_domain(config, routing),
     )
     return SmtpServerConfig(
         settings=settings,

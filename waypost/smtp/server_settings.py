@@ -40,12 +40,20 @@ class ServerSettings:
     tls_available: bool = False
     allow_auth_without_tls: bool = False
     auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS
+    # The domain `RCPT TO:<Postmaster>` (no domain) is delivered at: a local domain; the
+    # hostname when empty.
+    postmaster_domain: str = ""
 
     def __post_init__(self) -> None:
         try:
             parse_domain(self.hostname)
         except AddressError as exc:
             raise ValueError(f"hostname: {exc}") from None
+        if self.postmaster_domain:
+            try:
+                parse_domain(self.postmaster_domain)
+            except AddressError as exc:
+                raise ValueError(f"postmaster_domain: {exc}") from None
         for name in (
             "max_message_size",
             "max_recipients",
