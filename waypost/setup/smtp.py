@@ -8,6 +8,7 @@ from pathlib import Path
 from waypost.arrival import Admit
 from waypost.clock import Clock
 from waypost.config import Config
+from waypost.net.tls import aead_only
 from waypost.routing import RoutingTable
 from waypost.smtp.auth import AuthUsers, UsersFileError
 from waypost.smtp.policy import DiskGuard, RelayPolicy
@@ -20,7 +21,7 @@ class SmtpSetupError(ValueError):
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = aead_only(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
