@@ -1,5 +1,6 @@
 """Hazards of the SMTP server found by a security review, each over a real socket to a running
-service: bare LF in a command line, local parts that are no mailbox name, <Postmaster>."""
+service: bare LF in a command line, local parts that are no mailbox name, <Postmaster>, a
+client trickling its message, one network holding every connection slot."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, running_service
 
+from waypost import events
 from waypost.service import Service
 
 
@@ -123,3 +125,124 @@ async def test_postmaster_at_a_local_domain_is_accepted_though_not_listed(
     assert (await client.command(b"RCPT TO:<postmaster@localhost>\r\n")).startswith("250 ")
     assert (await client.command(b"RCPT TO:<carol@localhost>\r\n")).startswith("550 5.1.1")
     await client.close()
+
+
+# -- a client trickling its message (slow-loris in DATA) --------------------------------------
+
+
+async def slow_service(tmp_path: Path, limits: str) -> Service:
+    port = free_port()
+    return await running_service(
+        tmp_path,
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n[x400]\nlisten = []\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{port}"]\n{limits}',
+        name="slow",
+        background=False,
+    )
+
+
+async def trickle(port: int, piece: bytes, pause: float) -> tuple[str, int]:
+    """Open a transaction, then send the message `piece` by `piece` until the server
+    answers; (its reply, the octets sent). Gives up (reply "") after 30 seconds."""
+    client = await Client.connect(port)
+    await client.command(b"EHLO c.example\r\n")
+    await client.command(b"MAIL FROM:<a@src.example>\r\n")
+    await client.command(b"RCPT TO:<bob@localhost>\r\n")
+    assert (await client.command(b"DATA\r\n")).startswith("354 ")
+    sent = 0
+    reply = ""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 30
+    read = asyncio.ensure_future(client.reply())
+    try:
+        while loop.time() < give_up:
+            done, _ = await asyncio.wait({read}, timeout=pause)
+            if done:
+                reply = read.result()
+                break
+            client.writer.write(piece)
+            sent += len(piece)
+    except (ConnectionError, AssertionError):
+        pass
+    finally:
+        read.cancel()
+        await client.close()
+    return reply, sent
+
+
+def transfer_events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [
+        r.waypost_fields
+        for r in caplog.records
+        if getattr(r, "waypost_event", None) is events.SMTP_TRANSFER_TOO_SLOW
+    ]
+
+
+async def test_a_message_trickled_under_the_minimum_rate_is_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each octet comes well within data_timeout, which therefore never fires; the rate
+    # bound (data_timeout plus a second per 1000 octets) does.
+    svc = await slow_service(tmp_path, "data_timeout = 1\nmin_data_rate = 1000\n")
+    try:
+        reply, sent = await trickle(port_of(svc), b"x", 0.05)
+        assert reply.startswith("421 4.4.2 Message transfer too slow"), (reply, sent)
+        assert queued(svc) == 0
+        (event,) = transfer_events(caplog)
+        assert event["client"] == "127.0.0.1"
+    finally:
+        await svc.stop()
+
+
+async def test_a_message_transfer_past_its_deadline_is_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Steady data, no minimum rate: the deadline for the whole transfer still holds.
+    svc = await slow_service(tmp_path, "data_timeout = 30\nmin_data_rate = 0\ndata_deadline = 1\n")
+    try:
+        reply, _ = await trickle(port_of(svc), b"Subject: steady\r\n", 0.05)
+        assert reply.startswith("421 4.4.2 Message transfer too slow")
+        assert queued(svc) == 0
+        assert transfer_events(caplog)
+    finally:
+        await svc.stop()
+
+
+async def test_a_prompt_message_is_unaffected_by_the_bounds(tmp_path: Path) -> None:
+    svc = await slow_service(tmp_path, "data_timeout = 1\nmin_data_rate = 1000\n")
+    try:
+        client = await Client.connect(port_of(svc))
+        await client.command(b"EHLO c.example\r\n")
+        await client.command(b"MAIL FROM:<a@src.example>\r\n")
+        await client.command(b"RCPT TO:<bob@localhost>\r\n")
+        await client.command(b"DATA\r\n")
+        body = b"Subject: big\r\n\r\n" + b"y" * 70 + b"\r\n"
+        assert (await client.command(body * 2000 + b".\r\n")).startswith("250 ")
+        await client.close()
+        assert queued(svc) == 1
+    finally:
+        await svc.stop()
+
+
+async def test_one_network_cannot_hold_every_connection_slot(tmp_path: Path) -> None:
+    svc = await slow_service(
+        tmp_path,
+        "max_connections = 10\nmax_connections_per_client = 5\nmax_connections_per_network = 2\n",
+    )
+    port = port_of(svc)
+
+    async def greet(source: str) -> tuple[bytes, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        return await asyncio.wait_for(reader.readline(), 10), writer
+
+    try:
+        held = [await greet(source) for source in ("127.0.0.2", "127.0.0.3")]
+        assert all(line.startswith(b"220 ") for line, _ in held)
+        refused, w_refused = await greet("127.0.0.4")  # the same /24, a new address
+        assert refused.startswith(b"421 4.7.0") and b"127.0.0.0/24" in refused
+        other, w_other = await greet("127.0.1.2")  # another network still gets in
+        assert other.startswith(b"220 ")
+        for _, writer in [*held, (refused, w_refused), (other, w_other)]:
+            writer.close()
+    finally:
+        await svc.stop()

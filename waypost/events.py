@@ -433,6 +433,16 @@ SMTP_HOP_FAILED = _define(
     "None if it is brief: the next host is tried, then the recipients are deferred. "
     "Check the next hop if it persists.",
 )
+SMTP_TRANSFER_TOO_SLOW = _define(
+    1720,
+    "smtp-transfer-too-slow",
+    S.WARNING,
+    C.SMTP,
+    "{client}: message transfer too slow ({octets} octets in {seconds}s); session closed "
+    "with 421 4.4.2",
+    "None if rare: a client trickling its message holds a connection slot. If legitimate "
+    "clients on slow links hit it, raise smtp.data_deadline or lower smtp.min_data_rate.",
+)
 REPORT_QUEUED = _define(
     1711,
     "report-queued",

@@ -35,7 +35,12 @@ from waypost.net.listener import ConnectionLimits
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
-from waypost.setup.smtp import SmtpSetupError, smtp_server_config
+from waypost.setup.smtp import (
+    SmtpSetupError,
+    smtp_limits,
+    smtp_listeners,
+    smtp_server_config,
+)
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
 from waypost.store.base import StoreCorruptError, StoreError
@@ -177,6 +182,8 @@ class Service:
         self.routing = intake.routing
         self.manager = manager
         self.smtp: SmtpServer | None = None
+        # The [[smtp.listener]] servers (submission ports), in the configuration's order.
+        self.smtp_listeners: list[SmtpServer] = []
         self.smtp_deliverer: SmtpDeliverer | None = None
         self.x400: X400Server | None = None
         self.x400_deliverer: X400Deliverer | None = None
@@ -290,15 +297,16 @@ class Service:
 
     async def start_listeners(self) -> None:
         smtp = self.config.smtp
+        base = smtp_server_config(self.config, self.routing, self.admit, self.intake.clock)
         if smtp.listen:
-            self.smtp = SmtpServer(
-                smtp_server_config(self.config, self.routing, self.admit, self.intake.clock),
-                list(smtp.addresses),
-                ConnectionLimits(
-                    max_total=smtp.max_connections, max_per_client=smtp.max_connections_per_client
-                ),
-            )
+            self.smtp = SmtpServer(base, list(smtp.addresses), smtp_limits(smtp))
             await self.smtp.start()
+        for listener in smtp_listeners(self.config, base):
+            server = SmtpServer(
+                listener.config, listener.addresses, listener.limits, name=listener.name
+            )
+            self.smtp_listeners.append(server)
+            await server.start()
         x400 = self.config.x400
         if x400.listen:
             self.x400 = X400Server(
@@ -321,6 +329,8 @@ class Service:
     async def stop(self) -> None:
         if self.smtp is not None:
             await self.smtp.close()
+        for server in self.smtp_listeners:
+            await server.close()
         if self.x400 is not None:
             await self.x400.close()
         if self.reports is not None:

@@ -335,6 +335,10 @@ class ServerConnection:
         """The driver's idle or DATA timer fired: 421 4.4.2 and close."""
         self._end_with(replies.TIMEOUT)
 
+    def too_slow(self) -> None:
+        """The driver's bound on the whole message transfer was hit: 421 4.4.2 and close."""
+        self._end_with(replies.TOO_SLOW)
+
     def shut_down(self) -> None:
         """The service is stopping: 421 4.3.2 and close (RFC 5321 §3.8)."""
         self._end_with(replies.SHUTTING_DOWN)
@@ -616,6 +620,10 @@ class ServerConnection:
         if verb in (Verb.HELO, Verb.EHLO):
             self._hello_command(check_hello_name(arg), esmtp=verb is Verb.EHLO)
         elif verb is Verb.MAIL:
+            if self.settings.auth_required and self._user is None:
+                raise CommandError(
+                    replies.AUTH_REQUIRED if self._auth_offered() else replies.TLS_REQUIRED
+                )
             offered = self._offered()
             self._pause(parse_mail(arg, offered, authenticated=self._user is not None))
         elif verb is Verb.RCPT:

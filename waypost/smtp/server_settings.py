@@ -39,6 +39,8 @@ class ServerSettings:
     binarymime: bool = False
     tls_available: bool = False
     allow_auth_without_tls: bool = False
+    # A submission server (RFC 6409 §4.3): MAIL only after a successful AUTH.
+    auth_required: bool = False
     auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS
     # The domain `RCPT TO:<Postmaster>` (no domain) is delivered at: a local domain; the
     # hostname when empty.
@@ -67,6 +69,8 @@ class ServerSettings:
             raise ValueError("max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)")
         if unknown := set(self.auth_mechanisms) - set(AUTH_MECHANISMS):
             raise ValueError(f"unsupported AUTH mechanisms {sorted(unknown)}")
+        if self.auth_required and not self.auth_mechanisms:
+            raise ValueError("auth_required needs at least one AUTH mechanism")
         if "\n" in self.banner:
             raise ValueError("the banner is one line")
         Reply(220, None, f"{self.hostname} {self.banner}")  # no control characters, not too long
