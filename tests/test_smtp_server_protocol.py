@@ -978,6 +978,31 @@ def test_auth_plain_initial_response() -> None:
     assert session.conn.protocol_name() == "ESMTPSA"
 
 
+SUBMISSION = ServerSettings(hostname=HOSTNAME, tls_available=True, auth_required=True)
+
+
+def test_submission_requires_tls_then_auth_before_mail() -> None:
+    # RFC 6409 §4.3 and RFC 4954 §6: 530 5.7.0 until the client has authenticated; AUTH
+    # itself is offered under TLS only, so a plaintext client is told to start TLS first.
+    session = ready(settings=SUBMISSION)
+    assert [str(a) for a in session.feed(mail())] == [
+        "530 5.7.0 Must issue a STARTTLS command first"
+    ]
+    session.feed(starttls(), ehlo())
+    assert [str(a) for a in session.feed(mail())] == ["530 5.7.0 Authentication required"]
+    assert not session.of(MailFrom)
+    assert short(session.feed(line(f"AUTH PLAIN {plain('alice', 'pw')}"), mail(), rcpt())) == [
+        "235 2.7.0",
+        "250 2.1.0",
+        "250 2.1.5",
+    ]
+
+
+def test_auth_required_needs_a_mechanism() -> None:
+    with pytest.raises(ValueError, match="auth_required"):
+        ServerSettings(hostname=HOSTNAME, auth_required=True, auth_mechanisms=())
+
+
 def test_auth_plain_continuation() -> None:
     session = ready(tls_active=True)
     assert session.feed_raw(line("AUTH PLAIN")) == b"334 \r\n"
