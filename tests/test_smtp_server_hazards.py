@@ -141,14 +141,18 @@ async def slow_service(tmp_path: Path, limits: str) -> Service:
     )
 
 
-async def trickle(port: int, piece: bytes, pause: float) -> tuple[str, int]:
-    """Open a transaction, then send the message `piece` by `piece` until the server
-    answers; (its reply, the octets sent). Gives up (reply "") after 30 seconds."""
+async def trickle(port: int, piece: bytes, pause: float, *, bdat: bool = False) -> tuple[str, int]:
+    """Open a transaction, then send the message (by DATA, or one BDAT chunk) `piece` by
+    `piece` until the server answers; (its reply, the octets sent). Gives up (reply "")
+    after 30 seconds."""
     client = await Client.connect(port)
     await client.command(b"EHLO c.example\r\n")
     await client.command(b"MAIL FROM:<a@src.example>\r\n")
     await client.command(b"RCPT TO:<bob@localhost>\r\n")
-    assert (await client.command(b"DATA\r\n")).startswith("354 ")
+    if bdat:
+        client.writer.write(b"BDAT 1000000 LAST\r\n")
+    else:
+        assert (await client.command(b"DATA\r\n")).startswith("354 ")
     sent = 0
     reply = ""
     loop = asyncio.get_running_loop()
@@ -162,7 +166,7 @@ async def trickle(port: int, piece: bytes, pause: float) -> tuple[str, int]:
                 break
             client.writer.write(piece)
             sent += len(piece)
-    except (ConnectionError, AssertionError):
+    except (ConnectionError, AssertionError, TimeoutError):
         pass
     finally:
         read.cancel()
@@ -178,14 +182,15 @@ def transfer_events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]
     ]
 
 
+@pytest.mark.parametrize("bdat", [False, True], ids=["DATA", "BDAT"])
 async def test_a_message_trickled_under_the_minimum_rate_is_cut(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bdat: bool
 ) -> None:
     # Each octet comes well within data_timeout, which therefore never fires; the rate
     # bound (data_timeout plus a second per 1000 octets) does.
     svc = await slow_service(tmp_path, "data_timeout = 1\nmin_data_rate = 1000\n")
     try:
-        reply, sent = await trickle(port_of(svc), b"x", 0.05)
+        reply, sent = await trickle(port_of(svc), b"x", 0.05, bdat=bdat)
         assert reply.startswith("421 4.4.2 Message transfer too slow"), (reply, sent)
         assert queued(svc) == 0
         (event,) = transfer_events(caplog)

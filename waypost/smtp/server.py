@@ -284,6 +284,10 @@ class SmtpSession(PausingDriver):
         if self._closing or self._data_started is None:
             return
         loop = asyncio.get_running_loop()
+        if self._busy is not None:
+            # The message is complete and being stored (BDAT LAST): its reply comes first.
+            self._data_timer = loop.call_at(loop.time() + 1, self._check_transfer)
+            return
         bound = self._transfer_bound()
         if loop.time() < bound:
             self._data_timer = loop.call_at(bound, self._check_transfer)
