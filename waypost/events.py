@@ -363,8 +363,8 @@ SMTP_CONNECTION_REFUSED = _define(
     S.WARNING,
     C.SMTP,
     "Connection from {client} refused: {reason}",
-    "Raise smtp.max_connections or smtp.max_connections_per_client if legitimate "
-    "clients hit the limit.",
+    "Raise smtp.max_connections, smtp.max_connections_per_client or "
+    "smtp.max_connections_per_network if legitimate clients hit the limit.",
 )
 SMTP_VIOLATION = _define(
     1703,
