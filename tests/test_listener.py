@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from waypost.net.listener import Admission, ConnectionLimits, Listener
+from waypost.net.listener import Admission, ConnectionLimits, Listener, client_network
 
 HERE = Path(__file__).parent
 
@@ -171,3 +171,36 @@ def test_waypost_smtp_survives_descriptor_exhaustion(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "1600 interface: accept() on smtp 127.0.0.1" in err and "EMFILE" in err
     assert "Traceback" not in err
+
+
+async def test_one_network_cannot_take_every_slot() -> None:
+    # Three addresses of 127.0.0.0/24 share the network's two slots; another /24 still
+    # gets in, though each client is far under its own limit.
+    listener = Listener(
+        "networks",
+        [("127.0.0.1", 0)],
+        Recorder,
+        limits=ConnectionLimits(max_total=10, max_per_client=5, max_per_network=2),
+    )
+    await listener.start()
+    port = listener.bound[0][1]
+
+    async def connect(source: str) -> tuple[bytes, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        return await reader.readline(), writer
+
+    answers = [await connect(source) for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4")]
+    assert [a for a, _ in answers] == [b"ok\r\n", b"ok\r\n", b"refused\r\n"]
+    other, w_other = await connect("127.0.1.2")
+    assert other == b"ok\r\n"
+    for _, w in [*answers, (other, w_other)]:
+        w.close()
+    await listener.close()
+
+
+def test_client_network_is_a_slash_24_or_a_slash_64() -> None:
+    assert client_network("192.0.2.77") == "192.0.2.0/24"
+    assert client_network("::ffff:192.0.2.77") == "192.0.2.0/24"
+    assert client_network("2001:db8:1:2:3::4") == "2001:db8:1:2::/64"
+    assert client_network("fe80::1%eth0") == "fe80::/64"
+    assert client_network("not an address") == "not an address"

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waypost.address import AddressError, Mailbox, parse_domain, parse_mailbox, parse_path
+from waypost.address import (
+    AddressError,
+    Mailbox,
+    mailbox_name,
+    parse_domain,
+    parse_mailbox,
+    parse_path,
+)
 from waypost.address.mailbox import quote_local
 
 
@@ -205,3 +212,14 @@ def test_parse_mailbox_only_raises_address_error(text: str) -> None:
     except AddressError:
         return
     assert parse_mailbox(str(mailbox)) == mailbox
+
+
+@pytest.mark.parametrize("local", ["bob", "Bob.Smith", "a+tag", "postmaster"])
+def test_mailbox_name_of_a_usable_local_part(local: str) -> None:
+    assert mailbox_name(local) == local.lower()
+
+
+@pytest.mark.parametrize("local", ["../../x", "a b", "a/b", ".hidden", "a..b", "", "ü", 'a"b'])
+def test_mailbox_name_refuses_what_cannot_be_a_directory_name(local: str) -> None:
+    with pytest.raises(AddressError, match="cannot be a mailbox name"):
+        mailbox_name(local)

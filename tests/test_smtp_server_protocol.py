@@ -978,6 +978,31 @@ def test_auth_plain_initial_response() -> None:
     assert session.conn.protocol_name() == "ESMTPSA"
 
 
+SUBMISSION = ServerSettings(hostname=HOSTNAME, tls_available=True, auth_required=True)
+
+
+def test_submission_requires_tls_then_auth_before_mail() -> None:
+    # RFC 6409 §4.3 and RFC 4954 §6: 530 5.7.0 until the client has authenticated; AUTH
+    # itself is offered under TLS only, so a plaintext client is told to start TLS first.
+    session = ready(settings=SUBMISSION)
+    assert [str(a) for a in session.feed(mail())] == [
+        "530 5.7.0 Must issue a STARTTLS command first"
+    ]
+    session.feed(starttls(), ehlo())
+    assert [str(a) for a in session.feed(mail())] == ["530 5.7.0 Authentication required"]
+    assert not session.of(MailFrom)
+    assert short(session.feed(line(f"AUTH PLAIN {plain('alice', 'pw')}"), mail(), rcpt())) == [
+        "235 2.7.0",
+        "250 2.1.0",
+        "250 2.1.5",
+    ]
+
+
+def test_auth_required_needs_a_mechanism() -> None:
+    with pytest.raises(ValueError, match="auth_required"):
+        ServerSettings(hostname=HOSTNAME, auth_required=True, auth_mechanisms=())
+
+
 def test_auth_plain_continuation() -> None:
     session = ready(tls_active=True)
     assert session.feed_raw(line("AUTH PLAIN")) == b"334 \r\n"
@@ -1044,7 +1069,7 @@ BAD_UTF8_PLAIN = b64(b"x\0y\0\xff")
         (line("AUTH LOGIN") + line(b64("u\0v")), "501 5.5.2"),
         (line("AUTH PLAIN ü"), "501 5.5.2"),
         (line("AUTH PLAIN") + b"A" * 3000 + CRLF, "500 5.5.6"),
-        (line("AUTH PLAIN") + b"AAAA\n", "500 5.5.2"),
+        (line("AUTH PLAIN") + b"AAAA\n" + CRLF, "500 5.5.2"),  # the line ends at its CRLF
         (line("AUTH PLAIN") + "ü".encode() + CRLF, "501 5.5.2"),
         (mail() + line("AUTH PLAIN"), "503 5.5.1"),
     ],
@@ -1102,6 +1127,32 @@ def test_command_lines_must_end_with_crlf(wire: bytes) -> None:
     session, answers = run(wire)
     assert short(answers) == ["500 5.5.2"]
     assert not session.conn.closed
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"MAIL FROM:<a@example.org>\nRCPT TO:<bob@example.net>\r\n"],
+        [b"MAIL FROM:<a@example.org>\n", b"RCPT TO:<bob@example.net>\r\n"],
+        [b"MAIL FROM:<a@example.org>\nRCPT TO:<bob@example.net>\r", b"\n"],
+        [b"NOOP\nNOOP\nNOOP\r\n"],
+    ],
+)
+def test_a_bare_lf_in_a_command_line_refuses_the_whole_line(chunks: list[bytes]) -> None:
+    # RFC 5321 §2.3.8: only CRLF ends a line; what follows a bare LF is not a new command.
+    session = Session()
+    answers = session.feed(ehlo()) and session.feed(*chunks)
+    assert short(answers) == ["500 5.5.2"]
+    assert not session.of(MailFrom) and not session.of(RcptTo)
+    assert short(session.feed(noop())) == ["250 2.0.0"]  # the next line is a command again
+
+
+def test_an_over_long_line_ends_at_crlf_not_at_a_bare_lf() -> None:
+    session = Session()
+    session.feed(ehlo())
+    answers = session.feed(b"NOOP " + b"x" * 3000 + b"\nRCPT TO:<bob@example.net>\r\n", noop())
+    assert short(answers) == ["500 5.5.2", "250 2.0.0"]
+    assert not session.of(RcptTo)
 
 
 @pytest.mark.parametrize("verb", ["GET", "POST", "CONNECT"])

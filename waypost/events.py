@@ -505,8 +505,8 @@ SMTP_CONNECTION_REFUSED = _define(
     S.WARNING,
     C.SMTP,
     "Connection from {client} refused: {reason}",
-    "Raise smtp.max_connections or smtp.max_connections_per_client if legitimate "
-    "clients hit the limit.",
+    "Raise smtp.max_connections, smtp.max_connections_per_client or "
+    "smtp.max_connections_per_network if legitimate clients hit the limit.",
     limit_by="client",
 )
 SMTP_VIOLATION = _define(
@@ -581,6 +581,17 @@ SMTP_HOP_FAILED = _define(
     "None if it is brief: the next host is tried, then the recipients are deferred. "
     "Check the next hop if it persists.",
     limit_by="host",
+)
+SMTP_TRANSFER_TOO_SLOW = _define(
+    1720,
+    "smtp-transfer-too-slow",
+    S.WARNING,
+    C.SMTP,
+    "{client}: message transfer too slow ({octets} octets in {seconds}s); session closed "
+    "with 421 4.4.2",
+    "None if rare: a client trickling its message holds a connection slot. If legitimate "
+    "clients on slow links hit it, raise smtp.data_deadline or lower smtp.min_data_rate.",
+    limit_by="client",
 )
 REPORT_QUEUED = _define(
     1711,

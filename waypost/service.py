@@ -45,7 +45,12 @@ from waypost.setup.reload import (
     keep_restart_only,
     run_time_settings,
 )
-from waypost.setup.smtp import SmtpSetupError, smtp_server_config
+from waypost.setup.smtp import (
+    SmtpSetupError,
+    smtp_limits,
+    smtp_listeners,
+    smtp_server_config,
+)
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
 from waypost.store.base import StoreCorruptError, StoreError
@@ -232,6 +237,8 @@ class Service:
         self.routing = intake.routing
         self.manager = manager
         self.smtp: SmtpServer | None = None
+        # The [[smtp.listener]] servers (submission ports), in the configuration's order.
+        self.smtp_listeners: list[SmtpServer] = []
         self.smtp_deliverer: SmtpDeliverer | None = None
         self.x400: X400Server | None = None
         self.x400_deliverer: X400Deliverer | None = None
@@ -341,15 +348,16 @@ class Service:
 
     async def start_listeners(self) -> None:
         smtp = self.config.smtp
+        base = smtp_server_config(self.config, self.routing, self.admit, self.intake.clock)
         if smtp.listen:
-            self.smtp = SmtpServer(
-                smtp_server_config(self.config, self.routing, self.admit, self.intake.clock),
-                list(smtp.addresses),
-                ConnectionLimits(
-                    max_total=smtp.max_connections, max_per_client=smtp.max_connections_per_client
-                ),
-            )
+            self.smtp = SmtpServer(base, list(smtp.addresses), smtp_limits(smtp))
             await self.smtp.start()
+        for listener in smtp_listeners(self.config, base):
+            server = SmtpServer(
+                listener.config, listener.addresses, listener.limits, name=listener.name
+            )
+            self.smtp_listeners.append(server)
+            await server.start()
         x400 = self.config.x400
         if x400.listen:
             self.x400 = X400Server(
@@ -387,7 +395,10 @@ class Service:
         effective, pending = keep_restart_only(old, new)
         try:
             settings = run_time_settings(
-                effective, self.admit, self.intake.clock, smtp_listener=self.smtp is not None
+                effective,
+                self.admit,
+                self.intake.clock,
+                smtp_listener=self.smtp is not None or bool(self.smtp_listeners),
             )
         except (SmtpSetupError, ValueError) as exc:
             key, _, reason = str(exc).partition(": ")
@@ -428,6 +439,9 @@ class Service:
         self.intake.max_received = config.smtp.max_hops
         if self.smtp is not None and settings.smtp is not None:
             self.smtp.reconfigure(settings.smtp, settings.smtp_limits)
+        # smtp.listener is restart-only: the tables, so the servers, are the same in number.
+        for server, listener in zip(self.smtp_listeners, settings.smtp_listeners, strict=True):
+            server.reconfigure(listener.config, listener.limits)
         if self.x400 is not None:
             self.x400.reconfigure(settings.x400, settings.x400_limits)
         if self.smtp_deliverer is not None:
@@ -455,6 +469,8 @@ class Service:
             await self.local_submission.close()
         if self.smtp is not None:
             await self.smtp.close()
+        for server in self.smtp_listeners:
+            await server.close()
         if self.x400 is not None:
             await self.x400.close()
         if self.reports is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from waypost.address.mailbox import (
+    POSTMASTER,
     AddressError,
     Mailbox,
+    mailbox_name,
     parse_domain,
     parse_mailbox,
     parse_path,
@@ -20,6 +22,7 @@ from waypost.address.oraddress import (
 
 __all__ = [
     "BLANK_ADMD",
+    "POSTMASTER",
     "AddressError",
     "Mailbox",
     "ORAddress",
@@ -27,6 +30,7 @@ __all__ = [
     "format_semicolon",
     "format_slash",
     "is_oraddress_text",
+    "mailbox_name",
     "parse_address",
     "parse_domain",
     "parse_mailbox",

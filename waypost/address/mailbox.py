@@ -7,6 +7,7 @@ case; `str()` quotes the local part only when it is not a Dot-string.
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ class AddressError(ValueError):
 
 _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
 _LDH = frozenset(string.ascii_lowercase + string.digits + "-")
+# A local part delivered here names a directory under the Maildir root: nothing that could
+# climb out of it (`/`, `..`), hide a file (a leading dot) or need quoting (space, quote).
+_MAILBOX_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-=?^_`{|}~][A-Za-z0-9.!#$%&'*+\-=?^_`{|}~]*")
+# RFC 5321 §4.5.1: every domain that takes mail has a postmaster.
+POSTMASTER = "postmaster"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,16 @@ def parse_mailbox(text: str) -> Mailbox:
                     f"local part: character {ch!r} is not allowed unless the local part is quoted"
                 )
     return Mailbox(local, text[at + 1 :])
+
+
+def mailbox_name(local: str) -> str:
+    """The local mailbox a local part is delivered to: its name in lower case. Raises
+    AddressError when the local part cannot name one (the SMTP server refuses such a
+    recipient at RCPT, the Maildir delivery never writes one)."""
+    name = local.lower()
+    if not _MAILBOX_NAME.fullmatch(name) or ".." in name:
+        raise AddressError(f"local part {local!r} cannot be a mailbox name")
+    return name
 
 
 def parse_path(text: str) -> Mailbox | None:

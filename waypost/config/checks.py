@@ -3,12 +3,13 @@ together, and names that must be unique."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterator
 
 from waypost.address import AddressError, parse_domain, parse_oraddress
 from waypost.address.oraddress import parse_global_domain
-from waypost.config.schema import Config, X400PeerConfig
+from waypost.config.schema import Config, SmtpConfig, X400PeerConfig
 from waypost.config.values import is_domain_name, parse_address, selector_bytes
 
 MAX_SELECTOR = 32  # octets
@@ -75,6 +76,31 @@ def _smtp(config: Config) -> Iterator[tuple[str, str]]:
     if bool(smtp.tls_cert) != bool(smtp.tls_key):
         yield "smtp.tls_cert", "tls_cert and tls_key go together: give both or neither"
     yield from _listen("smtp", smtp.listen)
+    yield from _smtp_listeners(smtp)
+
+
+def _smtp_listeners(smtp: SmtpConfig) -> Iterator[tuple[str, str]]:
+    seen: dict[tuple[str, int], str] = {}
+    for i, text in enumerate(smtp.listen):
+        with contextlib.suppress(ValueError):  # told by _listen
+            seen[parse_address(text)] = f"smtp.listen[{i}]"
+    for i, listener in enumerate(smtp.listener):
+        key = f"smtp.listener[{i}]"
+        try:
+            address = parse_address(listener.address)
+        except ValueError as exc:
+            yield f"{key}.address", str(exc)
+        else:
+            if address in seen:
+                yield f"{key}.address", f"{listener.address!r} is also {seen[address]}"
+            seen[address] = f"{key}.address"
+        if listener.mode != "smtp":
+            # RFC 6409 §4.3 / RFC 8314: a submission service authenticates its users, and
+            # AUTH is offered only under TLS.
+            if not smtp.tls_cert:
+                yield f"{key}.mode", f"{listener.mode} needs smtp.tls_cert and smtp.tls_key"
+            if not smtp.auth_users:
+                yield f"{key}.mode", f"{listener.mode} needs smtp.auth_users"
 
 
 def _x400(config: Config) -> Iterator[tuple[str, str]]:

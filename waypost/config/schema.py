@@ -21,9 +21,11 @@ MAX_MTA_NAME = 32  # X.411 ub-mta-name-length
 LogLevel = Literal["debug", "info", "warning", "error"]
 TlsPolicy = Literal["none", "opportunistic", "required"]
 X400Mode = Literal["1988", "x410"]
+SmtpMode = Literal["smtp", "submission", "submissions"]
 LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 TLS_POLICIES: tuple[str, ...] = typing.get_args(TlsPolicy)
 X400_MODES: tuple[str, ...] = typing.get_args(X400Mode)
+SMTP_MODES: tuple[str, ...] = typing.get_args(SmtpMode)
 
 # The largest finite float as the upper bound refuses inf, and nan, which compares false.
 Seconds = Annotated[
@@ -103,24 +105,52 @@ def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     return tuple(parse_address(text) for text in listen)
 
 
+Connections = Annotated[int, Meta(ge=1, le=1_000_000)]
+MessageSize = Annotated[int, Meta(ge=1024, le=2**40)]
+
+
+class SmtpListenerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[smtp.listener]]: an address and the service it runs (Postfix's master.cf lines).
+
+    `mode`: "smtp" has [smtp]'s policy; "submission" (RFC 6409, port 587) offers STARTTLS
+    and requires TLS then AUTH before MAIL, relaying for authenticated users only;
+    "submissions" is the same behind implicit TLS (RFC 8314, port 465). A value left out
+    is [smtp]'s.
+    """
+
+    address: str
+    mode: SmtpMode = "submission"
+    max_message_size: MessageSize | None = None
+    max_connections: Connections | None = None
+    max_connections_per_client: Connections | None = None
+    max_connections_per_network: Connections | None = None
+    idle_timeout: Seconds | None = None
+    data_timeout: Seconds | None = None
+
+
 class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[smtp]: the SMTP server — where it listens, what it accepts, from whom it relays."""
 
     listen: tuple[str, ...] = ("127.0.0.1:2525",)
-    max_message_size: Annotated[int, Meta(ge=1024, le=2**40)] = 35 * 1024 * 1024
+    max_message_size: MessageSize = 35 * 1024 * 1024
     max_recipients: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
     max_errors: Annotated[int, Meta(ge=1, le=100_000)] = 20
     max_commands_before_transaction: Annotated[int, Meta(ge=1, le=100_000)] = 100
-    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
-    max_connections_per_client: Annotated[int, Meta(ge=1, le=1_000_000)] = 50
+    max_connections: Connections = 1000
+    max_connections_per_client: Connections = 50
+    # A /24 (IPv4) or /64 (IPv6): one network cannot take every slot.
+    max_connections_per_network: Connections = 200
     idle_timeout: Seconds = 300.0
     data_timeout: Seconds = 600.0
+    data_deadline: Seconds = 3600.0
+    min_data_rate: Annotated[int, Meta(ge=0, le=2**40)] = 1024
     max_hops: Annotated[int, Meta(ge=1, le=1000)] = 50
     relay_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     tls_cert: str = ""
     tls_key: str = ""
     auth_users: str = ""
     min_free_space: Annotated[int, Meta(ge=0, le=2**50)] = 100 * 1024 * 1024
+    listener: tuple[SmtpListenerConfig, ...] = ()
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:

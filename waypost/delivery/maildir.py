@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable
@@ -18,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from waypost import events
+from waypost.address import POSTMASTER, AddressError, mailbox_name
 from waypost.message import ContentType, Envelope
-
-# Local parts become directory names; anything that could climb out of the
-# Maildir root, or hide a file, is refused rather than rewritten.
-_SAFE_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+\-=?^_`{|}~][A-Za-z0-9.!#$%&'*+\-=?^_`{|}~]*$")
 
 
 class LocalDeliveryError(Exception):
@@ -99,12 +95,15 @@ class MaildirStore:
 
     def mailbox_for(self, local_part: str) -> Path:
         """The Maildir of a local part; raises a permanent error for unknown or unsafe names."""
-        name = local_part.lower()
-        if not _SAFE_LOCAL_PART.match(name) or ".." in name:
+        # The same rule refuses such a recipient at RCPT (waypost.smtp.policy).
+        try:
+            name = mailbox_name(local_part)
+        except AddressError:
             raise LocalDeliveryError(
                 f"5.1.3 local part {local_part!r} cannot be a mailbox name", permanent=True
-            )
-        if self.mailboxes and name not in self.mailboxes:
+            ) from None
+        # RFC 5321 §4.5.1: the postmaster always has a mailbox, listed or not.
+        if self.mailboxes and name not in self.mailboxes and name != POSTMASTER:
             raise LocalDeliveryError(f"5.1.1 no such mailbox {local_part!r}", permanent=True)
         return self.root / name
 

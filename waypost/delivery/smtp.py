@@ -28,6 +28,7 @@ import dns.resolver
 from waypost import events
 from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
 from waypost.message import Envelope
+from waypost.net.tls import aead_only
 from waypost.nexthop import NextHop
 from waypost.smtp.client_protocol import (
     NEED_DATA,
@@ -168,7 +169,7 @@ class SmtpSession:
                 raise SmtpHostError(_closed_detail(event, self.remote))
 
     async def _start_tls(self) -> None:
-        context = ssl.create_default_context()
+        context = aead_only(ssl.create_default_context())
         # Opportunistic and "required" both encrypt without authenticating the
         # server (Postfix's may / encrypt levels): MX hosts rarely have
         # certificates for the names that route to them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -27,10 +28,13 @@ _TRANSIENT_ERRORS = frozenset({errno.ECONNABORTED, errno.ECONNRESET, errno.EPROT
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionLimits:
-    """How many connections a listener keeps open, in total and per client address."""
+    """How many connections a listener keeps open, in total, per client address, and per
+    client network (a /24 for IPv4, a /64 for IPv6: one network holding many addresses
+    must not take every slot; None for no such limit)."""
 
     max_total: int = 1000
     max_per_client: int = 50
+    max_per_network: int | None = None
     backlog: int = 512
     min_backoff: float = 0.05
     max_backoff: float = 2.0
@@ -70,6 +74,7 @@ class Listener:
         self._tasks: list[asyncio.Task[None]] = []
         self.open_connections = 0
         self._per_client: Counter[str] = Counter()
+        self._per_network: Counter[str] = Counter()
         self._connecting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -135,13 +140,21 @@ class Listener:
 
     def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         client = peer[0]
+        network = client_network(client)
+        limits = self.limits
         refused = None
-        if self.open_connections >= self.limits.max_total:
-            refused = f"too many connections ({self.limits.max_total})"
-        elif self._per_client[client] >= self.limits.max_per_client:
-            refused = f"too many connections from {client} ({self.limits.max_per_client})"
+        if self.open_connections >= limits.max_total:
+            refused = f"too many connections ({limits.max_total})"
+        elif self._per_client[client] >= limits.max_per_client:
+            refused = f"too many connections from {client} ({limits.max_per_client})"
+        elif (
+            limits.max_per_network is not None
+            and self._per_network[network] >= limits.max_per_network
+        ):
+            refused = f"too many connections from {network} ({limits.max_per_network})"
         self.open_connections += 1
         self._per_client[client] += 1
+        self._per_network[network] += 1
         released = False
 
         def release() -> None:
@@ -150,9 +163,10 @@ class Listener:
                 return
             released = True
             self.open_connections -= 1
-            self._per_client[client] -= 1
-            if self._per_client[client] <= 0:
-                del self._per_client[client]
+            for counter, key in ((self._per_client, client), (self._per_network, network)):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
         loop = asyncio.get_running_loop()
         try:
@@ -176,6 +190,19 @@ class Listener:
             release()
             conn.close()
             events.emit(events.UNEXPECTED_ERROR, component=f"{self.name} listener", error=repr(exc))
+
+
+def client_network(client: str) -> str:
+    """The network a client address counts against: its /24 (IPv4) or /64 (IPv6), an
+    IPv4-mapped IPv6 address as IPv4; anything else (a Unix socket) as itself."""
+    try:
+        address = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def _describe(exc: OSError) -> str:

@@ -15,7 +15,7 @@ from waypost.net.listener import ConnectionLimits
 from waypost.queue.manager import QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.routing import RoutingTable
-from waypost.setup.smtp import smtp_server_config
+from waypost.setup.smtp import ListenerSetup, smtp_limits, smtp_listeners, smtp_server_config
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServerConfig
 from waypost.x400.settings import X400Settings
@@ -37,6 +37,7 @@ RESTART_ONLY = (
     "local.x400_store",
     "local.x400_mailboxes",
     "smtp.listen",
+    "smtp.listener",
     "x400.listen",
     "x400.mta_name",
     "x400.global_domain",
@@ -105,6 +106,7 @@ class RunTimeSettings:
     routing: RoutingTable
     smtp: SmtpServerConfig | None
     smtp_limits: ConnectionLimits
+    smtp_listeners: list[ListenerSetup]  # each [[smtp.listener]], in the file's order
     x400: X400Settings
     x400_limits: ConnectionLimits
     client: ClientSettings
@@ -133,12 +135,12 @@ def run_time_settings(
     or ValueError before anything is in force."""
     routing = build_routing_table(config)
     smtp, x400, q = config.smtp, config.x400, config.queue
+    base = smtp_server_config(config, routing, admit, clock) if smtp_listener else None
     return RunTimeSettings(
         routing=routing,
-        smtp=smtp_server_config(config, routing, admit, clock) if smtp_listener else None,
-        smtp_limits=ConnectionLimits(
-            max_total=smtp.max_connections, max_per_client=smtp.max_connections_per_client
-        ),
+        smtp=base,
+        smtp_limits=smtp_limits(smtp),
+        smtp_listeners=smtp_listeners(config, base) if base is not None else [],
         x400=x400_settings(config),
         x400_limits=ConnectionLimits(
             max_total=x400.max_connections, max_per_client=x400.max_connections_per_client

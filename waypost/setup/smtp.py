@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from waypost.arrival import Admit
 from waypost.clock import Clock
 from waypost.config import Config
+from waypost.config.schema import SmtpConfig, SmtpListenerConfig
+from waypost.config.values import parse_address
+from waypost.net.listener import ConnectionLimits
+from waypost.net.tls import aead_only
 from waypost.routing import RoutingTable
 from waypost.smtp.auth import AuthUsers, UsersFileError
 from waypost.smtp.policy import DiskGuard, RelayPolicy
 from waypost.smtp.server import SmtpServerConfig
 from waypost.smtp.server_settings import ServerSettings
+
+_T = TypeVar("_T")
 
 
 class SmtpSetupError(ValueError):
@@ -20,12 +29,21 @@ class SmtpSetupError(ValueError):
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = aead_only(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise SmtpSetupError(f"smtp.tls_cert/smtp.tls_key: cannot load {cert}: {exc}") from None
     return context
+
+
+def postmaster_domain(config: Config, routing: RoutingTable) -> str:
+    """Where `RCPT TO:<Postmaster>` goes (RFC 5321 §4.5.1): the hostname if it is a local
+    domain, else the first local domain ("" — the hostname — when there is none)."""
+    hostname = config.server.hostname
+    if routing.is_local_domain(hostname) or not config.local.domains:
+        return ""
+    return config.local.domains[0]
 
 
 def smtp_server_config(
@@ -47,6 +65,7 @@ def smtp_server_config(
         max_commands_before_transaction=smtp.max_commands_before_transaction,
         tls_available=tls is not None,
         auth_mechanisms=("PLAIN", "LOGIN") if users is not None else (),
+        postmaster_domain=postmaster_domain(config, routing),
     )
     return SmtpServerConfig(
         settings=settings,
@@ -58,6 +77,77 @@ def smtp_server_config(
         clock=clock,
         idle_timeout=smtp.idle_timeout,
         data_timeout=smtp.data_timeout,
+        data_deadline=smtp.data_deadline,
+        min_data_rate=smtp.min_data_rate,
         tls=tls,
         users=users,
     )
+
+
+def smtp_limits(smtp: SmtpConfig) -> ConnectionLimits:
+    """The connection limits of the `smtp.listen` listener."""
+    return ConnectionLimits(
+        max_total=smtp.max_connections,
+        max_per_client=smtp.max_connections_per_client,
+        max_per_network=smtp.max_connections_per_network,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSetup:
+    """One [[smtp.listener]], built: its name for the log, where, its config and limits."""
+
+    name: str
+    addresses: list[tuple[str, int]]
+    config: SmtpServerConfig
+    limits: ConnectionLimits
+
+
+def smtp_listeners(config: Config, base: SmtpServerConfig) -> list[ListenerSetup]:
+    """Each [[smtp.listener]] from the `smtp.listen` listener's config `base` (its TLS
+    context, users and policy are shared); raises SmtpSetupError for a submission port
+    without TLS or users."""
+    return [
+        _listener(config.smtp, f"smtp.listener[{i}]", listener, base)
+        for i, listener in enumerate(config.smtp.listener)
+    ]
+
+
+def _listener(
+    smtp: SmtpConfig, key: str, listener: SmtpListenerConfig, base: SmtpServerConfig
+) -> ListenerSetup:
+    submission = listener.mode != "smtp"
+    if submission and (base.tls is None or base.users is None):
+        raise SmtpSetupError(
+            f"{key}.mode: {listener.mode} needs smtp.tls_cert, smtp.tls_key and smtp.auth_users"
+        )
+    settings = dataclasses.replace(
+        base.settings,
+        max_message_size=_given(listener.max_message_size, smtp.max_message_size),
+        auth_required=submission,
+    )
+    server_config = dataclasses.replace(
+        base,
+        settings=settings,
+        idle_timeout=_given(listener.idle_timeout, smtp.idle_timeout),
+        data_timeout=_given(listener.data_timeout, smtp.data_timeout),
+        implicit_tls=listener.mode == "submissions",
+        trust_networks=not submission,
+    )
+    limits = ConnectionLimits(
+        max_total=_given(listener.max_connections, smtp.max_connections),
+        max_per_client=_given(listener.max_connections_per_client, smtp.max_connections_per_client),
+        max_per_network=_given(
+            listener.max_connections_per_network, smtp.max_connections_per_network
+        ),
+    )
+    return ListenerSetup(
+        name=f"{listener.mode} {listener.address}",
+        addresses=[parse_address(listener.address)],
+        config=server_config,
+        limits=limits,
+    )
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    return default if value is None else value

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from waypost.address import Mailbox
+from waypost.address import POSTMASTER, AddressError, Mailbox, mailbox_name
 from waypost.nexthop import NextHop
 from waypost.routing import RoutingTable
 from waypost.smtp.server_replies import RECIPIENT_UNKNOWN, RELAY_DENIED, Reply
@@ -16,6 +16,9 @@ from waypost.smtp.server_replies import RECIPIENT_UNKNOWN, RELAY_DENIED, Reply
 NO_ROUTE = Reply(550, "5.1.2", "Recipient address rejected: no route to its domain")
 REFUSED_BY_ROUTE = Reply(550, "5.7.1", "Recipient address rejected by the routing table")
 LOW_DISK = Reply(452, "4.3.1", "Insufficient system storage; try again later")
+# RFC 5321 §4.2.2: 553 "mailbox name not allowed". Refused here, not bounced later to a
+# sender that may be forged (backscatter).
+NOT_A_MAILBOX_NAME = Reply(553, "5.1.3", "Recipient address rejected: not a valid mailbox name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,12 @@ class RelayPolicy:
         if hop is None:
             return RecipientDecision(None, NO_ROUTE if may_relay else RELAY_DENIED)
         if hop.transport == "local":
-            if self.mailboxes and rcpt.local.lower() not in self.mailboxes:
+            try:
+                name = mailbox_name(rcpt.local)  # the rule the Maildir delivery applies
+            except AddressError:
+                return RecipientDecision(None, NOT_A_MAILBOX_NAME)
+            # RFC 5321 §4.5.1: postmaster is accepted at every local domain, listed or not.
+            if self.mailboxes and name not in self.mailboxes and name != POSTMASTER:
                 return RecipientDecision(None, RECIPIENT_UNKNOWN)
             return RecipientDecision(hop, None)
         if decision.by_default and not may_relay:

@@ -31,6 +31,7 @@ from waypost.smtp.server_protocol import (
     Hello,
     MailFrom,
     MessageData,
+    Phase,
     RcptTo,
     Reply,
     Reset,
@@ -56,8 +57,19 @@ class SmtpServerConfig:
     clock: Clock = field(default_factory=SystemClock)
     idle_timeout: float = 300.0
     data_timeout: float = 600.0
+    # The whole message transfer (DATA, or BDAT chunks up to LAST) may last data_timeout
+    # plus one second per min_data_rate octets received, and never more than data_deadline:
+    # a client trickling an octet at a time resets data_timeout but not these (Postfix's
+    # smtpd_timeout per read, and a deadline for the whole).
+    data_deadline: float = 3600.0
+    min_data_rate: int = 1024  # octets per second; 0: no minimum
     tls: ssl.SSLContext | None = None
     users: AuthUsers | None = None
+    # Implicit TLS (RFC 8314 §3.3, port 465): the handshake comes before the greeting.
+    implicit_tls: bool = False
+    # Whether clients in the policy's relay_networks may relay (not on a submission port,
+    # where only authenticated users do).
+    trust_networks: bool = True
 
 
 class SmtpServer(SessionServer):
@@ -68,9 +80,13 @@ class SmtpServer(SessionServer):
         config: SmtpServerConfig,
         addresses: list[tuple[str, int]],
         limits: ConnectionLimits | None = None,
+        *,
+        name: str = "smtp",
     ) -> None:
+        # Sessions take the config when they start: replacing it (a new immutable object)
+        # changes what later sessions get, never a session in progress.
         self.config = config
-        self.listener = Listener("smtp", addresses, self._session, limits=limits)
+        self.listener = Listener(name, addresses, self._session, limits=limits)
         self.sessions: set[SmtpSession] = set()
 
     def reconfigure(self, config: SmtpServerConfig, limits: ConnectionLimits) -> None:
@@ -97,32 +113,46 @@ class SmtpSession(PausingDriver):
         self.config = server.config
         self.admission = admission
         self.client = admission.peer[0]
-        self.trusted = self.config.policy.trusted(self.client)  # once per connection
+        # Once per connection; never on a submission port.
+        self.trusted = self.config.trust_networks and self.config.policy.trusted(self.client)
         self._release = release
-        self.conn = ServerConnection(self.config.settings, tls_active=False)
+        self.conn = ServerConnection(self.config.settings, tls_active=self.config.implicit_tls)
         self._mail: MailFrom | None = None
         self._rcpts: list[tuple[RcptTo, NextHop]] = []
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        # The message transfer in progress: when it started, the octets read since.
+        self._data_started: float | None = None
+        self._data_octets = 0
+        self._data_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.config.implicit_tls:
+            self._run(self._implicit_tls())
+        else:
+            self._greet()
+
+    def _greet(self) -> None:
+        assert self.transport is not None
         if self.admission.refused:
             events.emit(
                 events.SMTP_CONNECTION_REFUSED, client=self.client, reason=self.admission.refused
             )
             host = self.config.settings.hostname
             refusal = replies.SERVICE_UNAVAILABLE.with_text(f"{host} {self.admission.refused}")
-            transport.write(self.conn.greeting(refusal))
+            self.transport.write(self.conn.greeting(refusal))
             self._close()
             return
-        transport.write(self.conn.greeting())
+        self.transport.write(self.conn.greeting())
         self._touch()
 
     def data_received(self, data: bytes) -> None:
+        if self._data_started is not None:
+            self._data_octets += len(data)
         lines = self.conn.lines_read
         self.conn.receive_data(data)
         self._pump()
@@ -144,8 +174,9 @@ class SmtpSession(PausingDriver):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._data_timer):
+            if timer is not None:
+                timer.cancel()
         self.server.sessions.discard(self)
         self._release()
 
@@ -190,6 +221,8 @@ class SmtpSession(PausingDriver):
         self._flush()
         if self.conn.closed:
             self._close()
+        else:
+            self._watch_transfer()
 
     def _flush(self) -> None:
         self._write(self.conn.data_to_send())
@@ -227,6 +260,52 @@ class SmtpSession(PausingDriver):
             return
         events.emit(events.SMTP_TIMEOUT, client=self.client)
         self.conn.timeout()
+        self._flush()
+        self._close()
+
+    def _watch_transfer(self) -> None:
+        """Start or stop the bound on the message transfer as the session enters or leaves it."""
+        transferring = self.conn.receiving_message or self.conn.phase is Phase.CHUNKING
+        if not transferring:
+            self._data_started = None
+            if self._data_timer is not None:
+                self._data_timer.cancel()
+                self._data_timer = None
+        elif self._data_started is None:
+            loop = asyncio.get_running_loop()
+            self._data_started = loop.time()
+            self._data_octets = 0
+            self._data_timer = loop.call_at(self._transfer_bound(), self._check_transfer)
+
+    def _transfer_bound(self) -> float:
+        """When the transfer must be over, given the octets read so far (only ever later)."""
+        assert self._data_started is not None
+        config = self.config
+        allowed = config.data_deadline
+        if config.min_data_rate > 0:
+            allowed = min(allowed, config.data_timeout + self._data_octets / config.min_data_rate)
+        return self._data_started + allowed
+
+    def _check_transfer(self) -> None:
+        self._data_timer = None
+        if self._closing or self._data_started is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._busy is not None:
+            # The message is complete and being stored (BDAT LAST): its reply comes first.
+            self._data_timer = loop.call_at(loop.time() + 1, self._check_transfer)
+            return
+        bound = self._transfer_bound()
+        if loop.time() < bound:
+            self._data_timer = loop.call_at(bound, self._check_transfer)
+            return
+        events.emit(
+            events.SMTP_TRANSFER_TOO_SLOW,
+            client=self.client,
+            seconds=f"{loop.time() - self._data_started:.1f}",
+            octets=self._data_octets,
+        )
+        self.conn.too_slow()
         self._flush()
         self._close()
 
@@ -362,6 +441,16 @@ class SmtpSession(PausingDriver):
             self.conn.reject(event, replies.AUTH_FAILED)
 
     async def _on_starttls(self) -> None:
+        if await self._start_tls():
+            self.conn.tls_started()
+            self._touch()
+
+    async def _implicit_tls(self) -> None:
+        if await self._start_tls():
+            self._greet()
+
+    async def _start_tls(self) -> bool:
+        """The TLS handshake on the connection; False (and the connection closed) if it fails."""
         tls = self.config.tls
         assert tls is not None and self.transport is not None
         loop = asyncio.get_running_loop()
@@ -373,10 +462,9 @@ class SmtpSession(PausingDriver):
             events.emit(events.SMTP_TLS_FAILED, client=self.client, error=str(exc) or repr(exc))
             self._closing = True
             self.transport.abort()
-            return
+            return False
         if new_transport is None:
             self._close()
-            return
+            return False
         self.transport = new_transport
-        self.conn.tls_started()
-        self._touch()
+        return True

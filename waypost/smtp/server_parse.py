@@ -111,7 +111,8 @@ def parse_mail(arg: str, offered: Offered, *, authenticated: bool) -> MailFrom:
 
 
 def parse_rcpt(arg: str, offered: Offered, *, smtputf8: bool, hostname: str) -> RcptTo:
-    """`TO:<path> [params]` → RcptTo, or CommandError. `<postmaster>` is `postmaster@hostname`."""
+    """`TO:<path> [params]` → RcptTo, or CommandError. `<postmaster>` is `postmaster@hostname`
+    (the caller passes the local domain its postmaster is at)."""
     path, params = _split_command(arg, "TO:", replies.RCPT_SYNTAX)
     values = _parameters(params, offered)
     notify: tuple[Notify, ...] = ()

@@ -127,7 +127,10 @@ class ServerConnection:
         self._refused = False
         self._eof = False
         self._overflowed = False
-        self._discarding = False
+        # The rest of a command line is being thrown away up to its CRLF: "long" when the
+        # line is over max_command_line (answered at its end), "bare" after a bare LF
+        # (answered at once).
+        self._discarding: Literal["long", "bare"] | None = None
         self._hello: str | None = None
         self._esmtp = False
         self._user: str | None = None
@@ -189,7 +192,7 @@ class ServerConnection:
     def partial_input(self) -> bool:
         """Octets received that do not yet make a whole command line (an over-long line being
         discarded counts), or a whole line of content."""
-        return bool(self._in) or self._discarding
+        return bool(self._in) or self._discarding is not None
 
     def protocol_name(self) -> str:
         """The Received: `with` type for the current transaction (RFC 3848, RFC 6531)."""
@@ -332,6 +335,10 @@ class ServerConnection:
         """The driver's idle or DATA timer fired: 421 4.4.2 and close."""
         self._end_with(replies.TIMEOUT)
 
+    def too_slow(self) -> None:
+        """The driver's bound on the whole message transfer was hit: 421 4.4.2 and close."""
+        self._end_with(replies.TOO_SLOW)
+
     def shut_down(self) -> None:
         """The service is stopping: 421 4.3.2 and close (RFC 5321 §3.8)."""
         self._end_with(replies.SHUTTING_DOWN)
@@ -443,28 +450,38 @@ class ServerConnection:
         return self._step_line()
 
     def _step_line(self) -> bool:
+        # RFC 5321 §2.3.8: a line ends with CRLF and nothing else. A bare LF (or CR) is no
+        # line end: the line is refused whole, up to its CRLF, with one reply, so that what
+        # follows a bare LF is never run as a command of its own (SMTP smuggling).
         buf = self._in
-        if self._discarding:
-            lf = buf.find(b"\n")
-            if lf == -1:
-                had = bool(buf)
-                buf.clear()
+        if self._discarding is not None:
+            end = buf.find(b"\r\n")
+            if end == -1:
+                keep = 1 if buf.endswith(b"\r") else 0  # perhaps the first half of a CRLF
+                had = len(buf) > keep
+                del buf[: len(buf) - keep]
                 return had
-            del buf[: lf + 1]
-            self._discarding = False
-            self._line_too_long()
+            del buf[: end + 2]
+            if self._discarding == "long":
+                self._line_too_long()
+            self._discarding = None
             return True
         lf = buf.find(b"\n", 0, self.settings.max_command_line)
         if lf == -1:
             if len(buf) < self.settings.max_command_line:
                 return False
             # Never buffer a line beyond the limit: drop it and answer at its end, in order.
-            self._discarding = True
+            self._discarding = "long"
             return True
         line = bytes(buf[: lf + 1])
         del buf[: lf + 1]
         self.lines_read += 1
-        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+        if not line.endswith(b"\r\n"):
+            self._sasl = None
+            self._discarding = "bare"
+            self._events.append(Violation(reason="bare LF in a command line"))
+            self._fail(replies.BAD_LINE_ENDING)
+        elif b"\r" in line[:-2]:
             self._sasl = None
             self._fail(replies.BAD_LINE_ENDING)
         elif (sasl := self._sasl) is not None:
@@ -603,6 +620,10 @@ class ServerConnection:
         if verb in (Verb.HELO, Verb.EHLO):
             self._hello_command(check_hello_name(arg), esmtp=verb is Verb.EHLO)
         elif verb is Verb.MAIL:
+            if self.settings.auth_required and self._user is None:
+                raise CommandError(
+                    replies.AUTH_REQUIRED if self._auth_offered() else replies.TLS_REQUIRED
+                )
             offered = self._offered()
             self._pause(parse_mail(arg, offered, authenticated=self._user is not None))
         elif verb is Verb.RCPT:
@@ -646,8 +667,8 @@ class ServerConnection:
             self._tell_limit("max_recipients", replies.TOO_MANY_RECIPIENTS)
             return
         smtputf8 = self._mail is not None and self._mail.smtputf8
-        hostname = self.settings.hostname
-        self._pause(parse_rcpt(arg, self._offered(), smtputf8=smtputf8, hostname=hostname))
+        domain = self.settings.postmaster_domain or self.settings.hostname
+        self._pause(parse_rcpt(arg, self._offered(), smtputf8=smtputf8, hostname=domain))
 
     def _data(self, arg: str) -> None:
         _no_arguments(arg)

@@ -121,12 +121,17 @@ AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 AUTH_CANCELLED = Reply(501, "5.7.0", "Authentication cancelled")
 AUTH_BAD_RESPONSE = Reply(501, "5.5.2", "Cannot decode authentication response")
 AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
+# RFC 4954 §6: a server that requires AUTH answers MAIL with 530 5.7.0 until it is done;
+# a submission server (RFC 6409 §4.3) whose AUTH needs TLS says so first (RFC 3207 §4).
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 
 # The connection ends after these.
 # RFC 5321 §3.8: 421 when the service must close, to a new connection or in a session.
 SERVICE_UNAVAILABLE = Reply(421, "4.7.0", "Service not available, closing transmission channel")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
+TOO_SLOW = Reply(421, "4.4.2", "Message transfer too slow, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands without a mail transaction, closing")
 PIPELINE_OVERFLOW = Reply(421, "4.7.0", "Too much pipelined input, closing connection")

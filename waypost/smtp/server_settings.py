@@ -39,13 +39,23 @@ class ServerSettings:
     binarymime: bool = False
     tls_available: bool = False
     allow_auth_without_tls: bool = False
+    # A submission server (RFC 6409 §4.3): MAIL only after a successful AUTH.
+    auth_required: bool = False
     auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS
+    # The domain `RCPT TO:<Postmaster>` (no domain) is delivered at: a local domain; the
+    # hostname when empty.
+    postmaster_domain: str = ""
 
     def __post_init__(self) -> None:
         try:
             parse_domain(self.hostname)
         except AddressError as exc:
             raise ValueError(f"hostname: {exc}") from None
+        if self.postmaster_domain:
+            try:
+                parse_domain(self.postmaster_domain)
+            except AddressError as exc:
+                raise ValueError(f"postmaster_domain: {exc}") from None
         for name in (
             "max_message_size",
             "max_recipients",
@@ -59,6 +69,8 @@ class ServerSettings:
             raise ValueError("max_command_line must be at least 512 (RFC 5321 §4.5.3.1.4)")
         if unknown := set(self.auth_mechanisms) - set(AUTH_MECHANISMS):
             raise ValueError(f"unsupported AUTH mechanisms {sorted(unknown)}")
+        if self.auth_required and not self.auth_mechanisms:
+            raise ValueError("auth_required needs at least one AUTH mechanism")
         if "\n" in self.banner:
             raise ValueError("the banner is one line")
         Reply(220, None, f"{self.hostname} {self.banner}")  # no control characters, not too long
