@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import pytest
 from helpers import free_port
 from test_delivery_x400 import (
     B_CONFIG,
+    JONES,
+    ORIGINATOR,
     a_config,
     delivered_at,
     fake_peer,
@@ -228,3 +231,65 @@ async def test_peer_process_restart_then_next_message_is_delivered_at_once(
         assert events.X400_TRANSFER_FAILED not in names
     finally:
         await a.stop()
+
+
+# ------------------------------------------------------- an operator's retry, peer back up
+
+
+def _a_process_config(root: Path, a_port: int, b_port: int) -> str:
+    """A as a process: the peer B behind a long open interval and a long queue back-off, so
+    that only the operator's retry can bring the message to B within the test's patience."""
+    peer = a_config(
+        f"127.0.0.1:{b_port}", f"transfer_interval = {NEVER}\nopen_interval = {NEVER}\n"
+    )
+    route, _, peer_table = peer.partition("[[x400.peer]]")
+    return (
+        f'[server]\nhostname = "a.test"\ndata_dir = "{root / "a-data"}"\n'
+        f'[log]\njson_file = "{root / "a-events.jsonl"}"\n'
+        f"[queue]\nmin_backoff = {NEVER}\nmax_backoff = {NEVER}\n"
+        f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        f'[local]\noraddresses = ["/C=GB/ADMD= /PRMD=A/"]\n'
+        f'[x400]\nlisten = ["127.0.0.1:{a_port}"]\nmta_name = "A-MTA"\n'
+        f"{route}[[x400.peer]]{peer_table}"
+    )
+
+
+def _cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waypost.cli.main", *args, "-c", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "WAYPOST_CONFIG": ""},
+    )
+
+
+def _queue_rows(root: Path) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(root / "a-data" / "mta.db") as conn:
+        return list(conn.execute("SELECT state, last_error, attempts FROM recipients"))
+
+
+async def test_queue_retry_opens_to_a_peer_back_up_at_once(tmp_path: Path) -> None:
+    """The peer was down when the message came (its open failed: hop down, open interval
+    running); once it is back, `waypost queue retry` makes the running MTA open to it now,
+    not after `open_interval`, and the refused open was the message's only attempt."""
+    a_port, b_port = free_port(), free_port()
+    a_toml = tmp_path / "a.toml"
+    a_toml.write_text(_a_process_config(tmp_path, a_port, b_port))
+    with waypost_process(tmp_path, a_port, a_toml.read_text()) as a:
+        submitted = _cli(
+            a_toml, "submit", "--from", ORIGINATOR, "--to", JONES, stdin="Subject: x\n\nHello\n"
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        await until(
+            lambda: _true([r[0] for r in _queue_rows(tmp_path)] == ["deferred"]), "the deferral"
+        )
+        with waypost_process(tmp_path, b_port, _b_process_config(tmp_path, b_port)):
+            retried = _cli(a_toml, "queue", "retry", "--all")
+            assert retried.returncode == 0, retried.stderr
+            assert f"the running MTA (pid {a.pid}) tries them now" in retried.stdout
+            await until(lambda: _true(_queue_rows(tmp_path) == []), "delivery after the retry")
+            await until(lambda: _true(any((tmp_path / "b-x400").glob("*/new/*.p1"))), "at B")
+    logged = (tmp_path / "a-events.jsonl").read_text()
+    assert '"id": 1407' in logged, logged[-2000:]

@@ -370,6 +370,14 @@ LEASES_RELEASED = _define(
     "{count} recipients leased by the previous run queued again at start-up",
     "None.",
 )
+QUEUE_FLUSH_ASKED = _define(
+    1407,
+    "queue-flush-asked",
+    S.INFO,
+    C.QUEUE,
+    "Asked to try due mail now (SIGUSR1): {hops} next hops down forgotten, back-offs ended",
+    "None: `waypost queue retry` asks this of the running MTA after making mail due.",
+)
 RECIPIENT_REROUTED = _define(
     1406,
     "recipient-rerouted",

@@ -497,9 +497,11 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     # the first moment it asks for a reload, done once the service is up.
     # SIGTERM and SIGINT too: one arriving while the service starts stops it once started.
     reload_asked = asyncio.Event()
+    flush_asked = asyncio.Event()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, reload_asked.set)
+    loop.add_signal_handler(signal.SIGUSR1, flush_asked.set)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     data_dir = prepare_data_dir(config.server.data_dir)
@@ -521,11 +523,13 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
         on_ready(service)
     sdnotify.notify(sdnotify.READY, f"STATUS=Waypost {__version__} serving {data_dir}")
     reloader = asyncio.create_task(reload_when_asked(service, reload_asked))
+    flusher = asyncio.create_task(flush_when_asked(service, flush_asked))
     stop_wait = asyncio.create_task(stopping.wait())
     await asyncio.wait({*background, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
     sdnotify.notify(sdnotify.STOPPING, "STATUS=stopping")
     stop_wait.cancel()
     reloader.cancel()
+    flusher.cancel()
     await service.stop()
     lock.release_clean()
     events.flush_suppressed()
@@ -547,3 +551,13 @@ async def reload_when_asked(service: Service, asked: asyncio.Event) -> None:
             applied = False
         status = "configuration reloaded" if applied else "reload refused, see the log"
         sdnotify.notify(sdnotify.READY, f"STATUS={status}")
+
+
+async def flush_when_asked(service: Service, asked: asyncio.Event) -> None:
+    """SIGUSR1, sent by `waypost queue retry`: what it made due is tried now, though its
+    next hop is down or an X.400 peer's open interval runs (Postfix's `postqueue -f`)."""
+    while True:
+        await asked.wait()
+        asked.clear()
+        hops = service.manager.forget_back_offs()
+        events.emit(events.QUEUE_FLUSH_ASKED, hops=hops)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sqlite3
 import sys
 import time
@@ -22,7 +23,9 @@ from waypost.cli.common import (
     format_time,
     load,
 )
+from waypost.cli.mta_signal import signal_mta
 from waypost.clock import SystemClock
+from waypost.config import Config
 from waypost.message import Envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.service import build_intake
@@ -251,7 +254,21 @@ def run_admin(args: argparse.Namespace) -> int:
         db.close()
     audit.record(action.value, targets, changed)
     print(f"{action.value}: {changed} recipients changed")
+    if action is admin.Action.RETRY and changed:
+        _try_now(config)
     return EXIT_OK if changed or targets is None else EXIT_FAILED
+
+
+def _try_now(config: Config) -> None:
+    """The running MTA tries what was made due at once, though its next hop is down or an
+    X.400 peer's open interval runs (SIGUSR1, Postfix's `postqueue -f`)."""
+    try:
+        pid = signal_mta(config, signal.SIGUSR1, required=False)
+    except CommandError as exc:
+        print(f"waypost: the running MTA was not told to try now: {exc}", file=sys.stderr)
+        return
+    if pid is not None:
+        print(f"the running MTA (pid {pid}) tries them now")
 
 
 def run_reroute(args: argparse.Namespace) -> int:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-from pathlib import Path
 from typing import Any
 
-from waypost import service
-from waypost.cli.common import CommandError, add_config_option, load
+from waypost.cli.common import add_config_option, load
+from waypost.cli.mta_signal import signal_mta
 
 
 def add_parser(verbs: Any) -> None:
@@ -27,25 +25,6 @@ def add_parser(verbs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args)
-    data_dir = Path(config.server.data_dir)
-    pid_file = data_dir / "waypost.pid"
-    try:
-        pid = service.running_pid(data_dir)
-    except OSError as exc:
-        raise CommandError(
-            f"cannot read {pid_file}: {exc.strerror or exc} "
-            "(run as the user Waypost runs as, or as root)"
-        ) from None
-    if pid is None:
-        raise CommandError(f"Waypost is not running (no running instance holds {pid_file})")
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        raise CommandError(f"Waypost is not running (pid {pid} of {pid_file} is gone)") from None
-    except PermissionError:
-        raise CommandError(
-            f"not allowed to signal pid {pid} (run as the user Waypost runs as, or as root)"
-        ) from None
+    pid = signal_mta(load(args), signal.SIGHUP)
     print(f"waypost: reload requested (SIGHUP sent to pid {pid}); the log says how it went")
     return 0

@@ -92,9 +92,11 @@ class Destinations:
         if down is not None:
             down.probing = False
 
-    def forget(self) -> None:
-        """Every hop is taken to be up again (an operator's flush)."""
+    def forget(self) -> int:
+        """Every hop is taken to be up again (an operator's flush); returns how many were down."""
+        count = len(self._down)
         self._down.clear()
+        return count
 
     def held_detail(self, hop: str, down: Down) -> str:
         """What a held recipient shows: the hop's current error, since when, and when the

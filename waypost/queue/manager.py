@@ -92,14 +92,20 @@ class QueueManager:
         down, let each delivery agent that keeps a back-off of its own forget it (its
         `flush()`, such as an X.400 peer's open interval), and make every deferred
         recipient due. Returns how many recipients were made due."""
-        self.destinations.forget()
+        self.forget_back_offs()
+        return await self.store.make_due()
+
+    def forget_back_offs(self) -> int:
+        """What is due is tried now, whatever its next hop's state: after `waypost queue
+        retry`, which made the chosen recipients due in the database (SIGUSR1). Returns how
+        many next hops were down."""
+        hops = self.destinations.forget()
         for deliverer in self.deliverers.values():
             flush = getattr(deliverer, "flush", None)
             if callable(flush):
                 flush()
-        count = await self.store.make_due()
         self.wake()
-        return count
+        return hops
 
     async def run(self) -> None:
         while not self._stopping:
