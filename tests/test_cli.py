@@ -445,3 +445,13 @@ def test_queue_show_reads_x400_reports_and_probes(tmp_path: Path) -> None:
     assert "(5.1.1 no such)" in show
     show = waypost("queue", "show", str(probe_id), "-c", str(config), cwd=tmp_path).stdout
     assert "X.400 object:   probe" in show and "Content length: 77 bytes" in show
+
+
+def test_check_exits_with_the_code_it_prints(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    prepare_data_dir(str(tmp_path / "data"))
+    (tmp_path / "data" / "mta.db").write_bytes(b"not a database, " * 512)
+    result = waypost("check", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("(exit code 4)"), result.stdout
+    no_traceback(result)

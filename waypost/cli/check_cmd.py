@@ -12,14 +12,6 @@ from waypost.cli.common import CommandError, add_config_option, load
 from waypost.service import database_path
 from waypost.store import check
 
-# The CLI's exit codes keep 2 for usage errors, as every verb does.
-EXIT_CODES = {
-    check.EXIT_CLEAN: 0,
-    check.EXIT_PROBLEMS: 1,
-    check.EXIT_REPAIRED: 3,
-    check.EXIT_FATAL: 4,
-}
-
 
 def add_parser(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
@@ -61,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     report = check.check_database(db_path, repair=args.repair)
     for line in check.render_lines(report, verbose=args.verbose):
         print(line)
-    return EXIT_CODES.get(report.exit_code, 1)
+    # The code the report prints is the code the command exits with (README: 0, 1, 3, 4).
+    return report.exit_code
