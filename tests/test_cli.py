@@ -65,8 +65,7 @@ def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@examp
         "-",
         "--from",
         sender,
-        "--to",
-        *rcpts,
+        *(arg for rcpt in rcpts for arg in ("--to", rcpt)),
         stdin=MESSAGE,
         cwd=tmp_path,
     )

@@ -46,21 +46,29 @@ def add_parser(verbs: Any) -> None:
         metavar="ADDR",
         help="the originator (envelope sender); '' for the null reverse path",
     )
+    # One address per --to, never a list: a list would swallow the message file that
+    # follows it (`--to bob msg.txt`), and a comma may be part of a quoted local part or of
+    # an O/R address's value, so it cannot separate addresses either.
     parser.add_argument(
         "--to",
         dest="recipients",
         required=True,
-        nargs="+",
-        action="extend",
+        action="append",
         metavar="ADDR",
-        help="recipients: mailboxes or X.400 O/R addresses",
+        help="a recipient: a mailbox or an X.400 O/R address; repeat --to for each recipient",
     )
     parser.add_argument(
         "--subject",
         default="",
         help="with an X.400 originator: the subject of the P22 message the text is wrapped in",
     )
-    parser.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE|-",
+        help="the message (default, or -: standard input)",
+    )
     parser.set_defaults(run=run)
 
 
