@@ -62,6 +62,7 @@ def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@examp
         "submit",
         "-c",
         str(config),
+        "--create",
         "-",
         "--from",
         sender,
@@ -168,7 +169,7 @@ def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
     config = write_config(tmp_path)
 
     def submit_to(recipient: str) -> subprocess.CompletedProcess[str]:
-        args = ("submit", "-c", str(config), "--from", "a@b", "--to", recipient)
+        args = ("submit", "-c", str(config), "--create", "--from", "a@b", "--to", recipient)
         return waypost(*args, stdin=MESSAGE, cwd=tmp_path)
 
     bad = submit_to("not an address")
@@ -365,6 +366,7 @@ def test_submit_x400_text_becomes_a_p22_ipm_shown_by_queue_show(tmp_path: Path) 
         "submit",
         "-c",
         str(config),
+        "--create",
         "-",
         "--subject",
         "Quarterly figures",

@@ -119,7 +119,9 @@ def build_intake(config: Config, clock: Clock) -> Intake:
 
 
 def database_path(config: Config) -> str:
-    return config.store.path or str(Path(config.server.data_dir) / "mta.db")
+    """The MTA database of a loaded Config (its loader put it under the data directory
+    unless a path was given)."""
+    return config.store.path
 
 
 def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:
@@ -210,7 +212,7 @@ class Service:
                 target="the queue",
             )
         maildirs = MaildirStore(
-            Path(config.server.data_dir) / config.local.maildir,
+            Path(config.local.maildir),
             mailboxes=frozenset(config.local.mailboxes),
             hostname=config.server.hostname,
         )

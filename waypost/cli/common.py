@@ -27,7 +27,7 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--config",
         metavar="FILE",
-        default=os.environ.get("WAYPOST_CONFIG"),
+        default=os.environ.get("WAYPOST_CONFIG") or None,  # set but empty: not set
         help="configuration file (default: $WAYPOST_CONFIG, else the embedded defaults)",
     )
 
