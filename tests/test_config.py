@@ -789,3 +789,45 @@ def test_duplicate_peer_and_route_to_unknown_peer(tmp_path: Path) -> None:
     route = '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=X/"\nnext_hop = "x400:OTHER-MTA"\n'
     problems = check_config_file(write(tmp_path, PEER + route))
     assert any(p.key == "route[0].next_hop" and "OTHER-MTA" in p.reason for p in problems)
+
+
+# --- one problem hides no other ------------------------------------------------------------
+
+
+def test_an_entry_that_does_not_convert_hides_nothing_in_the_others(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'route = [1, {match = "*.bad", next_hop = "local"}]\n'
+        '[[x400.peer]]\naddress = "127.0.0.1:102"\n'
+        '[[x400.peer]]\nname = "B-MTA"\naddress = "nowhere"\nt_selector = "hex:x"\n',
+    )
+    problems = [(error.key, error.reason) for error in check_config_file(path)]
+    assert [key for key, _ in problems] == [
+        "x400.peer[0].name",
+        "x400.peer[1].address",
+        "x400.peer[1].t_selector",
+        "route[0]",
+        "route[1].match",
+    ]
+    assert problems[3][1] == "expected a table, got an integer"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('[smtp]\nauth_users = "users"\n', "smtp.auth_users", "AUTH is offered over TLS only"),
+        ('[x400]\nglobal_domain = "/C=GB/PRMD=Acme/"\n', "x400.global_domain", "names no ADMD"),
+        ('[x400]\nglobal_domain = "c=GB;p=Acme"\n', "x400.global_domain", "names no ADMD"),
+    ],
+)
+def test_what_serve_could_not_honour_is_an_error(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    error = error_of(tmp_path, text)
+    assert error.key == key and reason in error.reason
+
+
+def test_a_blank_admd_written_is_accepted(tmp_path: Path) -> None:
+    for domain in ("/C=GB/ADMD= /PRMD=Acme/", "c=GB;a= ;p=Acme", "/C=GB/A=BT/"):
+        config = load_config(write(tmp_path, f'[x400]\nglobal_domain = "{domain}"\n'))
+        assert config.x400.global_domain == domain

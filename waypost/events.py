@@ -140,6 +140,15 @@ ALREADY_RUNNING = _define(
     "Another Waypost (pid {pid}) is already using data directory {data_dir}",
     "Stop the other instance, or give this one another data directory.",
 )
+DATA_DIR_UNUSABLE = _define(
+    1005,
+    "data-dir-unusable",
+    S.CRITICAL,
+    C.SYSTEM,
+    "Data directory {path} cannot be used: {reason}; Waypost does not start",
+    "Make server.data_dir a directory the Waypost user may write in, on a writable file "
+    "system (or name another); `waypost config check` checks it without starting.",
+)
 
 # 1100-1199 configuration
 CONFIG_INVALID = _define(
@@ -337,6 +346,14 @@ ACCEPT_FAILED = _define(
     C.INTERFACE,
     "accept() on {listener} failed: {error}; retrying in {delay}s",
     "Raise the file-descriptor limit or lower connection limits; the listener keeps serving.",
+)
+LISTEN_FAILED = _define(
+    1601,
+    "listen-failed",
+    S.CRITICAL,
+    C.INTERFACE,
+    "Cannot listen on {address} ({listener}): {reason}; Waypost does not start",
+    "Stop what holds the address (`ss -ltnp`), or change the listen key of that listener.",
 )
 
 # 1700-1799 SMTP

@@ -31,10 +31,11 @@ from waypost.delivery.x400_store import X400Store
 from waypost.handoff import Deliverer
 from waypost.intake import Intake
 from waypost.message import Message
-from waypost.net.listener import ConnectionLimits
+from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.preflight import directory_problem
 from waypost.setup.smtp import SmtpSetupError, smtp_server_config
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
@@ -64,26 +65,50 @@ class ServiceError(Exception):
 
 
 def prepare_data_dir(path: str) -> Path:
-    """Create the data directory owner-only; tighten it if it exists with looser modes."""
-    data_dir = Path(path)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if data_dir.stat().st_mode & 0o077:
-        data_dir.chmod(0o700)
-    return data_dir
+    """Create the data directory owner-only; tighten it if it exists with looser modes.
+
+    A directory Waypost cannot write in stops it here, named with the reason (event 1005,
+    exit code 76), before anything is opened in it.
+    """
+    problem = directory_problem(path)
+    if problem is None:
+        data_dir = Path(path)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if data_dir.stat().st_mode & 0o077:
+                data_dir.chmod(0o700)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            return data_dir
+    raise data_dir_unusable(path, problem)
+
+
+def data_dir_unusable(path: str | Path, reason: str) -> ServiceError:
+    """Event 1005 and the error that stops the start."""
+    events.emit(events.DATA_DIR_UNUSABLE, path=path, reason=reason)
+    return ServiceError(
+        f"the data directory {path} cannot be used: {reason}", EXIT_DATABASE_UNUSABLE
+    )
 
 
 @dataclass
 class RunLock:
-    """The locked pid file; `previous_pid` is set when the last run stopped uncleanly."""
+    """The locked pid file; `previous_pid` is set when the last run stopped uncleanly, and
+    `check_pending` until the check that calls for has finished."""
 
     fd: int
     path: Path
     previous_pid: int | None
+    check_pending: bool = False
 
     @classmethod
     def acquire(cls, data_dir: Path) -> RunLock:
         path = data_dir / "waypost.pid"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise data_dir_unusable(data_dir, f"{path.name}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,18 +118,26 @@ class RunLock:
             raise ServiceError(
                 f"another Waypost (pid {other or '?'}) is using {data_dir}", EXIT_ALREADY_RUNNING
             ) from None
-        left = os.read(fd, 32).decode(errors="replace").strip()
-        previous = int(left) if left.isdigit() else (0 if left else None)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        return cls(fd=fd, path=path, previous_pid=previous)
+        try:
+            left = os.read(fd, 32).decode(errors="replace").strip()
+            previous = int(left) if left.isdigit() else (0 if left else None)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.fsync(fd)
+        except OSError as exc:  # a full disk, an I/O error
+            os.close(fd)
+            raise data_dir_unusable(data_dir, f"{path.name}: {exc.strerror or exc}") from None
+        return cls(fd=fd, path=path, previous_pid=previous, check_pending=previous is not None)
 
     def release_clean(self) -> None:
         """Mark a clean stop (an empty pid file) and unlock."""
         os.ftruncate(self.fd, 0)
         os.fsync(self.fd)
+        os.close(self.fd)
+
+    def release_unclean(self) -> None:
+        """Unlock, leaving the pid in the file: the next start checks the database again."""
         os.close(self.fd)
 
 
@@ -344,16 +377,17 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     """Serve until SIGTERM or SIGINT; returns the process exit code."""
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
-    if lock.previous_pid is not None:
-        check_after_unclean_stop(database_path(config), lock.previous_pid)
-    else:
-        check_integrity_at_start(database_path(config))
-    service = await Service.start(config)
     try:
-        await service.start_listeners()
-    except (OSError, SmtpSetupError) as exc:
-        await service.stop()
-        raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
+        service = await _start(config, lock)
+    except BaseException:
+        # A start that failed left nothing half-done (a check after an unclean stop that did
+        # not finish keeps the pid, so that the next start checks again): the next start
+        # must not report an unclean stop and repair.
+        if lock.check_pending:
+            lock.release_unclean()
+        else:
+            lock.release_clean()
+        raise
     events.emit(events.SERVICE_STARTED, version=__version__, data_dir=data_dir)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -369,3 +403,26 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     lock.release_clean()
     events.emit(events.SERVICE_STOPPED)
     return EXIT_OK
+
+
+async def _start(config: Config, lock: RunLock) -> Service:
+    """The check the last stop calls for, the store, the delivery agents and the listeners;
+    a ServiceError names what stopped the start."""
+    if lock.previous_pid is not None:
+        check_after_unclean_stop(database_path(config), lock.previous_pid)
+        lock.check_pending = False
+    else:
+        check_integrity_at_start(database_path(config))
+    service = await Service.start(config)
+    try:
+        await service.start_listeners()
+    except ListenError as exc:
+        await service.stop()
+        events.emit(
+            events.LISTEN_FAILED, address=exc.address, listener=exc.listener, reason=exc.reason
+        )
+        raise ServiceError(str(exc), EXIT_FAILED) from None
+    except (OSError, SmtpSetupError) as exc:
+        await service.stop()
+        raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
+    return service

@@ -19,10 +19,10 @@ import msgspec
 
 from waypost.address import AddressError, parse_domain
 from waypost.config.checks import check_values
-from waypost.config.convert import Problem, convert, schema_order, unknown
+from waypost.config.convert import Problem, convert, convert_items, schema_order, unknown
 from waypost.config.errors import ConfigError
 from waypost.config.routes import routing_errors
-from waypost.config.schema import EMBEDDED, SECTIONS, Config
+from waypost.config.schema import EMBEDDED, SECTIONS, Config, X400Config
 
 ROOT_DATA_DIR = "/var/lib/waypost"  # systemd's StateDirectory=waypost
 # The names of the places in the data directory when no path is given for them.
@@ -120,17 +120,9 @@ def _build(
             sections[name] = section
     # What did not convert took its defaults, which are valid: the rest is checked all the same.
     config = Config(**sections, source=source)
-    problems += check_values(config)
-    errors = [ConfigError(source, key, reason) for key, reason in problems]
-    # The routing table checks the routes and the local domains and prefixes again, in its
-    # own terms; a key already reported is not reported twice.
-    reported = {error.key for error in errors}
     check_peers = _every_peer_converted(data, config)
-    errors += [
-        error
-        for error in routing_errors(config, check_peers=check_peers)
-        if error.key not in reported
-    ]
+    errors = _checked(config, problems, check_peers=check_peers)
+    errors += _good_entries_of_bad_arrays(data, config, check_peers=check_peers)
     config = _normalise(config, base)
     if not config.server.data_dir:
         errors.append(
@@ -138,6 +130,66 @@ def _build(
         )
     # In the order of the schema's keys, whichever check found them.
     return config, sorted(errors, key=lambda error: schema_order(error.key, SECTIONS))
+
+
+def _checked(config: Config, problems: list[Problem], *, check_peers: bool) -> list[ConfigError]:
+    """The problems found so far, the checks' and the routing table's."""
+    problems = [*problems, *check_values(config)]
+    errors = [ConfigError(config.source, key, reason) for key, reason in problems]
+    # The routing table checks the routes and the local domains and prefixes again, in its
+    # own terms; a key already reported is not reported twice.
+    reported = {error.key for error in errors}
+    errors += [
+        error
+        for error in routing_errors(config, check_peers=check_peers)
+        if error.key not in reported
+    ]
+    return errors
+
+
+# The arrays of tables: where one entry does not convert, the array takes its default (none).
+_ARRAYS = {
+    "route": SECTIONS["route"],
+    "x400.peer": next(f.type for f in msgspec.structs.fields(X400Config) if f.name == "peer"),
+}
+
+
+def _good_entries_of_bad_arrays(
+    data: Mapping[str, Any], config: Config, *, check_peers: bool
+) -> list[ConfigError]:
+    """The checks of the entries that converted in an array where another did not: one
+    entry without its `name` must not hide a bad `address` in the next."""
+    kept: dict[str, list[int]] = {}
+    arrays: dict[str, tuple[Any, ...]] = {}
+    for path, kind in _ARRAYS.items():
+        raw = _raw(data, path)
+        entries = convert_items(raw, kind)
+        if isinstance(raw, list) and len(entries) < len(raw):
+            kept[path] = [i for i, _ in entries]
+            arrays[path] = tuple(entry for _, entry in entries)
+    if not kept:
+        return []
+    replace = msgspec.structs.replace
+    partial = replace(
+        config,
+        route=arrays.get("route", config.route),
+        x400=replace(config.x400, peer=arrays.get("x400.peer", config.x400.peer)),
+    )
+    errors = []
+    for error in _checked(partial, [], check_peers=check_peers):
+        # Only what concerns those entries, under the index each has in the file.
+        for path, indexes in kept.items():
+            if found := re.match(rf"{re.escape(path)}\[(\d+)\]", error.key):
+                key = f"{path}[{indexes[int(found.group(1))]}]" + error.key[found.end() :]
+                errors.append(ConfigError(error.path, key, error.reason))
+    return errors
+
+
+def _raw(data: Mapping[str, Any], path: str) -> object:
+    value: object = data
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
 
 
 def _every_peer_converted(data: Mapping[str, Any], config: Config) -> bool:
