@@ -155,3 +155,21 @@ def test_a_check_after_an_unclean_stop_that_fails_leaves_the_stop_unclean(
     # Nothing was repaired: the next start must check again, not take the stop as clean.
     assert (data_dir / "waypost.pid").read_text().strip() != ""
     no_traceback(result)
+
+
+def test_check_refuses_to_run_beside_serve_when_the_database_is_elsewhere(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "db").mkdir()
+    port = free_port()
+    config = write(tmp_path, f'"127.0.0.1:{port}"')
+    config.write_text(config.read_text() + '[store]\npath = "db/mta.db"\n')
+    proc = start_serve(tmp_path, config)
+    try:
+        wait_for(lambda: listening(port))
+        check = waypost("check", "-c", str(config), cwd=tmp_path)
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0, err
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert f"Waypost (pid {proc.pid}) is running on {tmp_path / 'db' / 'mta.db'}" in check.stderr
