@@ -50,17 +50,19 @@ def load_smtp_files(config: Config) -> tuple[SmtpFiles, list[tuple[str, str]]]:
     return SmtpFiles(tls, users), problems
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """The STARTTLS context; SmtpSetupError names the file at fault (`smtp.tls_cert: …`)."""
-    _readable("smtp.tls_cert", cert)
-    _readable("smtp.tls_key", key)
+def tls_context(cert: str, key: str, section: str = "smtp") -> ssl.SSLContext:
+    """The STARTTLS context; SmtpSetupError names the file at fault by its key in `section`
+    (`smtp.tls_cert: …`)."""
+    cert_key, key_key = f"{section}.tls_cert", f"{section}.tls_key"
+    _readable(cert_key, cert)
+    _readable(key_key, key)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         # A password callback, so that an encrypted key fails here instead of OpenSSL asking
         # for its pass phrase on a terminal a daemon does not have.
         context.load_cert_chain(cert, key, password=lambda: b"")
     except (OSError, ssl.SSLError) as exc:
-        raise SmtpSetupError(_tls_problem(cert, key, exc)) from None
+        raise SmtpSetupError(_tls_problem(cert, key, exc, cert_key, key_key)) from None
     return context
 
 
@@ -72,21 +74,21 @@ def _readable(key: str, path: str) -> None:
         raise SmtpSetupError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _tls_problem(cert: str, key: str, exc: Exception) -> str:
+def _tls_problem(cert: str, key: str, exc: Exception, cert_key: str, key_key: str) -> str:
     if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
-        return f"smtp.tls_key: {key} is not the private key of the certificate in {cert}"
+        return f"{key_key}: {key} is not the private key of the certificate in {cert}"
     try:
         ssl.create_default_context().load_verify_locations(cafile=cert)
     except (OSError, ssl.SSLError):
-        return f"smtp.tls_cert: {cert} holds no PEM certificate"
+        return f"{cert_key}: {cert} holds no PEM certificate"
     try:
         with open(key, "rb") as file:
             encrypted = b"ENCRYPTED" in file.read(64 * 1024)
     except OSError:
         encrypted = False
     if encrypted:
-        return f"smtp.tls_key: {key} is encrypted: Waypost reads an unencrypted PEM key"
-    return f"smtp.tls_key: {key} holds no PEM private key ({exc})"
+        return f"{key_key}: {key} is encrypted: Waypost reads an unencrypted PEM key"
+    return f"{key_key}: {key} holds no PEM private key ({exc})"
 
 
 def _key_and_reason(exc: SmtpSetupError) -> tuple[str, str]:
