@@ -71,7 +71,9 @@ def read_config(path: str | os.PathLike[str] | None) -> tuple[Config | None, lis
     too (`waypost config check`); it is None only when the file cannot be read as TOML.
     """
     if path is None:
-        return _build({}, source=EMBEDDED, base=os.getcwd())
+        # Every default path is absolute or under the data directory: no working directory
+        # is needed (nor asked for: it may have been removed).
+        return _build({}, source=EMBEDDED, base=os.sep)
     source = os.fspath(path)
     try:
         with open(source, "rb") as file:
