@@ -17,7 +17,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-## make run: start Waypost on its embedded defaults (SQLite in ./waypost-data, loopback ports)
+## make run: start Waypost on its embedded defaults (state in ~/.local/state/waypost, or
+## /var/lib/waypost as root; loopback ports)
 run: $(VENV)/.installed
 	$(BIN)/waypost serve
 
@@ -57,4 +58,4 @@ system-tools:
 	bash scripts/install-system-tools.sh
 
 clean:
-	rm -rf $(VENV) waypost-data .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

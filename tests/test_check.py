@@ -181,7 +181,7 @@ def test_a_database_left_by_an_unclean_stop(tmp_path: Path) -> None:
 
 
 def test_exit_codes_are_documented() -> None:
-    assert (EXIT_CLEAN, EXIT_PROBLEMS, EXIT_FATAL, EXIT_REPAIRED) == (0, 1, 2, 3)
+    assert (EXIT_CLEAN, EXIT_PROBLEMS, EXIT_FATAL, EXIT_REPAIRED) == (0, 1, 4, 3)
     doc = check_module.__doc__ or ""
     for name in ("EXIT_CLEAN", "EXIT_PROBLEMS", "EXIT_FATAL", "EXIT_REPAIRED"):
         assert name in doc
@@ -620,7 +620,7 @@ def test_torn_page_is_fatal_and_never_written(
     assert "Restore the MTA database from a backup" in text
     assert f"sqlite3 {path} .recover | sqlite3 " in text
     assert "waypost check --repair" in text
-    assert "Result: the database cannot be used (exit code 2)" in text
+    assert "Result: the database cannot be used (exit code 4)" in text
     assert "store-corrupt" in event_names(recorded)
 
 

@@ -62,11 +62,11 @@ def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@examp
         "submit",
         "-c",
         str(config),
+        "--create",
         "-",
         "--from",
         sender,
-        "--to",
-        *rcpts,
+        *(arg for rcpt in rcpts for arg in ("--to", rcpt)),
         stdin=MESSAGE,
         cwd=tmp_path,
     )
@@ -169,7 +169,7 @@ def test_submit_refuses_bad_and_unroutable_addresses(tmp_path: Path) -> None:
     config = write_config(tmp_path)
 
     def submit_to(recipient: str) -> subprocess.CompletedProcess[str]:
-        args = ("submit", "-c", str(config), "--from", "a@b", "--to", recipient)
+        args = ("submit", "-c", str(config), "--create", "--from", "a@b", "--to", recipient)
         return waypost(*args, stdin=MESSAGE, cwd=tmp_path)
 
     bad = submit_to("not an address")
@@ -366,6 +366,7 @@ def test_submit_x400_text_becomes_a_p22_ipm_shown_by_queue_show(tmp_path: Path) 
         "submit",
         "-c",
         str(config),
+        "--create",
         "-",
         "--subject",
         "Quarterly figures",
@@ -445,3 +446,13 @@ def test_queue_show_reads_x400_reports_and_probes(tmp_path: Path) -> None:
     assert "(5.1.1 no such)" in show
     show = waypost("queue", "show", str(probe_id), "-c", str(config), cwd=tmp_path).stdout
     assert "X.400 object:   probe" in show and "Content length: 77 bytes" in show
+
+
+def test_check_exits_with_the_code_it_prints(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    prepare_data_dir(str(tmp_path / "data"))
+    (tmp_path / "data" / "mta.db").write_bytes(b"not a database, " * 512)
+    result = waypost("check", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("(exit code 4)"), result.stdout
+    no_traceback(result)

@@ -21,6 +21,7 @@ from waypost.config import (
     ConfigError,
     X400PeerConfig,
     check_config_file,
+    default_data_dir,
     dump_defaults,
     load_config,
     parse_address,
@@ -56,16 +57,37 @@ def test_defaults_load_without_a_file(tmp_path: Path, monkeypatch: pytest.Monkey
     config = load_config(None)
     assert config.source == EMBEDDED
     assert config.server.hostname == "localhost"
-    assert config.server.data_dir == str(tmp_path / "waypost-data")
-    assert config.store.path == str(tmp_path / "waypost-data" / "mta.db")
-    assert config.local.maildir == str(tmp_path / "waypost-data" / "maildir")
+    data_dir = Path(default_data_dir())
+    assert data_dir.is_absolute()
+    assert config.server.data_dir == str(data_dir)
+    assert config.store.path == str(data_dir / "mta.db")
+    assert config.local.maildir == str(data_dir / "maildir")
+    assert config.local.x400_store == str(data_dir / "x400store")
     assert config.log.json_file == ""
     assert config.route == ()
+    # Wherever a command runs, the defaults name the same data directory.
+    monkeypatch.chdir("/")
+    assert load_config(None) == config
+
+
+def test_default_data_dir_is_absolute_for_root_and_for_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert default_data_dir() == "/var/lib/waypost"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert default_data_dir() == str(tmp_path / "state" / "waypost")
+    # The XDG Base Directory specification: a relative value is ignored, as an unset one.
+    for value in ("relative/state", ""):
+        monkeypatch.setenv("XDG_STATE_HOME", value)
+        assert default_data_dir() == str(tmp_path / "home" / ".local" / "state" / "waypost")
 
 
 def test_defaults_are_the_documented_values() -> None:
     config = Config()
-    assert (config.server.hostname, config.server.data_dir) == ("localhost", "./waypost-data")
+    assert (config.server.hostname, config.server.data_dir) == ("localhost", "")
     assert (config.log.level, config.log.json_file) == ("info", "")
     store = config.store
     assert (store.path, store.lease_seconds, store.max_batch) == ("", 300, 1000)
@@ -78,9 +100,10 @@ def test_defaults_are_the_documented_values() -> None:
     assert (local.domains, local.oraddresses, local.maildir, local.mailboxes) == (
         ("localhost",),
         (),
-        "maildir",
+        "",
         (),
     )
+    assert local.x400_store == ""
     assert config.smtp.listen == ("127.0.0.1:2525",)
     assert config.smtp.addresses == (("127.0.0.1", 2525),)
     assert config.x400.listen == ("127.0.0.1:1102",)
@@ -184,7 +207,7 @@ def test_section_that_is_not_a_table(tmp_path: Path) -> None:
             "must be from 1 to 10000",
         ),
         ("[server]\nhostname = 'no such host'", "server.hostname", "not a valid host name"),
-        ("[server]\ndata_dir = ''", "server.data_dir", "must not be empty"),
+        ('[server]\ndata_dir = "a\\u0000b"', "server.data_dir", "must not contain a NUL"),
         (
             "[local]\ndomains = ['ok.example', 'bad_domain.example']",
             "local.domains[1]",
@@ -192,7 +215,7 @@ def test_section_that_is_not_a_table(tmp_path: Path) -> None:
         ),
         ("[local]\nmailboxes = ['../etc']", "local.mailboxes[0]", "not a usable local part"),
         ("[local]\noraddresses = ['']", "local.oraddresses[0]", "must not be empty"),
-        ("[local]\nmaildir = ''", "local.maildir", "must not be empty"),
+        ('[smtp]\ntls_key = "\\u0000"', "smtp.tls_key", "must not contain a NUL character"),
         ("[x400]\nmta_name = ''", "x400.mta_name", "1 to 32 printable ASCII characters"),
         ("[x400]\nmta_name = '" + "M" * 33 + "'", "x400.mta_name", "1 to 32 printable"),
         ('[x400]\nmta_name = "TAB\\tNAME"', "x400.mta_name", "1 to 32 printable"),
@@ -423,7 +446,7 @@ def test_check_reports_every_bad_key_of_one_section(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         '[queue]\nzzz = 1\nbatch_size = 0\nmax_lifetime = "long"\nmin_backoff = 10\n'
-        "max_backoff = 5\n[local]\nmaildir = ''\nx400_store = ''\n",
+        'max_backoff = 5\n[local]\nmaildir = "\\u0000"\nx400_store = "x\\u0000"\n',
     )
     problems = [(error.key, error.reason) for error in check_config_file(path)]
     # In the order of the documented keys, whichever check found them.
@@ -432,8 +455,8 @@ def test_check_reports_every_bad_key_of_one_section(tmp_path: Path) -> None:
         ("queue.batch_size", "must be from 1 to 100000, not 0"),
         ("queue.min_backoff", "10 is more than queue.max_backoff (5)"),
         ("queue.max_lifetime", "expected a number, got a string"),
-        ("local.maildir", "must not be empty"),
-        ("local.x400_store", "must not be empty"),
+        ("local.maildir", "must not contain a NUL character"),
+        ("local.x400_store", "must not contain a NUL character"),
     ]
 
 
@@ -518,15 +541,43 @@ def test_relative_paths_resolve_against_the_files_directory(
     monkeypatch.chdir(elsewhere)
     path = write(
         etc,
-        '[server]\ndata_dir = "../var/waypost"\n[log]\njson_file = "events.jsonl"\n'
-        '[store]\npath = "db/queue.db"\n[local]\nmaildir = "/srv/mail"\n',
+        '[server]\ndata_dir = "../var/waypost"\n[log]\njson_file = "log/events.jsonl"\n'
+        '[store]\npath = "db/queue.db"\n[local]\nmaildir = "/srv/mail"\n'
+        '[smtp]\ntls_cert = "tls/cert.pem"\ntls_key = "tls/key.pem"\nauth_users = "users"\n',
     )
     config = load_config(os.path.relpath(path))
-    data_dir = tmp_path / "var" / "waypost"
-    assert config.server.data_dir == str(data_dir)
-    assert config.log.json_file == str(data_dir / "events.jsonl")
-    assert config.store.path == str(data_dir / "db" / "queue.db")
+    assert config.server.data_dir == str(tmp_path / "var" / "waypost")
+    assert config.log.json_file == str(etc / "log" / "events.jsonl")
+    assert config.store.path == str(etc / "db" / "queue.db")
     assert config.local.maildir == "/srv/mail"
+    assert config.local.x400_store == str(tmp_path / "var" / "waypost" / "x400store")
+    smtp = config.smtp
+    assert (smtp.tls_cert, smtp.tls_key) == (str(etc / "tls/cert.pem"), str(etc / "tls/key.pem"))
+    assert smtp.auth_users == str(etc / "users")
+
+
+def test_places_left_out_are_under_the_data_dir_and_given_ones_under_the_file(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, '[server]\ndata_dir = "state"\n'))
+    state = tmp_path / "state"
+    assert (config.store.path, config.local.maildir, config.local.x400_store) == (
+        str(state / "mta.db"),
+        str(state / "maildir"),
+        str(state / "x400store"),
+    )
+    given = load_config(
+        write(
+            tmp_path,
+            '[server]\ndata_dir = "state"\n[store]\npath = "mta.db"\n'
+            '[local]\nmaildir = "maildir"\nx400_store = "x400store"\n',
+        )
+    )
+    assert (given.store.path, given.local.maildir, given.local.x400_store) == (
+        str(tmp_path / "mta.db"),
+        str(tmp_path / "maildir"),
+        str(tmp_path / "x400store"),
+    )
 
 
 def test_absolute_data_dir_is_kept(tmp_path: Path) -> None:
@@ -742,3 +793,45 @@ def test_duplicate_peer_and_route_to_unknown_peer(tmp_path: Path) -> None:
     route = '[[route]]\nmatch = "/C=GB/ADMD= /PRMD=X/"\nnext_hop = "x400:OTHER-MTA"\n'
     problems = check_config_file(write(tmp_path, PEER + route))
     assert any(p.key == "route[0].next_hop" and "OTHER-MTA" in p.reason for p in problems)
+
+
+# --- one problem hides no other ------------------------------------------------------------
+
+
+def test_an_entry_that_does_not_convert_hides_nothing_in_the_others(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'route = [1, {match = "*.bad", next_hop = "local"}]\n'
+        '[[x400.peer]]\naddress = "127.0.0.1:102"\n'
+        '[[x400.peer]]\nname = "B-MTA"\naddress = "nowhere"\nt_selector = "hex:x"\n',
+    )
+    problems = [(error.key, error.reason) for error in check_config_file(path)]
+    assert [key for key, _ in problems] == [
+        "x400.peer[0].name",
+        "x400.peer[1].address",
+        "x400.peer[1].t_selector",
+        "route[0]",
+        "route[1].match",
+    ]
+    assert problems[3][1] == "expected a table, got an integer"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('[smtp]\nauth_users = "users"\n', "smtp.auth_users", "AUTH is offered over TLS only"),
+        ('[x400]\nglobal_domain = "/C=GB/PRMD=Acme/"\n', "x400.global_domain", "names no ADMD"),
+        ('[x400]\nglobal_domain = "c=GB;p=Acme"\n', "x400.global_domain", "names no ADMD"),
+    ],
+)
+def test_what_serve_could_not_honour_is_an_error(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    error = error_of(tmp_path, text)
+    assert error.key == key and reason in error.reason
+
+
+def test_a_blank_admd_written_is_accepted(tmp_path: Path) -> None:
+    for domain in ("/C=GB/ADMD= /PRMD=Acme/", "c=GB;a= ;p=Acme", "/C=GB/A=BT/"):
+        config = load_config(write(tmp_path, f'[x400]\nglobal_domain = "{domain}"\n'))
+        assert config.x400.global_domain == domain

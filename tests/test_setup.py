@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 
 from waypost.config import X400PeerConfig, load_config
+from waypost.setup.preflight import check_configuration, directory_problem
 from waypost.setup.x400 import x400_settings
 from waypost.x400.settings import PeerSettings
 
@@ -49,3 +50,30 @@ def test_peer_settings_keep_the_passwords_out_of_repr(tmp_path: Path) -> None:
     assert "s3cret" not in repr(settings) and "t0ken" not in repr(settings)
     assert isinstance(settings.peer[0], PeerSettings)
     assert (settings.peer[0].our_password, settings.peer[0].peer_password) == ("s3cret", "t0ken")
+
+
+def test_directory_problem_names_what_is_in_the_way(tmp_path: Path) -> None:
+    assert directory_problem(str(tmp_path)) is None
+    assert directory_problem(str(tmp_path / "new" / "deeper")) is None  # it can be made
+    (tmp_path / "file").write_text("x")
+    assert directory_problem(str(tmp_path / "file")) == "it is not a directory"
+    assert directory_problem(str(tmp_path / "file" / "data")) == (
+        f"it cannot be made: {tmp_path / 'file'} is not a directory"
+    )
+    assert not (tmp_path / "new").exists()  # it only looks
+
+
+def test_one_place_in_the_way_hides_no_other_problem(tmp_path: Path) -> None:
+    path = tmp_path / "waypost.toml"
+    path.write_text(
+        '[server]\ndata_dir = "file/data"\n[smtp]\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
+        '[local]\nmaildir = "file/data/maildir"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "file").write_text("x")
+    config, problems = check_configuration(str(path))
+    assert config is not None
+    assert [(p.key, p.reason.split(": ")[0]) for p in problems] == [
+        ("server.data_dir", f"{tmp_path / 'file' / 'data'} cannot be used"),
+        ("smtp.tls_cert", "cannot read " + str(tmp_path / "c.pem")),
+    ]  # the Maildir under the data directory is not reported again

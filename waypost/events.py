@@ -164,6 +164,15 @@ ALREADY_RUNNING = _define(
     "Another Waypost (pid {pid}) is already using data directory {data_dir}",
     "Stop the other instance, or give this one another data directory.",
 )
+DATA_DIR_UNUSABLE = _define(
+    1005,
+    "data-dir-unusable",
+    S.CRITICAL,
+    C.SYSTEM,
+    "Data directory {path} cannot be used: {reason}; Waypost does not start",
+    "Make server.data_dir a directory the Waypost user may write in, on a writable file "
+    "system (or name another); `waypost config check` checks it without starting.",
+)
 
 EVENTS_SUPPRESSED = _define(
     1020,
@@ -486,6 +495,14 @@ LOCAL_SUBMIT_UNAVAILABLE = _define(
     "Local submission: {what} is not available: {error}",
     "Check the owner and modes of the data directory and of its maildrop and public "
     "directories (docs/operations.md, sendmail); files already dropped wait in the maildrop.",
+)
+LISTEN_FAILED = _define(
+    1601,
+    "listen-failed",
+    S.CRITICAL,
+    C.INTERFACE,
+    "Cannot listen on {address} ({listener}): {reason}; Waypost does not start",
+    "Stop what holds the address (`ss -ltnp`), or change the listen key of that listener.",
 )
 
 # 1700-1799 SMTP

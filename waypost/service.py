@@ -35,10 +35,11 @@ from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
 from waypost.net import sdnotify
-from waypost.net.listener import ConnectionLimits
+from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
     RunTimeSettings,
     changed_keys,
@@ -81,26 +82,50 @@ class ServiceError(Exception):
 def prepare_data_dir(path: str) -> Path:
     """Create the data directory owner-only but traversable (0711: `waypost-sendmail`
     reaches the maildrop and the public sockets, nobody else lists it); tighten it if it
-    exists with looser modes."""
-    data_dir = Path(path)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-    if data_dir.stat().st_mode & 0o077 != 0o011:
-        data_dir.chmod(0o711)
-    return data_dir
+    exists with looser modes.
+
+    A directory Waypost cannot write in stops it here, named with the reason (event 1005,
+    exit code 76), before anything is opened in it.
+    """
+    problem = directory_problem(path)
+    if problem is None:
+        data_dir = Path(path)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+            if data_dir.stat().st_mode & 0o077 != 0o011:
+                data_dir.chmod(0o711)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            return data_dir
+    raise data_dir_unusable(path, problem)
+
+
+def data_dir_unusable(path: str | Path, reason: str) -> ServiceError:
+    """Event 1005 and the error that stops the start."""
+    events.emit(events.DATA_DIR_UNUSABLE, path=path, reason=reason)
+    return ServiceError(
+        f"the data directory {path} cannot be used: {reason}", EXIT_DATABASE_UNUSABLE
+    )
 
 
 @dataclass
 class RunLock:
-    """The locked pid file; `previous_pid` is set when the last run stopped uncleanly."""
+    """The locked pid file; `previous_pid` is set when the last run stopped uncleanly, and
+    `check_pending` until the check that calls for has finished."""
 
     fd: int
     path: Path
     previous_pid: int | None
+    check_pending: bool = False
 
     @classmethod
     def acquire(cls, data_dir: Path) -> RunLock:
         path = data_dir / "waypost.pid"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise data_dir_unusable(data_dir, f"{path.name}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -110,18 +135,26 @@ class RunLock:
             raise ServiceError(
                 f"another Waypost (pid {other or '?'}) is using {data_dir}", EXIT_ALREADY_RUNNING
             ) from None
-        left = os.read(fd, 32).decode(errors="replace").strip()
-        previous = int(left) if left.isdigit() else (0 if left else None)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        return cls(fd=fd, path=path, previous_pid=previous)
+        try:
+            left = os.read(fd, 32).decode(errors="replace").strip()
+            previous = int(left) if left.isdigit() else (0 if left else None)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.fsync(fd)
+        except OSError as exc:  # a full disk, an I/O error
+            os.close(fd)
+            raise data_dir_unusable(data_dir, f"{path.name}: {exc.strerror or exc}") from None
+        return cls(fd=fd, path=path, previous_pid=previous, check_pending=previous is not None)
 
     def release_clean(self) -> None:
         """Mark a clean stop (an empty pid file) and unlock."""
         os.ftruncate(self.fd, 0)
         os.fsync(self.fd)
+        os.close(self.fd)
+
+    def release_unclean(self) -> None:
+        """Unlock, leaving the pid in the file: the next start checks the database again."""
         os.close(self.fd)
 
 
@@ -166,7 +199,9 @@ def build_intake(config: Config, clock: Clock) -> Intake:
 
 
 def database_path(config: Config) -> str:
-    return config.store.path or str(Path(config.server.data_dir) / "mta.db")
+    """The MTA database of a loaded Config (its loader put it under the data directory
+    unless a path was given)."""
+    return config.store.path
 
 
 def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:
@@ -268,7 +303,7 @@ class Service:
         if released:
             events.emit(events.LEASES_RELEASED, count=released)
         maildirs = MaildirStore(
-            Path(config.server.data_dir) / config.local.maildir,
+            Path(config.local.maildir),
             mailboxes=frozenset(config.local.mailboxes),
             hostname=config.server.hostname,
         )
@@ -506,17 +541,17 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
         loop.add_signal_handler(sig, stopping.set)
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
-    if lock.previous_pid is not None:
-        check_after_unclean_stop(database_path(config), lock.previous_pid)
-    else:
-        check_integrity_at_start(database_path(config))
-    service = await Service.start(config)
     try:
-        await service.start_listeners()
-        await service.start_local_submission()
-    except (OSError, SmtpSetupError) as exc:
-        await service.stop()
-        raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
+        service = await _start(config, lock)
+    except BaseException:
+        # A start that failed left nothing half-done (a check after an unclean stop that did
+        # not finish keeps the pid, so that the next start checks again): the next start
+        # must not report an unclean stop and repair.
+        if lock.check_pending:
+            lock.release_unclean()
+        else:
+            lock.release_clean()
+        raise
     events.emit(events.SERVICE_STARTED, version=__version__, data_dir=data_dir)
     background = service.run_background()
     if on_ready is not None:
@@ -535,6 +570,30 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     events.flush_suppressed()
     events.emit(events.SERVICE_STOPPED)
     return EXIT_OK
+
+
+async def _start(config: Config, lock: RunLock) -> Service:
+    """The check the last stop calls for, the store, the delivery agents and the listeners;
+    a ServiceError names what stopped the start."""
+    if lock.previous_pid is not None:
+        check_after_unclean_stop(database_path(config), lock.previous_pid)
+        lock.check_pending = False
+    else:
+        check_integrity_at_start(database_path(config))
+    service = await Service.start(config)
+    try:
+        await service.start_listeners()
+        await service.start_local_submission()
+    except ListenError as exc:
+        await service.stop()
+        events.emit(
+            events.LISTEN_FAILED, address=exc.address, listener=exc.listener, reason=exc.reason
+        )
+        raise ServiceError(str(exc), EXIT_FAILED) from None
+    except (OSError, SmtpSetupError) as exc:
+        await service.stop()
+        raise ServiceError(f"cannot start the listeners: {exc}", EXIT_FAILED) from None
+    return service
 
 
 async def reload_when_asked(service: Service, asked: asyncio.Event) -> None:

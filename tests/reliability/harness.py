@@ -231,7 +231,7 @@ COMMON = (
     "[store]\nlease_seconds = 30\n"
     "[smtp_client]\nconnect_timeout = 2\ncommand_timeout = 5\ndata_timeout = 5\n"
     "connection_cache_time = 1\n"
-    '[log]\njson_file = "events.jsonl"\n'
+    '[log]\njson_file = "data/events.jsonl"\n'
 )
 PEER_TIMERS = (
     "open_interval = 0.5\ntransfer_interval = 0.5\nconnect_timeout = 2\nanswer_timeout = 5\n"

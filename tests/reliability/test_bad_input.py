@@ -697,7 +697,10 @@ def cli_results(
         '[local]\ndomains = ["localhost"]\n[smtp]\nlisten = []\n[x400]\nlisten = []\n'
     )
     made = subprocess.run(
-        [*(sys.executable, "-m", "waypost.cli.main", "submit", "-c", str(config)), *SUBMIT_TO],
+        [
+            *(sys.executable, "-m", "waypost.cli.main", "submit", "-c", str(config)),
+            *("--create", *SUBMIT_TO),
+        ],
         input=b"Subject: x\r\n\r\nx\r\n",
         capture_output=True,
         env={**os.environ, "WAYPOST_CONFIG": ""},

@@ -171,7 +171,7 @@ def config_file(root: Path, sink_port: int, **queue: float) -> Path:
     config = root / "waypost.toml"
     config.write_text(
         '[server]\nhostname = "live.test"\ndata_dir = "data"\n'
-        '[log]\njson_file = "events.jsonl"\n'
+        '[log]\njson_file = "data/events.jsonl"\n'
         "[queue]\n"
         + "".join(f"{k} = {v}\n" for k, v in settings.items())
         + "[smtp]\nlisten = []\n[x400]\nlisten = []\n"

@@ -81,7 +81,7 @@ class Mta:
     def configure(self, body: str) -> None:
         self.config.write_text(
             f'[server]\nhostname = "{self.name}.test"\ndata_dir = "{self.data}"\n'
-            '[log]\nlevel = "debug"\njson_file = "events.jsonl"\n'
+            f'[log]\nlevel = "debug"\njson_file = "{self.data}/events.jsonl"\n'
             "[queue]\npoll_interval = 0.1\nmin_backoff = 1\nmax_backoff = 1\n"
             f'[local]\noraddresses = ["/C=GB/ADMD= /PRMD={self.name.upper()}/"]\n' + body
         )

@@ -12,14 +12,6 @@ from waypost.cli.common import CommandError, add_config_option, load
 from waypost.service import database_path
 from waypost.store import check
 
-# The CLI's exit codes keep 2 for usage errors, as every verb does.
-EXIT_CODES = {
-    check.EXIT_CLEAN: 0,
-    check.EXIT_PROBLEMS: 1,
-    check.EXIT_REPAIRED: 3,
-    check.EXIT_FATAL: 4,
-}
-
 
 def add_parser(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
@@ -38,9 +30,10 @@ def add_parser(verbs: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _refuse_if_running(db_path: str) -> None:
-    """The checker works offline: refuse to run beside a Waypost that owns the database."""
-    pid_file = Path(db_path).parent / "waypost.pid"
+def _refuse_if_running(db_path: str, data_dir: str) -> None:
+    """The checker works offline: refuse to run beside a Waypost that owns the database
+    (its pid file is in the data directory, wherever `store.path` puts the database)."""
+    pid_file = Path(data_dir) / "waypost.pid"
     if not pid_file.exists():
         return
     fd = os.open(pid_file, os.O_RDONLY)
@@ -56,9 +49,14 @@ def _refuse_if_running(db_path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    db_path = args.db or database_path(load(args))
-    _refuse_if_running(db_path)
+    if args.db:
+        db_path, data_dir = args.db, str(Path(args.db).parent)
+    else:
+        config = load(args)
+        db_path, data_dir = database_path(config), config.server.data_dir
+    _refuse_if_running(db_path, data_dir)
     report = check.check_database(db_path, repair=args.repair)
     for line in check.render_lines(report, verbose=args.verbose):
         print(line)
-    return EXIT_CODES.get(report.exit_code, 1)
+    # The code the report prints is the code the command exits with (README: 0, 1, 3, 4).
+    return report.exit_code

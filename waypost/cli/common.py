@@ -27,16 +27,21 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--config",
         metavar="FILE",
-        default=os.environ.get("WAYPOST_CONFIG"),
+        default=os.environ.get("WAYPOST_CONFIG") or None,  # set but empty: not set
         help="configuration file (default: $WAYPOST_CONFIG, else the embedded defaults)",
     )
 
 
-def load(args: argparse.Namespace) -> Config:
-    path = args.config
+def config_path(args: argparse.Namespace) -> str | None:
+    """The file -c or $WAYPOST_CONFIG names (None: the embedded defaults); it must exist."""
+    path: str | None = args.config
     if path is not None and not os.path.exists(path):
         raise CommandError(f"configuration file {path} does not exist", EXIT_CONFIG)
-    return load_config(path)
+    return path
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args))
 
 
 def format_age(seconds: object) -> str:

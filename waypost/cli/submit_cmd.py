@@ -21,7 +21,7 @@ from waypost.cli.common import CommandError, add_config_option, load
 from waypost.clock import SystemClock
 from waypost.config import Config
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
-from waypost.service import build_intake, database_path, prepare_data_dir
+from waypost.service import ServiceError, build_intake, database_path, prepare_data_dir
 from waypost.store.base import StoreError
 from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
@@ -36,7 +36,8 @@ def add_parser(verbs: Any) -> None:
         description="Enqueue a message from FILE or standard input: RFC 5322 text for mail "
         "addresses; for an X.400 originator (an O/R address), a text that becomes the body "
         "of a P22 interpersonal message. It is durable in the MTA database when this "
-        "command returns 0; a running Waypost delivers it.",
+        "command returns 0; a running Waypost delivers it. The database must exist (a "
+        "Waypost has used this configuration) unless --create is given.",
     )
     add_config_option(parser)
     parser.add_argument(
@@ -46,21 +47,36 @@ def add_parser(verbs: Any) -> None:
         metavar="ADDR",
         help="the originator (envelope sender); '' for the null reverse path",
     )
+    # One address per --to, never a list: a list would swallow the message file that
+    # follows it (`--to bob msg.txt`), and a comma may be part of a quoted local part or of
+    # an O/R address's value, so it cannot separate addresses either.
     parser.add_argument(
         "--to",
         dest="recipients",
         required=True,
-        nargs="+",
-        action="extend",
+        action="append",
         metavar="ADDR",
-        help="recipients: mailboxes or X.400 O/R addresses",
+        help="a recipient: a mailbox or an X.400 O/R address; repeat --to for each recipient",
+    )
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create the data directory and the MTA database when they do not exist yet "
+        "(without it, a configuration whose database does not exist is refused: no Waypost "
+        "would deliver what is queued there)",
     )
     parser.add_argument(
         "--subject",
         default="",
         help="with an X.400 originator: the subject of the P22 message the text is wrapped in",
     )
-    parser.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE|-",
+        help="the message (default, or -: standard input)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -132,10 +148,24 @@ def _x400_message(
     return f"{gdi};{local}", ContentType.P22, ipm
 
 
+def _refuse_without_database(config: Config) -> None:
+    """A database that does not exist is one no Waypost reads: mail queued there would be
+    stranded (a wrong -c, a relative path, a typo), so it is created only on request."""
+    db_path = database_path(config)
+    if not os.path.exists(db_path):
+        raise CommandError(
+            f"no MTA database at {db_path}: no Waypost has used the data directory "
+            f"{config.server.data_dir} of {config.source}; check -c and $WAYPOST_CONFIG, "
+            "or give --create to create it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     originator = _canonical(args.originator, "originator") if args.originator else ""
     recipients = [_canonical(r, "recipient") for r in args.recipients]
+    if not args.create:
+        _refuse_without_database(config)
     content = _read(args.file)
     if is_oraddress_text(originator):
         mts_id, content_type, content = _x400_message(args, originator, recipients, content)
@@ -157,7 +187,11 @@ def run(args: argparse.Namespace) -> int:
         new = build_intake(config, SystemClock()).admit(message, Arrival(source=Source.SUBMIT))
     except UnroutableError as exc:
         raise CommandError(f"not queued: no route for {exc}") from None
-    prepare_data_dir(config.server.data_dir)
+    if args.create:
+        try:
+            prepare_data_dir(config.server.data_dir)
+        except ServiceError as exc:
+            raise CommandError(f"not queued: {exc}") from None
     try:
         db = Database.open(database_path(config))
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from collections.abc import Iterator
 
 from waypost.address import AddressError, parse_domain, parse_oraddress
@@ -13,6 +14,8 @@ from waypost.config.schema import Config, SmtpConfig, X400PeerConfig
 from waypost.config.values import is_domain_name, parse_address, selector_bytes
 
 MAX_SELECTOR = 32  # octets
+# An ADMD attribute as written, in the slash or the semicolon form (`/ADMD= /`, `;a= `).
+_ADMD_WRITTEN = re.compile(r"(?:\A|[/;])\s*(?:admd|a)\s*=", re.IGNORECASE)
 
 
 def check_values(config: Config) -> Iterator[tuple[str, str]]:
@@ -75,6 +78,12 @@ def _smtp(config: Config) -> Iterator[tuple[str, str]]:
             yield f"smtp.relay_networks[{i}]", str(exc)
     if bool(smtp.tls_cert) != bool(smtp.tls_key):
         yield "smtp.tls_cert", "tls_cert and tls_key go together: give both or neither"
+    if smtp.auth_users and not smtp.tls_cert:
+        # AUTH is offered over TLS only: without a certificate it would never be offered.
+        yield (
+            "smtp.auth_users",
+            "AUTH is offered over TLS only: set smtp.tls_cert and smtp.tls_key too",
+        )
     yield from _listen("smtp", smtp.listen)
     yield from _smtp_listeners(smtp)
 
@@ -110,6 +119,15 @@ def _x400(config: Config) -> Iterator[tuple[str, str]]:
         parse_global_domain(x400.global_domain)
     except AddressError as exc:
         yield "x400.global_domain", f"must be /C=../ADMD=../[PRMD=../]: {exc}"
+    else:
+        # X.411's GlobalDomainIdentifier has a country-name and an administration-domain-name
+        # (the PRMD alone is optional): an ADMD left out is a mistake, not a blank ADMD.
+        if not _ADMD_WRITTEN.search(x400.global_domain):
+            yield (
+                "x400.global_domain",
+                "names no ADMD: write /C=../ADMD=../[PRMD=../], with ADMD= (a space) for a "
+                "blank one",
+            )
     seen: set[str] = set()
     for i, peer in enumerate(x400.peer):
         if peer.name in seen:

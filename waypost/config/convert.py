@@ -43,8 +43,9 @@ def convert(value: object, kind: Any, key: str) -> tuple[Any, list[Problem]]:
     if struct is not None and isinstance(value, dict):
         return _table(value, struct, key)
     items = _struct(_item_type(kind))
-    if items is not None and isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        converted = [_table(item, items, f"{key}[{i}]") for i, item in enumerate(value)]
+    if items is not None and isinstance(value, list):
+        # Item by item, so that one entry that is not a table hides no other entry's problems.
+        converted = [_item(item, items, f"{key}[{i}]") for i, item in enumerate(value)]
         problems = [problem for _, found in converted for problem in found]
         if any(table is None for table, _ in converted):
             return None, problems
@@ -53,6 +54,25 @@ def convert(value: object, kind: Any, key: str) -> tuple[Any, list[Problem]]:
         return msgspec.convert(value, kind), []
     except msgspec.ValidationError as exc:
         return None, [_problem(str(exc), kind, value, key)]
+
+
+def convert_items(value: object, kind: Any) -> list[tuple[int, Any]]:
+    """(index, entry) for each entry of an array of tables that converts on its own (its
+    problems are those `convert` reports): the good entries of an array with a bad one."""
+    items = _struct(_item_type(kind))
+    if items is None or not isinstance(value, list):
+        return []
+    converted = [(i, _item(item, items, "")[0]) for i, item in enumerate(value)]
+    return [(i, entry) for i, entry in converted if entry is not None]
+
+
+def _item(value: object, struct: type[msgspec.Struct], key: str) -> tuple[Any, list[Problem]]:
+    if isinstance(value, dict):
+        return _table(value, struct, key)
+    try:
+        return msgspec.convert(value, struct), []
+    except msgspec.ValidationError as exc:
+        return None, [_problem(str(exc), struct, value, key)]
 
 
 def unknown(what: str, name: str, known: Iterable[str]) -> str:

@@ -17,7 +17,7 @@ def dump_defaults() -> str:
         lines += ["", f"[{name}]"]
         section = getattr(defaults, name)
         lines += [
-            f"{f.name} = {toml_value(getattr(section, f.name))}"
+            f"{f.name} = {toml_value(getattr(section, f.name))}" + _NOTES.get((name, f.name), "")
             for f in msgspec.structs.fields(section)
             if (name, f.name) != ("x400", "peer")  # tables of their own, none by default
         ]
@@ -28,6 +28,14 @@ def dump_defaults() -> str:
     ]
     return "\n".join(lines) + "\n"
 
+
+# What an empty default stands for, where it is not "none".
+_NOTES = {
+    ("server", "data_dir"): "  # /var/lib/waypost as root, else $XDG_STATE_HOME/waypost",
+    ("store", "path"): "  # <data_dir>/mta.db",
+    ("local", "maildir"): "  # <data_dir>/maildir",
+    ("local", "x400_store"): "  # <data_dir>/x400store",
+}
 
 _ESCAPES: dict[str, str] = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 

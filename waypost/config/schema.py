@@ -32,7 +32,10 @@ Seconds = Annotated[
     float,
     Meta(gt=0, le=sys.float_info.max, description="must be a number of seconds greater than 0"),
 ]
-NotEmpty = Annotated[str, Meta(min_length=1, description="must not be empty")]
+# A path as written; "" leaves it to its default. (A NUL would make every system call fail.)
+PathText = Annotated[
+    str, Meta(pattern=r"\A[^\x00]*\Z", description="must not contain a NUL character")
+]
 MtaName = Annotated[
     str,
     Meta(
@@ -60,20 +63,20 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """[server]: who this MTA is and where it keeps its database."""
 
     hostname: str = "localhost"
-    data_dir: NotEmpty = "./waypost-data"
+    data_dir: PathText = ""  # see default_data_dir
 
 
 class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[log]: how much to log and where the JSON-lines event log goes."""
 
     level: LogLevel = "info"
-    json_file: str = ""
+    json_file: PathText = ""
 
 
 class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """[store]: the MTA database."""
 
-    path: str = ""
+    path: PathText = ""
     lease_seconds: Seconds = 300.0
     max_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
 
@@ -95,9 +98,9 @@ class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     domains: tuple[str, ...] = ("localhost",)
     oraddresses: tuple[str, ...] = ()
-    maildir: NotEmpty = "maildir"
+    maildir: PathText = ""
     mailboxes: tuple[str, ...] = ()
-    x400_store: NotEmpty = "x400store"
+    x400_store: PathText = ""
     x400_mailboxes: tuple[str, ...] = ()
 
 
@@ -146,9 +149,9 @@ class SmtpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     min_data_rate: Annotated[int, Meta(ge=0, le=2**40)] = 1024
     max_hops: Annotated[int, Meta(ge=1, le=1000)] = 50
     relay_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    tls_cert: str = ""
-    tls_key: str = ""
-    auth_users: str = ""
+    tls_cert: PathText = ""
+    tls_key: PathText = ""
+    auth_users: PathText = ""
     min_free_space: Annotated[int, Meta(ge=0, le=2**50)] = 100 * 1024 * 1024
     listener: tuple[SmtpListenerConfig, ...] = ()
 
@@ -232,8 +235,9 @@ class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """The whole configuration; `source` is the file it came from, or EMBEDDED.
 
-    `Config()` holds the defaults as written; a loaded Config has absolute paths
-    (`store.path` filled in) and lower-cased `log.level` and `local.domains`.
+    `Config()` holds the defaults as written; a loaded Config has absolute paths (the
+    data directory and the places in it filled in) and lower-cased `log.level` and
+    `local.domains`.
     """
 
     server: ServerConfig = ServerConfig()

@@ -79,7 +79,10 @@ class Listener:
 
     async def start(self) -> None:
         for host, port in self.addresses:
-            self.sockets.extend(_bind(host, port, self.limits.backlog))
+            try:
+                self.sockets.extend(_bind(host, port, self.limits.backlog))
+            except OSError as exc:  # an address in use, not ours, a name that does not resolve
+                raise ListenError(self.name, host, port, exc) from None
         loop = asyncio.get_running_loop()
         for sock in self.sockets:
             self._tasks.append(loop.create_task(self._accept_loop(sock)))
@@ -203,6 +206,19 @@ def client_network(client: str) -> str:
         address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+class ListenError(OSError):
+    """A listener could not bind one of its addresses: `address` is its `host:port`."""
+
+    def __init__(self, listener: str, host: str, port: int, exc: OSError) -> None:
+        self.listener = listener
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.reason = _describe(exc)
+        super().__init__(exc.errno, f"cannot listen on {self.address} ({listener}): {self.reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _describe(exc: OSError) -> str:

@@ -28,12 +28,49 @@ class SmtpSetupError(ValueError):
     """A file named in [smtp] cannot be used; the message names the key."""
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
+@dataclass(frozen=True, slots=True)
+class SmtpFiles:
+    """What the files named in [smtp] hold, loaded: None where none is named."""
+
+    tls: ssl.SSLContext | None
+    users: AuthUsers | None
+
+
+def load_smtp_files(config: Config) -> tuple[SmtpFiles, list[tuple[str, str]]]:
+    """The TLS context and the AUTH users of [smtp], and (key, reason) for each file that
+    cannot be used: what `serve` refuses to start on, and `waypost config check` reports."""
+    smtp = config.smtp
+    problems: list[tuple[str, str]] = []
+    tls = users = None
+    if smtp.tls_cert and smtp.tls_key:  # one without the other is the schema's to report
+        try:
+            tls = tls_context(smtp.tls_cert, smtp.tls_key)
+        except SmtpSetupError as exc:
+            problems.append(_key_and_reason(exc))
+    if smtp.auth_users:
+        try:
+            _readable("smtp.auth_users", smtp.auth_users)
+            users = AuthUsers.load(smtp.auth_users)
+        except SmtpSetupError as exc:
+            problems.append(_key_and_reason(exc))
+        except UsersFileError as exc:
+            problems.append(("smtp.auth_users", str(exc)))
+    return SmtpFiles(tls, users), problems
+
+
+def tls_context(cert: str, key: str, section: str = "smtp") -> ssl.SSLContext:
+    """The STARTTLS context; SmtpSetupError names the file at fault by its key in `section`
+    (`smtp.tls_cert: …`)."""
+    cert_key, key_key = f"{section}.tls_cert", f"{section}.tls_key"
+    _readable(cert_key, cert)
+    _readable(key_key, key)
     context = aead_only(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
     try:
-        context.load_cert_chain(cert, key)
+        # A password callback, so that an encrypted key fails here instead of OpenSSL asking
+        # for its pass phrase on a terminal a daemon does not have.
+        context.load_cert_chain(cert, key, password=lambda: b"")
     except (OSError, ssl.SSLError) as exc:
-        raise SmtpSetupError(f"smtp.tls_cert/smtp.tls_key: cannot load {cert}: {exc}") from None
+        raise SmtpSetupError(_tls_problem(cert, key, exc, cert_key, key_key)) from None
     return context
 
 
@@ -46,17 +83,44 @@ def postmaster_domain(config: Config, routing: RoutingTable) -> str:
     return config.local.domains[0]
 
 
+def _readable(key: str, path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise SmtpSetupError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _tls_problem(cert: str, key: str, exc: Exception, cert_key: str, key_key: str) -> str:
+    if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+        return f"{key_key}: {key} is not the private key of the certificate in {cert}"
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=cert)
+    except (OSError, ssl.SSLError):
+        return f"{cert_key}: {cert} holds no PEM certificate"
+    try:
+        with open(key, "rb") as file:
+            encrypted = b"ENCRYPTED" in file.read(64 * 1024)
+    except OSError:
+        encrypted = False
+    if encrypted:
+        return f"{key_key}: {key} is encrypted: Waypost reads an unencrypted PEM key"
+    return f"{key_key}: {key} holds no PEM private key ({exc})"
+
+
+def _key_and_reason(exc: SmtpSetupError) -> tuple[str, str]:
+    key, _, reason = str(exc).partition(": ")
+    return key, reason
+
+
 def smtp_server_config(
     config: Config, routing: RoutingTable, admit: Admit, clock: Clock
 ) -> SmtpServerConfig:
     smtp = config.smtp
-    tls = tls_context(smtp.tls_cert, smtp.tls_key) if smtp.tls_cert else None
-    users = None
-    if smtp.auth_users:
-        try:
-            users = AuthUsers.load(smtp.auth_users)
-        except UsersFileError as exc:
-            raise SmtpSetupError(f"smtp.auth_users: {exc}") from None
+    files, problems = load_smtp_files(config)
+    if problems:
+        raise SmtpSetupError(": ".join(problems[0]))
+    tls, users = files.tls, files.users
     settings = ServerSettings(
         hostname=config.server.hostname,
         max_message_size=smtp.max_message_size,

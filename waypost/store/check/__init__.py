@@ -14,12 +14,13 @@ Exit codes of `waypost check` (`CheckReport.exit_code`):
 * 0 `EXIT_CLEAN` — no problems.
 * 1 `EXIT_PROBLEMS` — problems found and not repaired (no `--repair`, or the
   repair failed and was rolled back, or problems remain after it).
-* 2 `EXIT_FATAL` — the database cannot be used: missing, unreadable, damaged
-  below the row level (SQLite's integrity check fails), not a Waypost
-  database, or a schema version this Waypost does not know. `--repair` never
-  writes to such a file; `RECOVERY_PROCEDURE` says what to do.
 * 3 `EXIT_REPAIRED` — problems were found and repaired, and the database now
   checks clean.
+* 4 `EXIT_FATAL` — the database cannot be used: missing, unreadable, damaged
+  below the row level (SQLite's integrity check fails), not a Waypost
+  database, or a schema version this Waypost does not know. `--repair` never
+  writes to such a file; `RECOVERY_PROCEDURE` says what to do. (Not 2: every
+  `waypost` command keeps 2 for bad usage.)
 
 Modules: `checker` runs the check and the repair, `structure` finds what makes
 a file unusable, `scan` checks the rows, `repair` mends them, `report` and

@@ -9,8 +9,8 @@ from waypost.store.schema import SCHEMA_VERSION
 
 EXIT_CLEAN = 0
 EXIT_PROBLEMS = 1
-EXIT_FATAL = 2
 EXIT_REPAIRED = 3
+EXIT_FATAL = 4  # not 2: every waypost command keeps 2 for bad usage
 
 
 class FatalKind(enum.StrEnum):
