@@ -4,11 +4,12 @@ over a real STARTTLS handshake."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from certs import self_signed
 from helpers import free_port, make_message, running_service
 from test_delivery_smtp import transfer
 
+from waypost import events
 from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, TlsPolicy
 from waypost.handoff import Result
 from waypost.service import Service
@@ -120,6 +122,80 @@ async def test_openssl_s_client_with_a_cbc_cipher_is_refused(service: Service) -
     accepted = await asyncio.to_thread(s_client, "ECDHE-RSA-AES128-GCM-SHA256")
     assert accepted.returncode == 0, accepted.stderr
     assert "ECDHE-RSA-AES128-GCM-SHA256" in accepted.stdout
+
+
+def cbc_only_next_hop(
+    tmp_path: Path, handshakes: list[str], received: list[bytes]
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A next hop whose STARTTLS offers CBC suites only; in clear text it takes the mail."""
+    cert, key = self_signed(tmp_path, "cbc.test")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    server_context.set_ciphers(CBC_SUITES)
+
+    async def reply(writer: asyncio.StreamWriter, line: bytes) -> None:
+        writer.write(line)
+        await writer.drain()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reply(writer, b"220 cbc.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                await reply(writer, b"250-cbc.test\r\n250 STARTTLS\r\n")
+            elif verb == b"STAR":
+                await reply(writer, b"220 2.0.0 go ahead\r\n")
+                try:
+                    await writer.start_tls(server_context)
+                    handshakes.append("done")
+                except (ssl.SSLError, ConnectionError) as exc:
+                    handshakes.append(str(exc))
+                break
+            elif verb == b"DATA":
+                await reply(writer, b"354 go on\r\n")
+                body = b""
+                while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                received.append(body)
+                await reply(writer, b"250 2.0.0 queued as CLEAR1\r\n")
+            elif verb == b"QUIT":
+                await reply(writer, b"221 bye\r\n")
+                break
+            else:
+                await reply(writer, b"250 ok\r\n")
+        writer.close()
+
+    return serve
+
+
+async def test_opportunistic_tls_that_fails_goes_on_in_clear_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opportunistic TLS with a next hop offering CBC suites only: the handshake fails, the
+    host is connected to again without STARTTLS and takes the mail (event 1713)."""
+    caplog.set_level(logging.WARNING, logger="waypost")
+    handshakes: list[str] = []
+    received: list[bytes] = []
+    server = await asyncio.start_server(
+        cbc_only_next_hop(tmp_path, handshakes, received), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    agent = SmtpDeliverer(ClientSettings(helo_name="a.test", tls=TlsPolicy.OPPORTUNISTIC))
+    try:
+        handoff = transfer(f"smtp:[127.0.0.1]:{port}", make_message(("bob@b.example",)))
+        attempts = await agent.deliver(handoff)
+    finally:
+        await agent.close()
+        server.close()
+        await server.wait_closed()
+    assert [a.result for a in attempts] == [Result.DELIVERED], attempts
+    assert len(received) == 1
+    assert handshakes and handshakes[0] != "done"
+    fallbacks = [
+        r for r in caplog.records if getattr(r, "waypost_event", None) is events.SMTP_TLS_FALLBACK
+    ]
+    assert len(fallbacks) == 1
 
 
 async def test_the_smtp_client_does_not_accept_a_cbc_suite(tmp_path: Path) -> None:

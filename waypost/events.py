@@ -607,6 +607,16 @@ SMTP_HOP_FAILED = _define(
     "Check the next hop if it persists.",
     limit_by="host",
 )
+SMTP_TLS_FALLBACK = _define(
+    1713,
+    "smtp-tls-fallback",
+    S.WARNING,
+    C.SMTP,
+    "{host}: the TLS handshake failed ({error}); opportunistic TLS, so the mail goes in clear text",
+    "None if the host is not yours (it offers no cipher suite Waypost accepts, or a broken "
+    'TLS); set smtp_client.tls = "required" where clear text is not acceptable.',
+    limit_by="host",
+)
 SMTP_TRANSFER_TOO_SLOW = _define(
     1720,
     "smtp-transfer-too-slow",

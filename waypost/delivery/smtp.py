@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import ssl
 import time
@@ -75,6 +76,10 @@ class SmtpHostError(Exception):
         self.result = result
 
 
+class TlsHandshakeError(SmtpHostError):
+    """STARTTLS was agreed but the handshake failed: the connection is lost."""
+
+
 # (host, port) pairs to try in order, for a next hop.
 Resolver = Callable[[NextHop], Awaitable[list[tuple[str, int]]]]
 
@@ -127,6 +132,21 @@ class SmtpSession:
 
     @classmethod
     async def open(cls, host: str, port: int, settings: ClientSettings) -> SmtpSession:
+        """A session ready for a transaction. Opportunistic TLS whose handshake fails is
+        given up for this connection and the host connected to again in clear text, as Exim
+        does (its `hosts_try_tls`): a host that offers STARTTLS but no suite we accept (CBC
+        only, say) still gets its mail, as it would from a client without TLS (RFC 3207 §4.1
+        leaves this to the client's policy); "required" defers instead."""
+        try:
+            return await cls._open(host, port, settings)
+        except TlsHandshakeError as exc:
+            if settings.tls is not TlsPolicy.OPPORTUNISTIC:
+                raise
+            events.emit(events.SMTP_TLS_FALLBACK, host=f"{host}:{port}", error=exc.detail)
+            return await cls._open(host, port, dataclasses.replace(settings, tls=TlsPolicy.NONE))
+
+    @classmethod
+    async def _open(cls, host: str, port: int, settings: ClientSettings) -> SmtpSession:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, limit=1 << 20), settings.connect_timeout
@@ -181,7 +201,9 @@ class SmtpSession:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.alive = False
             await self.close()
-            raise SmtpHostError(f"4.7.5 TLS handshake with {self.remote} failed: {exc}") from None
+            raise TlsHandshakeError(
+                f"4.7.5 TLS handshake with {self.remote} failed: {exc}"
+            ) from None
         self.client.tls_started()
 
     async def transfer(
