@@ -22,7 +22,7 @@ from waypost.store.base import NewMessage
 from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
 
-LOGGED = '[log]\njson_file = "events.jsonl"\n'
+LOGGED = '[log]\njson_file = "data/events.jsonl"\n'
 
 
 def enqueue(tmp_path: Path, envelope: Envelope, content: bytes, hop: str = "local") -> int:
@@ -240,6 +240,18 @@ def test_every_action_is_an_audit_event_in_the_event_log(tmp_path: Path, action:
     everything = waypost("queue", action, "--all", "-c", str(config), cwd=tmp_path)
     assert everything.returncode == 0, everything.stderr
     assert audit_lines(tmp_path)[-1]["fields"]["ids"] == "all"  # type: ignore[index]
+
+
+def test_the_audit_trail_is_kept_whatever_the_log_level(tmp_path: Path) -> None:
+    """`[log] level = "warning"` thins the MTA's own events, never the operators' actions."""
+    config = write_config(tmp_path, LOGGED + 'level = "warning"\n')
+    message_id = submit(tmp_path, config, "bob@localhost")
+    result = waypost("queue", "hold", str(message_id), "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (record,) = audit_lines(tmp_path)
+    assert record["fields"]["action"] == "hold"  # type: ignore[index]
+    log = (tmp_path / "data" / "events.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["severity"] != "INFO" or '"id": 1403' in line for line in log)
 
 
 def test_without_an_event_log_the_action_is_on_the_terminal(tmp_path: Path) -> None:

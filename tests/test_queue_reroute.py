@@ -32,7 +32,7 @@ def test_reroute_follows_a_changed_configuration(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = write_config(tmp_path, OTHER + '[log]\njson_file = "events.jsonl"\n')
+    config = write_config(tmp_path, OTHER + '[log]\njson_file = "data/events.jsonl"\n')
     first = submit(tmp_path, config, "bob@localhost", "x@remote.example")
     submit(tmp_path, config, "carol@remote.example")
     held = submit(tmp_path, config, "dave@other.example")

@@ -1087,23 +1087,27 @@ def markdown() -> str:
 OPERATOR_EVENTS = frozenset({QUEUE_ADMIN.id})
 
 
-class _OperatorOrWarning(logging.Filter):
-    """Lets through warnings and worse, and the operator's own actions."""
+class _OperatorOrAtLeast(logging.Filter):
+    """Lets through records at `level` and worse, and the operator's own actions whatever
+    the level: an audit trail is not thinned by `[log] level = "warning"`."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
         event, _ = _record_event(record)
-        return record.levelno >= logging.WARNING or (
-            event is not None and event.id in OPERATOR_EVENTS
-        )
+        return record.levelno >= self.level or (event is not None and event.id in OPERATOR_EVENTS)
 
 
 def configure_command_logging(
     *, level: str, json_file: str | None, stream: TextIO | None = None
 ) -> OSError | None:
-    """Logging for a command that changes the queue: every event at `level` into the
-    JSON log the MTA writes (so an auditor finds the operator's actions beside the MTA's),
-    and only warnings on the terminal. Without a JSON log, or when it cannot be opened
-    (returned, for the command to say), the operator's actions go to the terminal."""
+    """Logging for a command that changes the queue: every event at `level` (the operator's
+    actions at any level) into the JSON log the MTA writes, so an auditor finds the
+    operator's actions beside the MTA's, and only warnings on the terminal. Without a JSON
+    log, or when it cannot be opened (returned, for the command to say), the operator's
+    actions go to the terminal."""
     file_handler: logging.Handler | None = None
     failure: OSError | None = None
     if json_file:
@@ -1118,14 +1122,14 @@ def configure_command_logging(
     root.propagate = False
     terminal = logging.StreamHandler(stream or sys.stderr)
     terminal.setFormatter(TextFormatter())
+    threshold = int(logging.getLevelName(level.upper()))
+    root.setLevel(min(logging.INFO, threshold))
     if file_handler is None:
-        root.setLevel(logging.INFO)
-        terminal.addFilter(_OperatorOrWarning())
+        terminal.addFilter(_OperatorOrAtLeast(logging.WARNING))
     else:
-        root.setLevel(min(logging.WARNING, int(logging.getLevelName(level.upper()))))
         terminal.setLevel(logging.WARNING)
         file_handler.setFormatter(JsonFormatter())
-        file_handler.setLevel(level.upper())
+        file_handler.addFilter(_OperatorOrAtLeast(threshold))
         root.addHandler(file_handler)
     root.addHandler(terminal)
     return failure
