@@ -214,6 +214,7 @@ def test_section_that_is_not_a_table(tmp_path: Path) -> None:
             "'bad_domain.example' is not a valid domain name",
         ),
         ("[local]\nmailboxes = ['../etc']", "local.mailboxes[0]", "not a usable local part"),
+        ("[local]\nmailboxes = ['a b']", "local.mailboxes[0]", "not a usable local part"),
         ("[local]\noraddresses = ['']", "local.oraddresses[0]", "must not be empty"),
         ('[smtp]\ntls_key = "\\u0000"', "smtp.tls_key", "must not contain a NUL character"),
         ("[x400]\nmta_name = ''", "x400.mta_name", "1 to 32 printable ASCII characters"),

@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from waypost.address import AddressError, parse_domain, parse_oraddress
+from waypost.address import AddressError, mailbox_name, parse_domain, parse_oraddress
 from waypost.address.oraddress import parse_global_domain
 from waypost.config.schema import Config, SmtpConfig, X400PeerConfig
 from waypost.config.values import is_domain_name, parse_address, selector_bytes
@@ -56,11 +56,15 @@ def _local(config: Config) -> Iterator[tuple[str, str]]:
         if not prefix.strip():
             yield f"local.oraddresses[{i}]", "must not be empty"
     for i, mailbox in enumerate(local.mailboxes):
-        # Each becomes a directory name under the Maildir root: nothing may climb out of it.
-        if not mailbox or mailbox.startswith(".") or "/" in mailbox or "\0" in mailbox:
+        # Each becomes a directory name under the Maildir root: the rule the SMTP server
+        # applies at RCPT and the Maildir delivery when it writes, so none is unreachable.
+        try:
+            mailbox_name(mailbox)
+        except AddressError:
             yield (
                 f"local.mailboxes[{i}]",
-                f"{mailbox!r} is not a usable local part (empty, starts with '.', or has '/')",
+                f"{mailbox!r} is not a usable local part (empty, starts with '.', has '/', "
+                "a space or another character a mailbox name cannot have)",
             )
     for i, oraddress in enumerate(local.x400_mailboxes):
         try:
