@@ -16,6 +16,15 @@ IPM_CONTENT_TYPES = frozenset({ContentType.P2, ContentType.P22, ContentType.P772
 _WANTED = (b"from:", b"to:", b"cc:", b"subject:", b"date:", b"message-id:")
 
 
+def shown(text: str) -> str:
+    """A field a peer wrote, safe on a terminal: control characters (an escape sequence,
+    a carriage return hiding what precedes it) are written as `\\xNN`; the rest as is."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def kind_of(envelope: Envelope | None) -> str:
     """`report`, `probe`, `ipm` or `internet`: how the content is read."""
     if envelope is None:
@@ -31,7 +40,7 @@ def headers(content: bytes) -> list[str]:
     """The From/To/Cc/Subject/Date/Message-ID lines of an Internet message's header."""
     head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     lines = [ln for ln in head.splitlines() if ln.lower().startswith(_WANTED)]
-    return [ln.decode("utf-8", "replace") for ln in lines]
+    return [shown(ln.decode("utf-8", "replace")) for ln in lines]
 
 
 def print_summary(kind: str, content: bytes | None, indent: str = "  ") -> None:
@@ -69,10 +78,10 @@ def print_ipm_heading(content: bytes, indent: str = "  ") -> None:
         ("Subject", ipm.subject),
     ):
         if value is not None:
-            print(f"{indent}  {label + ':':<16}{value}")
+            print(f"{indent}  {label + ':':<16}{shown(value)}")
     for label, names in (("To", ipm.primary), ("Cc", ipm.copy), ("Bcc", ipm.blind)):
         for name in names:
-            print(f"{indent}  {label + ':':<16}{name}")
+            print(f"{indent}  {label + ':':<16}{shown(name)}")
     for label, value in ipm.military:
         print(f"{indent}  {label + ':':<16}{value}")
     print(f"{indent}  {'Body parts:':<16}{', '.join(ipm.body_parts) or '(none)'}")
@@ -86,11 +95,11 @@ def print_report(content: bytes, indent: str = "  ") -> None:
         print(f"{indent}Content:        not a readable report: {exc}")
         return
     print(f"{indent}Report:")
-    print(f"{indent}  {'Subject:':<16}{report.subject_id}")
+    print(f"{indent}  {'Subject:':<16}{shown(report.subject_id)}")
     for fate in report.recipients:
-        print(f"{indent}  {fate.actual_recipient}: {fate.describe()}")
+        print(f"{indent}  {shown(fate.actual_recipient)}: {shown(fate.describe())}")
         if fate.supplementary:
-            print(f"{indent}    ({fate.supplementary})")
+            print(f"{indent}    ({shown(fate.supplementary)})")
 
 
 def print_body(kind: str, content: bytes) -> None:
