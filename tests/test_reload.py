@@ -42,7 +42,7 @@ PEER = "PEER-MTA"
 
 def smtp_toml(port: int, *, max_recipients: int = 100, domains: str = '"localhost"') -> str:
     return (
-        f'[local]\ndomains = [{domains}]\nmaildir = "maildir"\n'
+        f'[local]\ndomains = [{domains}]\nmaildir = "data/maildir"\n'
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nmax_recipients = {max_recipients}\n'
         "[x400]\nlisten = []\n"
         "[queue]\npoll_interval = 0.1\n"
@@ -172,7 +172,7 @@ def test_an_invalid_configuration_is_refused_and_the_old_one_stays(
 def test_keys_that_need_a_restart_keep_their_value(serve: ServeProcess, tmp_path: Path) -> None:
     port = start_smtp(serve)
     other_port = free_port()
-    toml = smtp_toml(other_port).replace('maildir = "maildir"', 'maildir = "elsewhere"')
+    toml = smtp_toml(other_port).replace('maildir = "data/maildir"', 'maildir = "data/elsewhere"')
     outcome = serve.reload(toml)
     assert outcome["name"] == "config-reloaded"
     held = {
@@ -226,7 +226,7 @@ def test_reload_command(serve: ServeProcess) -> None:
 
 def x400_toml(port: int, password: str) -> str:
     return (
-        '[local]\noraddresses = ["/C=GB/ADMD= /PRMD=B/"]\nx400_store = "x400store"\n'
+        '[local]\noraddresses = ["/C=GB/ADMD= /PRMD=B/"]\nx400_store = "data/x400store"\n'
         "[smtp]\nlisten = []\n"
         f'[x400]\nlisten = ["127.0.0.1:{port}"]\nmta_name = "WAYPOST-MTA"\n'
         f'[[x400.peer]]\nname = "{PEER}"\naddress = "127.0.0.1:1"\n'
