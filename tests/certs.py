@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,10 +11,14 @@ import pytest
 
 
 def self_signed(directory: Path, common_name: str = "mx.test") -> tuple[Path, Path]:
-    """(certificate, key) files in `directory`; skips the test when openssl is missing."""
+    """(certificate, key) files in `directory`; skips the test when openssl is missing, and
+    fails it in CI (WAYPOST_REQUIRE_INTEROP=1), where a TLS test must never be skipped."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed (scripts/install-system-tools.sh installs it)")
+        missing = "openssl is not installed (scripts/install-system-tools.sh installs it)"
+        if os.environ.get("WAYPOST_REQUIRE_INTEROP") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [

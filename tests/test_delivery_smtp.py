@@ -4,12 +4,11 @@ connection reuse, MX order, TLS policy, per-recipient outcomes."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from certs import self_signed
 from helpers import free_port, make_message, running_service
 
 from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, SmtpHostError, TlsPolicy
@@ -172,29 +171,7 @@ async def test_tls_required_but_not_offered_defers(receiver: Service) -> None:
 
 @pytest.mark.interop
 async def test_opportunistic_starttls_to_waypost(tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=b.test",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path, "b.test")
     port = free_port()
     svc = await running_service(
         tmp_path,

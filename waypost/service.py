@@ -25,7 +25,7 @@ from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, l
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
-from waypost.delivery.smtp import ClientSettings, SmtpDeliverer, TlsPolicy
+from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
 from waypost.handoff import Deliverer
@@ -36,14 +36,16 @@ from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
 from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
-from waypost.queue.manager import QueueManager, QueueSettings
-from waypost.queue.policy import RetryPolicy
+from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
     RunTimeSettings,
     changed_keys,
+    client_settings,
     keep_restart_only,
+    queue_settings,
+    retry_policy,
     run_time_settings,
 )
 from waypost.setup.smtp import (
@@ -313,18 +315,7 @@ class Service:
             mailboxes=frozenset(config.local.mailboxes),
             hostname=config.server.hostname,
         )
-        client = config.smtp_client
-        smtp_deliverer = SmtpDeliverer(
-            ClientSettings(
-                helo_name=config.server.hostname,
-                tls=TlsPolicy(client.tls),
-                connect_timeout=client.connect_timeout,
-                command_timeout=client.command_timeout,
-                data_timeout=client.data_timeout,
-                max_messages_per_connection=client.max_messages_per_connection,
-                connection_cache_time=client.connection_cache_time,
-            )
-        )
+        smtp_deliverer = SmtpDeliverer(client_settings(config))
         x400_deliverer = X400Deliverer(x400_settings(config))
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
@@ -340,21 +331,12 @@ class Service:
             "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
-        q = config.queue
         manager = QueueManager(
             store,
             deliverers,
             clock=clock,
-            policy=RetryPolicy(
-                min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime
-            ),
-            settings=QueueSettings(
-                batch_size=q.batch_size,
-                lease_seconds=config.store.lease_seconds,
-                poll_interval=q.poll_interval,
-                delivery_concurrency=q.delivery_concurrency,
-                destination_concurrency=q.destination_concurrency,
-            ),
+            policy=retry_policy(config),
+            settings=queue_settings(config),
         )
         reports = ReportGenerator(
             store,
@@ -362,7 +344,7 @@ class Service:
             hostname=config.server.hostname,
             clock=clock,
             x400_domain=config.x400.global_domain,
-            poll_interval=q.poll_interval,
+            poll_interval=config.queue.poll_interval,
         )
         manager.on_report_owed = reports.wake
         service = cls(config, store, intake, manager)

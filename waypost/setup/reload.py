@@ -128,13 +128,33 @@ def client_settings(config: Config) -> ClientSettings:
     )
 
 
+def retry_policy(config: Config) -> RetryPolicy:
+    """[queue]'s back-off and lifetime."""
+    q = config.queue
+    return RetryPolicy(
+        min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime
+    )
+
+
+def queue_settings(config: Config) -> QueueSettings:
+    """[queue]'s scheduling and concurrency, and [store]'s lease, for the queue manager."""
+    q = config.queue
+    return QueueSettings(
+        batch_size=q.batch_size,
+        lease_seconds=config.store.lease_seconds,
+        poll_interval=q.poll_interval,
+        delivery_concurrency=q.delivery_concurrency,
+        destination_concurrency=q.destination_concurrency,
+    )
+
+
 def run_time_settings(
     config: Config, admit: Admit, clock: Clock, *, smtp_listener: bool
 ) -> RunTimeSettings:
     """Build them all; SmtpSetupError (a TLS certificate or users file that cannot be used)
     or ValueError before anything is in force."""
     routing = build_routing_table(config)
-    smtp, x400, q = config.smtp, config.x400, config.queue
+    smtp, x400 = config.smtp, config.x400
     base = smtp_server_config(config, routing, admit, clock) if smtp_listener else None
     return RunTimeSettings(
         routing=routing,
@@ -146,14 +166,6 @@ def run_time_settings(
             max_total=x400.max_connections, max_per_client=x400.max_connections_per_client
         ),
         client=client_settings(config),
-        retry=RetryPolicy(
-            min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime
-        ),
-        queue=QueueSettings(
-            batch_size=q.batch_size,
-            lease_seconds=config.store.lease_seconds,
-            poll_interval=q.poll_interval,
-            delivery_concurrency=q.delivery_concurrency,
-            destination_concurrency=q.destination_concurrency,
-        ),
+        retry=retry_policy(config),
+        queue=queue_settings(config),
     )
