@@ -200,27 +200,8 @@ async def test_opportunistic_tls_that_fails_goes_on_in_clear_text(
 
 async def test_the_smtp_client_does_not_accept_a_cbc_suite(tmp_path: Path) -> None:
     """A next hop whose TLS offers CBC suites only: the handshake fails (and is reported)."""
-    cert, key = self_signed(tmp_path, "cbc.test")
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    server_context.maximum_version = ssl.TLSVersion.TLSv1_2
-    server_context.set_ciphers(CBC_SUITES)
     handshakes: list[str] = []
-
-    async def cbc_only_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 cbc.test ESMTP\r\n")
-        await reader.readline()
-        writer.write(b"250-cbc.test\r\n250 STARTTLS\r\n")
-        await reader.readline()
-        writer.write(b"220 2.0.0 go ahead\r\n")
-        await writer.drain()
-        try:
-            await writer.start_tls(server_context)
-            handshakes.append("done")
-        except (ssl.SSLError, ConnectionError) as exc:
-            handshakes.append(str(exc))
-        writer.close()
-
+    cbc_only_server = cbc_only_next_hop(tmp_path, handshakes, [])
     server = await asyncio.start_server(cbc_only_server, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     agent = SmtpDeliverer(ClientSettings(helo_name="a.test", tls=TlsPolicy.REQUIRED))
