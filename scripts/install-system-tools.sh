@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
-# tshark, sqlite3; systemd-analyze and logrotate for packaging/) when they are missing.
+# tshark, sqlite3; systemd-analyze and logrotate for packaging/; a system Python for the
+# sendmail tests) when they are missing.
 # Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
@@ -12,6 +13,9 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 # systemd-analyze verifies packaging/systemd/waypost.service (nothing is started).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)
+# The sendmail tests run waypost-sendmail as `nobody`, who cannot enter /root where this
+# machine's own Python lives: Debian's Python of the same version (3.11 on Debian 12).
+[ -x /usr/bin/python3.11 ] || need+=(python3.11-minimal)
 # swaks needs Net::SSLeay for --tls; it is only a recommendation of the swaks package.
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -eq 0 ]; then

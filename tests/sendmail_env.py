@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -39,9 +40,8 @@ def unprivileged_command() -> tuple[str, ...]:
         f"HOME={tempfile.gettempdir()}",
     )
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    packages = sysconfig.get_paths()["purelib"]
     candidates = [(sys.executable, str(WORKTREE))] + [
-        (python, f"{WORKTREE}{os.pathsep}{packages}")
+        (python, str(public_code()))
         for python in (shutil.which(version), f"/usr/bin/{version}", f"/usr/local/bin/{version}")
         if python and os.path.exists(python)
     ]
@@ -53,6 +53,34 @@ def unprivileged_command() -> tuple[str, ...]:
         if probe.returncode == 0:
             return command
     raise RuntimeError(f"no Python interpreter that {UNPRIVILEGED} may run with Waypost")
+
+
+# What `waypost-sendmail` imports from this environment's site-packages.
+THIRD_PARTY = ("msgspec", "dns", "typing_extensions")
+
+
+@cache
+def public_code() -> Path:
+    """A copy of Waypost and of the packages it needs in a directory anyone may read: the
+    checkout and the virtual environment may be under a directory only their owner may
+    enter (a home directory, a private temporary directory), which the unprivileged user's
+    interpreter could not import from."""
+    public = Path(tempfile.mkdtemp(prefix="waypost-code-"))
+    public.chmod(0o755)
+    atexit.register(shutil.rmtree, public, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(WORKTREE / "waypost", public / "waypost", ignore=ignore)
+    packages = Path(sysconfig.get_paths()["purelib"])
+    platform = Path(sysconfig.get_paths()["platlib"])
+    for name in THIRD_PARTY:
+        for where in (packages, platform):
+            if (where / name).is_dir():
+                shutil.copytree(where / name, public / name, ignore=ignore, dirs_exist_ok=True)
+            elif (where / f"{name}.py").is_file():
+                shutil.copy2(where / f"{name}.py", public / f"{name}.py")
+    for path in public.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644 | (path.stat().st_mode & 0o111))
+    return public
 
 
 def unprivileged_uid() -> int:
