@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-WORKTREE = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parent.parent
 UNPRIVILEGED = "nobody"
 
 
@@ -40,7 +40,7 @@ def unprivileged_command() -> tuple[str, ...]:
         f"HOME={tempfile.gettempdir()}",
     )
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [(sys.executable, str(WORKTREE))] + [
+    candidates = [(sys.executable, str(REPOSITORY))] + [
         (python, str(public_code()))
         for python in (shutil.which(version), f"/usr/bin/{version}", f"/usr/local/bin/{version}")
         if python and os.path.exists(python)
@@ -69,7 +69,7 @@ def public_code() -> Path:
     public.chmod(0o755)
     atexit.register(shutil.rmtree, public, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(WORKTREE / "waypost", public / "waypost", ignore=ignore)
+    shutil.copytree(REPOSITORY / "waypost", public / "waypost", ignore=ignore)
     packages = Path(sysconfig.get_paths()["purelib"])
     platform = Path(sysconfig.get_paths()["platlib"])
     for name in THIRD_PARTY:
@@ -104,7 +104,7 @@ class Mta:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(WORKTREE)},
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
         )
         wait_for((self.data / "public" / "showq").exists, "the MTA to start")
 
@@ -146,7 +146,7 @@ class Mta:
             text=True,
             cwd="/",
             timeout=60,
-            env={**os.environ, "PYTHONPATH": str(WORKTREE)},
+            env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
         )
 
     def mailbox(self, user: str) -> list[bytes]:
