@@ -1,0 +1,273 @@
+"""IPM body parts ⇄ MIME entities (RFC 2157): pure functions both ways, the forwarded
+message's heading converted through a hook the heading mapping provides."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Protocol
+
+from waypost.x400.ipm_bodies import (
+    ISO_8859_REGISTRATIONS,
+    OCTET_STREAM,
+    BilaterallyDefined,
+    BodyPart,
+    FileTransfer,
+    GeneralText,
+    IA5Text,
+    MessagePart,
+)
+
+# RFC 5322 §2.1.1: a line of at most 998 octets; longer text goes base64.
+MAX_LINE = 998
+# The MIME types with an equivalence in RFC 2157 §6 (multipart/mixed: §2.1).
+_EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "multipart/mixed"})
+# Header fields that describe the MIME entity itself, not the message: they are the
+# body's, so a forwarded message's heading hook never sees them.
+DEFAULT_POLICY = policy.default
+_CRLF_POLICY = policy.default.clone(linesep="\r\n")
+_ENTITY_FIELDS = frozenset({"mime-version", "content-type", "content-transfer-encoding"})
+
+
+class BodyConversionError(ValueError):
+    """A MIME entity that cannot become body parts (RFC 2157 §2.4: the gateway then
+    refuses the message with a conversion report); the message names the entity."""
+
+
+class HeadingHook(Protocol):
+    """How a forwarded IPM's heading (a MessagePart's) crosses the gateway (RFC 2157 §6.5
+    leaves the heading to RFC 2156 §5): the heading mapping implements this."""
+
+    def heading_to_fields(self, heading: object) -> list[tuple[str, str]]:
+        """The RFC 5322 header fields of a heading."""
+        ...
+
+    def fields_to_heading(self, fields: list[tuple[str, str]]) -> object:
+        """The heading of a forwarded message's RFC 5322 header fields."""
+        ...
+
+
+class HeaderFieldsHeading:
+    """The hook used until the heading mapping is wired in: the heading IS the header
+    fields, a tuple of (name, value), carried across unchanged."""
+
+    def heading_to_fields(self, heading: object) -> list[tuple[str, str]]:
+        if not isinstance(heading, tuple):
+            raise TypeError("this heading hook takes a tuple of (name, value) header fields")
+        return [(str(name), str(value)) for name, value in heading]
+
+    def fields_to_heading(self, fields: list[tuple[str, str]]) -> object:
+        return tuple(fields)
+
+
+HEADER_FIELDS_HEADING = HeaderFieldsHeading()
+
+
+# -- X.400 → MIME (RFC 2157 §2.2) ------------------------------------------------------
+
+
+def body_to_mime(
+    parts: Sequence[BodyPart], heading_hook: HeadingHook = HEADER_FIELDS_HEADING
+) -> EmailMessage:
+    """The MIME entity of an IPM body: its single part, or multipart/mixed of its parts
+    in order (RFC 2157 §2.2). The entity carries MIME-Version and its Content-* fields
+    only; the heading mapping adds the message's own fields. An empty body becomes an
+    empty text/plain (RFC 2157 maps no zero-part body; an empty text loses nothing)."""
+    if len(parts) == 1:
+        entity = part_to_mime(parts[0], heading_hook)
+    elif not parts:
+        entity = part_to_mime(IA5Text(text=""), heading_hook)
+    else:
+        entity = EmailMessage(policy=DEFAULT_POLICY)
+        entity.make_mixed()
+        for part in parts:
+            entity.attach(part_to_mime(part, heading_hook))
+    entity["MIME-Version"] = "1.0"
+    return entity
+
+
+def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADING) -> EmailMessage:
+    """The MIME entity of one body part (RFC 2157 §6, defined equivalences)."""
+    entity = EmailMessage(policy=DEFAULT_POLICY)
+    if isinstance(part, IA5Text):
+        # RFC 2157 §6.1: IA5Text ⇄ text/plain; charset=us-ascii.
+        _set_text(entity, part.text, "us-ascii")
+    elif isinstance(part, GeneralText):
+        # RFC 2157 §6.2: GeneralText in an ISO 8859 repertoire ⇄ text/plain with that
+        # part's charset.
+        _set_text(entity, part.text, part.charset)
+    elif isinstance(part, BilaterallyDefined):
+        # RFC 2157 §6.3: BilaterallyDefined ⇄ application/octet-stream, no name.
+        _set_bytes(entity, part.data, OCTET_STREAM, ())
+    elif isinstance(part, FileTransfer):
+        # RFC 2157 §6.4 and §3.1.1: an FTBP is an attachment; its pathname is the
+        # filename (RFC 2157 §2.3.2, RFC 2183), its encapsulated MIME type the type.
+        _set_file(entity, part)
+    else:
+        # RFC 2157 §6.5: a message body part ⇄ message/rfc822, the heading through the
+        # RFC 2156 heading mapping, the body converted by these same rules.
+        inner = body_to_mime(part.body, heading_hook)
+        for name, value in heading_hook.heading_to_fields(part.heading):
+            inner[name] = value
+        # Every part this module writes is 7bit or base64, so the message is 7bit.
+        entity.set_content(inner, cte="7bit")
+    return entity
+
+
+def _set_text(entity: EmailMessage, text: str, charset: str) -> None:
+    """Text as MIME: 7bit when it is short-lined US-ASCII, else base64, which carries
+    the octets of any repertoire exactly (RFC 2045 §6)."""
+    data = text.encode(charset)
+    entity["Content-Type"] = f"text/plain; charset={charset}"
+    lines = text.split("\r\n")
+    if charset == "us-ascii" and all(len(line) <= MAX_LINE and "\r" not in line for line in lines):
+        entity["Content-Transfer-Encoding"] = "7bit"
+        entity.set_payload("\n".join(lines))
+    else:
+        entity["Content-Transfer-Encoding"] = "base64"
+        entity.set_payload(_base64(data))
+
+
+def _set_bytes(
+    entity: EmailMessage, data: bytes, content_type: str, parameters: Sequence[tuple[str, str]]
+) -> None:
+    entity["Content-Type"] = content_type
+    for name, value in parameters:
+        entity.set_param(name, value)
+    entity["Content-Transfer-Encoding"] = "base64"
+    entity.set_payload(_base64(data))
+
+
+def _set_file(entity: EmailMessage, part: FileTransfer) -> None:
+    if part.content_type.startswith(("multipart/", "message/")):
+        # A composite entity carried whole (RFC 2157 §3.1.1): its body already is MIME,
+        # so it is parsed back rather than encoded (RFC 2045 §6.4 forbids base64 there).
+        header = _content_type_field(part.content_type, part.parameters)
+        parsed = BytesParser(policy=DEFAULT_POLICY).parsebytes(header + b"\r\n\r\n" + part.data)
+        assert isinstance(parsed, EmailMessage)
+        for name, value in parsed.items():
+            entity[name] = value
+        entity.set_payload(parsed.get_payload())
+    else:
+        _set_bytes(entity, part.data, part.content_type, part.parameters)
+    # An FTBP is an attachment (RFC 2157 §6.4). An unnamed one of a type that has an
+    # equivalence says so, or it would come back as that equivalence; others stay
+    # inline so that an encapsulated multipart/alternative still reads as the message.
+    if part.filename is not None or part.content_type in _EQUIVALENT_TYPES:
+        entity["Content-Disposition"] = "attachment"
+    if part.filename is not None:
+        entity.set_param("filename", part.filename, header="Content-Disposition")
+
+
+def _content_type_field(content_type: str, parameters: Sequence[tuple[str, str]]) -> bytes:
+    entity = EmailMessage(policy=DEFAULT_POLICY)
+    entity["Content-Type"] = content_type
+    for name, value in parameters:
+        entity.set_param(name, value)
+    return f"Content-Type: {entity['Content-Type']}".encode()
+
+
+def _base64(data: bytes) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+
+
+# -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------
+
+
+def mime_to_body(
+    entity: EmailMessage, heading_hook: HeadingHook = HEADER_FIELDS_HEADING
+) -> list[BodyPart]:
+    """The IPM body of a MIME message: one body part per part of a top-level
+    multipart/mixed, else one for the whole entity (RFC 2157 §2.1)."""
+    if entity.get_content_type() == "multipart/mixed" and not _is_attachment(entity):
+        return [
+            mime_to_part(_entity(p), heading_hook, path=f"part {i + 1}")
+            for i, p in enumerate(_subparts(entity))
+        ]
+    return [mime_to_part(entity, heading_hook)]
+
+
+def mime_to_part(
+    entity: EmailMessage, heading_hook: HeadingHook = HEADER_FIELDS_HEADING, path: str = "body"
+) -> BodyPart:
+    """The body part of one MIME entity: a defined equivalence of RFC 2157 §6 where one
+    applies, else the entity encapsulated in an FTBP (RFC 2157 §3.1.1), which keeps its
+    type, parameters, name and octets (8-bit and UTF-8 content included)."""
+    content_type = entity.get_content_type()
+    filename = entity.get_filename()
+    attachment = _is_attachment(entity)
+    if content_type == "message/rfc822" and not attachment:
+        inner = entity.get_payload(0)
+        if not isinstance(inner, EmailMessage):
+            raise BodyConversionError(f"{path}: message/rfc822 without a message")
+        fields = [(n, str(v)) for n, v in inner.items() if n.lower() not in _ENTITY_FIELDS]
+        body = mime_to_body(inner, heading_hook)
+        return MessagePart(heading=heading_hook.fields_to_heading(fields), body=tuple(body))
+    if content_type == "text/plain" and not attachment and filename is None:
+        text = _plain_text(entity)
+        if text is not None:
+            return text
+    if content_type == OCTET_STREAM and not attachment and not _parameters(entity):
+        return BilaterallyDefined(data=_octets(entity))
+    return FileTransfer(
+        data=_octets(entity),
+        filename=filename,
+        content_type=content_type,
+        parameters=_parameters(entity),
+    )
+
+
+def _plain_text(entity: EmailMessage) -> IA5Text | GeneralText | None:
+    """text/plain as IA5Text (US-ASCII, RFC 2157 §6.1) or GeneralText (ISO 8859, §6.2),
+    or None when its charset has no X.400 repertoire (then it is encapsulated)."""
+    charset = (entity.get_content_charset() or "us-ascii").lower()
+    extra = [name for name, _ in entity.get_params(failobj=[])[1:] if name.lower() != "charset"]
+    if extra:
+        return None  # format=flowed and the like: only an encapsulation keeps them
+    data = _octets(entity)
+    try:
+        if charset in ("us-ascii", "ascii"):
+            return IA5Text(text=data.decode("ascii"))
+        if charset in ISO_8859_REGISTRATIONS:
+            return GeneralText(charset=charset, text=data.decode(charset))
+    except ValueError:
+        return None  # octets that break the declared charset travel as they came
+    return None
+
+
+def _octets(entity: EmailMessage) -> bytes:
+    if entity.is_multipart() or entity.get_content_maintype() == "message":
+        # A composite body is MIME itself: its octets are what follows its header.
+        whole = entity.as_bytes(policy=_CRLF_POLICY)
+        return whole.partition(b"\r\n\r\n")[2]
+    data = entity.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return b""
+    if entity.get_content_maintype() == "text":
+        # The canonical form of text (RFC 2049 §4) ends lines in CRLF.
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
+
+
+def _parameters(entity: EmailMessage) -> tuple[tuple[str, str], ...]:
+    params = entity.get_params(failobj=[])[1:]
+    return tuple((name.lower(), str(value)) for name, value in params)
+
+
+def _is_attachment(entity: EmailMessage) -> bool:
+    return entity.get_content_disposition() == "attachment"
+
+
+def _subparts(entity: EmailMessage) -> list[object]:
+    payload = entity.get_payload()
+    return list(payload) if isinstance(payload, list) else []
+
+
+def _entity(part: object) -> EmailMessage:
+    if not isinstance(part, EmailMessage):
+        raise BodyConversionError("a multipart part is not a MIME entity")
+    return part
