@@ -85,7 +85,8 @@ def body_to_mime(
         entity.make_mixed()
         for part in parts:
             entity.attach(part_to_mime(part, heading_hook))
-    entity["MIME-Version"] = "1.0"
+    if "MIME-Version" not in entity:  # set_content writes it for a message/rfc822
+        entity["MIME-Version"] = "1.0"
     return entity
 
 
@@ -112,8 +113,9 @@ def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADI
         inner = body_to_mime(part.body, heading_hook)
         for name, value in heading_hook.heading_to_fields(part.heading):
             inner[name] = value
-        # Every part this module writes is 7bit or base64, so the message is 7bit.
-        entity.set_content(inner, cte="7bit")
+        # RFC 2046 §5.2.1: message/rfc822 is 7bit unless the message holds 8-bit octets
+        # (an encapsulated entity that arrived 8bit keeps them).
+        entity.set_content(inner, cte="7bit" if inner.as_bytes().isascii() else "8bit")
     return entity
 
 
@@ -230,7 +232,9 @@ def _plain_text(entity: EmailMessage) -> IA5Text | GeneralText | None:
         return None  # format=flowed and the like: only an encapsulation keeps them
     data = _octets(entity)
     try:
-        if charset in ("us-ascii", "ascii"):
+        # US-ASCII is a subset of UTF-8 (RFC 3629 §1), and many agents label any text
+        # UTF-8: text that is ASCII throughout loses nothing as ia5-text.
+        if charset in ("us-ascii", "ascii") or (charset == "utf-8" and data.isascii()):
             return IA5Text(text=data.decode("ascii"))
         if charset in ISO_8859_REGISTRATIONS:
             return GeneralText(charset=charset, text=data.decode(charset))

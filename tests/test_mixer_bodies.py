@@ -1,0 +1,327 @@
+"""IPM body parts ⇄ MIME (RFC 2157), golden cases for each body part type both ways:
+the MIME written for each X.400 part, and the X.400 part read from each kind of MIME."""
+
+from __future__ import annotations
+
+import base64
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+
+import pytest
+
+from waypost.mixer.bodies import (
+    BodyConversionError,
+    body_to_mime,
+    mime_to_body,
+    part_to_mime,
+)
+from waypost.x400.ipm_bodies import (
+    BilaterallyDefined,
+    FileTransfer,
+    GeneralText,
+    IA5Text,
+    MessagePart,
+    charset_of_registrations,
+)
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = BytesParser(policy=default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def wire(entity: EmailMessage) -> EmailMessage:
+    """The entity as it arrives after SMTP: serialized with CRLF, parsed again."""
+    return parse(entity.as_bytes(policy=default.clone(linesep="\r\n")))
+
+
+# -- X.400 → MIME ----------------------------------------------------------------------
+
+
+def test_ia5_text_is_7bit_us_ascii_text_plain() -> None:
+    entity = part_to_mime(IA5Text(text="Hello\r\nworld\r\n"))
+    assert entity["Content-Type"] == 'text/plain; charset="us-ascii"'
+    assert entity["Content-Transfer-Encoding"] == "7bit"
+    assert "Content-Disposition" not in entity
+    assert wire(entity).get_content() == "Hello\r\nworld\r\n"
+
+
+def test_ia5_text_with_a_line_too_long_for_smtp_goes_base64() -> None:
+    entity = part_to_mime(IA5Text(text="x" * 1000))
+    assert entity["Content-Transfer-Encoding"] == "base64"
+    assert wire(entity).get_content() == "x" * 1000
+
+
+def test_general_text_is_text_plain_in_its_iso_8859_charset() -> None:
+    entity = wire(part_to_mime(GeneralText(charset="ISO-8859-2", text="Łódź\r\n")))
+    assert entity.get_content_type() == "text/plain"
+    assert entity.get_content_charset() == "iso-8859-2"
+    assert entity.get_payload(decode=True) == "Łódź\r\n".encode("iso-8859-2")
+
+
+def test_bilaterally_defined_is_an_unnamed_octet_stream() -> None:
+    entity = wire(part_to_mime(BilaterallyDefined(data=b"\x00\x01\xff")))
+    assert entity["Content-Type"] == "application/octet-stream"
+    assert entity.get_content_disposition() is None
+    assert entity.get_payload(decode=True) == b"\x00\x01\xff"
+
+
+def test_ftbp_is_an_attachment_with_its_filename() -> None:
+    part = FileTransfer(data=b"%PDF-1.4", filename="report.pdf", content_type="application/pdf")
+    entity = wire(part_to_mime(part))
+    assert entity.get_content_type() == "application/pdf"
+    assert entity.get_content_disposition() == "attachment"
+    assert entity.get_filename() == "report.pdf"
+    assert entity.get_payload(decode=True) == b"%PDF-1.4"
+
+
+def test_ftbp_filename_outside_ascii_is_encoded_per_rfc_2231() -> None:
+    entity = part_to_mime(FileTransfer(data=b"x", filename="résumé.txt"))
+    assert "filename*=utf-8''r%C3%A9sum%C3%A9.txt" in entity.as_string()
+    assert wire(entity).get_filename() == "résumé.txt"
+
+
+def test_unnamed_ftbp_of_a_type_with_an_equivalence_is_marked_attachment() -> None:
+    """Else an FTBP holding octets would come back as a bilaterally-defined part."""
+    assert part_to_mime(FileTransfer(data=b"x"))["Content-Disposition"] == "attachment"
+    html = FileTransfer(data=b"<p>", content_type="text/html")
+    assert "Content-Disposition" not in part_to_mime(html)
+
+
+def test_message_part_is_message_rfc822_with_its_heading_through_the_hook() -> None:
+    forwarded = MessagePart(
+        heading=(("Subject", "Minutes"), ("From", "jo@example.org")),
+        body=(IA5Text(text="inner\r\n"),),
+    )
+    entity = wire(part_to_mime(forwarded))
+    assert entity.get_content_type() == "message/rfc822"
+    assert entity["Content-Transfer-Encoding"] == "7bit"
+    inner = entity.get_content()
+    assert inner["Subject"] == "Minutes"
+    assert inner["From"] == "jo@example.org"
+    assert inner.get_content() == "inner\r\n"
+
+
+def test_the_heading_hook_the_heading_mapping_provides_is_used_both_ways() -> None:
+    class Upper:
+        def heading_to_fields(self, heading: object) -> list[tuple[str, str]]:
+            assert isinstance(heading, str)
+            return [("Subject", heading.upper())]
+
+        def fields_to_heading(self, fields: list[tuple[str, str]]) -> object:
+            return dict(fields)["Subject"].lower()
+
+    part = MessagePart(heading="minutes", body=(IA5Text(text="x"),))
+    entity = wire(body_to_mime([part], Upper()))
+    assert entity.get_content()["Subject"] == "MINUTES"
+    assert mime_to_body(entity, Upper()) == [part]
+
+
+def test_several_parts_are_multipart_mixed_in_order() -> None:
+    parts = [IA5Text(text="a"), BilaterallyDefined(data=b"b")]
+    entity = wire(body_to_mime(parts))
+    assert entity.get_content_type() == "multipart/mixed"
+    assert entity["MIME-Version"] == "1.0"
+    assert [p.get_content_type() for p in entity.iter_parts()] == [
+        "text/plain",
+        "application/octet-stream",
+    ]
+
+
+def test_one_part_is_the_message_entity_itself_and_an_empty_body_empty_text() -> None:
+    assert body_to_mime([IA5Text(text="a")]).get_content_type() == "text/plain"
+    assert wire(body_to_mime([])).get_content() == ""
+
+
+# -- MIME → X.400 ----------------------------------------------------------------------
+
+ALTERNATIVE = (
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n'
+    b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Gr\xc3\xbc\xc3\x9fe\r\n"
+    b"--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"<p>Gr\xc3\xbc\xc3\x9fe</p>\r\n"
+    b"--b1--\r\n"
+)
+
+
+@pytest.mark.parametrize("charset", ["", "; charset=us-ascii", '; charset="US-ASCII"'])
+def test_us_ascii_text_plain_is_ia5_text(charset: str) -> None:
+    message = parse(f"Content-Type: text/plain{charset}\r\n\r\nHello\r\nthere".encode())
+    assert mime_to_body(message) == [IA5Text(text="Hello\r\nthere")]
+
+
+def test_iso_8859_text_plain_is_general_text() -> None:
+    message = parse(
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n"
+    )
+    [part] = mime_to_body(message)
+    assert part == GeneralText(charset="iso-8859-1", text="café\r\n")
+    assert isinstance(part, GeneralText) and part.registrations == (6, 100)
+
+
+def test_utf8_text_plain_keeps_its_octets_in_an_ftbp() -> None:
+    """RFC 2157 §3.1.1: a charset X.400 has no repertoire for is encapsulated, not lost."""
+    message = parse(
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        b"\xe6\x97\xa5\xe6\x9c\xac\r\n"
+    )
+    assert mime_to_body(message) == [
+        FileTransfer(
+            data="日本\r\n".encode(),
+            content_type="text/plain",
+            parameters=(("charset", "utf-8"),),
+        )
+    ]
+
+
+def test_text_whose_octets_break_its_declared_charset_keeps_them() -> None:
+    message = parse(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n\xff\xfe")
+    [part] = mime_to_body(message)
+    assert isinstance(part, FileTransfer) and part.data == b"\xff\xfe"
+
+
+def test_text_plain_with_other_parameters_is_encapsulated() -> None:
+    message = parse(b"Content-Type: text/plain; charset=us-ascii; format=flowed\r\n\r\nhi ")
+    [part] = mime_to_body(message)
+    assert isinstance(part, FileTransfer)
+    assert part.parameters == (("charset", "us-ascii"), ("format", "flowed"))
+
+
+def test_unnamed_octet_stream_is_bilaterally_defined() -> None:
+    message = parse(
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"\x00\xff")
+    )
+    assert mime_to_body(message) == [BilaterallyDefined(data=b"\x00\xff")]
+
+
+def test_named_attachment_is_an_ftbp_with_its_filename() -> None:
+    message = parse(
+        b'Content-Type: image/png; name="dot.png"\r\n'
+        b'Content-Disposition: attachment; filename="dot.png"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(b"\x89PNG")
+    )
+    assert mime_to_body(message) == [
+        FileTransfer(
+            data=b"\x89PNG",
+            filename="dot.png",
+            content_type="image/png",
+            parameters=(("name", "dot.png"),),
+        )
+    ]
+
+
+def test_attached_text_file_keeps_its_name() -> None:
+    message = parse(
+        b"Content-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nx"
+    )
+    [part] = mime_to_body(message)
+    assert isinstance(part, FileTransfer) and part.filename == "a.txt" and part.data == b"x"
+
+
+def test_multipart_alternative_crosses_whole_and_comes_back_the_same() -> None:
+    """RFC 2157 has no equivalence for multipart/alternative: one FTBP carries it (§3.1.1),
+    and the 8-bit UTF-8 of its parts crosses unchanged."""
+    [part] = mime_to_body(parse(ALTERNATIVE))
+    assert isinstance(part, FileTransfer)
+    assert part.content_type == "multipart/alternative"
+    assert ("boundary", "b1") in part.parameters
+    back = wire(body_to_mime([part]))
+    assert back.get_content_type() == "multipart/alternative"
+    assert back.get_content_disposition() is None
+    # RFC 2046 §5.1.1: the CRLF before a boundary is the boundary's, not the part's.
+    plain, html = back.iter_parts()
+    assert plain.get_payload(decode=True) == "Grüße".encode()
+    assert html.get_content_type() == "text/html"
+    assert html.get_payload(decode=True) == "<p>Grüße</p>".encode()
+
+
+def test_ascii_text_labelled_utf8_is_ia5_text() -> None:
+    message = parse(b"Content-Type: text/plain; charset=utf-8\r\n\r\nplain")
+    assert mime_to_body(message) == [IA5Text(text="plain")]
+
+
+def test_mixed_message_becomes_one_body_part_per_part() -> None:
+    outer = EmailMessage(policy=default)
+    outer.set_content("Hi\n")
+    outer.add_attachment(b"\x01\x02", maintype="application", subtype="zip", filename="a.zip")
+    outer.add_attachment(ALTERNATIVE, maintype="application", subtype="octet-stream")
+    body = mime_to_body(wire(outer))
+    assert body[0] == IA5Text(text="Hi\r\n")
+    assert body[1] == FileTransfer(
+        data=b"\x01\x02", filename="a.zip", content_type="application/zip"
+    )
+    assert body[2] == FileTransfer(data=ALTERNATIVE)
+
+
+def test_nested_multipart_alternative_inside_mixed_is_encapsulated() -> None:
+    outer = EmailMessage(policy=default)
+    outer.set_content("plain")
+    outer.add_alternative("<p>html</p>", subtype="html")
+    outer.add_attachment(b"x", maintype="application", subtype="pdf", filename="f.pdf")
+    first, second = mime_to_body(wire(outer))
+    assert isinstance(first, FileTransfer) and first.content_type == "multipart/alternative"
+    assert isinstance(second, FileTransfer) and second.filename == "f.pdf"
+
+
+def test_message_rfc822_is_a_message_part_with_its_fields_as_heading() -> None:
+    message = parse(
+        b"Content-Type: message/rfc822\r\n\r\n"
+        b"Subject: Fwd\r\nFrom: a@b.example\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    )
+    assert mime_to_body(message) == [
+        MessagePart(
+            heading=(("Subject", "Fwd"), ("From", "a@b.example")),
+            body=(IA5Text(text="body\r\n"),),
+        )
+    ]
+
+
+def test_attached_message_rfc822_is_a_message_part_too_only_named_ones_are_files() -> None:
+    inner = b"Subject: x\r\n\r\nbody\r\n"
+    named = parse(
+        b"Content-Type: message/rfc822\r\n"
+        b"Content-Disposition: attachment; filename=fwd.eml\r\n\r\n" + inner
+    )
+    [part] = mime_to_body(named)
+    assert isinstance(part, FileTransfer) and part.filename == "fwd.eml"
+    assert part.data == inner
+
+
+# -- the model's checks ----------------------------------------------------------------
+
+
+def test_the_model_refuses_what_x400_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="ia5-text"):
+        IA5Text(text="café")
+    with pytest.raises(ValueError, match="not an ISO 8859 part"):
+        GeneralText(charset="utf-8", text="x")
+    with pytest.raises(UnicodeEncodeError):
+        GeneralText(charset="iso-8859-1", text="Łódź")
+    with pytest.raises(ValueError, match="not type/sub"):
+        FileTransfer(data=b"", content_type="pdf")
+
+
+def test_text_line_ends_are_crlf_as_x420_carries_them() -> None:
+    assert IA5Text(text="a\nb\rc\r\n").text == "a\r\nb\r\nc\r\n"
+
+
+def test_general_text_repertoires_name_their_charset() -> None:
+    assert charset_of_registrations((1, 6, 100)) == "iso-8859-1"
+    assert charset_of_registrations(frozenset({6, 144})) == "iso-8859-5"
+    assert charset_of_registrations((6,)) == "us-ascii"
+    assert charset_of_registrations((100, 101)) is None
+    assert charset_of_registrations((87,)) is None
+
+
+def test_a_multipart_part_that_is_no_entity_is_a_conversion_error() -> None:
+    message = EmailMessage(policy=default)
+    message["Content-Type"] = "multipart/mixed; boundary=x"
+    message.set_payload(["not an entity"])  # type: ignore[list-item]
+    with pytest.raises(BodyConversionError, match="not a MIME entity"):
+        mime_to_body(message)
