@@ -25,11 +25,8 @@ from waypost.x400.ipm_bodies import (
 MAX_LINE = 998
 # The MIME types with an equivalence in RFC 2157 §6 (multipart/mixed: §2.1).
 _EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "multipart/mixed"})
-# Header fields that describe the MIME entity itself, not the message: they are the
-# body's, so a forwarded message's heading hook never sees them.
 DEFAULT_POLICY = policy.default
 _CRLF_POLICY = policy.default.clone(linesep="\r\n")
-_ENTITY_FIELDS = frozenset({"mime-version", "content-type", "content-transfer-encoding"})
 
 
 class BodyConversionError(ValueError):
@@ -206,7 +203,7 @@ def mime_to_part(
         inner = entity.get_payload(0)
         if not isinstance(inner, EmailMessage):
             raise BodyConversionError(f"{path}: message/rfc822 without a message")
-        fields = [(n, str(v)) for n, v in inner.items() if n.lower() not in _ENTITY_FIELDS]
+        fields = [(n, str(v)) for n, v in inner.items() if not _is_entity_field(n)]
         body = mime_to_body(inner, heading_hook)
         return MessagePart(heading=heading_hook.fields_to_heading(fields), body=tuple(body))
     if content_type == "text/plain" and not attachment and filename is None:
@@ -251,8 +248,11 @@ def _octets(entity: EmailMessage) -> bytes:
     data = entity.get_payload(decode=True)
     if not isinstance(data, bytes):
         return b""
-    if entity.get_content_maintype() == "text":
-        # The canonical form of text (RFC 2049 §4) ends lines in CRLF.
+    encoding = str(entity.get("Content-Transfer-Encoding", "")).strip().lower()
+    if entity.get_content_maintype() == "text" and encoding != "base64":
+        # The canonical form of text ends lines in CRLF (RFC 2049 §4); unencoded and
+        # quoted-printable lines end as the file or link they came by ended them, but
+        # base64 carries the octets the sender meant, line ends included.
         data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return data
 
@@ -260,6 +260,13 @@ def _octets(entity: EmailMessage) -> bytes:
 def _parameters(entity: EmailMessage) -> tuple[tuple[str, str], ...]:
     params = entity.get_params(failobj=[])[1:]
     return tuple((name.lower(), str(value)) for name, value in params)
+
+
+def _is_entity_field(name: str) -> bool:
+    """A header field that describes the MIME entity (RFC 2045 §3, RFC 2183), not the
+    message: it belongs to the body, so a forwarded message's heading hook never sees it."""
+    lowered = name.lower()
+    return lowered == "mime-version" or lowered.startswith("content-")
 
 
 def _is_attachment(entity: EmailMessage) -> bool:
