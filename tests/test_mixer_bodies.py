@@ -18,6 +18,7 @@ from waypost.mixer.bodies import (
 )
 from waypost.x400.ipm_bodies import (
     BilaterallyDefined,
+    BodyPart,
     FileTransfer,
     GeneralText,
     IA5Text,
@@ -120,7 +121,7 @@ def test_the_heading_hook_the_heading_mapping_provides_is_used_both_ways() -> No
 
 
 def test_several_parts_are_multipart_mixed_in_order() -> None:
-    parts = [IA5Text(text="a"), BilaterallyDefined(data=b"b")]
+    parts: list[BodyPart] = [IA5Text(text="a"), BilaterallyDefined(data=b"b")]
     entity = wire(body_to_mime(parts))
     assert entity.get_content_type() == "multipart/mixed"
     assert entity["MIME-Version"] == "1.0"
@@ -322,6 +323,6 @@ def test_general_text_repertoires_name_their_charset() -> None:
 def test_a_multipart_part_that_is_no_entity_is_a_conversion_error() -> None:
     message = EmailMessage(policy=default)
     message["Content-Type"] = "multipart/mixed; boundary=x"
-    message.set_payload(["not an entity"])  # type: ignore[list-item]
+    message.set_payload(["not an entity"])
     with pytest.raises(BodyConversionError, match="not a MIME entity"):
         mime_to_body(message)
