@@ -195,7 +195,12 @@ def mime_to_part(
 ) -> BodyPart:
     """The body part of one MIME entity: a defined equivalence of RFC 2157 §6 where one
     applies, else the entity encapsulated in an FTBP (RFC 2157 §3.1.1), which keeps its
-    type, parameters, name and octets (8-bit and UTF-8 content included)."""
+    type, parameters, name and octets (8-bit and UTF-8 content included).
+
+    A multipart other than a top-level multipart/mixed (multipart/alternative, nested
+    multiparts) crosses whole in that encapsulation, so it comes back unchanged; RFC 2157
+    §6.6 also describes a message body part form for nested multiparts, which an X.400
+    reader can open part by part but which needs the heading mapping to mark its type."""
     content_type = entity.get_content_type()
     filename = entity.get_filename()
     attachment = _is_attachment(entity)
