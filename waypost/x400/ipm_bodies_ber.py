@@ -1,0 +1,127 @@
+"""BER of the body parts in waypost.x400.ipm_bodies (X.420 §7.4): ia5-text, general-text and
+bilaterally-defined so far; message and file-transfer body parts are refused by name."""
+
+from __future__ import annotations
+
+from waypost.asn1 import (
+    EXTERNAL,
+    GENERAL_STRING,
+    IA5_STRING,
+    INTEGER,
+    OID,
+    SET,
+    Element,
+    constructed,
+    context,
+    decode,
+    encode_int,
+    encode_octets,
+    encode_oid,
+    encode_tlv,
+    sequence,
+)
+from waypost.x400.ipm_bodies import (
+    BilaterallyDefined,
+    BodyPart,
+    GeneralText,
+    IA5Text,
+    charset_of_registrations,
+)
+
+# X.420 §7.4, BodyPart ::= CHOICE { basic CHOICE { ia5-text [0], … message [9], …,
+# bilaterally-defined [14] }, extended [15] } (IMPLICIT TAGS).
+IA5_TEXT = context(0, True)
+MESSAGE = context(9, True)
+BILATERALLY_DEFINED = context(14)
+BILATERALLY_DEFINED_CONSTRUCTED = context(14, True)
+EXTENDED = context(15, True)
+PARAMETERS = context(0, True)
+INSTANCE_VALUE = context(0, True)
+# X.420 §7.4.12: id-et-general-text {id-et 11} names the data, id-ep-general-text
+# {id-ep 11} the parameters; id-et = {id-ipms 4}, id-ep = {id-ipms 11}, id-ipms = 2.6.1.
+ID_ET_GENERAL_TEXT = "2.6.1.4.11"
+ID_EP_GENERAL_TEXT = "2.6.1.11.11"
+# X.420 §7.4.1: IA5TextParameters' repertoire [0], ia5 (5) by default.
+REPERTOIRE = context(0)
+REPERTOIRE_IA5 = 5
+
+
+class UnsupportedBodyPartError(ValueError):
+    """A body part this codec does not encode or decode yet; the message names it."""
+
+
+def encode_body_part(part: BodyPart) -> bytes:
+    """The BER of one body part; raises UnsupportedBodyPartError for a message or FTBP."""
+    if isinstance(part, IA5Text):
+        # The repertoire is left to its DEFAULT (ia5), as X.690 §11.5 (DER) and most
+        # IPM agents do.
+        return constructed(IA5_TEXT, constructed(SET), encode_tlv(IA5_STRING, part.text.encode()))
+    if isinstance(part, GeneralText):
+        parameters = constructed(
+            PARAMETERS,
+            encode_oid(ID_EP_GENERAL_TEXT),
+            constructed(INSTANCE_VALUE, constructed(SET, *map(encode_int, part.registrations))),
+        )
+        data = constructed(
+            EXTERNAL,
+            encode_oid(ID_ET_GENERAL_TEXT),
+            constructed(INSTANCE_VALUE, encode_tlv(GENERAL_STRING, part.text.encode(part.charset))),
+        )
+        return constructed(EXTENDED, parameters, data)
+    if isinstance(part, BilaterallyDefined):
+        return encode_octets(part.data, BILATERALLY_DEFINED)
+    raise UnsupportedBodyPartError(f"{type(part).__name__}: no BER encoding yet")
+
+
+def encode_body(parts: list[BodyPart]) -> bytes:
+    """An IPM's Body, SEQUENCE OF BodyPart."""
+    return sequence(*(encode_body_part(part) for part in parts))
+
+
+def decode_body_part(data: bytes) -> BodyPart:
+    """One body part from its BER; raises BERError (bad BER, naming the path),
+    UnsupportedBodyPartError (a kind not read yet) or ValueError (text its type forbids)."""
+    return read_body_part(decode(data, name="body-part"))
+
+
+def read_body_part(element: Element) -> BodyPart:
+    """One body part from a decoded element (see decode_body_part)."""
+    if element.tag == IA5_TEXT:
+        parameters = element.child(0, "parameters").expect(SET)
+        repertoire = parameters.find(REPERTOIRE)
+        if repertoire is not None and repertoire.as_int() != REPERTOIRE_IA5:
+            raise UnsupportedBodyPartError("ia5-text: only the ia5 repertoire is read")
+        text = element.child(1, "data").as_string(IA5_STRING)
+        return IA5Text(text=text)
+    if element.tag in (BILATERALLY_DEFINED, BILATERALLY_DEFINED_CONSTRUCTED):
+        return BilaterallyDefined(data=element.as_octets())
+    if element.tag == EXTENDED:
+        return _read_extended(element)
+    raise UnsupportedBodyPartError(f"body part {element.tag}: not read yet")
+
+
+def _read_extended(element: Element) -> BodyPart:
+    data = element.find(EXTERNAL)
+    if data is None:
+        raise UnsupportedBodyPartError("extended body part without data")
+    kind = data.child(0, "type-id").expect(OID).as_oid()
+    if kind != ID_ET_GENERAL_TEXT:
+        raise UnsupportedBodyPartError(f"extended body part {kind}: not read yet")
+    registrations: set[int] = set()
+    parameters = element.find(PARAMETERS)
+    if parameters is not None:
+        value = parameters.child(1, "value").child(0, "registrations").expect(SET)
+        registrations = {item.expect(INTEGER).as_int() for item in value}
+    charset = charset_of_registrations(frozenset(registrations))
+    if charset is None:
+        raise UnsupportedBodyPartError(f"general-text repertoire {sorted(registrations)}")
+    string = data.child(1, "value").child(0, "text").expect(GENERAL_STRING)
+    octets = string.as_string(check=False).encode("latin-1")  # GeneralString reads as Latin-1
+    if charset == "us-ascii":
+        return IA5Text(text=octets.decode("ascii"))
+    return GeneralText(charset=charset, text=octets.decode(charset))
+
+
+def decode_body(data: bytes) -> list[BodyPart]:
+    """An IPM's Body, SEQUENCE OF BodyPart."""
+    return [read_body_part(part) for part in decode(data, name="body")]
