@@ -1,7 +1,10 @@
-"""BER of the body parts in waypost.x400.ipm_bodies (X.420 §7.4): ia5-text, general-text and
-bilaterally-defined so far; message and file-transfer body parts are refused by name."""
+"""BER of the body parts in waypost.x400.ipm_bodies (X.420 §7.4): ia5-text, general-text,
+bilaterally-defined and message so far; the file-transfer body part is refused by name."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 from waypost.asn1 import (
     EXTERNAL,
@@ -9,6 +12,7 @@ from waypost.asn1 import (
     IA5_STRING,
     INTEGER,
     OID,
+    SEQUENCE,
     SET,
     Element,
     constructed,
@@ -25,6 +29,7 @@ from waypost.x400.ipm_bodies import (
     BodyPart,
     GeneralText,
     IA5Text,
+    MessagePart,
     charset_of_registrations,
 )
 
@@ -50,8 +55,37 @@ class UnsupportedBodyPartError(ValueError):
     """A body part this codec does not encode or decode yet; the message names it."""
 
 
-def encode_body_part(part: BodyPart) -> bytes:
-    """The BER of one body part; raises UnsupportedBodyPartError for a message or FTBP."""
+class HeadingCodec(Protocol):
+    """How a forwarded IPM's Heading (X.420 §7.2) is written and read: the heading
+    mapping implements this with its own heading type."""
+
+    def encode_heading(self, heading: object) -> bytes:
+        """The BER of a Heading (a SET)."""
+        ...
+
+    def read_heading(self, element: Element) -> object:
+        """The heading of a decoded Heading element."""
+        ...
+
+
+class RawHeading:
+    """The codec used until the heading mapping is wired in: the heading is its BER,
+    kept as received."""
+
+    def encode_heading(self, heading: object) -> bytes:
+        if not isinstance(heading, bytes):
+            raise TypeError("this heading codec takes the BER of a Heading")
+        return heading
+
+    def read_heading(self, element: Element) -> object:
+        return bytes(element.expect(SET, name="heading").raw)
+
+
+RAW_HEADING = RawHeading()
+
+
+def encode_body_part(part: BodyPart, headings: HeadingCodec = RAW_HEADING) -> bytes:
+    """The BER of one body part; raises UnsupportedBodyPartError for an FTBP."""
     if isinstance(part, IA5Text):
         # The repertoire is left to its DEFAULT (ia5), as X.690 §11.5 (DER) and most
         # IPM agents do.
@@ -70,21 +104,27 @@ def encode_body_part(part: BodyPart) -> bytes:
         return constructed(EXTENDED, parameters, data)
     if isinstance(part, BilaterallyDefined):
         return encode_octets(part.data, BILATERALLY_DEFINED)
+    if isinstance(part, MessagePart):
+        # X.420 §7.4: MessageBodyPart ::= SEQUENCE { parameters MessageParameters (a SET,
+        # its delivery time and envelope optional), data IPM }, IPM ::= SEQUENCE
+        # { heading, body }.
+        ipm = sequence(headings.encode_heading(part.heading), encode_body(part.body, headings))
+        return constructed(MESSAGE, constructed(SET), ipm)
     raise UnsupportedBodyPartError(f"{type(part).__name__}: no BER encoding yet")
 
 
-def encode_body(parts: list[BodyPart]) -> bytes:
+def encode_body(parts: Sequence[BodyPart], headings: HeadingCodec = RAW_HEADING) -> bytes:
     """An IPM's Body, SEQUENCE OF BodyPart."""
-    return sequence(*(encode_body_part(part) for part in parts))
+    return sequence(*(encode_body_part(part, headings) for part in parts))
 
 
-def decode_body_part(data: bytes) -> BodyPart:
+def decode_body_part(data: bytes, headings: HeadingCodec = RAW_HEADING) -> BodyPart:
     """One body part from its BER; raises BERError (bad BER, naming the path),
     UnsupportedBodyPartError (a kind not read yet) or ValueError (text its type forbids)."""
-    return read_body_part(decode(data, name="body-part"))
+    return read_body_part(decode(data, name="body-part"), headings)
 
 
-def read_body_part(element: Element) -> BodyPart:
+def read_body_part(element: Element, headings: HeadingCodec = RAW_HEADING) -> BodyPart:
     """One body part from a decoded element (see decode_body_part)."""
     if element.tag == IA5_TEXT:
         parameters = element.child(0, "parameters").expect(SET)
@@ -97,6 +137,11 @@ def read_body_part(element: Element) -> BodyPart:
         return BilaterallyDefined(data=element.as_octets())
     if element.tag == EXTENDED:
         return _read_extended(element)
+    if element.tag == MESSAGE:
+        ipm = element.child(1, "data").expect(SEQUENCE)
+        heading = headings.read_heading(ipm.child(0, "heading"))
+        body = ipm.child(1, "body").expect(SEQUENCE)
+        return MessagePart(heading=heading, body=tuple(read_body_part(p, headings) for p in body))
     raise UnsupportedBodyPartError(f"body part {element.tag}: not read yet")
 
 
@@ -122,6 +167,6 @@ def _read_extended(element: Element) -> BodyPart:
     return GeneralText(charset=charset, text=octets.decode(charset))
 
 
-def decode_body(data: bytes) -> list[BodyPart]:
+def decode_body(data: bytes, headings: HeadingCodec = RAW_HEADING) -> list[BodyPart]:
     """An IPM's Body, SEQUENCE OF BodyPart."""
-    return [read_body_part(part) for part in decode(data, name="body")]
+    return [read_body_part(part, headings) for part in decode(data, name="body")]
