@@ -30,7 +30,7 @@ def ipm_with(*parts: bytes) -> bytes:
 def test_text_parts_are_read_and_others_named() -> None:
     ia5 = constructed(context(0, True), constructed(SET), encode_string(IA5_STRING, "Hello\r\n"))
     teletex = constructed(
-        context(4, True),
+        context(5, True),
         constructed(SET),
         sequence(encode_string(TELETEX_STRING, "line 1\r\n"), encode_string(TELETEX_STRING, "2")),
     )
@@ -50,7 +50,7 @@ def test_text_parts_are_read_and_others_named() -> None:
             constructed(context(0, True), encode_octets(b"\x00\x01")),
         ),
     )
-    fax = constructed(context(2, True), constructed(SET), sequence(encode_octets(b"x" * 40)))
+    fax = constructed(context(3, True), constructed(SET), sequence(encode_octets(b"x" * 40)))
     parts = body_parts(ipm_with(ia5, teletex, general, other_external, fax))
     assert [(p.kind, p.text) for p in parts] == [
         ("ia5-text", "Hello\r\n"),

@@ -55,21 +55,21 @@ P772_FIELDS = {
 PRECEDENCE = ("deferred", "routine", "priority", "immediate", "flash", "override")
 MESSAGE_TYPES = ("exercise", "operation", "project", "drill")
 
-# X.420 body part tags, for naming the parts of a body.
+# X.420 §7.4 BodyPart tags, for naming the parts of a body (1984's names where X.420
+# (1984) had a part that 1988 dropped).
 BODY_PARTS = {
     0: "ia5-text",
-    1: "voice",
-    2: "g3-facsimile",
-    3: "g4-class1",
-    4: "teletex",
-    5: "videotex",
-    6: "encrypted",
-    7: "message",
-    8: "mixed-mode",
-    9: "bilaterally-defined",
-    10: "nationally-defined",
-    11: "externally-defined",
-    12: "general-text",
+    1: "telex",
+    2: "voice",
+    3: "g3-facsimile",
+    4: "g4-class1",
+    5: "teletex",
+    6: "videotex",
+    7: "nationally-defined",
+    8: "encrypted",
+    9: "message",
+    10: "sfd",
+    11: "mixed-mode",
     14: "bilaterally-defined",
     15: "extended",
 }

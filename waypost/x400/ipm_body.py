@@ -19,7 +19,7 @@ from waypost.asn1 import (
 from waypost.x400.ipm import BODY_PARTS, IPM
 
 IA5_TEXT = context(0, True)
-TELETEX = context(4, True)
+TELETEX = context(5, True)  # X.420 §7.4: teletex [5]
 EXTENDED = context(15, True)
 # X.420 §7.4.12 (1992): id-et-general-text, the extended body part type for general text.
 GENERAL_TEXT_OID = "2.6.1.4.11"
