@@ -230,3 +230,13 @@ def test_bad_values_name_the_field(text: str, named: str) -> None:
 def test_printable_escapes_of_rfc_2156() -> None:
     assert printable_escape('a@b%c!d"e_f(g)h#') == "a(a)b(p)c(b)d(q)e(u)f(l)g(r)h(035)"
     assert printable_unescape("a(a)b(p)c(b)d(q)e(u)f(l)g(r)h(035)") == 'a@b%c!d"e_f(g)h#'
+
+
+def test_display_name_folded_into_two_encoded_words_reads_back_whole() -> None:
+    # RFC 2047 §6.2: the white space between adjacent encoded-words is not part of the
+    # name; the stdlib's header parser keeps it, the mapping must not.
+    heading = from_headers(
+        "Reply-To: a@acme.example, =?utf-8?b?QUFBQUFBw4DDgCBBw4DDgCDDgMOAw4DDgMOAw4A=?=\n"
+        " =?utf-8?q?=C3=80?= <b@acme.example>"
+    )
+    assert heading.reply_recipients == (who("a"), who("b", free_form="AAAAAAÀÀ AÀÀ ÀÀÀÀÀÀÀ"))

@@ -4,11 +4,13 @@ addresses are mapped by a function the caller gives (RFC 2156 §4 is the address
 from __future__ import annotations
 
 import email.policy
+import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 
 from waypost.mixer.message_ids import (
     MessageIdError,
@@ -58,6 +60,9 @@ MAPPED_HEADERS = (
     "Incomplete-Copy",
     "Discarded-X400-IPMS-Extensions",
 )
+
+
+_UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 class HeadingMappingError(ValueError):
@@ -184,21 +189,37 @@ def _text(message: Message, name: str) -> str | None:
 
 
 def _descriptors(message: Message, name: str, mail_to_or: AddressMapper) -> list[ORDescriptor]:
-    found: list[ORDescriptor] = []
-    for value in message.get_all(name) or []:
-        header_addresses = getattr(value, "addresses", None)
-        if header_addresses is None:
-            raise HeadingMappingError(f"{name}: read with a policy that does not parse addresses")
-        for address in header_addresses:
-            if not address.addr_spec or address.addr_spec == "<>":
-                raise HeadingMappingError(f"{name}: {str(value)!r} holds an empty address")
-            found.append(
-                ORDescriptor(
-                    address=mail_to_or(address.addr_spec),
-                    free_form_name=address.display_name or None,
-                )
-            )
+    return [
+        ORDescriptor(address=mail_to_or(addr_spec), free_form_name=display_name or None)
+        for display_name, addr_spec in _mailboxes(message, name)
+    ]
+
+
+def _mailboxes(message: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) of each mailbox of a field. Fields parsed from text are
+    read from their raw form: the stdlib keeps the folding white space between adjacent
+    encoded-words of a display name, which RFC 2047 §6.2 says to ignore."""
+    found: list[tuple[str, str]] = []
+    for raw_name, raw in message.raw_items():
+        if raw_name.lower() != name.lower():
+            continue
+        parsed = getattr(raw, "addresses", None)
+        if parsed is not None:
+            pairs = [(a.display_name, a.addr_spec) for a in parsed]
+        else:
+            pairs = getaddresses([_UNFOLD.sub("", str(raw))])
+            pairs = [(_decoded(display), spec) for display, spec in pairs]
+        for display_name, addr_spec in pairs:
+            if not addr_spec or addr_spec == "<>" or "@" not in addr_spec:
+                raise HeadingMappingError(f"{name}: {str(raw)!r} holds no usable address")
+            found.append((display_name, addr_spec))
     return found
+
+
+def _decoded(display_name: str) -> str:
+    if "=?" not in display_name:
+        return display_name
+    return str(make_header(decode_header(display_name)))
 
 
 def _this_ipm(
