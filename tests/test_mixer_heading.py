@@ -240,3 +240,13 @@ def test_display_name_folded_into_two_encoded_words_reads_back_whole() -> None:
         " =?utf-8?q?=C3=80?= <b@acme.example>"
     )
     assert heading.reply_recipients == (who("a"), who("b", free_form="AAAAAAÀÀ AÀÀ ÀÀÀÀÀÀÀ"))
+
+
+def test_non_ascii_display_name_before_a_comma_keeps_the_list_intact() -> None:
+    # The stdlib's folder at 78 columns wrote the comma after this name as "=?utf-8?q?=2C?=",
+    # joining the next mailbox to it.
+    named = who("a", "a000", free_form="AAAAÀÀÀÀ AAAA AAAÀÀÀÀÀ")
+    wire = to_headers(blind_copy_recipients=(named, who("a", "a"))).as_string()
+    message = email.message_from_string(wire, policy=email.policy.default)
+    heading = headers_to_heading(message, mail_to_or=mail_to_or, gateway_domain=GATEWAY)
+    assert heading.blind_copy_recipients == (named, who("a", "a"))

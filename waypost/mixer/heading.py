@@ -62,6 +62,10 @@ MAPPED_HEADERS = (
 )
 
 
+# Fields are folded only at RFC 5322 §2.1.1's hard limit of 998 characters: the stdlib's
+# folder splits encoded-words of display names and encodes the comma after one, which
+# changes the addresses a reader sees.
+_WRITING = email.policy.default.clone(max_line_length=998)
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
@@ -76,7 +80,7 @@ def heading_to_headers(
     heading: IPMHeading, *, or_to_mail: AddressMapper, gateway_domain: str
 ) -> EmailMessage:
     """A header-only message whose fields carry every heading field RFC 2156 maps."""
-    message = EmailMessage(policy=email.policy.default)
+    message = EmailMessage(policy=_WRITING)
 
     def addresses(name: str, descriptors: Iterable[ORDescriptor]) -> None:
         mapped = [_mail_address(d, or_to_mail) for d in descriptors]
