@@ -1,0 +1,290 @@
+"""The IPM heading (X.420 §7.2) ⇄ RFC 5322 header fields, as RFC 2156 §5 maps them, both ways;
+addresses are mapped by a function the caller gives (RFC 2156 §4 is the address mapper's)."""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.utils import format_datetime, getaddresses, parsedate_to_datetime
+
+from waypost.mixer.message_ids import (
+    MessageIdError,
+    ipm_id_to_msg_id,
+    msg_id_to_ipm_id,
+    msg_ids_in,
+)
+from waypost.x400.ipm_heading import (
+    IMPORTANCE,
+    SENSITIVITY,
+    IPMHeading,
+    IPMIdentifier,
+    ORDescriptor,
+)
+
+AddressMapper = Callable[[str], str]
+
+# RFC 2156 §5 defines these header fields for heading fields RFC 822 lacks; the values
+# are written as RFC 2156 spells them and read without regard to case.
+_SENSITIVITY_WORDS = {
+    "personal": "Personal",
+    "private": "Private",
+    "company-confidential": "Company-Confidential",
+}
+_BOOLEAN_WORDS = {"true": "true", "false": "false"}
+
+# The header fields this mapping writes or reads; the gateway passes others on as they are.
+MAPPED_HEADERS = (
+    "From",
+    "Sender",
+    "To",
+    "Cc",
+    "Bcc",
+    "Reply-To",
+    "Subject",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Obsoletes",
+    "Supersedes",
+    "Expiry-Date",
+    "Reply-By",
+    "Importance",
+    "Sensitivity",
+    "Autoforwarded",
+    "Language",
+    "Incomplete-Copy",
+    "Discarded-X400-IPMS-Extensions",
+)
+
+
+# Fields are folded only at RFC 5322 §2.1.1's hard limit of 998 characters: the stdlib's
+# folder splits encoded-words of display names and encodes the comma after one, which
+# changes the addresses a reader sees.
+_WRITING = email.policy.default.clone(max_line_length=998)
+_UNFOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+class HeadingMappingError(ValueError):
+    """A header field that cannot be mapped; the message names the field and the reason."""
+
+
+# --- X.400 → RFC 5322 (RFC 2156 §5.3) -------------------------------------------------
+
+
+def heading_to_headers(
+    heading: IPMHeading, *, or_to_mail: AddressMapper, gateway_domain: str
+) -> EmailMessage:
+    """A header-only message whose fields carry every heading field RFC 2156 maps."""
+    message = EmailMessage(policy=_WRITING)
+
+    def addresses(name: str, descriptors: Iterable[ORDescriptor]) -> None:
+        mapped = [_mail_address(d, or_to_mail) for d in descriptors]
+        if mapped:
+            message[name] = mapped
+
+    # RFC 2156 §5.3: with authorizing users, they are the authors (From:) and the
+    # originator is the sender (Sender:); without, the originator is From:.
+    if heading.authorizing_users:
+        addresses("From", heading.authorizing_users)
+        if heading.originator is not None:
+            addresses("Sender", [heading.originator])
+    elif heading.originator is not None:
+        addresses("From", [heading.originator])
+    addresses("To", heading.primary_recipients)
+    addresses("Cc", heading.copy_recipients)
+    addresses("Bcc", heading.blind_copy_recipients)
+    addresses("Reply-To", heading.reply_recipients)
+    if heading.subject is not None:
+        # The policy writes non-ASCII text as RFC 2047 encoded-words.
+        message["Subject"] = heading.subject
+    message["Message-ID"] = ipm_id_to_msg_id(heading.this_ipm, gateway_domain)
+    if heading.replied_to_ipm is not None:
+        message["In-Reply-To"] = ipm_id_to_msg_id(heading.replied_to_ipm, gateway_domain)
+    _ids("References", heading.related_ipms, message, gateway_domain)
+    # RFC 2156 defines Obsoletes: for obsoleted-IPMs (Supersedes: is read as well).
+    _ids("Obsoletes", heading.obsoleted_ipms, message, gateway_domain)
+    if heading.expiry_time is not None:
+        message["Expiry-Date"] = format_datetime(heading.expiry_time)
+    if heading.reply_time is not None:
+        message["Reply-By"] = format_datetime(heading.reply_time)
+    if heading.importance != "normal":
+        message["Importance"] = heading.importance
+    if heading.sensitivity is not None:
+        message["Sensitivity"] = _SENSITIVITY_WORDS[heading.sensitivity]
+    if heading.auto_forwarded:
+        message["Autoforwarded"] = "TRUE"
+    for language in heading.languages:
+        message["Language"] = language
+    if heading.incomplete_copy:
+        message["Incomplete-Copy"] = ""
+    if heading.other_extensions:
+        # RFC 2156: heading extensions with no mapping are named, not carried.
+        message["Discarded-X400-IPMS-Extensions"] = ", ".join(heading.other_extensions)
+    return message
+
+
+def _mail_address(descriptor: ORDescriptor, or_to_mail: AddressMapper) -> Address:
+    return Address(
+        display_name=descriptor.free_form_name or "", addr_spec=or_to_mail(descriptor.address)
+    )
+
+
+def _ids(
+    name: str, identifiers: Iterable[IPMIdentifier], message: EmailMessage, gateway_domain: str
+) -> None:
+    msg_ids = [ipm_id_to_msg_id(i, gateway_domain) for i in identifiers]
+    if msg_ids:
+        message[name] = " ".join(msg_ids)
+
+
+# --- RFC 5322 → X.400 (RFC 2156 §5.1) -------------------------------------------------
+
+
+def headers_to_heading(
+    message: Message,
+    *,
+    mail_to_or: AddressMapper,
+    gateway_domain: str,
+    generated_id: IPMIdentifier | None = None,
+) -> IPMHeading:
+    """The IPM heading RFC 2156 maps a message's header fields to. A message without a
+    Message-ID takes generated_id (the gateway's own); raises HeadingMappingError."""
+    authors = _descriptors(message, "From", mail_to_or)
+    senders = _descriptors(message, "Sender", mail_to_or)
+    # RFC 2156 §5.1: Sender: is the originator and From: the authorizing users; a
+    # message without Sender: has its (single) author as originator.
+    if senders:
+        originator: ORDescriptor | None = senders[0]
+        authorizing = tuple(authors)
+    elif len(authors) == 1:
+        originator, authorizing = authors[0], ()
+    else:
+        originator, authorizing = (authors[0] if authors else None), tuple(authors)
+    return IPMHeading(
+        this_ipm=_this_ipm(message, gateway_domain, generated_id),
+        originator=originator,
+        authorizing_users=authorizing,
+        primary_recipients=tuple(_descriptors(message, "To", mail_to_or)),
+        copy_recipients=tuple(_descriptors(message, "Cc", mail_to_or)),
+        blind_copy_recipients=tuple(_descriptors(message, "Bcc", mail_to_or)),
+        reply_recipients=tuple(_descriptors(message, "Reply-To", mail_to_or)),
+        replied_to_ipm=_first_id(message, "In-Reply-To", gateway_domain),
+        related_ipms=tuple(_all_ids(message, ("References",), gateway_domain)),
+        obsoleted_ipms=tuple(_all_ids(message, ("Obsoletes", "Supersedes"), gateway_domain)),
+        subject=_text(message, "Subject"),
+        expiry_time=_date(message, "Expiry-Date"),
+        reply_time=_date(message, "Reply-By"),
+        importance=_choice(message, "Importance", {w: w for w in IMPORTANCE}) or "normal",
+        sensitivity=_choice(message, "Sensitivity", {k: k for k in SENSITIVITY}),
+        auto_forwarded=_choice(message, "Autoforwarded", _BOOLEAN_WORDS) == "true",
+        languages=tuple(_languages(message)),
+        incomplete_copy=message.get("Incomplete-Copy") is not None,
+    )
+
+
+def _text(message: Message, name: str) -> str | None:
+    value = message.get(name)
+    return None if value is None else str(value)
+
+
+def _descriptors(message: Message, name: str, mail_to_or: AddressMapper) -> list[ORDescriptor]:
+    return [
+        ORDescriptor(address=mail_to_or(addr_spec), free_form_name=display_name or None)
+        for display_name, addr_spec in _mailboxes(message, name)
+    ]
+
+
+def _mailboxes(message: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) of each mailbox of a field. Fields parsed from text are
+    read from their raw form: the stdlib keeps the folding white space between adjacent
+    encoded-words of a display name, which RFC 2047 §6.2 says to ignore."""
+    found: list[tuple[str, str]] = []
+    for raw_name, raw in message.raw_items():
+        if raw_name.lower() != name.lower():
+            continue
+        parsed = getattr(raw, "addresses", None)
+        if parsed is not None:
+            pairs = [(a.display_name, a.addr_spec) for a in parsed]
+        else:
+            pairs = getaddresses([_UNFOLD.sub("", str(raw))])
+            pairs = [(_decoded(display), spec) for display, spec in pairs]
+        for display_name, addr_spec in pairs:
+            if not addr_spec or addr_spec == "<>" or "@" not in addr_spec:
+                raise HeadingMappingError(f"{name}: {str(raw)!r} holds no usable address")
+            found.append((display_name, addr_spec))
+    return found
+
+
+def _decoded(display_name: str) -> str:
+    if "=?" not in display_name:
+        return display_name
+    return str(make_header(decode_header(display_name)))
+
+
+def _this_ipm(
+    message: Message, gateway_domain: str, generated_id: IPMIdentifier | None
+) -> IPMIdentifier:
+    ids = _all_ids(message, ("Message-ID",), gateway_domain)
+    if ids:
+        return ids[0]
+    if generated_id is None:
+        raise HeadingMappingError("Message-ID: absent, and no identifier was given to use")
+    return generated_id
+
+
+def _first_id(message: Message, name: str, gateway_domain: str) -> IPMIdentifier | None:
+    # X.420 has one replied-to IPM; RFC 2156 maps the first msg-id of In-Reply-To.
+    ids = _all_ids(message, (name,), gateway_domain)
+    return ids[0] if ids else None
+
+
+def _all_ids(message: Message, names: Iterable[str], gateway_domain: str) -> list[IPMIdentifier]:
+    found: list[IPMIdentifier] = []
+    for name in names:
+        for value in message.get_all(name) or []:
+            try:
+                found.extend(
+                    msg_id_to_ipm_id(m, gateway_domain) for m in msg_ids_in(name, str(value))
+                )
+            except MessageIdError as error:
+                raise HeadingMappingError(f"{name}: {error}") from None
+    return found
+
+
+def _date(message: Message, name: str) -> datetime | None:
+    value = message.get(name)
+    if value is None:
+        return None
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        raise HeadingMappingError(f"{name}: {str(value)!r} is not an RFC 5322 date-time") from None
+    if when.tzinfo is None:
+        raise HeadingMappingError(f"{name}: {str(value)!r} has no known time zone (-0000)")
+    return when
+
+
+def _choice(message: Message, name: str, words: dict[str, str]) -> str | None:
+    value = message.get(name)
+    if value is None:
+        return None
+    key = str(value).strip().lower()
+    if key not in words:
+        raise HeadingMappingError(f"{name}: {str(value)!r} is not one of {sorted(set(words))}")
+    return words[key]
+
+
+def _languages(message: Message) -> list[str]:
+    # RFC 2156: Language: 2*ALPHA [language-description]; X.420 keeps the ISO 639 code.
+    found = []
+    for value in message.get_all("Language") or []:
+        code = str(value).split("(")[0].strip()
+        if len(code) != 2 or not code.isascii() or not code.isalpha():
+            raise HeadingMappingError(f"Language: {str(value)!r} is not a two-letter ISO 639 code")
+        found.append(code.lower())
+    return found
