@@ -119,6 +119,22 @@ def test_the_prefix_alone_has_no_local_part_and_goes_by_the_gateway() -> None:
     )  # fmt: skip
 
 
+def test_a_name_that_would_read_back_otherwise_stays_in_attributes() -> None:
+    # "Jo.Ann.Smith" would read back as G=Jo, S=Smith with "Ann" lost: the std-or form.
+    assert to_rfc822("/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/G=Jo.Ann/")[0] == (
+        "/G=Jo.Ann/S=Smith/@sales.acme.example"
+    )
+    assert to_rfc822("/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/I=K1/")[0] == (
+        "/I=K1/S=Smith/@sales.acme.example"
+    )
+
+
+def test_an_address_too_long_for_a_local_part_falls_back_then_is_refused() -> None:
+    long_cn = "x" * 60
+    with pytest.raises(MappingError, match="local part too long"):
+        MAPPER.to_rfc822(parse_oraddress(f"/C=GB/ADMD= /PRMD=Acme/O=Sales/CN={long_cn}/"))
+
+
 def test_a_gateway_dda_gives_back_the_mail_address() -> None:
     assert to_rfc822("/C=GB/ADMD= /PRMD=Gw/DDA:RFC-822=fred(a)nowhere.example/") == (
         "fred@nowhere.example", MappingRule.GATEWAY_RFC822_DDA, None,

@@ -118,7 +118,8 @@ class AddressMapper:
 
     RFC 2156 keeps one table per direction (Appendix F: "table 1" maps RFC 822 domains to
     O/R prefixes, "table 2" O/R prefixes to domains), so an asymmetric mapping can be
-    configured; `symmetric` puts each entry in both.
+    configured; `symmetric` puts each entry in both. A mapping is reversible when the
+    entries it used are in both tables and no longer entry of the other table catches it.
     """
 
     def __init__(
@@ -129,7 +130,8 @@ class AddressMapper:
         oraddress_to_domain: Iterable[MappingEntry] = (),
     ) -> None:
         self.gateway = gateway
-        # Longest match first: the most labels, the most O/R attributes.
+        # Longest match first: the most labels, the most O/R attributes; between equals the
+        # order given wins (sorted() is stable), so a configuration reads top to bottom.
         self.domain_table = sorted(domain_to_oraddress, key=lambda e: -e.domain.count("."))
         self.oraddress_table = sorted(oraddress_to_domain, key=lambda e: -_size(e.prefix))
 
