@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from waypost.address import AddressError, Mailbox, ORAddress, parse_mailbox, parse_oraddress
-from waypost.address.oraddress import fold_value
+from waypost.address.oraddress import fold_value, format_slash, slash_items
 from waypost.mixer.address_map import (
     AddressMapper,
     Gateway,
@@ -247,6 +247,13 @@ def test_every_result_explains_itself() -> None:
         "/C=GB/ADMD= /PRMD=Gw/DDA:RFC-822=fred(a)nowhere.example/: no table entry: the mail "
         "address in an RFC-822 DDA at the gateway"
     )
+
+
+def test_slash_items_are_the_pieces_of_the_slash_form() -> None:
+    address = parse_oraddress("/C=GB/ADMD= /PRMD=Acme/S=O(u)Neil/DDA:RFC-822=a(a)b/")
+    items = slash_items(address)
+    assert [key for key, _ in items] == ["C", "ADMD", "PRMD", "S", "DDA:RFC-822"]
+    assert "/" + "".join(item for _, item in items) == format_slash(address)
 
 
 # --- round trips ------------------------------------------------------------------------------
