@@ -84,6 +84,15 @@ def test_organizational_units_below_the_prefix_become_subdomains() -> None:
     )  # fmt: skip
 
 
+def test_a_subdomain_that_another_entry_owns_is_not_made_of_o_or_ou() -> None:
+    marketing = MappingEntry.parse("/C=GB/ADMD= /PRMD=Acme/O=Marketing/", "sales.acme.example")
+    mapper = AddressMapper.symmetric(GATEWAY, [ACME, marketing])
+    address = parse_oraddress("/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/G=Jo/")
+    mapped = mapper.to_rfc822(address)
+    assert str(mapped.mailbox) == "/G=Jo/S=Smith/O=Sales/@acme.example"
+    assert mapper.to_x400(mapped.mailbox).oraddress == address
+
+
 def test_an_rfc822_dda_under_a_table_prefix_is_the_mail_address() -> None:
     assert to_rfc822("/C=GB/ADMD= /PRMD=Acme/DDA:RFC-822=j(u)o(a)acme.example/") == (
         "j_o@acme.example", MappingRule.TABLE_RFC822_DDA, ACME,
@@ -113,9 +122,15 @@ def test_a_blank_admd_prefix_maps_only_the_blank_admd() -> None:
     )
 
 
-def test_the_prefix_alone_has_no_local_part_and_goes_by_the_gateway() -> None:
+def test_the_prefix_alone_has_no_local_part_and_goes_by_a_shorter_entry_or_the_gateway() -> None:
+    # Under ACME, O=Sales would be the subdomain SALES owns: it stays an attribute.
     assert to_rfc822("/C=GB/ADMD= /PRMD=Acme/O=Sales/") == (
-        '"/O=Sales/PRMD=Acme/ADMD= /C=GB/"@gw.example', MappingRule.GATEWAY_LOCAL_PART, None,
+        "/O=Sales/@acme.example", MappingRule.TABLE_ATTRIBUTES, ACME,
+    )  # fmt: skip
+    mapper = AddressMapper.symmetric(GATEWAY, [SALES])
+    mapped = mapper.to_rfc822(parse_oraddress("/C=GB/ADMD= /PRMD=Acme/O=Sales/"))
+    assert (str(mapped.mailbox), mapped.rule) == (
+        '"/O=Sales/PRMD=Acme/ADMD= /C=GB/"@gw.example', MappingRule.GATEWAY_LOCAL_PART,
     )  # fmt: skip
 
 

@@ -161,8 +161,13 @@ class AddressMapper:
     def _by_entry(self, address: ORAddress, entry: MappingEntry) -> ToRfc822 | None:
         below = [key for key in _keys(address) if key not in _keys(entry.prefix)]
         labels = _domain_labels(address, entry.prefix, below)
-        rest = [key for key in below if key not in {key for key, _ in labels}]
         domain = ".".join([label for _, label in reversed(labels)] + [entry.domain])
+        owner = self._domain_entry(domain)
+        if labels and owner is not None and owner.domain != entry.domain:
+            # The subdomain made of O/OU belongs to another entry (sales.acme.example ⇄
+            # /O=Marketing/): mail to it would reach someone else, so they stay attributes.
+            labels, domain = [], entry.domain
+        rest = [key for key in below if key not in {key for key, _ in labels}]
         if not rest:
             return None  # nothing left for a local part: the gateway form keeps it whole
         if len(rest) == 1 and _is_rfc822_dda(rest[0]):
@@ -190,10 +195,17 @@ class AddressMapper:
                     f"{mailbox}: the local part is not an O/R address: {exc}"
                 ) from None
             return ToX400(address, MappingRule.LOCAL_PART_ORADDRESS)
-        for entry in self.domain_table:
-            if mailbox.domain == entry.domain or mailbox.domain.endswith("." + entry.domain):
-                return self._by_domain(mailbox, entry)
+        entry = self._domain_entry(mailbox.domain)
+        if entry is not None:
+            return self._by_domain(mailbox, entry)
         return ToX400(_with_rfc822_dda(self.gateway.oraddress, mailbox), MappingRule.GATEWAY_DDA)
+
+    def _domain_entry(self, domain: str) -> MappingEntry | None:
+        """The domain table's longest match: the entry's domain or a domain below it."""
+        for entry in self.domain_table:
+            if domain == entry.domain or domain.endswith("." + entry.domain):
+                return entry
+        return None
 
     def _by_domain(self, mailbox: Mailbox, entry: MappingEntry) -> ToX400:
         below = mailbox.domain[: -len(entry.domain)].rstrip(".")
