@@ -241,6 +241,17 @@ def test_a_table_entry_holds_only_the_hierarchical_attributes() -> None:
         MappingEntry.parse("/C=GB/PRMD=Acme/", "acme..example")
 
 
+def test_a_domain_or_prefix_mapped_twice_in_one_table_is_refused() -> None:
+    other = MappingEntry.parse("/C=GB/ADMD= /PRMD=Other/", "acme.example")
+    with pytest.raises(MappingError, match=r"domain mapped twice in one table: acme\.example"):
+        AddressMapper.symmetric(GATEWAY, [ACME, other])
+    shouting = MappingEntry.parse("/C=GB/ADMD= /PRMD=ACME/", "acme.example.org")
+    with pytest.raises(MappingError, match="O/R prefix mapped twice"):
+        AddressMapper(GATEWAY, oraddress_to_domain=[ACME, shouting])
+    # The same prefix may map to two domains when only one of them maps back.
+    AddressMapper(GATEWAY, domain_to_oraddress=[ACME, shouting], oraddress_to_domain=[ACME])
+
+
 def test_each_direction_has_its_own_table() -> None:
     # An entry only in the X.400 → RFC 822 table: mail for the domain goes by the gateway.
     mapper = AddressMapper(GATEWAY, oraddress_to_domain=[SALES])

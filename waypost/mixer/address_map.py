@@ -130,6 +130,14 @@ class AddressMapper:
         oraddress_to_domain: Iterable[MappingEntry] = (),
     ) -> None:
         self.gateway = gateway
+        domain_to_oraddress = list(domain_to_oraddress)
+        oraddress_to_domain = list(oraddress_to_domain)
+        # One domain cannot map to two O/R prefixes, nor one prefix to two domains: the
+        # second line would never be used, or worse, be taken for the first.
+        _refuse_repeats("domain", [entry.domain for entry in domain_to_oraddress])
+        _refuse_repeats(
+            "O/R prefix", [_comparison_form(entry.prefix) for entry in oraddress_to_domain]
+        )
         # Longest match first: the most labels, the most O/R attributes; between equals the
         # order given wins (sorted() is stable), so a configuration reads top to bottom.
         self.domain_table = sorted(domain_to_oraddress, key=lambda e: -e.domain.count("."))
@@ -249,6 +257,20 @@ class AddressMapper:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _refuse_repeats(what: str, keys: list[str]) -> None:
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for key in keys:
+        (repeated if key in seen else seen).add(key)
+    if repeated:
+        raise MappingError(f"{what} mapped twice in one table: {', '.join(sorted(repeated))}")
+
+
+def _comparison_form(prefix: ORAddress) -> str:
+    """The prefix as X.411 compares it, so `/O=Sales/` and `/O=SALES/` count as one."""
+    return "/".join(f"{key}={fold_value(value)}" for key, value in prefix.attributes())
 
 
 def _keys(address: ORAddress) -> list[str]:
