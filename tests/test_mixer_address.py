@@ -290,10 +290,20 @@ _NAME = st.text(alphabet=string.ascii_letters + "-'", min_size=1, max_size=8)
 
 @st.composite
 def oraddresses(draw: st.DrawFn) -> ORAddress:
+    country = draw(st.sampled_from(["GB", "FR"]))
+    admd = draw(st.sampled_from([" ", "Atlas"]))
     prmd = draw(st.sampled_from(["Acme", "Other", "Gw"]))
-    organization = draw(st.none() | st.sampled_from(["Sales", "Mkt Dept", "research"]))
+    organization = draw(
+        st.none() | st.sampled_from(["Sales", "Marketing", "Mkt Dept", "research", "x"])
+    )
     units = tuple(
-        draw(st.lists(_VALUE.map(str.strip).filter(bool).map(lambda v: v[:8]), max_size=2))
+        draw(
+            st.lists(
+                st.sampled_from(["East", "Hq", "sales"])
+                | _VALUE.map(str.strip).filter(bool).map(lambda v: v[:8]),
+                max_size=2,
+            )
+        )
     )
     if organization is None:
         units = ()
@@ -303,7 +313,8 @@ def oraddresses(draw: st.DrawFn) -> ORAddress:
     common_name = draw(st.none() | _VALUE.map(lambda v: v[:10]))
     try:
         return ORAddress(
-            country="GB",
+            country=country,
+            admd=admd,
             prmd=prmd,
             organization=organization,
             org_units=units,
@@ -342,3 +353,56 @@ def test_rfc822_to_x400_and_back_gives_the_original(local: str, domain: str) -> 
         raise
     address = MAPPER.to_x400(mailbox).oraddress
     assert MAPPER.to_rfc822(address).mailbox == mailbox
+
+
+_PREFIXES = [
+    "/C=GB/ADMD= /PRMD=Acme/",
+    "/C=GB/ADMD= /PRMD=Acme/O=Sales/",
+    "/C=GB/ADMD= /PRMD=Acme/O=Sales/OU1=East/",
+    "/C=GB/ADMD= /PRMD=Acme/O=Marketing/",
+    "/C=GB/ADMD= /PRMD=Other/",
+    "/C=FR/ADMD=Atlas/",
+]
+_DOMAINS = [
+    "acme.example", "sales.acme.example", "east.sales.acme.example", "marketing.example",
+    "other.example", "x.acme.example", "fr.example",
+]  # fmt: skip
+
+
+@st.composite
+def mappers(draw: st.DrawFn) -> AddressMapper:
+    prefixes = draw(st.lists(st.sampled_from(_PREFIXES), unique=True, max_size=4))
+    domains = draw(
+        st.lists(st.sampled_from(_DOMAINS), unique=True, min_size=len(prefixes), max_size=4)
+    )
+    entries = [MappingEntry.parse(p, d) for p, d in zip(prefixes, domains, strict=False)]
+    return AddressMapper.symmetric(GATEWAY, entries)
+
+
+@given(mappers(), oraddresses())
+def test_any_consistent_tables_map_x400_across_and_back(
+    mapper: AddressMapper, address: ORAddress
+) -> None:
+    # Whatever one-to-one table an operator writes, an O/R address never comes back as
+    # another recipient.
+    try:
+        mailbox = mapper.to_rfc822(address).mailbox
+    except MappingError:
+        assume(False)
+        raise
+    assert folded(mapper.to_x400(mailbox).oraddress) == folded(address)
+
+
+@given(mappers(), _LOCAL, _DOMAIN)
+def test_any_consistent_tables_map_mail_across_and_back(
+    mapper: AddressMapper, local: str, domain: str
+) -> None:
+    try:
+        mailbox = Mailbox(local, domain)
+    except AddressError:
+        assume(False)
+        raise
+    address = mapper.to_x400(mailbox).oraddress
+    back = mapper.to_x400(mapper.to_rfc822(address).mailbox).oraddress
+    # The mail address may come back as another alias of the same X.400 recipient.
+    assert folded(back) == folded(address)
