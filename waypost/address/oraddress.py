@@ -331,6 +331,16 @@ def format_slash(addr: ORAddress) -> str:
     return text
 
 
+def slash_items(addr: ORAddress) -> list[tuple[str, str]]:
+    """(attribute key, `LABEL=value/` as in the slash form) for each attribute, in canonical
+    order: the pieces an RFC 2156 local part is made of when only some attributes go there."""
+    encoded = _encoded(addr, "/", upper=True)
+    return [
+        (key, f"{label}={value}/")
+        for (key, _), (label, value) in zip(addr.attributes(), encoded, strict=True)
+    ]
+
+
 def format_semicolon(addr: ORAddress) -> str:
     """The form users type: `c=GB;a= ;p=Acme;s=Smith`."""
     return ";".join(f"{label}={value}" for label, value in _encoded(addr, ";", upper=False))
