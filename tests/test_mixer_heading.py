@@ -16,7 +16,7 @@ from waypost.mixer.message_ids import (
     printable_escape,
     printable_unescape,
 )
-from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier, ORDescriptor
+from waypost.x400.ipm_heading import HeadingExtension, IPMHeading, IPMIdentifier, ORDescriptor
 
 GATEWAY = "gw.example"
 
@@ -122,7 +122,7 @@ def test_importance_sensitivity_autoforwarded_language_incomplete_copy() -> None
         auto_forwarded=True,
         languages=("en", "fr"),
         incomplete_copy=True,
-        other_extensions=("1.2.3.4",),
+        other_extensions=(HeadingExtension(type="1.2.3.4", value=b"\x05\x00"),),
     )
     assert headers["Importance"] == "high"
     assert headers["Sensitivity"] == "Company-Confidential"

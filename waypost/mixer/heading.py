@@ -124,7 +124,9 @@ def heading_to_headers(
         message["Incomplete-Copy"] = ""
     if heading.other_extensions:
         # RFC 2156: heading extensions with no mapping are named, not carried.
-        message["Discarded-X400-IPMS-Extensions"] = ", ".join(heading.other_extensions)
+        message["Discarded-X400-IPMS-Extensions"] = ", ".join(
+            e.type for e in heading.other_extensions
+        )
     return message
 
 

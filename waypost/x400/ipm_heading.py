@@ -31,6 +31,15 @@ class ORDescriptor:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HeadingExtension:
+    """X.420 §7.2.17 IPMSExtension: a type (an OID in dotted form) and its value's BER,
+    kept whole so a heading extension this model does not map is relayed or named."""
+
+    type: str
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IPMHeading:
     """X.420 §7.2 Heading. Empty tuples and None stand for absent fields; the defaults
     are X.420's (importance normal, auto-forwarded FALSE)."""
@@ -52,10 +61,10 @@ class IPMHeading:
     sensitivity: str | None = None
     auto_forwarded: bool = False
     # Heading extensions (X.420 §7.2.17): languages and incomplete-copy are mapped;
-    # others are named by their OID only, for Discarded-X400-IPMS-Extensions.
+    # the others are kept whole (STANAG 4406's are read by waypost.x400.p772).
     languages: tuple[str, ...] = ()
     incomplete_copy: bool = False
-    other_extensions: tuple[str, ...] = field(default=())
+    other_extensions: tuple[HeadingExtension, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.importance not in IMPORTANCE:
