@@ -27,7 +27,7 @@ from waypost.config import (
     parse_address,
     toml_value,
 )
-from waypost.config.schema import SmtpListenerConfig
+from waypost.config.schema import MixerMappingConfig, SmtpListenerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "waypost.toml"
@@ -600,10 +600,13 @@ def test_example_file_shows_every_key_with_its_default() -> None:
     example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     defaults = tomllib.loads(dump_defaults())
     for section, values in defaults.items():
-        # x400.peer is shown by an example peer, smtp.listener by a commented-out one.
-        tables = {("x400", "peer"), ("smtp", "listener")}
+        # x400.peer is shown by an example peer, smtp.listener and mixer.mapping by
+        # commented-out ones.
+        tables = {("x400", "peer"), ("smtp", "listener"), ("mixer", "mapping")}
         shown = {k: v for k, v in example[section].items() if (section, k) not in tables}
-        assert shown == {k: v for k, v in values.items() if (section, k) != ("smtp", "listener")}
+        assert shown == {
+            k: v for k, v in values.items() if (section, k) not in tables - {("x400", "peer")}
+        }
     # Every key of a peer appears in the example's peer, or is left at its default on purpose.
     assert {"name", "address", "mode"} <= set(example["x400"]["peer"][0])
 
@@ -616,6 +619,7 @@ def section_fields() -> list[tuple[str, str]]:
         keys += [(section, f.name) for f in msgspec.structs.fields(struct)]
     keys += [("x400.peer", f.name) for f in msgspec.structs.fields(X400PeerConfig)]
     keys += [("smtp.listener", f.name) for f in msgspec.structs.fields(SmtpListenerConfig)]
+    keys += [("mixer.mapping", f.name) for f in msgspec.structs.fields(MixerMappingConfig)]
     return keys
 
 
@@ -636,7 +640,7 @@ def docs_tables() -> dict[str, dict[str, list[str]]]:
 
 def test_every_key_is_documented() -> None:
     tables = docs_tables()
-    assert set(tables) == {*SECTIONS, "x400.peer", "smtp.listener"}
+    assert set(tables) == {*SECTIONS, "x400.peer", "smtp.listener", "mixer.mapping"}
     documented = {(section, key) for section, rows in tables.items() for key in rows}
     assert documented == set(section_fields())
 

@@ -47,6 +47,7 @@ class Category(enum.StrEnum):
     INTERFACE = "interface"
     SMTP = "smtp"
     X400 = "x400"
+    GATEWAY = "gateway"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -798,6 +799,36 @@ X400_OBJECT_UNINTERPRETABLE = _define(
     "{peer}: {kind} {mts_id} cannot be interpreted ({reason}); accepted and {outcome}",
     "Tell the peer's administrator: their MTA sent an object X.411 does not allow.",
     limit_by="peer",
+)
+
+# 1900-1999 gateways (MIXER: X.400 ⇄ Internet mail)
+GATEWAY_CONVERTED = _define(
+    1900,
+    "gateway-converted",
+    S.INFO,
+    C.GATEWAY,
+    "{conversion}: {recipients} recipient(s) handed over as message {new_message_id} ({mts_id})",
+    "None: the converted message is queued for the other world's recipients.",
+)
+GATEWAY_CONVERSION_FAILED = _define(
+    1901,
+    "gateway-conversion-failed",
+    S.WARNING,
+    C.GATEWAY,
+    "Message {message_id} ({mts_id}) for {recipient} cannot be converted "
+    "({conversion}): {error}; non-delivered with a report",
+    "Look at the message with `waypost queue show`; if its content is valid, the mapping "
+    "tables (`[[mixer.mapping]]`) may lack an entry.",
+)
+GATEWAY_LOOP = _define(
+    1902,
+    "gateway-loop",
+    S.WARNING,
+    C.GATEWAY,
+    "Message {message_id} ({mts_id}) for {recipient} has crossed the gateway before "
+    "({evidence}); non-delivered with loop-detected",
+    "Check the routes and mapping tables: an address of one world maps to one that "
+    "routes back to the gateway.",
 )
 
 del S, C

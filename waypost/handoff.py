@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from waypost.message import Envelope, Notify, Recipient, ReportRequest
+from waypost.message import Envelope, Message, Notify, Recipient, ReportRequest
 from waypost.nexthop import NextHop
 
 
@@ -50,6 +50,21 @@ class Handoff:
     recipients: Sequence[Claim]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Conversion:
+    """A message a gateway made for some recipients of a handoff, routed by the intake.
+
+    The queue stores it in the same transaction that settles those recipients as
+    delivered, so responsibility passes exactly once: never both, never neither. The
+    attempts it answers for all carry this one object.
+    """
+
+    message: Message
+    next_hops: Sequence[NextHop]
+    # What it is, for the event: e.g. "rfc5322 → P22", "X.411 report → DSN".
+    kind: str = ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Attempt:
     """The outcome of trying one recipient: delivered, deferred (try again) or failed."""
@@ -72,6 +87,9 @@ class Attempt:
     # False when nothing was tried for this recipient (its next hop was known to be
     # unreachable): the recipient's count of attempts is not raised.
     attempted: bool = True
+    # A gateway's answer: the converted message that takes over this recipient
+    # (result DELIVERED); stored with the outcome in one transaction.
+    conversion: Conversion | None = None
 
 
 class Deliverer(Protocol):

@@ -15,7 +15,7 @@ from waypost import events
 from waypost.address import is_oraddress_text
 from waypost.arrival import Arrival, LoopError, Source, UnroutableError
 from waypost.clock import Clock
-from waypost.message import Envelope, Message, ObjectKind
+from waypost.message import ContentType, Envelope, Message, ObjectKind
 from waypost.nexthop import NextHop, Transport
 from waypost.routing import Decision, RoutingTable
 from waypost.smtp.server_received import count_received
@@ -30,6 +30,8 @@ LOOP_HOP = NextHop(
 )
 _CRITICAL = "5.3.3 unsupported critical function"
 _NO_ROUTE = "5.4.4"
+# A recipient of one world with content of the other: the MIXER gateway converts it.
+GATEWAY_HOP = NextHop(Transport.GATEWAY, "mixer")
 # Hops that re-routing keeps: they judge the message, not the routing table.
 _VERDICTS = (LOOP_HOP.destination, _CRITICAL)
 
@@ -44,11 +46,14 @@ class Intake:
         clock: Clock,
         x400_domain: str,
         max_received: int = 50,
+        gateway: bool = False,
     ) -> None:
         self.routing = routing
         self.clock = clock
         self.x400_domain = x400_domain
         self.max_received = max_received
+        # The MIXER gateway is on: content goes through it to a recipient of the other world.
+        self.gateway = gateway
 
     def admit(self, message: Message, arrival: Arrival) -> NewMessage | None:
         """The message ready to enqueue, each recipient with its next hop.
@@ -61,6 +66,14 @@ class Intake:
             return self._admit_p1(message, arrival)
         if arrival.source is Source.SMTP:
             return self._admit_smtp(message, arrival)
+        if (
+            arrival.source is Source.GATEWAY
+            and message.envelope.content_type == ContentType.INTERNET
+            and count_received(message.content) >= self.max_received
+        ):
+            # Converted from X.400 with a trace as long as SMTP's loop limit: crossing
+            # again would make the loop the other world detects no sooner.
+            raise LoopError(f"{self.max_received} or more Received: fields")
         if arrival.source is not Source.REPORT and is_oraddress_text(message.envelope.originator):
             # X.411: the MTA a message is submitted to adds its domain's trace element.
             envelope = message.envelope
@@ -81,8 +94,17 @@ class Intake:
         address = envelope.recipients[rcpt_index].address
         decision = self.routing.route(address)
         if decision.next_hop is not None:
-            return decision.next_hop
+            return self._across(envelope, address, decision.next_hop)
         return NextHop(Transport.ERROR, f"{_NO_ROUTE} {_reason(decision)}")
+
+    def _across(self, envelope: Envelope, address: str, hop: NextHop) -> NextHop:
+        """The gateway when the recipient is of the other world than the content (an O/R
+        address for Internet mail, a mailbox for X.400 content); else `hop`."""
+        if not self.gateway or hop.transport in (Transport.GATEWAY, Transport.ERROR):
+            return hop
+        if is_x400_content(envelope) != is_oraddress_text(address):
+            return GATEWAY_HOP
+        return hop
 
     def _route_all(self, envelope: Envelope) -> list[NextHop]:
         hops: list[NextHop] = []
@@ -92,7 +114,7 @@ class Intake:
             if decision.next_hop is None:
                 missing.append((recipient.address, _reason(decision)))
                 continue
-            hops.append(decision.next_hop)
+            hops.append(self._across(envelope, recipient.address, decision.next_hop))
         if missing:
             raise UnroutableError(tuple(missing))
         return hops
@@ -177,7 +199,7 @@ class Intake:
             return NextHop(Transport.ERROR, f"{_CRITICAL} (extension {found[0].type})")
         decision = self.routing.route(recipient.address)
         if decision.next_hop is not None:
-            return decision.next_hop
+            return self._across(envelope, recipient.address, decision.next_hop)
         reason = _reason(decision)
         events.emit(
             events.X400_NO_ROUTE,
@@ -188,6 +210,15 @@ class Intake:
         )
         # Kept, not dropped: the error transport fails it with a report owed.
         return NextHop(Transport.ERROR, f"{_NO_ROUTE} {reason}")
+
+
+def is_x400_content(envelope: Envelope) -> bool:
+    """Whether the object belongs to the X.400 world: an IPM (P2, P22, P772…), an X.400
+    report or a probe; Internet mail (RFC 5322, DSNs) does not."""
+    return (
+        envelope.object_kind is not ObjectKind.MESSAGE
+        or envelope.content_type != ContentType.INTERNET
+    )
 
 
 def _reason(decision: Decision) -> str:

@@ -17,7 +17,12 @@ class Transport(enum.StrEnum):
     LOCAL = "local"
     SMTP = "smtp"
     X400 = "x400"
+    GATEWAY = "gateway"
     ERROR = "error"
+
+
+# The gateways a `gateway:NAME` next hop may name.
+GATEWAYS = ("mixer",)
 
 
 TRANSPORTS = tuple(t.value for t in Transport)
@@ -32,6 +37,8 @@ class NextHop:
     * `smtp` with a port: connect to `destination` (host name or IP address), no MX lookup.
     * `smtp` without a port: MX lookup of `destination` (port 25).
     * `x400`: `destination` is an adjacent MTA, configured elsewhere.
+    * `gateway`: `destination` names the gateway (`mixer`: X.400 ⇄ Internet mail) that
+      converts the message for the other world and submits it again.
     * `error`: refuse the recipient with the text in `destination`.
     """
 
@@ -64,15 +71,15 @@ LOCAL = NextHop(Transport.LOCAL)
 
 
 def parse_next_hop(text: str) -> NextHop:
-    """Parse `local`, `smtp:`, `smtp:host`, `smtp:[host]`, `smtp:[host]:port`, `x400:NAME`
-    or `error:text`; raises ValueError with the reason.
+    """Parse `local`, `smtp:`, `smtp:host`, `smtp:[host]`, `smtp:[host]:port`, `x400:NAME`,
+    `gateway:mixer` or `error:text`; raises ValueError with the reason.
 
     An IPv6 host is written in brackets, with or without the RFC 5321 tag:
     `smtp:[::1]:2526` and `smtp:[IPv6:::1]:2526` are the same next hop.
     """
     spec = text.strip()
     if not spec:
-        raise ValueError("empty (expected local, smtp:…, x400:… or error:…)")
+        raise ValueError("empty (expected local, smtp:…, x400:…, gateway:… or error:…)")
     transport, colon, rest = spec.partition(":")
     transport = transport.strip().lower()
     rest = rest.strip()
@@ -93,13 +100,19 @@ def parse_next_hop(text: str) -> NextHop:
         if not rest.isascii() or any(not ch.isprintable() or ch.isspace() for ch in rest):
             raise ValueError(f"X.400 MTA name {rest!r} must be printable ASCII without spaces")
         return NextHop(Transport.X400, rest)
+    if transport == "gateway":
+        if rest.lower() not in GATEWAYS:
+            raise ValueError(f"gateway needs one of {', '.join(GATEWAYS)}: 'gateway:mixer'")
+        return NextHop(Transport.GATEWAY, rest.lower())
     if transport == "error":
         if not rest:
             raise ValueError("error needs the text to refuse with, e.g. 'error:no such domain'")
         if not rest.isprintable():
             raise ValueError("error text must be printable (it goes into SMTP replies)")
         return NextHop(Transport.ERROR, rest)
-    raise ValueError(f"unknown transport {transport!r} (expected local, smtp:…, x400:… or error:…)")
+    raise ValueError(
+        f"unknown transport {transport!r} (expected local, smtp:…, x400:…, gateway:… or error:…)"
+    )
 
 
 def domain_key(domain: str) -> str:

@@ -31,6 +31,8 @@ class RouteEntry:
 
     match: str
     next_hop: str
+    # The configuration key that made it, when not a `[[route]]` entry (`mixer.domain`).
+    key: str | None = None
 
 
 class RouteError(ValueError):
@@ -142,12 +144,15 @@ class RoutingTable:
             if _prefix_key(local_prefix) not in local_prefixes:
                 local_prefixes.add(_prefix_key(local_prefix))
                 self._local_or.add(f"{key} {text.strip()!r}", LOCAL, local_prefix)
-        seen: dict[tuple[str, object], tuple[int, str]] = {}
-        for i, entry in enumerate(routes):
+        seen: dict[tuple[str, object], tuple[str, str]] = {}
+        i = 0  # the [[route]] index: entries named by a key of their own have none
+        for entry in routes:
             try:
                 self._add_route(i, entry, seen, x400_peers)
             except RouteError as exc:
                 errors.append(exc)
+            if entry.key is None:
+                i += 1
         self._local_or.freeze()
         self._or_routes.freeze()
         return errors
@@ -156,30 +161,31 @@ class RoutingTable:
         self,
         i: int,
         entry: RouteEntry,
-        seen: dict[tuple[str, object], tuple[int, str]],
+        seen: dict[tuple[str, object], tuple[str, str]],
         x400_peers: Collection[str] | None,
     ) -> None:
         """Add route `i`, or raise RouteError; `seen` holds the matches of those added."""
         match = entry.match.strip()
+        base = entry.key or f"route[{i}]"
         try:
             kind, domain, prefix = _parse_match(match)
         except ValueError as exc:
-            raise RouteError(f"route[{i}].match", str(exc), i, "match") from None
+            raise RouteError(entry.key or f"route[{i}].match", str(exc), i, "match") from None
         try:
             hop = parse_next_hop(entry.next_hop)
         except ValueError as exc:
-            raise RouteError(f"route[{i}].next_hop", str(exc), i, "next_hop") from None
+            raise RouteError(f"{base}.next_hop", str(exc), i, "next_hop") from None
         if hop.transport == "x400" and x400_peers is not None and hop.destination not in x400_peers:
             known = ", ".join(sorted(x400_peers)) or "none"
             raise RouteError(
-                f"route[{i}].next_hop",
+                f"{base}.next_hop",
                 f"unknown X.400 peer {hop.destination!r} (configured: {known})",
                 i,
                 "next_hop",
             )
         if kind == "oraddress" and hop.mx_lookup and not hop.destination:
             raise RouteError(
-                f"route[{i}].next_hop",
+                f"{base}.next_hop",
                 "'smtp:' looks up the MX of the recipient's domain, which an O/R address "
                 "does not have; name a host: 'smtp:[host]' or 'smtp:host'",
                 i,
@@ -189,10 +195,13 @@ class RoutingTable:
         if match_key in seen:
             first, first_match = seen[match_key]
             raise RouteError(
-                f"route[{i}].match", f"duplicate of route[{first}] ({first_match!r})", i, "match"
+                entry.key or f"route[{i}].match",
+                f"duplicate of {first} ({first_match!r})",
+                i,
+                "match",
             )
-        seen[match_key] = (i, match)
-        name = f"route[{i}] {match!r}"
+        seen[match_key] = (base, match)
+        name = f"{base} {match!r}"
         if prefix is not None:
             self._or_routes.add(name, hop, prefix)
         elif kind == "default":
@@ -415,6 +424,8 @@ def _note(hop: NextHop, *, recipient_domain: bool = False) -> str:
         return " (an adjacent X.400 MTA)"
     if hop.transport == "error":
         return " (the recipient is refused with this text)"
+    if hop.transport == "gateway":
+        return " (converted for the other world and submitted again)"
     if hop.mx_lookup:
         whose = "the recipient's domain" if recipient_domain else hop.destination
         return f" (MX lookup of {whose})"

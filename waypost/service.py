@@ -23,6 +23,7 @@ from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, load_config
 from waypost.delivery.error import ErrorDeliverer
+from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.delivery.smtp import SmtpDeliverer
@@ -38,6 +39,7 @@ from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
     RunTimeSettings,
@@ -197,6 +199,7 @@ def build_intake(config: Config, clock: Clock) -> Intake:
         clock=clock,
         x400_domain=config.x400.global_domain,
         max_received=config.smtp.max_hops,
+        gateway=config.mixer.enabled,
     )
 
 
@@ -331,6 +334,10 @@ class Service:
             "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
+        if config.mixer.enabled:
+            deliverers["gateway"] = GatewayDeliverer(
+                build_mapper(config), intake, clock=clock, hostname=config.server.hostname
+            )
         manager = QueueManager(
             store,
             deliverers,

@@ -25,6 +25,7 @@ def check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _local(config)
     yield from _smtp(config)
     yield from _x400(config)
+    yield from _mixer(config)
     for i, route in enumerate(config.route):
         for field in ("match", "next_hop"):
             if not getattr(route, field).strip():
@@ -159,3 +160,27 @@ def _listen(section: str, listen: tuple[str, ...]) -> Iterator[tuple[str, str]]:
             parse_address(text)
         except ValueError as exc:
             yield f"{section}.listen[{i}]", str(exc)
+
+
+def _mixer(config: Config) -> Iterator[tuple[str, str]]:
+    """The gateway's own addresses; its mapping tables are checked where they are built
+    (waypost.setup.mixer), with the RFC 2156 rules."""
+    mixer = config.mixer
+    if mixer.enabled:
+        for key in ("domain", "oraddress"):
+            if not getattr(mixer, key).strip():
+                yield f"mixer.{key}", "must be given when mixer.enabled is true"
+    if mixer.domain.strip() and not is_domain_name(mixer.domain.strip()):
+        yield "mixer.domain", f"{mixer.domain!r} is not a valid domain name"
+    if mixer.oraddress.strip():
+        try:
+            parse_oraddress(mixer.oraddress)
+        except AddressError as exc:
+            yield "mixer.oraddress", f"{mixer.oraddress!r} is not an O/R address: {exc}"
+    if mixer.dns_x400_root.strip() and not is_domain_name(mixer.dns_x400_root.strip()):
+        yield "mixer.dns_x400_root", f"{mixer.dns_x400_root!r} is not a valid domain name"
+    for i, server in enumerate(mixer.dns_nameservers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            yield f"mixer.dns_nameservers[{i}]", f"{server!r} is not an IP address"

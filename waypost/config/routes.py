@@ -30,8 +30,20 @@ def _build(config: Config, *, check_peers: bool) -> tuple[RoutingTable, list[Con
     # Imported here: routing is a layer above config.
     from waypost.routing import RouteEntry, RoutingTable  # noqa: PLC0415
 
+    # The gateway's own domain and O/R address route to it (RFC 2156 §4's fallbacks),
+    # ahead of the [[route]] entries: one of those for the same match is a duplicate.
+    mixer = config.mixer
+    implicit = (
+        [
+            RouteEntry(match=match, next_hop="gateway:mixer", key=f"mixer.{key}")
+            for key, match in (("domain", mixer.domain), ("oraddress", mixer.oraddress))
+            if match.strip()
+        ]
+        if mixer.enabled
+        else []
+    )
     table, errors = RoutingTable.build(
-        [RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route],
+        [*implicit, *(RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route)],
         local_domains=config.local.domains,
         local_oraddresses=config.local.oraddresses,
         x400_peers=[peer.name for peer in config.x400.peer] if check_peers else None,

@@ -225,6 +225,38 @@ class X400Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return _addresses(self.listen)
 
 
+MappingDirection = Literal["both", "to-x400", "to-rfc822"]
+MAPPING_DIRECTIONS: tuple[str, ...] = typing.get_args(MappingDirection)
+
+
+class MixerMappingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[mixer.mapping]]: an O/R address prefix and the mail domain it maps to (an
+    RFC 2156 §4 table entry). `direction` puts it in one table only: "to-x400" maps the
+    domain to the prefix (RFC 2156 table 1), "to-rfc822" the prefix to the domain (table 2)."""
+
+    oraddress: str
+    domain: str
+    direction: MappingDirection = "both"
+
+
+class MixerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[mixer]: the RFC 2156 gateway between X.400 and Internet mail.
+
+    `domain` and `oraddress` are the gateway's own addresses: mail to `"/O/R address/"@domain`
+    and O/R addresses under `oraddress` (with an RFC-822 domain-defined attribute) route to
+    the gateway by themselves; other addresses reach it by a route to `gateway:mixer`.
+    """
+
+    enabled: bool = False
+    domain: str = ""
+    oraddress: str = ""
+    mapping: tuple[MixerMappingConfig, ...] = ()
+    # RFC 2163: look mappings up in DNS (PX records) when no table entry matches.
+    dns: bool = False
+    dns_x400_root: str = ""
+    dns_nameservers: tuple[str, ...] = ()
+
+
 class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One [[route]] entry; waypost.routing gives `match` and `next_hop` their meaning."""
 
@@ -248,6 +280,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     smtp: SmtpConfig = SmtpConfig()
     smtp_client: SmtpClientConfig = SmtpClientConfig()
     x400: X400Config = X400Config()
+    mixer: MixerConfig = MixerConfig()
     route: tuple[RouteConfig, ...] = ()
     source: str = EMBEDDED
 

@@ -21,6 +21,7 @@ from waypost.clock import Clock
 from waypost.handoff import (
     Attempt,
     Claim,
+    Conversion,
     Deliverer,
     Handoff,
     ReportKind,
@@ -32,7 +33,14 @@ from waypost.message import Envelope, ObjectKind
 from waypost.nexthop import NextHop, Transport, parse_next_hop
 from waypost.queue.destinations import Admission, Destinations, iso
 from waypost.queue.policy import RetryPolicy
-from waypost.store.base import BadContentError, ReportOwed, Settlement, Store, StoreError
+from waypost.store.base import (
+    BadContentError,
+    NewMessage,
+    ReportOwed,
+    Settlement,
+    Store,
+    StoreError,
+)
 
 _HOP_CACHE = 10_000  # parsed next hops kept; past it the cache starts again
 
@@ -194,12 +202,15 @@ class QueueManager:
                 hop, asyncio.Semaphore(self.settings.destination_concurrency)
             )
             async with gate:
+                handed: list[tuple[Conversion, list[Settlement]]] = []
                 if not probe and self.destinations.down(hop) is not None:
                     # The hop went down while this waited for its turn: held like the rest.
                     outcomes = self._held(hop, claims)
                 else:
-                    outcomes = await self._attempt(hop, claims)
+                    outcomes, handed = await self._attempt(hop, claims)
             await self._record(outcomes)
+            for conversion, settlements in handed:
+                await self._hand_over(conversion, settlements)
         finally:
             if probe:
                 self.destinations.probe_done(hop)
@@ -217,6 +228,30 @@ class QueueManager:
             # recipients are tried again (at-least-once).
             events.emit(events.QUEUE_STORE_UNAVAILABLE, action="record outcomes", error=str(exc))
             return
+        if self.on_report_owed and any(o.report for o in outcomes):
+            self.on_report_owed()
+
+    async def _hand_over(self, conversion: Conversion, outcomes: list[Settlement]) -> None:
+        """A gateway's converted message enqueued with the outcomes of the recipients it
+        answers for, in one transaction (Store.hand_over)."""
+        new = NewMessage(message=conversion.message, next_hops=conversion.next_hops)
+        try:
+            message_id = await self.store.hand_over(self.owner, outcomes, new)
+        except StoreError as exc:
+            # Neither is stored: the leases expire and the recipients are converted again.
+            events.emit(events.QUEUE_STORE_UNAVAILABLE, action="hand over", error=str(exc))
+            return
+        if message_id is None:
+            return  # the leases were lost: whoever holds them now converts them
+        self.counters["converted"] += len(outcomes)
+        events.emit(
+            events.GATEWAY_CONVERTED,
+            conversion=conversion.kind,
+            recipients=len(outcomes),
+            new_message_id=message_id,
+            mts_id=conversion.message.envelope.mts_id,
+        )
+        self.wake()
         if self.on_report_owed and any(o.report for o in outcomes):
             self.on_report_owed()
 
@@ -240,7 +275,11 @@ class QueueManager:
             for c in claims
         ]
 
-    async def _attempt(self, hop: str, claims: list[Claim]) -> list[Settlement]:
+    async def _attempt(
+        self, hop: str, claims: list[Claim]
+    ) -> tuple[list[Settlement], list[tuple[Conversion, list[Settlement]]]]:
+        """The outcomes to settle, and apart from them those a gateway's conversion
+        answers for (each with its converted message)."""
         now = self.clock.now()
         first = claims[0]
         attempts: list[Attempt]
@@ -257,10 +296,19 @@ class QueueManager:
             if live:
                 tried, quiet = await self._deliver(hop, first.message_id, first.envelope, live)
                 attempts += tried
-        if len(claims) == 1 and len(attempts) == 1:
-            return [self._outcome(first, attempts[0], hop, quiet=quiet)]
+        if len(claims) == 1 and len(attempts) == 1 and attempts[0].conversion is None:
+            return [self._outcome(first, attempts[0], hop, quiet=quiet)], []
         by_id = {c.recipient_id: c for c in claims}
-        return [self._outcome(by_id[a.recipient_id], a, hop, quiet=quiet) for a in attempts]
+        outcomes: list[Settlement] = []
+        handed: dict[int, tuple[Conversion, list[Settlement]]] = {}
+        for attempt in attempts:
+            outcome = self._outcome(by_id[attempt.recipient_id], attempt, hop, quiet=quiet)
+            conversion = attempt.conversion
+            if conversion is None or outcome.result is not Result.DELIVERED:
+                outcomes.append(outcome)
+            else:
+                handed.setdefault(id(conversion), (conversion, []))[1].append(outcome)
+        return outcomes, list(handed.values())
 
     async def _note_hop(self, hop: str, attempts: list[Attempt]) -> bool:
         """What an agent's answer says of its next hop: down (one event when it was up),

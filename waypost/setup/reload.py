@@ -41,6 +41,13 @@ RESTART_ONLY = (
     "x400.listen",
     "x400.mta_name",
     "x400.global_domain",
+    "mixer.enabled",
+    "mixer.domain",
+    "mixer.oraddress",
+    "mixer.mapping",
+    "mixer.dns",
+    "mixer.dns_x400_root",
+    "mixer.dns_nameservers",
 )
 
 

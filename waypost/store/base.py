@@ -146,6 +146,15 @@ class Store(Protocol):
         """Record outcomes of leased recipients; returns how many were still this owner's."""
         ...
 
+    async def hand_over(
+        self, owner: str, outcomes: Sequence[Settlement], new: NewMessage
+    ) -> int | None:
+        """Settle the recipients a gateway converted and enqueue the message it made of them,
+        in one transaction; returns the new message's id once durable. Only when this owner
+        still leases every one of them: otherwise nothing changes and None is returned (a
+        lease that expired belongs to whoever claimed the recipients since)."""
+        ...
+
     async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
         """The message's content, checked against its recorded size (`size_hint`, when the
         caller knows it, lets a small message be read without a thread hop)."""

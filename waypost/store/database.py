@@ -265,6 +265,33 @@ class Database:
         self.remove_finished(set(held.values()))
         return set(held)
 
+    def hand_over(
+        self,
+        owner: str,
+        outcomes: Sequence[Settlement],
+        new: NewMessage,
+        now: float,
+        lifetime: float,
+    ) -> int | None:
+        """Settle `outcomes` and enqueue `new` together, or neither when any of the
+        recipients is no longer leased by `owner` (see Store.hand_over)."""
+        ids = sorted({o.recipient_id for o in outcomes})
+        held = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            (count,) = self.conn.execute(
+                f"SELECT count(*) FROM recipients WHERE id IN ({marks}) "
+                "AND state = 'leased' AND lease_owner = ?",
+                (*chunk, owner),
+            ).fetchone()
+            held += count
+        if held != len(ids):
+            return None
+        message_id = self.enqueue(new, now, lifetime)
+        self.settle_ids(owner, outcomes, now)
+        return message_id
+
     def remove_finished(self, message_ids: set[int]) -> None:
         """`remove_if_finished` for many messages, in a few statements."""
         if len(message_ids) == 1:

@@ -156,6 +156,15 @@ class SQLiteStore:
         settled: set[int] = await asyncio.shield(future)
         return sum(1 for o in outcomes if o.recipient_id in settled)
 
+    async def hand_over(
+        self, owner: str, outcomes: Sequence[Settlement], new: NewMessage
+    ) -> int | None:
+        now, lifetime = self.clock.now(), self.lifetime
+        result: int | None = await self._submit(
+            lambda db: db.hand_over(owner, outcomes, new, now, lifetime), isolated=True
+        )
+        return result
+
     async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
         if size_hint is not None and size_hint <= INLINE_READ_LIMIT:
             # A small blob by primary key takes microseconds: reading it on the event

@@ -1,0 +1,339 @@
+"""Whole messages across the gateway: an X.400 IPM (P1 envelope, P22/P2 content) ⇄ an
+Internet message (SMTP envelope, RFC 5322/MIME), by RFC 2156 (addresses, heading,
+envelope) and RFC 2157 (bodies). Pure functions: the gateway's delivery agent calls them."""
+
+from __future__ import annotations
+
+import email.policy
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime
+
+import msgspec
+
+from waypost.address import (
+    AddressError,
+    format_slash,
+    is_oraddress_text,
+    parse_mailbox,
+    parse_oraddress,
+)
+from waypost.address.oraddress import ORAddress, parse_global_domain
+from waypost.message import ContentType, Envelope, Message, Recipient, ReportRequest
+from waypost.mixer.address_map import AddressMapper
+from waypost.mixer.bodies import BodyConversionError, body_to_mime, mime_to_body
+from waypost.mixer.envelope_fields import (
+    envelope_fields,
+    notify_of,
+    priority_of,
+    report_request_of,
+    trace_of,
+)
+from waypost.mixer.heading import HeadingMappingError, headers_to_heading, heading_to_headers
+from waypost.x400.ipm_bodies import IA5Text
+from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
+from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier
+from waypost.x400.p1_objects import loop_detected
+
+# Parsing keeps every octet: 8-bit and UTF-8 header fields and bodies (RFC 6532) cross as
+# they are; writing folds only at RFC 5322's 998-character limit.
+_PARSING = email.policy.default
+_WRITING = email.policy.default.clone(linesep="\r\n", max_line_length=998)
+_CONTENT_ID_LIMIT = 16  # X.411 ContentIdentifier: PrintableString (SIZE (1..16))
+_PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+_X400_CONTENT = (ContentType.P2, ContentType.P22)
+
+
+class ConversionError(ValueError):
+    """The message cannot cross: `detail` starts with the enhanced status code the report
+    gives (RFC 3463 5.6.x; X.411 content-syntax-error or conversion-not-performed)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class GatewayLoopError(ConversionError):
+    """The message crossed this gateway before and came back (5.4.6 loop-detected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySide:
+    """What a conversion needs of the gateway: its mappings, its X.400 global domain (the
+    MTS identifiers and trace it writes), the host name of its Received: fields, the time."""
+
+    mapper: AddressMapper
+    x400_domain: str
+    hostname: str
+    now: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """The other world's message for the recipients it could carry (`kept`, as indexes of
+    the original envelope's recipients, in the new envelope's order), and the reason each
+    other recipient cannot cross (`refused`: index → status and text)."""
+
+    message: Message | None
+    kept: tuple[int, ...]
+    refused: dict[int, str]
+
+
+# -- X.400 → Internet mail -------------------------------------------------------------
+
+
+def ipm_to_mail(
+    envelope: Envelope, content: bytes, indexes: Sequence[int], side: GatewaySide
+) -> Converted:
+    """An IPM for the given recipients as an Internet message; raises ConversionError when
+    the content cannot be converted (then no recipient can be served)."""
+    mapper = side.mapper
+    or_to_mail = _or_to_mail(mapper)
+    kept: list[int] = []
+    refused: dict[int, str] = {}
+    recipients: list[Recipient] = []
+    for index in indexes:
+        recipient = envelope.recipients[index]
+        try:
+            address = or_to_mail(recipient.address)
+        except ValueError as exc:
+            refused[index] = f"5.1.3 {recipient.address} has no RFC 822 form: {exc}"
+            continue
+        kept.append(index)
+        request = max(recipient.report_request, recipient.mta_report_request)
+        recipients.append(
+            Recipient(
+                address=address,
+                originally_specified_number=len(recipients) + 1,
+                report_request=recipient.report_request,
+                notify=notify_of(request),
+                orcpt=recipient.orcpt,
+            )
+        )
+    if not recipients:
+        return Converted(None, (), refused)
+    try:
+        originator = or_to_mail(envelope.originator) if envelope.originator else ""
+    except ValueError as exc:
+        raise ConversionError(f"5.1.7 the originator has no RFC 822 form: {exc}") from None
+    try:
+        ipm = decode_ipm(content)
+    except ValueError as exc:
+        raise ConversionError(f"5.6.0 the IPM cannot be read: {exc}") from None
+    headings = MixerHeadings(mapper)
+    try:
+        heading = heading_to_headers(
+            ipm.heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
+        )
+        body = body_to_mime(ipm.body, headings)
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
+    submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
+    top = [
+        ("Received", _received(envelope, side)),
+        *envelope_fields(envelope, _or_to_mail_lenient(or_to_mail)),
+        ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
+    ]
+    data = _fields(top) + _header_block(heading) + body.as_bytes(policy=_WRITING)
+    mail = Envelope(
+        mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
+        originator=originator,
+        recipients=recipients,
+        content_type=ContentType.INTERNET,
+        envid=envelope.content_id,
+        priority=envelope.priority,
+        arrival=side.now,
+        body=None if data.isascii() else "8BITMIME",
+        smtputf8=not all(r.address.isascii() for r in recipients) or not originator.isascii(),
+    )
+    return Converted(Message(envelope=mail, content=data), tuple(kept), refused)
+
+
+def _received(envelope: Envelope, side: GatewaySide) -> str:
+    """The gateway's own Received: field (RFC 5321 §4.4): the X.400 domain it came from."""
+    came_from = envelope.trace[-1].domain if envelope.trace else envelope.originator
+    when = format_datetime(datetime.fromtimestamp(side.now, UTC))
+    return f"from X.400 ({came_from}) by {side.hostname} (Waypost MIXER) with X.400; {when}"
+
+
+# -- Internet mail → X.400 -------------------------------------------------------------
+
+
+def mail_to_ipm(
+    envelope: Envelope, content: bytes, indexes: Sequence[int], side: GatewaySide
+) -> Converted:
+    """An Internet message for the given recipients as a P22 IPM; raises ConversionError
+    (GatewayLoopError when it has crossed here before)."""
+    mapper = side.mapper
+    message = BytesParser(policy=_PARSING).parsebytes(content)
+    assert isinstance(message, EmailMessage)
+    trace = trace_of(message)
+    probe = msgspec.structs.replace(envelope, trace=trace)
+    if loop_detected(probe, side.x400_domain):
+        raise GatewayLoopError(
+            "5.4.6 loop detected: an X400-Received field shows this gateway's domain "
+            f"{side.x400_domain}"
+        )
+    mail_to_or = _mail_to_or(mapper)
+    kept: list[int] = []
+    refused: dict[int, str] = {}
+    recipients: list[Recipient] = []
+    for index in indexes:
+        recipient = envelope.recipients[index]
+        try:
+            address = mail_to_or(recipient.address)
+        except ValueError as exc:
+            refused[index] = f"5.1.3 {recipient.address} has no O/R address: {exc}"
+            continue
+        kept.append(index)
+        recipients.append(
+            Recipient(
+                address=address,
+                originally_specified_number=len(recipients) + 1,
+                report_request=report_request_of(recipient.notify)
+                if recipient.notify
+                else recipient.report_request,
+                orcpt=recipient.orcpt,
+            )
+        )
+    if not recipients:
+        return Converted(None, (), refused)
+    if envelope.originator:
+        try:
+            originator = mail_to_or(envelope.originator)
+        except ValueError as exc:
+            raise ConversionError(f"5.1.7 the originator has no O/R address: {exc}") from None
+    else:
+        # A null reverse path: the gateway's own address, and no report asked for (RFC
+        # 5321 §4.5.5: nothing may answer a message with a null reverse path).
+        originator = format_slash(mapper.gateway.oraddress)
+        recipients = [
+            msgspec.structs.replace(r, report_request=ReportRequest.NONE) for r in recipients
+        ]
+    domain = parse_global_domain(side.x400_domain)
+    local = f"{int(side.now * 1000):x}.{os.urandom(6).hex()}"
+    try:
+        heading = headers_to_heading(
+            message,
+            mail_to_or=mail_to_or,
+            gateway_domain=mapper.gateway.domain,
+            generated_id=IPMIdentifier(user=originator, local=local[:64]),
+        )
+        body = mime_to_body(message, MixerHeadings(mapper))
+    except BodyConversionError as exc:
+        raise ConversionError(f"5.6.3 conversion not performed: {exc}") from None
+    except (HeadingMappingError, ValueError, TypeError) as exc:
+        raise ConversionError(f"5.6.5 the message cannot be converted: {exc}") from None
+    try:
+        data = encode_ipm(InterpersonalMessage(heading=heading, body=tuple(body)))
+    except ValueError as exc:
+        raise ConversionError(f"5.6.5 the IPM cannot be encoded: {exc}") from None
+    x400 = Envelope(
+        mts_id=f"{_gdi_text(domain)};{local}",
+        originator=originator,
+        recipients=recipients,
+        content_type=ContentType.P22,
+        content_id=_content_id(envelope.envid),
+        encoded_information_types=["ia5-text"] if all(isinstance(p, IA5Text) for p in body) else [],
+        priority=priority_of(message),
+        trace=trace,
+        arrival=side.now,
+    )
+    return Converted(Message(envelope=x400, content=data), tuple(kept), refused)
+
+
+def _gdi_text(domain: ORAddress) -> str:
+    return format_slash(ORAddress(country=domain.country, admd=domain.admd, prmd=domain.prmd))
+
+
+def _content_id(envid: str | None) -> str | None:
+    """RFC 3461 ENVID as the X.411 content identifier, when it fits its PrintableString."""
+    if envid and len(envid) <= _CONTENT_ID_LIMIT and set(envid) <= _PRINTABLE:
+        return envid
+    return None
+
+
+# -- address and heading helpers ---------------------------------------------------------
+
+
+def _or_to_mail(mapper: AddressMapper) -> Callable[[str], str]:
+    def convert(address: str) -> str:
+        if not is_oraddress_text(address):
+            return str(parse_mailbox(address.strip("<>")))
+        return str(mapper.to_rfc822(parse_oraddress(address)).mailbox)
+
+    return convert
+
+
+def _or_to_mail_lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
+    def lenient(address: str) -> str:
+        try:
+            return convert(address)
+        except (AddressError, ValueError):
+            return address
+
+    return lenient
+
+
+def _mail_to_or(mapper: AddressMapper) -> Callable[[str], str]:
+    def convert(address: str) -> str:
+        if is_oraddress_text(address):
+            return format_slash(parse_oraddress(address))
+        return format_slash(mapper.to_x400(parse_mailbox(address.strip("<>"))).oraddress)
+
+    return convert
+
+
+class MixerHeadings:
+    """A forwarded IPM's heading across the gateway (RFC 2157 §6.5 defers to the RFC 2156
+    heading mapping): the HeadingHook of waypost.mixer.bodies."""
+
+    def __init__(self, mapper: AddressMapper) -> None:
+        self.mapper = mapper
+
+    def heading_to_fields(self, heading: object) -> list[tuple[str, str]]:
+        if not isinstance(heading, IPMHeading):
+            raise TypeError("a forwarded message's heading must be an IPMHeading")
+        headers = heading_to_headers(
+            heading,
+            or_to_mail=_or_to_mail_lenient(_or_to_mail(self.mapper)),
+            gateway_domain=self.mapper.gateway.domain,
+        )
+        return [(name, str(value)) for name, value in headers.items()]
+
+    def fields_to_heading(self, fields: list[tuple[str, str]]) -> object:
+        message = EmailMessage(policy=_PARSING)
+        for name, value in fields:
+            message[name] = value
+        return headers_to_heading(
+            message,
+            mail_to_or=_mail_to_or(self.mapper),
+            gateway_domain=self.mapper.gateway.domain,
+            generated_id=IPMIdentifier(user=None, local=os.urandom(8).hex()),
+        )
+
+
+def _fields(fields: Sequence[tuple[str, str]]) -> bytes:
+    message = EmailMessage(policy=_WRITING)
+    for name, value in fields:
+        message[name] = value
+    return _header_block(message)
+
+
+def _header_block(message: EmailMessage) -> bytes:
+    """The header fields of a header-only message, without the blank line after them."""
+    if not message.keys():
+        return b""
+    data = message.as_bytes(policy=_WRITING)
+    end = data.find(b"\r\n\r\n")
+    return data[: end + 2] if end >= 0 else data
+
+
+def is_ipm_content(content_type: str) -> bool:
+    """Whether the gateway reads this content type as an IPM (P2 or P22)."""
+    return content_type in _X400_CONTENT
