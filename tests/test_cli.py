@@ -456,3 +456,58 @@ def test_check_exits_with_the_code_it_prints(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("(exit code 4)"), result.stdout
     no_traceback(result)
+
+
+MIXER_CONFIG = (
+    '[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+    '[x400]\nlisten = []\nglobal_domain = "/C=ZZ/ADMD= /PRMD=Waypost/"\n'
+    '[local]\noraddresses = ["/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"]\n'
+    '[mixer]\nenabled = true\ndomain = "gw.example"\n'
+    'oraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Gateway/"\n'
+    '[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"\n'
+    'domain = "sales.example"\n'
+    '[[route]]\nmatch = "sales.example"\nnext_hop = "gateway:mixer"\n'
+    '[[route]]\nmatch = "remote.example"\nnext_hop = "smtp:[127.0.0.1]:2526"\n'
+)
+
+
+def write_mixer_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "waypost.toml"
+    config.write_text(MIXER_CONFIG + extra)
+    return config
+
+
+def test_route_explains_each_mapping_of_the_gateway(tmp_path: Path) -> None:
+    config = write_mixer_config(tmp_path)
+    smith = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Smith/G=Jo/"
+    result = waypost(
+        "route",
+        "-c",
+        str(config),
+        "Jo.Smith@sales.example",
+        '"/G=Jo/S=Smith/O=Sales/PRMD=Waypost/ADMD= /C=ZZ/"@gw.example',
+        "/C=ZZ/ADMD= /PRMD=Waypost/O=Gateway/DDA:RFC-822=bob(a)remote.example/",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # The table entry, the gateway's local-part fallback and its RFC-822 DDA fallback.
+    assert f"the gateway maps it to {smith}\n    by table: domain → O/R prefix" in out
+    assert f"the gateway maps it to {smith}\n    by gateway domain: the local part" in out
+    assert "mixer.domain 'gw.example' matches (exact)" in out
+    assert f"then {smith}: local" in out
+    assert "the gateway maps it to bob@remote.example\n    by gateway O/R address" in out
+    assert "then bob@remote.example: smtp:[127.0.0.1]:2526" in out
+
+
+def test_config_check_names_a_bad_mapping_entry(tmp_path: Path) -> None:
+    config = write_mixer_config(
+        tmp_path,
+        '[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/S=Smith/"\n'
+        'domain = "smith.example"\n',
+    )
+    result = waypost("config", "check", "-c", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "mixer.mapping[1]" in result.stdout + result.stderr
+    assert "only C, ADMD, PRMD, O and OU" in result.stdout + result.stderr
+    no_traceback(result)

@@ -37,7 +37,7 @@ async def test_hand_over_settles_and_enqueues_together(db_path: str) -> None:
     original = await store.enqueue(
         new_message(("a@gw.example", "b@gw.example"), hop="gateway:mixer")
     )
-    a, b = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    a, _b = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
     converted = new_message(("/C=GB/ADMD= /PRMD=Acme/S=A/",), hop="x400:PEER")
     new_id = await store.hand_over("w", [delivered(a.recipient_id)], converted)
     assert new_id is not None and new_id != original

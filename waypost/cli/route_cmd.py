@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from waypost.address import AddressError, format_slash, is_oraddress_text, parse_oraddress
+from waypost.address.mailbox import parse_mailbox
 from waypost.cli.common import EXIT_FAILED, EXIT_OK, add_config_option, load
 from waypost.config import build_routing_table
+from waypost.mixer.address_map import AddressMapper
+from waypost.nexthop import Transport
+from waypost.routing import RoutingTable
+from waypost.setup.mixer import build_mapper
 
 
 def add_parser(verbs: Any) -> None:
@@ -22,14 +28,43 @@ def add_parser(verbs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    table = build_routing_table(load(args))
+    config = load(args)
+    table = build_routing_table(config)
+    mapper = build_mapper(config) if config.mixer.enabled else None
     code = EXIT_OK
     for address in args.addresses:
-        decision = table.route(address)
-        hop = str(decision.next_hop) if decision.next_hop is not None else "NO ROUTE"
-        print(f"{address}: {hop}")
-        for line in decision.explanation:
-            print(f"  {line}")
-        if decision.next_hop is None:
+        if not _explain(table, mapper, address):
             code = EXIT_FAILED
     return code
+
+
+def _explain(table: RoutingTable, mapper: AddressMapper | None, address: str) -> bool:
+    """Print the decision for one address, and where the gateway sends it on; True when it
+    has a route all the way."""
+    decision = table.route(address)
+    hop = str(decision.next_hop) if decision.next_hop is not None else "NO ROUTE"
+    print(f"{address}: {hop}")
+    for line in decision.explanation:
+        print(f"  {line}")
+    if decision.next_hop is None:
+        return False
+    if mapper is None or decision.next_hop.transport is not Transport.GATEWAY:
+        return True
+    # The gateway maps the address into the other world (RFC 2156 §4), and routes it again.
+    try:
+        if is_oraddress_text(address):
+            to_mail = mapper.to_rfc822(parse_oraddress(address))
+            target, rule, entry = str(to_mail.mailbox), to_mail.rule, to_mail.entry
+        else:
+            to_x400 = mapper.to_x400(parse_mailbox(address.strip("<>")))
+            target, rule, entry = format_slash(to_x400.oraddress), to_x400.rule, to_x400.entry
+    except (AddressError, ValueError) as exc:
+        print(f"  the gateway cannot map it: {exc}")
+        return False
+    print(f"  the gateway maps it to {target}")
+    print(f"    by {rule.value}{f' [{entry}]' if entry else ''}")
+    then = table.route(target)
+    print(f"  then {target}: {then.next_hop if then.next_hop is not None else 'NO ROUTE'}")
+    for line in then.explanation[1:]:
+        print(f"    {line}")
+    return then.next_hop is not None

@@ -1,0 +1,156 @@
+"""The MIXER gateway inside one running Waypost: Internet mail to an O/R address reaches the
+X.400 store as a P22 IPM, an X.400 message to a mail address reaches a Maildir as MIME, and
+what cannot cross fails with a report — through the real intake, queue and store."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import sqlite3
+from email.message import EmailMessage
+from pathlib import Path
+
+from helpers import free_port, running_service
+
+from waypost.message import ContentType, Envelope, Message, Notify, Recipient, new_mts_id
+from waypost.service import Service
+from waypost.x400.ipm_bodies import FileTransfer, IA5Text
+from waypost.x400.ipm_codec import decode_ipm
+from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
+
+GATEWAY_OR = "/C=ZZ/ADMD= /PRMD=Waypost/O=Gateway/"
+SMITH = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Smith/G=Jo/"
+ORIGINATOR = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Jones/G=Al/"
+
+
+async def start(tmp_path: Path, extra: str = "") -> Service:
+    return await running_service(
+        tmp_path,
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        f"[queue]\npoll_interval = 0.1\n"
+        f'[local]\ndomains = ["localhost"]\noraddresses = ["/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"]\n'
+        f'[x400]\nglobal_domain = "/C=ZZ/ADMD= /PRMD=Waypost/"\n'
+        f'[mixer]\nenabled = true\ndomain = "gw.example"\noraddress = "{GATEWAY_OR}"\n'
+        f'[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"\n'
+        f'domain = "sales.example"\n'
+        # The Sales users are X.400 users: their mail domain routes to the gateway.
+        f'[[route]]\nmatch = "sales.example"\nnext_hop = "gateway:mixer"\n{extra}',
+        name="w",
+        listen=False,
+    )
+
+
+async def files(root: Path, pattern: str, n: int = 1) -> list[Path]:
+    for _ in range(200):
+        found = sorted(root.glob(pattern))
+        if len(found) >= n:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {n} files {pattern} under {root}")
+
+
+MAIL = (
+    b"From: Bob Brown <bob@localhost>\r\n"
+    b"To: Jo Smith <Jo.Smith@sales.example>\r\n"
+    b"Subject: quarterly figures\r\n"
+    b"Message-ID: <q3.figures@localhost>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n"
+    b"\r\n"
+    b"The figures are attached.\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/pdf\r\n"
+    b'Content-Disposition: attachment; filename="q3.pdf"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQKJcfsj6IK\r\n"
+    b"--b1--\r\n"
+)
+
+
+async def test_mail_to_an_or_address_arrives_as_a_p22_ipm(tmp_path: Path) -> None:
+    svc = await start(tmp_path)
+    envelope = Envelope(
+        mts_id=new_mts_id("mx.test"),
+        originator="bob@localhost",
+        recipients=[Recipient(address="Jo.Smith@sales.example", notify=[Notify.SUCCESS])],
+    )
+    try:
+        await svc.submit(Message(envelope=envelope, content=MAIL))
+        (file,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        apdu = decode_mts_apdu(file.read_bytes())
+        assert isinstance(apdu, P1Message)
+        stored = apdu.envelope.envelope
+        assert stored.content_type == ContentType.P22
+        (recipient,) = stored.recipients
+        assert recipient.address == SMITH
+        # The originator is carried in an RFC-822 DDA under the gateway's O/R address.
+        assert stored.originator.startswith(GATEWAY_OR.rstrip("/"))
+        assert "bob@localhost" in stored.originator.replace("(a)", "@")
+        ipm = decode_ipm(apdu.content)
+        assert ipm.heading.subject == "quarterly figures"
+        assert [d.address for d in ipm.heading.primary_recipients] == [SMITH]
+        text, attachment = ipm.body
+        assert isinstance(text, IA5Text) and "figures are attached" in text.text
+        assert isinstance(attachment, FileTransfer)
+        assert attachment.filename == "q3.pdf"
+        assert attachment.data == b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n"
+    finally:
+        await svc.stop()
+
+
+async def test_an_x400_message_to_a_mail_address_arrives_as_mime(tmp_path: Path) -> None:
+    svc = await start(tmp_path)
+    bob = f"{GATEWAY_OR}DDA:RFC-822=bob(a)localhost/"
+    try:
+        from waypost.x400.ipm import build_ipm  # noqa: PLC0415
+
+        content = build_ipm(
+            originator=ORIGINATOR,
+            recipients=[bob],
+            subject="from the X.400 side",
+            text="Hello Bob,\nsee you.\n",
+            ipm_id="ipm-1",
+        )
+        envelope = Envelope(
+            mts_id="/C=ZZ/ADMD= /PRMD=Waypost/;local-1",
+            originator=ORIGINATOR,
+            recipients=[Recipient(address=bob, originally_specified_number=1)],
+            content_type=ContentType.P22,
+        )
+        await svc.submit(Message(envelope=envelope, content=content))
+        (file,) = await files(Path(svc.config.local.maildir), "*/new/*")
+        mail = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        assert isinstance(mail, EmailMessage)
+        assert mail["Subject"] == "from the X.400 side"
+        assert mail["From"].addresses[0].addr_spec == "Al.Jones@sales.example"
+        assert mail["X400-MTS-Identifier"] == "[/C=ZZ/ADMD= /PRMD=Waypost/;local-1]"
+        assert mail["X400-Received"].startswith("by /C=ZZ/ADMD= /PRMD=Waypost/")
+        assert mail.get_content().replace("\r\n", "\n") == "Hello Bob,\nsee you.\n"
+    finally:
+        await svc.stop()
+
+
+async def test_a_message_that_cannot_be_read_fails_with_a_report(tmp_path: Path) -> None:
+    svc = await start(tmp_path)
+    bob = f"{GATEWAY_OR}DDA:RFC-822=bob(a)localhost/"
+    try:
+        envelope = Envelope(
+            mts_id="/C=ZZ/ADMD= /PRMD=Waypost/;local-2",
+            originator=ORIGINATOR,
+            recipients=[Recipient(address=bob, originally_specified_number=1)],
+            content_type=ContentType.P22,
+        )
+        await svc.submit(Message(envelope=envelope, content=b"\xa0\x03\x01\x02"))
+        # The originator is a local X.400 mailbox: the non-delivery report lands there.
+        (file,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        assert b"local-2" in file.read_bytes()
+        with sqlite3.connect(svc.store.path) as conn:
+            assert conn.execute("SELECT count(*) FROM recipients").fetchone()[0] == 0
+    finally:
+        await svc.stop()
