@@ -124,3 +124,63 @@ def test_a_relative_data_dir_is_the_config_files_whatever_the_working_directory(
     assert made.returncode == 0, made.stderr
     assert queued_count(etc / "data" / "mta.db") == 1
     assert list(elsewhere.iterdir()) == []
+
+
+def test_submit_across_the_gateway_routes_to_it_both_ways(tmp_path: Path) -> None:
+    from test_cli import write_mixer_config  # noqa: PLC0415
+
+    config = write_mixer_config(tmp_path)
+    smith = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Smith/G=Jo/"
+    mail = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "--create",
+        "--from",
+        "bob@remote.example",
+        "--to",
+        smith,
+        "-",
+        stdin=MESSAGE,
+        cwd=tmp_path,
+    )
+    assert mail.returncode == 0, mail.stderr
+    show = waypost("queue", "show", queued_id(mail), "-c", str(config), cwd=tmp_path)
+    # An RFC 5322 message for an O/R address is converted by the gateway on the way.
+    assert "gateway:mixer" in show.stdout and smith in show.stdout
+
+    ipm = waypost(
+        "submit",
+        "-c",
+        str(config),
+        "--from",
+        smith,
+        "--to",
+        "bob@remote.example",
+        "--subject",
+        "to the mail side",
+        "-",
+        stdin=b"Hello Bob\n",
+        cwd=tmp_path,
+    )
+    assert ipm.returncode == 0, ipm.stderr
+    show = waypost("queue", "show", queued_id(ipm), "-c", str(config), cwd=tmp_path)
+    assert "gateway:mixer" in show.stdout and "bob@remote.example" in show.stdout
+    assert "to the mail side" in show.stdout
+
+    plain = write_config(tmp_path / "plain" if (tmp_path / "plain").mkdir() is None else tmp_path)
+    refused = waypost(
+        "submit",
+        "-c",
+        str(plain),
+        "--create",
+        "--from",
+        smith,
+        "--to",
+        "bob@localhost",
+        "-",
+        stdin=b"Hello\n",
+        cwd=tmp_path,
+    )
+    assert refused.returncode != 0 and "[mixer] enabled = true" in refused.stderr
+    no_traceback(refused)

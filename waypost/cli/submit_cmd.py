@@ -13,7 +13,9 @@ from waypost.address import (
     AddressError,
     ORAddress,
     canonical_address,
+    format_slash,
     is_oraddress_text,
+    parse_mailbox,
     parse_oraddress,
 )
 from waypost.arrival import Arrival, Source, UnroutableError
@@ -21,7 +23,9 @@ from waypost.cli.common import CommandError, add_config_option, load
 from waypost.clock import SystemClock
 from waypost.config import Config
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
+from waypost.mixer.address_map import AddressMapper
 from waypost.service import ServiceError, build_intake, database_path, prepare_data_dir
+from waypost.setup.mixer import build_mapper
 from waypost.store.base import StoreError
 from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
@@ -120,14 +124,31 @@ def _with_trace_headers(content: bytes, config: Config, mts_id: str) -> bytes:
 
 
 def _x400_message(
-    args: argparse.Namespace, originator: str, recipients: list[str], text: bytes
+    args: argparse.Namespace,
+    originator: str,
+    recipients: list[str],
+    text: bytes,
+    mapper: AddressMapper | None,
 ) -> tuple[str, str, bytes]:
-    """An X.400 originator: the text becomes the ia5-text body of a P22 IPM."""
+    """An X.400 originator: the text becomes the ia5-text body of a P22 IPM. Mail
+    recipients are named in its heading by their O/R addresses under the MIXER gateway's
+    mapping (RFC 2156 §4), and the gateway converts the message for them."""
+    heading_recipients = recipients
     if not all(is_oraddress_text(r) for r in recipients):
-        raise CommandError(
-            "an X.400 originator needs X.400 recipients (mail between the two worlds "
-            "goes through the MIXER gateway, which is not available yet)"
-        )
+        if mapper is None:
+            raise CommandError(
+                "an X.400 originator needs X.400 recipients, or the MIXER gateway "
+                "([mixer] enabled = true) to reach mail recipients"
+            )
+        try:
+            heading_recipients = [
+                r
+                if is_oraddress_text(r)
+                else format_slash(mapper.to_x400(parse_mailbox(r)).oraddress)
+                for r in recipients
+            ]
+        except AddressError as exc:
+            raise CommandError(f"cannot map a mail recipient to an O/R address: {exc}") from None
     domain = parse_oraddress(originator)
     gdi = ORAddress(country=domain.country, admd=domain.admd, prmd=domain.prmd)
     local = new_mts_id("x").partition("@")[0]
@@ -138,7 +159,7 @@ def _x400_message(
     try:
         ipm = build_ipm(
             originator=originator,
-            recipients=recipients,
+            recipients=heading_recipients,
             subject=args.subject or "",
             text=body,
             ipm_id=local,
@@ -168,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         _refuse_without_database(config)
     content = _read(args.file)
     if is_oraddress_text(originator):
-        mts_id, content_type, content = _x400_message(args, originator, recipients, content)
+        mapper = build_mapper(config) if config.mixer.enabled else None
+        mts_id, content_type, content = _x400_message(args, originator, recipients, content, mapper)
     else:
         mts_id, content_type = new_mts_id(config.server.hostname), ContentType.INTERNET
         content = _with_trace_headers(content, config, mts_id)
