@@ -73,10 +73,10 @@ RECIPIENT = context(0, True)
 NOTIFICATION_REQUESTS_FIELD = context(1)
 REPLY_REQUESTED = context(2)
 RECIPIENT_EXTENSIONS = context(3, True)
-# X.420 §7.2.17 heading extensions: id-hex = {id-ipms 20}; incomplete-copy {id-hex 0}
+# X.420 §7.2.17 heading extensions: id-hex = {id-ipms 5}; incomplete-copy {id-hex 0}
 # (value NULL, the default), languages {id-hex 1} (value SET OF Language, a PrintableString).
-ID_HEX_INCOMPLETE_COPY = "2.6.1.20.0"
-ID_HEX_LANGUAGES = "2.6.1.20.1"
+ID_HEX_INCOMPLETE_COPY = "2.6.1.5.0"
+ID_HEX_LANGUAGES = "2.6.1.5.1"
 # X.420 upper bounds: ub-local-ipm-identifier, ub-subject-field, ub-free-form-name,
 # ub-telephone-number.
 UB_LOCAL_IPM_IDENTIFIER = 64
