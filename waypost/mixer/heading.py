@@ -131,6 +131,10 @@ def heading_to_headers(
 
 
 def _mail_address(descriptor: ORDescriptor, or_to_mail: AddressMapper) -> Address:
+    if descriptor.address is None:
+        # X.420 §7.2.3 allows a descriptor with a free-form name only: no address to map.
+        name = descriptor.free_form_name
+        raise HeadingMappingError(f"O/R descriptor {name!r} has no O/R address to map")
     return Address(
         display_name=descriptor.free_form_name or "", addr_spec=or_to_mail(descriptor.address)
     )

@@ -97,7 +97,9 @@ def _descriptor(element: Element) -> str:
     for item in element:
         if item.tag == OR_NAME:
             return decode_orname(item).text
-        if item.tag == FREE_FORM_NAME:
+        # X.420 §7.2.3: free-form-name [0] IMPLICIT TeletexString (primitive); a
+        # constructed [0] some agents send is read as well.
+        if item.tag in (FREE_FORM_NAME, FREE_FORM_NAME.primitive()):
             return item.as_string(TELETEX_STRING, check=False)
     return "(no name)"
 

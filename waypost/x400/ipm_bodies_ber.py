@@ -84,6 +84,12 @@ class RawHeading:
 RAW_HEADING = RawHeading()
 
 
+def is_basic(part: BodyPart) -> bool:
+    """Whether a body part goes as one of X.420's basic body parts (§7.4), not as an
+    extended one ([15], which X.420 (1984) does not have)."""
+    return isinstance(part, IA5Text | BilaterallyDefined | MessagePart)
+
+
 def encode_body_part(part: BodyPart, headings: HeadingCodec = RAW_HEADING) -> bytes:
     """The BER of one body part; raises UnsupportedBodyPartError for an FTBP."""
     if isinstance(part, IA5Text):
