@@ -38,7 +38,6 @@ from waypost.mixer.heading import HeadingMappingError, headers_to_heading, headi
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
 from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier
-from waypost.x400.p1_objects import loop_detected
 
 # Parsing keeps every octet: 8-bit and UTF-8 header fields and bodies (RFC 6532) cross as
 # they are; writing folds only at RFC 5322's 998-character limit.
@@ -173,8 +172,10 @@ def mail_to_ipm(
     message = BytesParser(policy=_PARSING).parsebytes(content)
     assert isinstance(message, EmailMessage)
     trace = trace_of(message)
-    probe = msgspec.structs.replace(envelope, trace=trace)
-    if loop_detected(probe, side.x400_domain):
+    # The X.400 trace it carries shows this MTA's domain: the message was in this X.400
+    # domain before it left as mail, and it is back (X.411 §12.3.1's check of trace, made
+    # across the gateway: in the Internet leg no MTA added X.400 trace of its own).
+    if any(_same_domain(t.domain, side.x400_domain) for t in trace):
         raise GatewayLoopError(
             "5.4.6 loop detected: an X400-Received field shows this gateway's domain "
             f"{side.x400_domain}"
@@ -245,6 +246,16 @@ def mail_to_ipm(
         arrival=side.now,
     )
     return Converted(Message(envelope=x400, content=data), tuple(kept), refused)
+
+
+def _same_domain(a: str, b: str) -> bool:
+    try:
+        return (
+            format_slash(parse_global_domain(a)).upper()
+            == format_slash(parse_global_domain(b)).upper()
+        )
+    except AddressError:
+        return a.upper() == b.upper()
 
 
 def _gdi_text(domain: ORAddress) -> str:
