@@ -123,15 +123,21 @@ def leaf_parts(*, p2: bool = False) -> st.SearchStrategy[BodyPart]:
         st.sampled_from(sorted(ISO_8859_REGISTRATIONS)),
         st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
     )
-    return basic | general
+    return basic | general | files()
 
 
 def files() -> st.SearchStrategy[BodyPart]:
     return st.builds(
         FileTransfer,
         data=st.binary(max_size=60),
-        filename=st.none() | st.from_regex(r"[A-Za-z0-9_.-]{1,30}", fullmatch=True),
+        filename=st.none()
+        | st.text(
+            st.characters(min_codepoint=0x20, exclude_categories=["Cs"]), min_size=1, max_size=30
+        ),
         content_type=st.sampled_from(["application/octet-stream", "text/plain", "image/png"]),
+        parameters=st.sampled_from([(), (("name", 'a "b" c'),), (("charset", "utf-8"),)]),
+        created=st.none() | WHEN,
+        modified=st.none() | WHEN,
     )
 
 

@@ -1,6 +1,6 @@
 """tshark's X.420 dissector reads the IPMs waypost.x400.ipm_codec encodes, carried in P1
-between two Waypost services: every heading field and each body part as sent, nothing
-malformed (the transfer and its capture are those of test_x400_tshark.py)."""
+between two Waypost services: every heading field and each body part (an FTBP among them)
+as sent, nothing malformed (the transfer and its capture are those of test_x400_tshark.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,21 @@ from test_x400_association import JONES, ORIGINATOR
 from test_x400_tshark import capture_transfer, descendants, pdml, shows, tshark
 
 from waypost.message import ContentType, Envelope, Message, Recipient
-from waypost.x400.ipm_bodies import BilaterallyDefined, GeneralText, IA5Text, MessagePart
+from waypost.x400.ipm_bodies import (
+    BilaterallyDefined,
+    FileTransfer,
+    GeneralText,
+    IA5Text,
+    MessagePart,
+)
 from waypost.x400.ipm_bodies_ber import ID_EP_GENERAL_TEXT, ID_ET_GENERAL_TEXT
 from waypost.x400.ipm_codec import InterpersonalMessage, encode_ipm
+from waypost.x400.ipm_ftbp import (
+    FTAM_3_UNSTRUCTURED_BINARY,
+    ID_EP_FILE_TRANSFER,
+    ID_ET_FILE_TRANSFER,
+    UNSTRUCTURED_BINARY_SYNTAX,
+)
 from waypost.x400.ipm_heading import HeadingExtension, IPMHeading, IPMIdentifier, ORDescriptor
 from waypost.x400.ipm_heading_ber import ID_HEX_INCOMPLETE_COPY, ID_HEX_LANGUAGES
 
@@ -55,6 +67,13 @@ BODY = (
     GeneralText(charset="iso-8859-1", text="Zweiter Teil: Grüße\n"),
     BilaterallyDefined(data=b"\x00\x01\x02"),
     MessagePart(heading=FORWARDED, body=(IA5Text(text="forwarded text"),)),
+    FileTransfer(
+        data=b"%PDF-1.4 ...",
+        filename="report.pdf",
+        content_type="application/pdf",
+        created=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC),
+        modified=datetime(2024, 5, 7, 7, 8, 9, tzinfo=UTC),
+    ),
 )
 
 
@@ -98,11 +117,27 @@ async def test_tshark_dissects_every_heading_field_and_body_part(tmp_path: Path)
     surnames = shows(packet, "p1.surname")
     for name in ("Smith", "Jones", "Brown"):
         assert name in surnames
-    # The body: four parts, the forwarded IPM's own body inside the message part.
-    assert shows(packet, "p22.body") == ["4", "1"]
+    # The body: five parts, the forwarded IPM's own body inside the message part.
+    assert shows(packet, "p22.body") == ["5", "1"]
     assert shows(packet, "p22.basic") == ["0", "14", "9", "0"]  # ia5, bilateral, message, ia5
-    assert shows(packet, "ber.direct_reference") == [ID_EP_GENERAL_TEXT, ID_ET_GENERAL_TEXT]
+    assert shows(packet, "ber.direct_reference") == [
+        ID_EP_GENERAL_TEXT,
+        ID_ET_GENERAL_TEXT,
+        ID_EP_FILE_TRANSFER,
+        ID_ET_FILE_TRANSFER,
+        UNSTRUCTURED_BINARY_SYNTAX,
+    ]
     assert shows(packet, "p22.CharacterSetRegistration") == ["6", "100"]  # ASCII, ISO 8859-1
     assert shows(packet, "p22.bilaterally_defined") == ["00:01:02"]
+    # The FTBP (X.420 §7.4.12): its FTAM document type, MIME type, name, times, size, data.
+    assert shows(packet, "p22.document_type_name") == [FTAM_3_UNSTRUCTURED_BINARY]
+    assert shows(packet, "p22.user_visible_string_item") == ["application/pdf"]
+    assert shows(packet, "ftam.Pathname_item") == ["report.pdf"]
+    assert shows(packet, "ftam.actual_values5") == [
+        "May  6, 2024 07:08:09.000000000 UTC",
+        "May  7, 2024 07:08:09.000000000 UTC",
+    ]
+    assert shows(packet, "ftam.actual_values7") == ["12"]
+    assert shows(packet, "ber.octet_aligned") == [":".join(f"{b:02x}" for b in b"%PDF-1.4 ...")]
     first, forwarded = shows(packet, "p22.ia5text.data")
     assert first.startswith("First part") and forwarded == "forwarded text"

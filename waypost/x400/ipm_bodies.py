@@ -4,6 +4,7 @@ general-text, message, bilaterally-defined and the file-transfer body part."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 # X.420 §7.4.12: general-text names its repertoire by ISO International Register
 # (ISO 2375) numbers. The G0 set ASCII is 6; each ISO 8859 part has the number of its
@@ -82,14 +83,17 @@ class BilaterallyDefined:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileTransfer:
-    """A file-transfer body part (FTBP, an extended body part of X.420 §7.4): a file's
-    octets, its name (the FTBP's pathname) and, when it encapsulates a MIME entity
-    (RFC 2157 §3.1.1), the MIME type and parameters of that entity."""
+    """A file-transfer body part (FTBP, an extended body part of X.420 §7.4.12): a file's
+    octets, its name (the FTBP's pathname), its creation and last-modification times
+    (FTAM file attributes) and, when it encapsulates a MIME entity (RFC 2157 §3.1.1),
+    the MIME type and parameters of that entity."""
 
     data: bytes
     filename: str | None = None
     content_type: str = OCTET_STREAM
     parameters: tuple[tuple[str, str], ...] = ()
+    created: datetime | None = None
+    modified: datetime | None = None
 
     def __post_init__(self) -> None:
         maintype, slash, subtype = self.content_type.partition("/")

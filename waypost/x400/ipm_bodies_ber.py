@@ -1,5 +1,5 @@
 """BER of the body parts in waypost.x400.ipm_bodies (X.420 §7.4): ia5-text, general-text,
-bilaterally-defined and message so far; the file-transfer body part is refused by name."""
+bilaterally-defined, message and the file-transfer body part (its BER in ipm_ftbp.py)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,19 @@ from waypost.asn1 import (
 from waypost.x400.ipm_bodies import (
     BilaterallyDefined,
     BodyPart,
+    FileTransfer,
     GeneralText,
     IA5Text,
     MessagePart,
     charset_of_registrations,
+)
+from waypost.x400.ipm_ftbp import (
+    ID_EP_FILE_TRANSFER,
+    ID_ET_FILE_TRANSFER,
+    FileTransferError,
+    encode_ftbp_data,
+    encode_ftbp_parameters,
+    read_ftbp,
 )
 
 # X.420 §7.4, BodyPart ::= CHOICE { basic CHOICE { ia5-text [0], … message [9], …,
@@ -91,23 +100,21 @@ def is_basic(part: BodyPart) -> bool:
 
 
 def encode_body_part(part: BodyPart, headings: HeadingCodec = RAW_HEADING) -> bytes:
-    """The BER of one body part; raises UnsupportedBodyPartError for an FTBP."""
+    """The BER of one body part; raises UnsupportedBodyPartError for a kind it lacks."""
     if isinstance(part, IA5Text):
         # The repertoire is left to its DEFAULT (ia5), as X.690 §11.5 (DER) and most
         # IPM agents do.
         return constructed(IA5_TEXT, constructed(SET), encode_tlv(IA5_STRING, part.text.encode()))
     if isinstance(part, GeneralText):
-        parameters = constructed(
-            PARAMETERS,
-            encode_oid(ID_EP_GENERAL_TEXT),
-            constructed(INSTANCE_VALUE, constructed(SET, *map(encode_int, part.registrations))),
+        registrations = constructed(SET, *map(encode_int, part.registrations))
+        text = encode_tlv(GENERAL_STRING, part.text.encode(part.charset))
+        return _extended(ID_EP_GENERAL_TEXT, registrations, ID_ET_GENERAL_TEXT, text)
+    if isinstance(part, FileTransfer):
+        # X.420 §7.4.12: an extended body part, FileTransferParameters and FileTransferData.
+        parameters = encode_ftbp_parameters(part)
+        return _extended(
+            ID_EP_FILE_TRANSFER, parameters, ID_ET_FILE_TRANSFER, encode_ftbp_data(part)
         )
-        data = constructed(
-            EXTERNAL,
-            encode_oid(ID_ET_GENERAL_TEXT),
-            constructed(INSTANCE_VALUE, encode_tlv(GENERAL_STRING, part.text.encode(part.charset))),
-        )
-        return constructed(EXTENDED, parameters, data)
     if isinstance(part, BilaterallyDefined):
         return encode_octets(part.data, BILATERALLY_DEFINED)
     if isinstance(part, MessagePart):
@@ -117,6 +124,18 @@ def encode_body_part(part: BodyPart, headings: HeadingCodec = RAW_HEADING) -> by
         ipm = sequence(headings.encode_heading(part.heading), encode_body(part.body, headings))
         return constructed(MESSAGE, constructed(SET), ipm)
     raise UnsupportedBodyPartError(f"{type(part).__name__}: no BER encoding yet")
+
+
+def _extended(parameters_type: str, parameters: bytes, data_type: str, data: bytes) -> bytes:
+    """ExtendedBodyPart ::= SEQUENCE { parameters [0] INSTANCE OF TYPE-IDENTIFIER, data
+    INSTANCE OF TYPE-IDENTIFIER } (X.420 §7.4.3), each an OID and its [0] value."""
+    return constructed(
+        EXTENDED,
+        constructed(
+            PARAMETERS, encode_oid(parameters_type), constructed(INSTANCE_VALUE, parameters)
+        ),
+        constructed(EXTERNAL, encode_oid(data_type), constructed(INSTANCE_VALUE, data)),
+    )
 
 
 def encode_body(parts: Sequence[BodyPart], headings: HeadingCodec = RAW_HEADING) -> bytes:
@@ -156,6 +175,13 @@ def _read_extended(element: Element) -> BodyPart:
     if data is None:
         raise UnsupportedBodyPartError("extended body part without data")
     kind = data.child(0, "type-id").expect(OID).as_oid()
+    if kind == ID_ET_FILE_TRANSFER:
+        parameters = element.find(PARAMETERS)
+        value = parameters.child(1, "value").child(0) if parameters is not None else None
+        try:
+            return read_ftbp(value, data.child(1, "value").child(0, "file-transfer-data"))
+        except FileTransferError as error:
+            raise UnsupportedBodyPartError(str(error)) from None
     if kind != ID_ET_GENERAL_TEXT:
         raise UnsupportedBodyPartError(f"extended body part {kind}: not read yet")
     registrations: set[int] = set()
