@@ -113,3 +113,33 @@ def test_p772_heading_fields_are_summarised() -> None:
         ("Originator ref", "REF-1"),
         ("P772 field 99", "(present)"),
     ]
+
+
+def test_p772_fields_are_read_by_the_stanag_4406_decoder() -> None:
+    # Codress is a number, not a precedence; SICs are listed; a field that breaks its
+    # type is named as unreadable rather than failing the summary.
+    built = decode(build_ipm(originator=A, recipients=[A], subject="S", text="x", ipm_id="1"))
+    heading, body = built.child(0), built.child(1)
+    arc = "1.3.26.0.4406.0.2."
+    sics = constructed(
+        SET,
+        constructed(
+            context(0, True),
+            encode_string(PRINTABLE_STRING, "ABC"),
+            encode_string(PRINTABLE_STRING, "DEF"),
+        ),
+    )
+    extensions = constructed(
+        context(15, True),
+        sequence(encode_oid(arc + "9"), encode_int(1)),
+        sequence(encode_oid(arc + "6"), sics),
+        sequence(encode_oid(arc + "14"), encode_int(3)),
+    )
+    ipm = constructed(
+        context(0, True), encode_tlv(SET, bytes(heading.value) + extensions), bytes(body.raw)
+    )
+    assert summarize_ipm(ipm).military == [
+        ("Codress", "1"),
+        ("Distribution", "ABC, DEF"),
+        ("Originator PLAD", "(unreadable)"),
+    ]

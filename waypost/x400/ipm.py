@@ -8,11 +8,11 @@ when `waypost submit` wraps a text for X.400 recipients.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from waypost.address import parse_oraddress
 from waypost.asn1 import (
     IA5_STRING,
-    INTEGER,
     OID,
     PRINTABLE_STRING,
     SEQUENCE,
@@ -26,7 +26,21 @@ from waypost.asn1 import (
     encode_string,
     sequence,
 )
+from waypost.x400.ipm_heading import HeadingExtension, ORDescriptor
 from waypost.x400.p1_names import OR_NAME, decode_orname, encode_orname
+from waypost.x400.p772 import (
+    MESSAGE_TYPE_NAMES,
+    P772_ARC,
+    PRECEDENCE_NAMES,
+    RECIPIENT_KINDS,
+    AddressListDesignator,
+    DistributionCodes,
+    MessageType,
+    OtherRecipient,
+    P772Error,
+    PilotInformation,
+    decode_p772_extension,
+)
 
 IPM = context(0, True)
 IPN = context(1, True)
@@ -39,21 +53,26 @@ FREE_FORM_NAME = context(0, True)
 IA5_TEXT = context(0, True)
 HEADING_EXTENSIONS = context(15, True)
 
-# STANAG 4406 heading extensions (1.3.26.0.4406.0.2.n) shown by `waypost queue show`.
-P772_ARC = "1.3.26.0.4406.0.2."
+# STANAG 4406 heading extensions (1.3.26.0.4406.0.2.n) shown by `waypost queue show`,
+# by their last arc; read by waypost.x400.p772.
 P772_FIELDS = {
     0: "Precedence",
     1: "Copy precedence",
     2: "Message type",
     3: "Address list",
+    4: "Exempted",
+    5: "Authorised at",
     6: "Distribution",
     7: "Handling",
+    8: "Instructions",
+    9: "Codress",
     10: "Originator ref",
+    11: "Other recipients",
+    12: "Pilot forwarding",
     13: "ACP127 id",
     14: "Originator PLAD",
+    17: "Information labels",
 }
-PRECEDENCE = ("deferred", "routine", "priority", "immediate", "flash", "override")
-MESSAGE_TYPES = ("exercise", "operation", "project", "drill")
 
 # X.420 §7.4 BodyPart tags, for naming the parts of a body (1984's names where X.420
 # (1984) had a part that 1988 dropped).
@@ -163,25 +182,42 @@ def _p772_fields(extensions: Element) -> list[tuple[str, str]]:
             continue
         number = int(oid.rpartition(".")[2])
         label = P772_FIELDS.get(number, f"P772 field {number}")
-        found.append((label, _p772_value(number, parts[1])))
+        try:
+            attribute, value = decode_p772_extension(
+                HeadingExtension(type=oid, value=bytes(parts[1].raw))
+            )
+        except P772Error:
+            found.append((label, "(unreadable)" if number in P772_FIELDS else "(present)"))
+            continue
+        if attribute.endswith("precedence") and 0 <= value < len(PRECEDENCE_NAMES):
+            found.append((label, PRECEDENCE_NAMES[value]))
+        else:
+            found.append((label, _p772_text(value)))
     return found
 
 
-def _p772_value(number: int, value: Element) -> str:
-    if number in (0, 1) and value.tag == INTEGER:
-        code = value.as_int()
-        return PRECEDENCE[code] if 0 <= code < len(PRECEDENCE) else str(code)
-    if number == 2 and value.tag == SEQUENCE:
-        kind = value.find(context(0))
-        ident = value.find(context(1))
-        code = kind.as_int() if kind is not None else -1
-        text = MESSAGE_TYPES[code] if 0 <= code < len(MESSAGE_TYPES) else str(code)
-        if ident is not None:
-            text += f" {ident.as_string(PRINTABLE_STRING, check=False)}"
-        return text
-    if not value.tag.constructed and value.tag.cls.name == "UNIVERSAL" and value.tag != INTEGER:
-        return _text(value)
-    return "(present)"
+def _p772_text(value: object) -> str:
+    """A readable form of a decoded STANAG 4406 field value."""
+    if isinstance(value, tuple):
+        return "; ".join(_p772_text(item) for item in value) or "(empty)"
+    if isinstance(value, bytes | PilotInformation):
+        return "(present)"
+    if isinstance(value, MessageType):
+        code = value.type
+        text = MESSAGE_TYPE_NAMES[code] if 0 <= code < len(MESSAGE_TYPE_NAMES) else str(code)
+        return text if value.identifier is None else f"{text} {value.identifier}"
+    if isinstance(value, ORDescriptor):
+        return value.address
+    if isinstance(value, AddressListDesignator):
+        return f"{RECIPIENT_KINDS[value.type]} {value.list_name.address}"
+    if isinstance(value, OtherRecipient):
+        return f"{RECIPIENT_KINDS[value.type]} {value.designator}"
+    if isinstance(value, DistributionCodes):
+        extra = f" (+{len(value.extensions)} extensions)" if value.extensions else ""
+        return ", ".join(value.sics) + extra
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 _PRINTABLE_CHARS = frozenset(
