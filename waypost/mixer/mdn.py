@@ -59,14 +59,18 @@ def ipn_to_mdn(
     returned IPM already converted to RFC 5322, sent as the third part. CRLF line endings."""
     now = time.time() if now is None else now
     reporter = ipn.ipn_originator or ipn.ipm_intended_recipient
-    if reporter is None:
+    if reporter is None or reporter.address is None:
         raise MDNError("Final-Recipient: the IPN names neither its originator nor the recipient")
     final = or_to_mail(reporter.address)
     fields = [
         # RFC 8098 §3.2.2: the gateway that made the MDN from a foreign notification.
         ("MDN-Gateway", f"dns; {_line(gateway_domain)}"),
     ]
-    if ipn.ipm_intended_recipient is not None and ipn.ipm_intended_recipient != reporter:
+    if (
+        ipn.ipm_intended_recipient is not None
+        and ipn.ipm_intended_recipient.address is not None
+        and ipn.ipm_intended_recipient != reporter
+    ):
         fields.append(
             ("Original-Recipient", f"rfc822; {or_to_mail(ipn.ipm_intended_recipient.address)}")
         )

@@ -103,7 +103,8 @@ def p772_to_fields(
                 ", ".join(
                     str(
                         Address(
-                            display_name=d.free_form_name or "", addr_spec=or_to_mail(d.address)
+                            display_name=d.free_form_name or "",
+                            addr_spec=or_to_mail(d.address) if d.address else "",
                         )
                     )
                     for d in heading.exempted_addresses

@@ -207,7 +207,7 @@ def _p772_text(value: object) -> str:
         text = MESSAGE_TYPE_NAMES[code] if 0 <= code < len(MESSAGE_TYPE_NAMES) else str(code)
         return text if value.identifier is None else f"{text} {value.identifier}"
     if isinstance(value, ORDescriptor):
-        return value.address
+        return value.address or value.free_form_name or ""
     if isinstance(value, AddressListDesignator):
         return f"{RECIPIENT_KINDS[value.type]} {value.list_name.address}"
     if isinstance(value, OtherRecipient):

@@ -244,7 +244,8 @@ _ORDESCRIPTOR_FREE_FORM = context(0)  # X.420 §7.2.3 free-form-name [0] IMPLICI
 
 def encode_ordescriptor(descriptor: ORDescriptor, tag: Tag = SET) -> bytes:
     """X.420 §7.2.3 ORDescriptor ::= SET { formal-name ORName, free-form-name [0] }."""
-    parts = [encode_orname(parse_oraddress(descriptor.address))]
+    # X.420 §7.2.3: the formal name is optional when a free-form name is given.
+    parts = [encode_orname(parse_oraddress(descriptor.address))] if descriptor.address else []
     if descriptor.free_form_name is not None:
         parts.append(
             encode_string(_ORDESCRIPTOR_FREE_FORM, descriptor.free_form_name, TELETEX_STRING)
