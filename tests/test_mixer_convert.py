@@ -213,3 +213,30 @@ def test_mail_round_trips_through_p22(
         assert got.get_content_type() == want.get_content_type()
         assert got.get_filename() == want.get_filename()
         assert got.get_content() == want.get_content()
+
+
+def test_mmhs_fields_make_a_p772_message_and_come_back() -> None:
+    data = (
+        b"From: bob@remote.example\r\nTo: Jo.Smith@sales.example\r\nSubject: orders\r\n"
+        b"MMHS-Primary-Precedence: 4\r\n"
+        b"MMHS-Subject-Indicator-Codes: ABC, XYZ12\r\n"
+        b"MMHS-Originator-Reference: REF (1)/25\r\n"
+        b"\r\nMove out.\r\n"
+    )
+    x400 = mail_to_ipm(mail_envelope("Jo.Smith@sales.example"), data, [0], SIDE).message
+    assert x400 is not None
+    # RFC 6477: a message with MMHS-* fields is a STANAG 4406 (P772) message.
+    assert x400.envelope.content_type == ContentType.P772
+    from waypost.x400.p772 import p772_fields  # noqa: PLC0415
+
+    heading = decode_ipm(x400.content).heading
+    military = p772_fields(heading.other_extensions)
+    assert military.primary_precedence == 4
+    back = ipm_to_mail(x400.envelope, x400.content, [0], SIDE).message
+    assert back is not None
+    message = parse(back.content)
+    assert message["MMHS-Primary-Precedence"] == "4"
+    assert message["MMHS-Subject-Indicator-Codes"] == "ABC, XYZ12"
+    assert message["MMHS-Originator-Reference"] == "REF (1)/25"
+    # Mapped fields are not also named as discarded heading extensions.
+    assert message["Discarded-X400-IPMS-Extensions"] is None

@@ -8,7 +8,7 @@ import email.policy
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -35,9 +35,11 @@ from waypost.mixer.envelope_fields import (
     trace_of,
 )
 from waypost.mixer.heading import HeadingMappingError, headers_to_heading, heading_to_headers
+from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
 from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier
+from waypost.x400.p772 import P772_ARC, p772_extensions, p772_fields
 
 # Parsing keeps every octet: 8-bit and UTF-8 header fields and bodies (RFC 6532) cross as
 # they are; writing folds only at RFC 5322's 998-character limit.
@@ -45,7 +47,8 @@ _PARSING = email.policy.default
 _WRITING = email.policy.default.clone(linesep="\r\n", max_line_length=998)
 _CONTENT_ID_LIMIT = 16  # X.411 ContentIdentifier: PrintableString (SIZE (1..16))
 _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
-_X400_CONTENT = (ContentType.P2, ContentType.P22)
+_X400_CONTENT = (ContentType.P2, ContentType.P22, ContentType.P772)
+_MMHS_NAMES = frozenset(name.lower() for name in MMHS_HEADERS)
 
 
 class ConversionError(ValueError):
@@ -126,9 +129,12 @@ def ipm_to_mail(
         raise ConversionError(f"5.6.0 the IPM cannot be read: {exc}") from None
     headings = MixerHeadings(mapper)
     try:
+        mmhs, ipm_heading = _mmhs_fields(ipm.heading, or_to_mail)
         heading = heading_to_headers(
-            ipm.heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
+            ipm_heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
         )
+        for name, value in mmhs:
+            heading[name] = value
         body = body_to_mime(ipm.body, headings)
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
@@ -151,6 +157,19 @@ def ipm_to_mail(
         smtputf8=not all(r.address.isascii() for r in recipients) or not originator.isascii(),
     )
     return Converted(Message(envelope=mail, content=data), tuple(kept), refused)
+
+
+def _mmhs_fields(
+    heading: IPMHeading, or_to_mail: Callable[[str], str]
+) -> tuple[list[tuple[str, str]], IPMHeading]:
+    """A P772 heading's STANAG 4406 fields as RFC 6477 §3's MMHS-* header fields, and the
+    heading without them (so they are not also named as discarded extensions)."""
+    military = [e for e in heading.other_extensions if e.type.startswith(P772_ARC)]
+    if not military:
+        return [], heading
+    fields = p772_to_fields(p772_fields(military, strict=False), or_to_mail=or_to_mail)
+    rest = tuple(e for e in heading.other_extensions if not e.type.startswith(P772_ARC))
+    return fields, replace(heading, other_extensions=rest)
 
 
 def _received(envelope: Envelope, side: GatewaySide) -> str:
@@ -226,6 +245,12 @@ def mail_to_ipm(
             generated_id=IPMIdentifier(user=originator, local=local[:64]),
         )
         body = mime_to_body(message, MixerHeadings(mapper))
+        content_type = ContentType.P22
+        if any(name.lower() in _MMHS_NAMES for name in message):
+            # RFC 6477: MMHS-* fields make a military message, P772 (STANAG 4406).
+            military = p772_extensions(fields_to_p772(message, mail_to_or=mail_to_or))
+            heading = replace(heading, other_extensions=heading.other_extensions + military)
+            content_type = ContentType.P772
     except BodyConversionError as exc:
         raise ConversionError(f"5.6.3 conversion not performed: {exc}") from None
     except (HeadingMappingError, ValueError, TypeError) as exc:
@@ -238,7 +263,7 @@ def mail_to_ipm(
         mts_id=f"{_gdi_text(domain)};{local}",
         originator=originator,
         recipients=recipients,
-        content_type=ContentType.P22,
+        content_type=content_type,
         content_id=_content_id(envelope.envid),
         encoded_information_types=["ia5-text"] if all(isinstance(p, IA5Text) for p in body) else [],
         priority=priority_of(message),
