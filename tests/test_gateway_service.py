@@ -43,7 +43,7 @@ async def start(tmp_path: Path, extra: str = "") -> Service:
 
 
 async def files(root: Path, pattern: str, n: int = 1) -> list[Path]:
-    for _ in range(200):
+    for _ in range(600):  # 30 s: a loaded machine is slow, never wrong
         found = sorted(root.glob(pattern))
         if len(found) >= n:
             return found

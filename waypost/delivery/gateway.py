@@ -9,29 +9,19 @@ message that cannot be converted fails with a report, never silently.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from msgspec.structs import replace
 
 from waypost import events
+from waypost.address import AddressError, parse_oraddress
 from waypost.arrival import Arrival, LoopError, Source, UnroutableError
 from waypost.clock import Clock
 from waypost.handoff import Attempt, Claim, Conversion, Handoff, Result, all_attempts
 from waypost.intake import Intake, is_x400_content
 from waypost.message import Message, ObjectKind
 from waypost.mixer.address_map import AddressMapper
-from waypost.mixer.convert import (
-    ConversionError,
-    Converted,
-    GatewayLoopError,
-    GatewaySide,
-    ipm_to_mail,
-    is_ipm_content,
-    mail_to_ipm,
-)
+from waypost.mixer.convert import ConversionError, Converted, GatewayLoopError, GatewaySide
+from waypost.mixer.crossing import to_mail, to_x400
 from waypost.store.base import NewMessage
-
-Converter = Callable[[Message, Sequence[int], GatewaySide], Converted]
 
 
 class GatewayDeliverer:
@@ -54,19 +44,16 @@ class GatewayDeliverer:
             hostname=self.hostname,
             now=self.clock.now(),
         )
-        message = Message(envelope=envelope, content=handoff.content)
-        if envelope.object_kind is not ObjectKind.MESSAGE:
-            # X.411 reports and probes ⇄ DSNs: not converted by this gateway yet.
-            return self._refuse(handoff, claims, "5.6.3 X.400 reports and probes are not converted")
-        if is_x400_content(envelope):
-            if not is_ipm_content(envelope.content_type):
-                detail = f"5.6.1 content type {envelope.content_type} has no Internet form"
-                return self._refuse(handoff, claims, detail)
-            kind, convert = "X.400 → Internet mail", _ipm_to_mail
-        else:
-            kind, convert = "Internet mail → X.400", _mail_to_ipm
+        indexes = [c.rcpt_index for c in claims]
+        if envelope.object_kind is ObjectKind.PROBE:
+            return self._probe(handoff, claims)
+        kind = "Internet mail → X.400"
         try:
-            converted = convert(message, [c.rcpt_index for c in claims], side)
+            if is_x400_content(envelope):
+                kind = "X.400 → Internet mail"
+                kind, converted = to_mail(envelope, handoff.content, indexes, side)
+            else:
+                kind, converted = to_x400(envelope, handoff.content, indexes, side)
         except GatewayLoopError as exc:
             events.emit(
                 events.GATEWAY_LOOP,
@@ -89,6 +76,13 @@ class GatewayDeliverer:
         attempts = [
             self._failed(handoff, by_index[index], detail, kind)
             for index, detail in converted.refused.items()
+        ]
+        # A recipient the conversion neither carried nor refused must not wait for ever.
+        answered = {*converted.kept, *converted.refused}
+        attempts += [
+            self._failed(handoff, claim, "5.6.3 the conversion does not carry it", kind)
+            for claim in claims
+            if claim.rcpt_index not in answered
         ]
         message = converted.message
         kept = list(converted.kept)
@@ -131,6 +125,28 @@ class GatewayDeliverer:
         ]
         return attempts
 
+    def _probe(self, handoff: Handoff, claims: list[Claim]) -> list[Attempt]:
+        """A probe asks whether a message would be delivered: across the gateway, when its
+        recipient has a form in the other world (RFC 2156 §5.4's probe rule), the delivery
+        report it asked for says so; nothing crosses."""
+        attempts = []
+        for claim in claims:
+            try:
+                self.mapper.to_rfc822(parse_oraddress(claim.address))
+            except AddressError as exc:
+                attempts.append(
+                    self._failed(handoff, claim, f"5.1.3 no RFC 822 form: {exc}", "probe")
+                )
+                continue
+            attempts.append(
+                Attempt(
+                    recipient_id=claim.recipient_id,
+                    result=Result.DELIVERED,
+                    detail="2.0.0 the gateway would convert it for Internet mail",
+                )
+            )
+        return attempts
+
     def _refuse(
         self, handoff: Handoff, claims: list[Claim], detail: str, kind: str = "conversion"
     ) -> list[Attempt]:
@@ -146,14 +162,6 @@ class GatewayDeliverer:
             error=detail,
         )
         return Attempt(recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail)
-
-
-def _ipm_to_mail(message: Message, indexes: Sequence[int], side: GatewaySide) -> Converted:
-    return ipm_to_mail(message.envelope, message.content, indexes, side)
-
-
-def _mail_to_ipm(message: Message, indexes: Sequence[int], side: GatewaySide) -> Converted:
-    return mail_to_ipm(message.envelope, message.content, indexes, side)
 
 
 def _with_recipients(message: Message, keep: list[int]) -> Message | None:

@@ -24,7 +24,7 @@ from waypost.address import (
     parse_oraddress,
 )
 from waypost.address.oraddress import ORAddress, parse_global_domain
-from waypost.message import ContentType, Envelope, Message, Recipient, ReportRequest
+from waypost.message import ContentType, Envelope, Message, Recipient, ReportRequest, Ret
 from waypost.mixer.address_map import AddressMapper
 from waypost.mixer.bodies import BodyConversionError, body_to_mime, mime_to_body
 from waypost.mixer.envelope_fields import (
@@ -95,7 +95,7 @@ def ipm_to_mail(
     """An IPM for the given recipients as an Internet message; raises ConversionError when
     the content cannot be converted (then no recipient can be served)."""
     mapper = side.mapper
-    or_to_mail = _or_to_mail(mapper)
+    or_to_mail = or_to_mail_of(mapper)
     kept: list[int] = []
     refused: dict[int, str] = {}
     recipients: list[Recipient] = []
@@ -114,7 +114,8 @@ def ipm_to_mail(
                 originally_specified_number=len(recipients) + 1,
                 report_request=recipient.report_request,
                 notify=notify_of(request),
-                orcpt=recipient.orcpt,
+                # RFC 3461 §4.2's "x400" address type: a DSN names the O/R address exactly.
+                orcpt=f"x400;{recipient.address}",
             )
         )
     if not recipients:
@@ -141,7 +142,7 @@ def ipm_to_mail(
     submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
     top = [
         ("Received", _received(envelope, side)),
-        *envelope_fields(envelope, _or_to_mail_lenient(or_to_mail)),
+        *envelope_fields(envelope, _lenient(or_to_mail)),
         ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
     ]
     data = _fields(top) + _header_block(heading) + body.as_bytes(policy=_WRITING)
@@ -151,6 +152,9 @@ def ipm_to_mail(
         recipients=recipients,
         content_type=ContentType.INTERNET,
         envid=envelope.content_id,
+        # The headers come back in a DSN: X400-MTS-Identifier names the X.400 message the
+        # report is about (waypost.mixer.notices), and no content is returned by default.
+        ret=Ret.FULL if "content-return-request" in envelope.per_message_indicators else Ret.HDRS,
         priority=envelope.priority,
         arrival=side.now,
         body=None if data.isascii() else "8BITMIME",
@@ -199,7 +203,7 @@ def mail_to_ipm(
             "5.4.6 loop detected: an X400-Received field shows this gateway's domain "
             f"{side.x400_domain}"
         )
-    mail_to_or = _mail_to_or(mapper)
+    mail_to_or = mail_to_or_of(mapper)
     kept: list[int] = []
     refused: dict[int, str] = {}
     recipients: list[Recipient] = []
@@ -235,7 +239,6 @@ def mail_to_ipm(
         recipients = [
             msgspec.structs.replace(r, report_request=ReportRequest.NONE) for r in recipients
         ]
-    domain = parse_global_domain(side.x400_domain)
     local = f"{int(side.now * 1000):x}.{os.urandom(6).hex()}"
     try:
         heading = headers_to_heading(
@@ -260,7 +263,7 @@ def mail_to_ipm(
     except ValueError as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be encoded: {exc}") from None
     x400 = Envelope(
-        mts_id=f"{_gdi_text(domain)};{local}",
+        mts_id=f"{gdi_text(side.x400_domain)};{local}",
         originator=originator,
         recipients=recipients,
         content_type=content_type,
@@ -283,7 +286,9 @@ def _same_domain(a: str, b: str) -> bool:
         return a.upper() == b.upper()
 
 
-def _gdi_text(domain: ORAddress) -> str:
+def gdi_text(global_domain: str) -> str:
+    """The MTS identifiers' global domain identifier (C, ADMD, PRMD) of a domain text."""
+    domain = parse_global_domain(global_domain)
     return format_slash(ORAddress(country=domain.country, admd=domain.admd, prmd=domain.prmd))
 
 
@@ -297,7 +302,10 @@ def _content_id(envid: str | None) -> str | None:
 # -- address and heading helpers ---------------------------------------------------------
 
 
-def _or_to_mail(mapper: AddressMapper) -> Callable[[str], str]:
+def or_to_mail_of(mapper: AddressMapper) -> Callable[[str], str]:
+    """O/R address text → mail address text through the mapper (a mailbox stays itself);
+    raises AddressError / MappingError."""
+
     def convert(address: str) -> str:
         if not is_oraddress_text(address):
             return str(parse_mailbox(address.strip("<>")))
@@ -306,7 +314,7 @@ def _or_to_mail(mapper: AddressMapper) -> Callable[[str], str]:
     return convert
 
 
-def _or_to_mail_lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
+def _lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
     def lenient(address: str) -> str:
         try:
             return convert(address)
@@ -316,7 +324,10 @@ def _or_to_mail_lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
     return lenient
 
 
-def _mail_to_or(mapper: AddressMapper) -> Callable[[str], str]:
+def mail_to_or_of(mapper: AddressMapper) -> Callable[[str], str]:
+    """Mail address text → O/R address text through the mapper (an O/R address stays
+    itself); raises AddressError / MappingError."""
+
     def convert(address: str) -> str:
         if is_oraddress_text(address):
             return format_slash(parse_oraddress(address))
@@ -337,7 +348,7 @@ class MixerHeadings:
             raise TypeError("a forwarded message's heading must be an IPMHeading")
         headers = heading_to_headers(
             heading,
-            or_to_mail=_or_to_mail_lenient(_or_to_mail(self.mapper)),
+            or_to_mail=_lenient(or_to_mail_of(self.mapper)),
             gateway_domain=self.mapper.gateway.domain,
         )
         return [(name, str(value)) for name, value in headers.items()]
@@ -348,7 +359,7 @@ class MixerHeadings:
             message[name] = value
         return headers_to_heading(
             message,
-            mail_to_or=_mail_to_or(self.mapper),
+            mail_to_or=mail_to_or_of(self.mapper),
             gateway_domain=self.mapper.gateway.domain,
             generated_id=IPMIdentifier(user=None, local=os.urandom(8).hex()),
         )
