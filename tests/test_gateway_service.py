@@ -15,22 +15,29 @@ from helpers import free_port, running_service
 
 from waypost.message import ContentType, Envelope, Message, Notify, Recipient, new_mts_id
 from waypost.service import Service
+from waypost.x400.ipm import build_ipm
 from waypost.x400.ipm_bodies import FileTransfer, IA5Text
 from waypost.x400.ipm_codec import decode_ipm
 from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
+from waypost.x400.p1_objects import decode_object
+from waypost.x400.p1_report import decode_report_content
 
 GATEWAY_OR = "/C=ZZ/ADMD= /PRMD=Waypost/O=Gateway/"
 SMITH = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Smith/G=Jo/"
 ORIGINATOR = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Jones/G=Al/"
 
 
-async def start(tmp_path: Path, extra: str = "") -> Service:
+async def start(
+    tmp_path: Path, extra: str = "", *, x400_mailboxes: list[str] | None = None
+) -> Service:
+    mailboxes = f"x400_mailboxes = {x400_mailboxes!r}\n".replace("'", '"') if x400_mailboxes else ""
     return await running_service(
         tmp_path,
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f"[queue]\npoll_interval = 0.1\n"
         f'[local]\ndomains = ["localhost"]\noraddresses = ["/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"]\n'
+        f"{mailboxes}"
         f'[x400]\nglobal_domain = "/C=ZZ/ADMD= /PRMD=Waypost/"\n'
         f'[mixer]\nenabled = true\ndomain = "gw.example"\noraddress = "{GATEWAY_OR}"\n'
         f'[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"\n'
@@ -108,8 +115,6 @@ async def test_an_x400_message_to_a_mail_address_arrives_as_mime(tmp_path: Path)
     svc = await start(tmp_path)
     bob = f"{GATEWAY_OR}DDA:RFC-822=bob(a)localhost/"
     try:
-        from waypost.x400.ipm import build_ipm  # noqa: PLC0415
-
         content = build_ipm(
             originator=ORIGINATOR,
             recipients=[bob],
@@ -152,5 +157,62 @@ async def test_a_message_that_cannot_be_read_fails_with_a_report(tmp_path: Path)
         assert b"local-2" in file.read_bytes()
         with sqlite3.connect(svc.store.path) as conn:
             assert conn.execute("SELECT count(*) FROM recipients").fetchone()[0] == 0
+    finally:
+        await svc.stop()
+
+
+async def test_a_failed_mail_recipient_comes_back_as_an_x400_report(tmp_path: Path) -> None:
+    # remote.example refuses everyone: the DSN for the converted mail goes to the mapped
+    # originator, Al.Jones@sales.example, which routes back to the gateway and becomes an
+    # X.411 non-delivery report for the X.400 originator.
+    svc = await start(
+        tmp_path, '[[route]]\nmatch = "remote.example"\nnext_hop = "error:5.1.1 no such user"\n'
+    )
+    bob = f"{GATEWAY_OR}DDA:RFC-822=bob(a)remote.example/"
+    try:
+        content = build_ipm(
+            originator=ORIGINATOR, recipients=[bob], subject="s", text="t", ipm_id="ipm-3"
+        )
+        mts_id = "/C=ZZ/ADMD= /PRMD=Waypost/;local-3"
+        envelope = Envelope(
+            mts_id=mts_id,
+            originator=ORIGINATOR,
+            recipients=[Recipient(address=bob, originally_specified_number=1)],
+            content_type=ContentType.P22,
+        )
+        await svc.submit(Message(envelope=envelope, content=content))
+        (file,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        stored, report_bytes = decode_object(file.read_bytes())
+        assert stored.object_kind.value == "report"
+        assert stored.recipients[0].address == ORIGINATOR
+        report = decode_report_content(report_bytes)
+        assert report.subject_id == mts_id
+        (reported,) = report.recipients
+        assert reported.actual_recipient == bob
+        assert not reported.delivered and reported.reason is not None
+        assert "no such user" in (reported.supplementary or "")
+    finally:
+        await svc.stop()
+
+
+async def test_an_unknown_x400_recipient_comes_back_as_a_dsn(tmp_path: Path) -> None:
+    # Only Smith has an X.400 mailbox: mail to Nobody is non-delivered by X.400, and the
+    # X.411 report, addressed to bob's O/R form under the gateway, comes back as a DSN.
+    svc = await start(tmp_path, x400_mailboxes=[SMITH])
+    envelope = Envelope(
+        mts_id=new_mts_id("mx.test"),
+        originator="bob@localhost",
+        recipients=[Recipient(address="Ann.Nobody@sales.example")],
+    )
+    try:
+        await svc.submit(Message(envelope=envelope, content=b"Subject: anyone?\r\n\r\nhello\r\n"))
+        (file,) = await files(Path(svc.config.local.maildir), "*/new/*")
+        dsn = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        assert dsn.get_content_type() == "multipart/report"
+        assert dsn.get_param("report-type") == "delivery-status"
+        status = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
+        text = status.as_string()
+        assert "Action: failed" in text and "Status: 5.1.1" in text
+        assert "Ann.Nobody@sales.example" in text
     finally:
         await svc.stop()

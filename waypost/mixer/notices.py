@@ -132,7 +132,7 @@ def dsn_to_x400(
         fields, _, returned = read_dsn(message)
     except DSNError as exc:
         raise NotANoticeError(str(exc)) from None
-    subject_id = _subject_id(fields, returned)
+    subject_id = _subject_id(fields, returned or _returned_headers(message))
     if subject_id is None:
         raise NotANoticeError("the DSN does not name an X.400 MTS identifier")
     try:
@@ -202,6 +202,21 @@ def mdn_to_x400(
     )
     converted = Message(envelope=x400, content=encode_ipn(ipn))
     return Converted(converted, tuple(indexes), {})
+
+
+def _returned_headers(dsn: EmailMessage) -> EmailMessage | None:
+    """The header of the returned message when a DSN returns only that (RFC 3462's
+    text/rfc822-headers, RFC 6533's message/global-headers)."""
+    payload = dsn.get_payload()
+    for part in payload if isinstance(payload, list) else []:
+        if isinstance(part, EmailMessage) and part.get_content_type() in (
+            "text/rfc822-headers",
+            "message/global-headers",
+        ):
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                return BytesParser(policy=_PARSING).parsebytes(data, headersonly=True)
+    return None
 
 
 def _subject_id(fields: EmailMessage, returned: EmailMessage | None) -> str | None:
