@@ -28,16 +28,28 @@ ORIGINATOR = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Jones/G=Al/"
 
 
 async def start(
-    tmp_path: Path, extra: str = "", *, x400_mailboxes: list[str] | None = None
+    tmp_path: Path,
+    extra: str = "",
+    *,
+    x400_mailboxes: list[str] | None = None,
+    domains: list[str] | None = None,
+    mime_mailboxes: dict[str, str] | None = None,
 ) -> Service:
+    mime = (
+        "mime_mailboxes = {"
+        + ", ".join(f'"{k}" = "{v}"' for k, v in (mime_mailboxes or {}).items())
+        + "}\n"
+    )
+    local_domains = str(domains or ["localhost"]).replace("'", '"')
     mailboxes = f"x400_mailboxes = {x400_mailboxes!r}\n".replace("'", '"') if x400_mailboxes else ""
     return await running_service(
         tmp_path,
         f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
         f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f"[queue]\npoll_interval = 0.1\n"
-        f'[local]\ndomains = ["localhost"]\noraddresses = ["/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"]\n'
-        f"{mailboxes}"
+        f"[local]\ndomains = {local_domains}\n"
+        f'oraddresses = ["/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"]\n'
+        f"{mailboxes}{mime}"
         f'[x400]\nglobal_domain = "/C=ZZ/ADMD= /PRMD=Waypost/"\n'
         f'[mixer]\nenabled = true\ndomain = "gw.example"\noraddress = "{GATEWAY_OR}"\n'
         f'[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"\n'
@@ -214,5 +226,40 @@ async def test_an_unknown_x400_recipient_comes_back_as_a_dsn(tmp_path: Path) -> 
         text = status.as_string()
         assert "Action: failed" in text and "Status: 5.1.1" in text
         assert "Ann.Nobody@sales.example" in text
+    finally:
+        await svc.stop()
+
+
+async def test_a_local_mailbox_reads_x400_mail_as_mime(tmp_path: Path) -> None:
+    # One X.400 user reads mail with an IMAP client: `[local] mime_mailboxes` puts their
+    # messages, converted to MIME, in a Maildir; Smith beside them keeps the X.400 store.
+    reader = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Reader/G=Ann/"
+    svc = await start(
+        tmp_path, mime_mailboxes={"/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/S=Reader/": "ann"}
+    )
+    try:
+        for ident, recipient in (("i4", reader), ("i5", SMITH)):
+            content = build_ipm(
+                originator=ORIGINATOR,
+                recipients=[recipient],
+                subject="for IMAP",
+                text="hi",
+                ipm_id=ident,
+            )
+            envelope = Envelope(
+                mts_id=f"/C=ZZ/ADMD= /PRMD=Waypost/;{ident}",
+                originator=ORIGINATOR,
+                recipients=[Recipient(address=recipient, originally_specified_number=1)],
+                content_type=ContentType.P22,
+            )
+            await svc.submit(Message(envelope=envelope, content=content))
+        (file,) = await files(Path(svc.config.local.maildir), "*/new/*")
+        assert file.parent.parent.name == "ann"
+        mail = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        assert mail["Subject"] == "for IMAP"
+        assert mail["X400-MTS-Identifier"] == "[/C=ZZ/ADMD= /PRMD=Waypost/;i4]"
+        assert mail["From"].addresses[0].addr_spec == "Al.Jones@sales.example"
+        (p1,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        assert b"i5" in p1.read_bytes()
     finally:
         await svc.stop()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from waypost import __version__, events
+from waypost.address import parse_oraddress
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, load_config
@@ -26,6 +27,7 @@ from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
+from waypost.delivery.mime_mailboxes import MimeMailboxes
 from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
@@ -35,6 +37,7 @@ from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
+from waypost.mixer.address_map import AddressMapper, Gateway
 from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
@@ -203,6 +206,24 @@ def build_intake(config: Config, clock: Clock) -> Intake:
     )
 
 
+def mime_mailboxes(config: Config) -> MimeMailboxes | None:
+    """`[local] mime_mailboxes`, with the gateway's mappings for the addresses in the
+    heading (or, without a gateway, its fallbacks at this MTA's names)."""
+    table = config.local.mime_mailboxes
+    if not table:
+        return None
+    mapper = (
+        build_mapper(config)
+        if config.mixer.enabled
+        else AddressMapper(
+            Gateway(config.server.hostname, parse_oraddress(config.x400.global_domain))
+        )
+    )
+    return MimeMailboxes(
+        table, mapper, x400_domain=config.x400.global_domain, hostname=config.server.hostname
+    )
+
+
 def database_path(config: Config) -> str:
     """The MTA database of a loaded Config (its loader put it under the data directory
     unless a path was given)."""
@@ -329,6 +350,7 @@ class Service:
                     domain=config.x400.global_domain,
                     mailboxes=frozenset(config.local.x400_mailboxes),
                 ),
+                mime_mailboxes(config),
             ),
             "smtp": smtp_deliverer,
             "error": ErrorDeliverer(),

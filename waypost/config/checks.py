@@ -67,6 +67,16 @@ def _local(config: Config) -> Iterator[tuple[str, str]]:
                 f"{mailbox!r} is not a usable local part (empty, starts with '.', has '/', "
                 "a space or another character a mailbox name cannot have)",
             )
+    for oraddress, mailbox in local.mime_mailboxes.items():
+        key = f"local.mime_mailboxes.{oraddress!r}"
+        try:
+            parse_oraddress(oraddress)
+        except AddressError as exc:
+            yield key, f"{oraddress!r} is not an O/R address: {exc}"
+        try:
+            mailbox_name(mailbox)
+        except AddressError:
+            yield key, f"{mailbox!r} is not a usable Maildir mailbox name"
     for i, oraddress in enumerate(local.x400_mailboxes):
         try:
             parse_oraddress(oraddress)

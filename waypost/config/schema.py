@@ -102,6 +102,9 @@ class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     mailboxes: tuple[str, ...] = ()
     x400_store: PathText = ""
     x400_mailboxes: tuple[str, ...] = ()
+    # Local O/R addresses (or prefixes) whose X.400 mail is converted to MIME (RFC 2156,
+    # RFC 2157) and delivered to a Maildir mailbox: {"/C=…/S=Smith/" = "smith"}.
+    mime_mailboxes: dict[str, str] = {}
 
 
 def _addresses(listen: tuple[str, ...]) -> tuple[tuple[str, int], ...]:

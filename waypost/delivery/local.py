@@ -26,6 +26,7 @@ from waypost.delivery.maildir import (
     MaildirStore,
     sync_directories,
 )
+from waypost.delivery.mime_mailboxes import MimeMailboxes
 from waypost.delivery.x400_store import X400Store
 from waypost.handoff import Attempt, Handoff, Result
 
@@ -44,9 +45,15 @@ _Outcome = tuple["asyncio.Future[list[Attempt]]", "list[Attempt] | Exception"]
 class LocalDeliverer:
     """Delivers each recipient of a handoff into its mailbox, in worker threads."""
 
-    def __init__(self, maildirs: MaildirStore, x400: X400Store | None = None) -> None:
+    def __init__(
+        self,
+        maildirs: MaildirStore,
+        x400: X400Store | None = None,
+        mime: MimeMailboxes | None = None,
+    ) -> None:
         self.maildirs = maildirs
         self.x400 = x400
+        self.mime = mime
         # Put on the event loop, taken by the workers. A worker that finds it empty
         # waits a while for more (IDLE seconds) before it ends: handing work to a
         # waiting thread costs far less than starting one for it through an executor.
@@ -153,6 +160,13 @@ class LocalDeliverer:
 
     def _deliver_one(self, address: str, handoff: Handoff) -> Delivered:
         if is_oraddress_text(address):
+            mailbox = self.mime.mailbox_for(handoff.envelope, address) if self.mime else None
+            if mailbox is not None:
+                assert self.mime is not None
+                mail = self.mime.convert(handoff.envelope, handoff.content, address)
+                return self.maildirs.deliver(
+                    mailbox, address, mail.envelope, mail.content, sync_dir=False
+                )
             if self.x400 is None:
                 raise LocalDeliveryError(
                     "4.3.5 no local X.400 store is configured", permanent=False

@@ -157,7 +157,7 @@ class AddressMapper:
             # The reverse of the RFC 822 → X.400 fallback (RFC 2156 §4.3.5).
             return ToRfc822(_carried_mailbox(carried), MappingRule.GATEWAY_RFC822_DDA)
         for entry in self.oraddress_table:
-            if _has_prefix(address, entry.prefix):
+            if has_prefix(address, entry.prefix):
                 mapped = self._by_entry(address, entry)
                 if mapped is not None:
                     return mapped
@@ -281,7 +281,7 @@ def _size(prefix: ORAddress) -> int:
     return len(prefix.attributes())
 
 
-def _has_prefix(address: ORAddress, prefix: ORAddress) -> bool:
+def has_prefix(address: ORAddress, prefix: ORAddress) -> bool:
     """Every attribute of the prefix is in the address with an equal value (X.411 comparison).
 
     Unlike routing, a blank ADMD here is a value like any other: a mapping that let it

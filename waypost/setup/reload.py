@@ -36,6 +36,7 @@ RESTART_ONLY = (
     "local.mailboxes",
     "local.x400_store",
     "local.x400_mailboxes",
+    "local.mime_mailboxes",
     "smtp.listen",
     "smtp.listener",
     "x400.listen",
