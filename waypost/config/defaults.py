@@ -53,6 +53,10 @@ def toml_value(value: object) -> str:
             return '"' + "".join(_escape(char) for char in value) + '"'
         case tuple() | list():
             return "[" + ", ".join(toml_value(item) for item in value) + "]"
+        case dict():
+            # An inline table; its keys quoted, as an O/R address needs.
+            items = (f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items())
+            return "{" + ", ".join(items) + "}"
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
