@@ -801,6 +801,17 @@ X400_OBJECT_UNINTERPRETABLE = _define(
     limit_by="peer",
 )
 
+X400_CONTENT_NOT_DOWNGRADED = _define(
+    1828,
+    "x400-content-not-downgraded",
+    S.WARNING,
+    C.X400,
+    "Message {message_id} for {peer}, an X.410 (1984) MTA, has P22 content with no P2 form "
+    "({reason}); its recipients there fail with a non-delivery report",
+    "None: a 1984 MTA refuses content type 22. If the peer handles X.420 (1988), set its "
+    'mode to "1988".',
+)
+
 # 1900-1999 gateways (MIXER: X.400 ⇄ Internet mail)
 GATEWAY_CONVERTED = _define(
     1900,

@@ -59,6 +59,7 @@ import msgspec
 from waypost import events
 from waypost.asn1 import BERError
 from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
+from waypost.message import ContentType, Envelope, ObjectKind
 from waypost.nexthop import Transport
 from waypost.osi.rtse import SessionConnectionIdentifier
 from waypost.osi.stack import (
@@ -85,6 +86,7 @@ from waypost.osi.stack import (
     TransferConfirmed,
 )
 from waypost.x400.association import MODES, READ_SIZE, our_bind
+from waypost.x400.ipm_downgrade import DowngradeError, downgrade_to_p2
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
 from waypost.x400.settings import PeerSettings, X400Settings
@@ -513,7 +515,20 @@ class X400Deliverer:
             )
         peer = pool.peer
         try:
-            apdu = _apdu(handoff, self.config.global_domain)
+            envelope, content = _for_peer(peer, handoff)
+        except DowngradeError as exc:
+            events.emit(
+                events.X400_CONTENT_NOT_DOWNGRADED,
+                message_id=handoff.message_id,
+                peer=peer.name,
+                reason=str(exc),
+            )
+            # X.411 reason unable-to-transfer, diagnostic content-type-not-supported
+            # (report_maker's table for 5.6.1): never P22 to a 1984 MTA.
+            detail = f"5.6.1 {peer.name} (X.410 mode) takes no P22 and it has no P2 form: {exc}"
+            return all_attempts(claims, Result.FAILED, detail)
+        try:
+            apdu = _apdu(handoff, envelope, content, self.config.global_domain)
         except ValueError as exc:  # AddressError too: a value P1 cannot carry
             return all_attempts(claims, Result.FAILED, f"5.6.0 cannot encode the P1 object: {exc}")
         key = _TransferKey(peer.name, handoff.message_id, tuple(c.recipient_id for c in claims))
@@ -740,12 +755,27 @@ def _settings(peer: PeerSettings) -> AssociationSettings:
     )
 
 
-def _apdu(handoff: Handoff, domain: str) -> bytes:
+def _for_peer(peer: PeerSettings, handoff: Handoff) -> tuple[Envelope, bytes]:
+    """The envelope and content to send `peer`: a P22 message for an X.410 (1984) peer
+    becomes P2 (content type 2), which is all X.420 (1984) knows; raises DowngradeError
+    when it cannot (ipm_downgrade says what may be dropped)."""
+    envelope, content = handoff.envelope, handoff.content
+    if (
+        peer.mode == "x410"
+        and envelope.content_type == ContentType.P22
+        and envelope.object_kind is ObjectKind.MESSAGE
+    ):
+        content = downgrade_to_p2(content)
+        envelope = msgspec.structs.replace(envelope, content_type=ContentType.P2)
+    return envelope, content
+
+
+def _apdu(handoff: Handoff, envelope: Envelope, content: bytes, domain: str) -> bytes:
     """The MTS-APDU for the handoff's recipients only, with `domain`'s trace element."""
     wanted = {c.rcpt_index for c in handoff.recipients}
-    recipients = [r for i, r in enumerate(handoff.envelope.recipients) if i in wanted]
-    envelope = msgspec.structs.replace(handoff.envelope, recipients=recipients)
-    return encode_stored(envelope, handoff.content, domain=domain)
+    recipients = [r for i, r in enumerate(envelope.recipients) if i in wanted]
+    envelope = msgspec.structs.replace(envelope, recipients=recipients)
+    return encode_stored(envelope, content, domain=domain)
 
 
 async def _send_message(
