@@ -106,13 +106,18 @@ def test_bad_mapx400_is_refused_with_the_reason(mapx400: tuple[str, ...], reason
 
 
 def test_rfc822_tree_names_walk_up_the_domain() -> None:
-    assert domain_tree_names("A.B.c.Example") == ["a.b.c.example", "b.c.example", "c.example", "example"]  # fmt: skip
+    assert domain_tree_names("A.B.c.Example") == [
+        "a.b.c.example", "b.c.example", "c.example", "example",
+    ]  # fmt: skip
 
 
 def test_x400_tree_names_skip_what_the_dns_cannot_hold() -> None:
     # An O of 64 characters makes a label of 66 octets: that level cannot be published.
     address = parse_oraddress(f"/C=GB/ADMD=BT/PRMD=P/O={'o' * 64}/S=Smith/")
-    assert x400_tree_names(address) == [("PRMD-P", "ADMD-BT", "X42D", "gb"), ("ADMD-BT", "X42D", "gb")]  # fmt: skip
+    assert x400_tree_names(address) == [
+        ("PRMD-P", "ADMD-BT", "X42D", "gb"),
+        ("ADMD-BT", "X42D", "gb"),
+    ]
 
 
 def test_the_most_preferred_usable_record_wins() -> None:
@@ -125,7 +130,7 @@ def test_the_most_preferred_usable_record_wins() -> None:
 
 def test_a_wildcard_cannot_hand_a_domain_another_domains_mapping() -> None:
     stolen = px(10, "acme.example", "PRMD-Acme.ADMD- .C-gb")
-    with pytest.raises(PxError, match="MAP822 acme.example is not x.stolen.example or above"):
+    with pytest.raises(PxError, match=r"MAP822 acme\.example is not x\.stolen\.example or above"):
         entry_for_domain("x.stolen.example", [stolen])
     assert entry_for_domain("x.acme.example", [stolen]).domain == "acme.example"
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -32,7 +33,7 @@ DEFAULT_PORT = 53
 MAX_CACHED_NAMES = 10_000  # one gateway sees few domains; this bounds a flood of new ones
 
 
-class PxLookupFailed(Exception):
+class PxLookupError(Exception):
     """DNS gave no answer (SERVFAIL, REFUSED, a timeout): whether a mapping exists is not
     known, so the message waits and is tried again, as an MX lookup failure does."""
 
@@ -100,7 +101,7 @@ class PxLookup:
 
     async def domain_entry(self, domain: str) -> MappingEntry | None:
         """The entry that maps domain (or the domain above it that the longest match finds)
-        to an O/R prefix, or None. Raises PxLookupFailed."""
+        to an O/R prefix, or None. Raises PxLookupError."""
         for owner in domain_tree_names(domain):
             name = dns.name.from_text(owner)
             cached = await self._lookup(name)
@@ -115,7 +116,7 @@ class PxLookup:
 
     async def oraddress_entry(self, address: ORAddress) -> MappingEntry | None:
         """The entry that maps the longest prefix of address found in the X.400 tree to a
-        domain, or None. Raises PxLookupFailed."""
+        domain, or None. Raises PxLookupError."""
         for labels in x400_tree_names(address, self.x400_root):
             name = dns.name.Name([label.encode("ascii") for label in labels] + [b""])
             cached = await self._lookup(name)
@@ -127,10 +128,6 @@ class PxLookup:
                 self._warn(cached, name, format_slash(address), exc)
                 return None
         return None
-
-    async def records(self, name: dns.name.Name) -> tuple[PxRecord, ...]:
-        """The PX records at name, from the cache while their TTL lasts."""
-        return (await self._lookup(name)).records
 
     async def _lookup(self, name: dns.name.Name) -> _Cached:
         now = self._clock.now()
@@ -152,11 +149,12 @@ class PxLookup:
             )
         except dns.resolver.NXDOMAIN as exc:
             # No such name: the walk goes on up the tree; kept for the negative TTL.
-            responses = exc.responses().values()
-            return (), min((r.resolve_chaining().minimum_ttl for r in responses), default=0)
+            replies: dict[dns.name.Name, dns.message.QueryMessage] = exc.kwargs.get("responses", {})
+            ttls = (reply.resolve_chaining().minimum_ttl for reply in replies.values())
+            return (), min(ttls, default=0)
         except dns.exception.DNSException as exc:
             # SERVFAIL and REFUSED from every server (NoNameservers), timeouts: unknown.
-            raise PxLookupFailed(name.to_text(), str(exc) or type(exc).__name__) from None
+            raise PxLookupError(name.to_text(), str(exc) or type(exc).__name__) from None
         if answer.rrset is None:
             return (), answer.chaining_result.minimum_ttl
         records = tuple(_record(rdata) for rdata in answer.rrset if isinstance(rdata, PX))
