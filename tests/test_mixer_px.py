@@ -109,6 +109,7 @@ def test_rfc822_tree_names_walk_up_the_domain() -> None:
     assert domain_tree_names("A.B.c.Example") == [
         "a.b.c.example", "b.c.example", "c.example", "example",
     ]  # fmt: skip
+    assert domain_tree_names("[192.0.2.1]") == []
 
 
 def test_x400_tree_names_skip_what_the_dns_cannot_hold() -> None:

@@ -103,7 +103,10 @@ class PxLookup:
         """The entry that maps domain (or the domain above it that the longest match finds)
         to an O/R prefix, or None. Raises PxLookupError."""
         for owner in domain_tree_names(domain):
-            name = dns.name.from_text(owner)
+            try:
+                name = dns.name.from_text(owner)
+            except dns.exception.DNSException:
+                continue  # a U-label IDNA cannot encode: no such name in DNS
             cached = await self._lookup(name)
             if not cached.records:
                 continue

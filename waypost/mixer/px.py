@@ -124,7 +124,10 @@ def x400_tree_names(address: ORAddress, root: Iterable[str] = ()) -> list[tuple[
 def domain_tree_names(domain: str) -> list[str]:
     """The RFC 822 tree names to try for a domain, longest match first: the domain, then one
     label less at a time (a.b.example, b.example, example)."""
-    labels = parse_domain(domain).split(".")
+    domain = parse_domain(domain)
+    if domain.startswith("["):
+        return []  # an address literal is no name in DNS
+    labels = domain.split(".")
     return [".".join(labels[i:]) for i in range(len(labels))]
 
 
