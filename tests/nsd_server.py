@@ -12,8 +12,7 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
-
-from tests.helpers import free_port
+from helpers import free_port
 
 NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nsd_server import NsdServer, nsd_available
 
-from tests.nsd_server import NsdServer, nsd_available
 from waypost import events
 from waypost.address import parse_oraddress
 from waypost.address.oraddress import fold_value

@@ -14,8 +14,8 @@ from waypost.mixer.address_map import MappingEntry, MappingError
 # first, none skipped (an omitted one is written without a value). In DNS syntax every
 # OU is keyed "OU"; the first is OU1, nearest the O.
 HIERARCHY = ("C", "ADMD", "PRMD", "O", "OU1", "OU2", "OU3", "OU4")
-# RFC 2163 §4: the X.400 tree of a country hangs below "X42D.<country>", so that it can
-# be delegated like any other subtree of the country's Internet domain.
+# RFC 2163 §4.2 (the X.400 mail domain in DNS syntax): a country's X.400 tree hangs below
+# "X42D.<country>", so that it is delegated like any other subtree of the country's domain.
 X400_TREE = "X42D"
 MAX_LABEL = 63  # RFC 1035 §2.3.4
 MAX_NAME = 255  # octets of a whole name in the wire form, the root's length octet included
