@@ -32,7 +32,8 @@ def px(preference: int, map822: str, mapx400: tuple[str, ...] | str) -> PxRecord
     return PxRecord(preference, labels(map822), x400)
 
 
-# RFC 2163 §4's records, as RDATA: (MAP822, MAPX400) and the O/R prefix the MAPX400 names.
+# RFC 2163 §4's example records and the one more BIND's operator guide shows for RFC 1664,
+# as RDATA: (MAP822, MAPX400) and the O/R prefix the MAPX400 names.
 RFC2163_EXAMPLES = [
     ("it", "ADMD-garr.C-it", "/C=IT/ADMD=garr/"),
     ("cnr.it", "O-cnr.PRMD-infn.ADMD-garr.C-it", "/C=IT/ADMD=garr/PRMD=infn/O=cnr/"),

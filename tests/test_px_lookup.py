@@ -14,7 +14,7 @@ import pytest
 from nsd_server import NsdServer, nsd_available
 
 from waypost import events
-from waypost.address import parse_oraddress
+from waypost.address import parse_mailbox, parse_oraddress
 from waypost.address.oraddress import fold_value
 from waypost.clock import ManualClock
 from waypost.delivery.px_lookup import (
@@ -23,7 +23,7 @@ from waypost.delivery.px_lookup import (
     parse_nameserver,
     parse_x400_root,
 )
-from waypost.mixer.address_map import MappingEntry
+from waypost.mixer.address_map import AddressMapper, Gateway, MappingEntry, MappingRule
 
 pytestmark = [
     pytest.mark.interop,
@@ -32,8 +32,9 @@ pytestmark = [
 
 SOA = "@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n"
 
-# RFC 2163 §4's examples, published as the RFC shows: the X.400 tree of Italy below
-# X42D.it, with wildcards so that everything below a prefix finds its entry.
+# RFC 2163 §4's example records, published as BIND's operator guide shows them for RFC
+# 1664: the X.400 tree of Italy below X42D.it, wildcards so that what is below a name finds
+# its entry.
 IT_ZONE = f"""$ORIGIN it.
 $TTL 300
 {SOA}
@@ -134,6 +135,25 @@ async def test_rfc2163_omitted_organisation_is_refused_with_an_event(
     assert len(warnings) == 1  # once per answer fetched, not once per message
     assert "mi.infn.it" in warnings[0].getMessage()
     assert "omitted O is not supported" in warnings[0].getMessage()
+
+
+async def test_entries_found_plug_into_the_address_mapper(rfc_lookup: PxLookup) -> None:
+    gateway = Gateway("gw.example", parse_oraddress("/C=GB/ADMD= /PRMD=Gw/"))
+    configured = AddressMapper.symmetric(gateway, [])
+    mailbox = parse_mailbox("Mario.Rossi@iat.pisa.cnr.it")
+    found = await rfc_lookup.domain_entry(mailbox.domain)
+    assert found is not None
+    mapped = configured.with_entries(domain_to_oraddress=[found]).to_x400(mailbox)
+    assert mapped.rule is MappingRule.DOMAIN_PERSONAL_NAME
+    assert str(mapped.oraddress) == (
+        "/C=IT/ADMD=garr/PRMD=infn/O=cnr/OU1=pisa/OU2=iat/S=Rossi/G=Mario/"
+    )
+    # And back: the X.400 tree has no name for the OUs, so the walk stops at the O.
+    back_entry = await rfc_lookup.oraddress_entry(mapped.oraddress)
+    assert back_entry is not None
+    back = configured.with_entries(oraddress_to_domain=[back_entry]).to_rfc822(mapped.oraddress)
+    assert str(back.mailbox) == "Mario.Rossi@iat.pisa.cnr.it"
+    assert configured.to_x400(mailbox).rule is MappingRule.GATEWAY_DDA  # without DNS
 
 
 # --- the RFC 822 tree ---------------------------------------------------------------------
