@@ -27,7 +27,10 @@ from waypost.mixer.address_map import AddressMapper, Gateway, MappingEntry, Mapp
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(not nsd_available(), reason="nsd is not installed"),
+    pytest.mark.skipif(
+        not nsd_available(),
+        reason="nsd is not installed (scripts/install-system-tools.sh installs it)",
+    ),
 ]
 
 SOA = "@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n"
