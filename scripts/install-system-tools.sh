@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
 # tshark, sqlite3; systemd-analyze and logrotate for packaging/; a system Python for the
-# sendmail tests) when they are missing.
+# sendmail tests; NSD, an authoritative DNS server serving PX records) when they are missing.
 # Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
@@ -10,6 +10,9 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+# NSD serves the RFC 2163 PX records of tests/test_px_lookup.py from zone files, started by
+# the tests on a loopback port (its own service is not used).
+[ -x /usr/sbin/nsd ] || need+=(nsd)
 # systemd-analyze verifies packaging/systemd/waypost.service (nothing is started).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(logrotate)

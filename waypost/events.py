@@ -451,6 +451,16 @@ MAILDIR_TMP_CLEANED = _define(
     "(deliveries interrupted by a crash)",
     "None: such a file never reached new/, and its message was delivered again.",
 )
+PX_RECORD_UNUSABLE = _define(
+    1520,
+    "px-record-unusable",
+    S.WARNING,
+    C.ROUTING,
+    "The PX records at {name} hold no usable MIXER mapping for {address}: {error}; it is "
+    "mapped as if DNS held none",
+    "Correct the PX records at that name (RFC 2163; docs/gateway.md shows their form). Until "
+    "then the gateway maps the address by its own tables and fallback encodings.",
+)
 
 # 1600-1699 interface (listeners; the transports add theirs here)
 ACCEPT_FAILED = _define(

@@ -148,6 +148,27 @@ class AddressMapper:
         both = list(entries)
         return cls(gateway, domain_to_oraddress=both, oraddress_to_domain=both)
 
+    def with_entries(
+        self,
+        *,
+        domain_to_oraddress: Iterable[MappingEntry] = (),
+        oraddress_to_domain: Iterable[MappingEntry] = (),
+    ) -> AddressMapper:
+        """This mapper with more entries (found in DNS, RFC 2163) in its tables. The tables'
+        own entries come first: an added entry for a domain or O/R prefix a table already
+        maps is left out, and so is a repeat among the added."""
+        domains = {entry.domain: entry for entry in self.domain_table}
+        for entry in domain_to_oraddress:
+            domains.setdefault(entry.domain, entry)
+        prefixes = {_comparison_form(entry.prefix): entry for entry in self.oraddress_table}
+        for entry in oraddress_to_domain:
+            prefixes.setdefault(_comparison_form(entry.prefix), entry)
+        return AddressMapper(
+            self.gateway,
+            domain_to_oraddress=domains.values(),
+            oraddress_to_domain=prefixes.values(),
+        )
+
     # --- X.400 → RFC 822 ---------------------------------------------------------------
 
     def to_rfc822(self, address: ORAddress) -> ToRfc822:
