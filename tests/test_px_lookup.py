@@ -317,3 +317,47 @@ def test_x400_root_forms() -> None:
     assert parse_x400_root("X400.Example.") == ("X400", "Example")
     with pytest.raises(ValueError, match="is not a domain name"):
         parse_x400_root("a..b")
+
+
+async def test_the_gateway_maps_through_a_px_record(nsd: NsdServer, tmp_path: Path) -> None:
+    # No table entry: the gateway finds sales.acme.example's mapping in DNS, converts the
+    # mail for the X.400 recipient it names, and delivers it to the local X.400 store.
+    from helpers import free_port, running_service  # noqa: PLC0415
+
+    from waypost.message import Envelope, Message, Recipient  # noqa: PLC0415
+    from waypost.x400.p1_objects import decode_object  # noqa: PLC0415
+
+    svc = await running_service(
+        tmp_path,
+        f'[server]\nhostname = "mx.test"\ndata_dir = "data"\n'
+        f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n[queue]\npoll_interval = 0.1\n'
+        '[local]\noraddresses = ["/C=GB/ADMD= /PRMD=Acme/"]\n'
+        '[x400]\nglobal_domain = "/C=GB/ADMD= /PRMD=Acme/"\n'
+        '[mixer]\nenabled = true\ndomain = "gw.example"\n'
+        'oraddress = "/C=GB/ADMD= /PRMD=Acme/O=Gateway/"\n'
+        f'dns = true\ndns_x400_root = "x400.example"\ndns_nameservers = ["{nsd.address}"]\n'
+        '[[route]]\nmatch = "sales.acme.example"\nnext_hop = "gateway:mixer"\n',
+        name="w",
+        listen=False,
+    )
+    try:
+        envelope = Envelope(
+            mts_id="px.1@mx.test",
+            originator="bob@remote.example",
+            recipients=[Recipient(address="Jo.Smith@sales.acme.example")],
+        )
+        await svc.submit(Message(envelope=envelope, content=b"Subject: px\r\n\r\nhi\r\n"))
+        root = Path(svc.config.local.x400_store)
+        for _ in range(600):
+            files = list(root.glob("*/new/*.p1"))
+            if files:
+                break
+            await asyncio.sleep(0.05)
+        (file,) = files
+        stored, _ = decode_object(file.read_bytes())
+        (recipient,) = stored.recipients
+        assert fold_value(recipient.address) == fold_value(
+            "/C=GB/ADMD= /PRMD=Acme/O=Sales/S=Smith/G=Jo/"
+        )
+    finally:
+        await svc.stop()

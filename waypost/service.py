@@ -28,6 +28,7 @@ from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.delivery.mime_mailboxes import MimeMailboxes
+from waypost.delivery.px_lookup import PxLookup
 from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
@@ -224,6 +225,16 @@ def mime_mailboxes(config: Config) -> MimeMailboxes | None:
     )
 
 
+def px_lookup(config: Config, clock: Clock) -> PxLookup | None:
+    """RFC 2163 lookups of `[mixer] dns`, at the configured name servers and X.400 root."""
+    mixer = config.mixer
+    if not mixer.dns:
+        return None
+    return PxLookup.with_nameservers(
+        mixer.dns_nameservers, x400_root=mixer.dns_x400_root or ".", clock=clock
+    )
+
+
 def database_path(config: Config) -> str:
     """The MTA database of a loaded Config (its loader put it under the data directory
     unless a path was given)."""
@@ -358,7 +369,11 @@ class Service:
         }
         if config.mixer.enabled:
             deliverers["gateway"] = GatewayDeliverer(
-                build_mapper(config), intake, clock=clock, hostname=config.server.hostname
+                build_mapper(config),
+                intake,
+                clock=clock,
+                hostname=config.server.hostname,
+                px=px_lookup(config, clock),
             )
         manager = QueueManager(
             store,

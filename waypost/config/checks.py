@@ -190,7 +190,23 @@ def _mixer(config: Config) -> Iterator[tuple[str, str]]:
     if mixer.dns_x400_root.strip() and not is_domain_name(mixer.dns_x400_root.strip()):
         yield "mixer.dns_x400_root", f"{mixer.dns_x400_root!r} is not a valid domain name"
     for i, server in enumerate(mixer.dns_nameservers):
-        try:
-            ipaddress.ip_address(server)
-        except ValueError:
-            yield f"mixer.dns_nameservers[{i}]", f"{server!r} is not an IP address"
+        if not _nameserver(server):
+            yield (
+                f"mixer.dns_nameservers[{i}]",
+                f"{server!r} is not an IP address, IP:port or [IPv6]:port",
+            )
+
+
+def _nameserver(text: str) -> bool:
+    """An IP address, with an optional port (`192.0.2.1:5353`, `[2001:db8::1]:53`)."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and 1 <= int(port) <= 65535

@@ -12,13 +12,14 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from waypost import events
-from waypost.address import AddressError, parse_oraddress
+from waypost.address import AddressError, is_oraddress_text, parse_oraddress
 from waypost.arrival import Arrival, LoopError, Source, UnroutableError
 from waypost.clock import Clock
+from waypost.delivery.px_lookup import PxLookup, PxLookupError
 from waypost.handoff import Attempt, Claim, Conversion, Handoff, Result, all_attempts
 from waypost.intake import Intake, is_x400_content
-from waypost.message import Message, ObjectKind
-from waypost.mixer.address_map import AddressMapper
+from waypost.message import Envelope, Message, ObjectKind
+from waypost.mixer.address_map import AddressMapper, MappingEntry
 from waypost.mixer.convert import ConversionError, Converted, GatewayLoopError, GatewaySide
 from waypost.mixer.crossing import to_mail, to_x400
 from waypost.store.base import NewMessage
@@ -28,18 +29,32 @@ class GatewayDeliverer:
     """Converts each handoff for the other world and hands the result to the queue."""
 
     def __init__(
-        self, mapper: AddressMapper, intake: Intake, *, clock: Clock, hostname: str
+        self,
+        mapper: AddressMapper,
+        intake: Intake,
+        *,
+        clock: Clock,
+        hostname: str,
+        px: PxLookup | None = None,
     ) -> None:
         self.mapper = mapper
         self.intake = intake
         self.clock = clock
         self.hostname = hostname
+        # RFC 2163: mappings published in DNS, looked up when the tables have none.
+        self.px = px
 
     async def deliver(self, handoff: Handoff) -> list[Attempt]:
         envelope = handoff.envelope
         claims = list(handoff.recipients)
+        try:
+            mapper = await self._mapper_for(envelope, claims)
+        except PxLookupError as exc:
+            # Whether a mapping exists is not known: the message waits, as it does for an
+            # MX lookup that failed (a fallback encoding would give another address).
+            return all_attempts(claims, Result.DEFERRED, str(exc))
         side = GatewaySide(
-            mapper=self.mapper,
+            mapper=mapper,
             x400_domain=self.intake.x400_domain,
             hostname=self.hostname,
             now=self.clock.now(),
@@ -124,6 +139,31 @@ class GatewayDeliverer:
             for index in kept
         ]
         return attempts
+
+    async def _mapper_for(self, envelope: Envelope, claims: list[Claim]) -> AddressMapper:
+        """The tables, with the entries DNS publishes (RFC 2163 PX records) for the
+        originator and these recipients when lookups are on."""
+        if self.px is None:
+            return self.mapper
+        to_x400: list[MappingEntry] = []
+        to_rfc822: list[MappingEntry] = []
+        for address in {envelope.originator, *(c.address for c in claims)} - {""}:
+            if is_oraddress_text(address):
+                try:
+                    parsed = parse_oraddress(address)
+                except AddressError:
+                    continue
+                found = await self.px.oraddress_entry(parsed)
+                if found is not None:
+                    to_rfc822.append(found)
+            else:
+                domain = address.strip("<>").rpartition("@")[2]
+                found = await self.px.domain_entry(domain) if domain else None
+                if found is not None:
+                    to_x400.append(found)
+        if not to_x400 and not to_rfc822:
+            return self.mapper
+        return self.mapper.with_entries(domain_to_oraddress=to_x400, oraddress_to_domain=to_rfc822)
 
     def _probe(self, handoff: Handoff, claims: list[Claim]) -> list[Attempt]:
         """A probe asks whether a message would be delivered: across the gateway, when its
