@@ -361,3 +361,24 @@ async def test_the_gateway_maps_through_a_px_record(nsd: NsdServer, tmp_path: Pa
         )
     finally:
         await svc.stop()
+
+
+def test_route_explains_a_mapping_found_in_dns(nsd: NsdServer, tmp_path: Path) -> None:
+    from test_cli import waypost  # noqa: PLC0415
+
+    config = tmp_path / "waypost.toml"
+    config.write_text(
+        '[server]\ndata_dir = "data"\n[x400]\nlisten = []\n'
+        'global_domain = "/C=GB/ADMD= /PRMD=Acme/"\n'
+        '[local]\noraddresses = ["/C=GB/ADMD= /PRMD=Acme/"]\n'
+        '[mixer]\nenabled = true\ndomain = "gw.example"\n'
+        'oraddress = "/C=GB/ADMD= /PRMD=Acme/O=Gateway/"\n'
+        f'dns = true\ndns_x400_root = "x400.example"\ndns_nameservers = ["{nsd.address}"]\n'
+        '[[route]]\nmatch = "sales.acme.example"\nnext_hop = "gateway:mixer"\n'
+    )
+    result = waypost("route", "-c", str(config), "Jo.Smith@sales.acme.example", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.lower()
+    assert "the gateway maps it to /c=gb/admd= /prmd=acme/o=sales/s=smith/g=jo/" in out
+    assert "⇄ sales.acme.example]" in out  # the entry DNS gave
+    assert "then /c=gb/admd= /prmd=acme/o=sales/s=smith/g=jo/: local" in out

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 from waypost.address import AddressError, format_slash, is_oraddress_text, parse_oraddress
 from waypost.address.mailbox import parse_mailbox
 from waypost.cli.common import EXIT_FAILED, EXIT_OK, add_config_option, load
+from waypost.clock import SystemClock
 from waypost.config import build_routing_table
+from waypost.delivery.px_lookup import PxLookup, PxLookupError
 from waypost.mixer.address_map import AddressMapper
 from waypost.nexthop import Transport
 from waypost.routing import RoutingTable
+from waypost.service import px_lookup
 from waypost.setup.mixer import build_mapper
 
 
@@ -31,11 +35,33 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     table = build_routing_table(config)
     mapper = build_mapper(config) if config.mixer.enabled else None
+    px = px_lookup(config, SystemClock()) if mapper is not None else None
     code = EXIT_OK
     for address in args.addresses:
-        if not _explain(table, mapper, address):
+        with_dns = mapper
+        if px is not None and mapper is not None:
+            try:
+                with_dns = asyncio.run(_with_dns(px, mapper, address))
+            except PxLookupError as exc:
+                print(f"{address}: {exc}")
+                code = EXIT_FAILED
+                continue
+        if not _explain(table, with_dns, address):
             code = EXIT_FAILED
     return code
+
+
+async def _with_dns(px: PxLookup, mapper: AddressMapper, address: str) -> AddressMapper:
+    """The mapper with the entry DNS publishes for the address (RFC 2163), if any."""
+    try:
+        if is_oraddress_text(address):
+            found = await px.oraddress_entry(parse_oraddress(address))
+            return mapper.with_entries(oraddress_to_domain=[found]) if found else mapper
+        domain = parse_mailbox(address.strip("<>")).domain
+    except (AddressError, ValueError):
+        return mapper
+    found = await px.domain_entry(domain)
+    return mapper.with_entries(domain_to_oraddress=[found]) if found else mapper
 
 
 def _explain(table: RoutingTable, mapper: AddressMapper | None, address: str) -> bool:
