@@ -38,12 +38,18 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def notification(message: Message) -> Message:
-    parts = message.get_payload()
-    assert isinstance(parts, list)
-    part = next(p for p in parts if p.get_content_type() == "message/disposition-notification")
-    (fields,) = part.get_payload()
-    assert isinstance(fields, Message)
+    part = next(
+        p for p in subparts(message) if p.get_content_type() == "message/disposition-notification"
+    )
+    (fields,) = subparts(part)
     return fields
+
+
+def subparts(message: Message) -> list[Message]:
+    """The parts of a multipart (or the messages of a message/* part), typed."""
+    payload = message.get_payload()
+    assert isinstance(payload, list)
+    return [p for p in payload if isinstance(p, Message)]
 
 
 def mdn(ipn: IPN, **kw: object) -> EmailMessage:
@@ -93,7 +99,7 @@ def test_discard_becomes_a_deleted_mdn_with_the_returned_message() -> None:
     assert fields["X400-Discard-Reason"] == "ipm-expired"
     assert fields["Original-Recipient"] == "rfc822; jones@b.example"
     assert fields["Final-Recipient"] == "rfc822; kay@b.example"
-    returned = message.get_payload()[2]  # type: ignore[index]
+    returned = subparts(message)[2]
     assert returned.get_content_type() == "message/rfc822"
 
 
