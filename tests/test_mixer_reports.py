@@ -54,12 +54,15 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def status_blocks(message: Message) -> list[Message]:
-    parts = message.get_payload()
-    assert isinstance(parts, list)
-    status = next(p for p in parts if p.get_content_type() == "message/delivery-status")
-    blocks = status.get_payload()
-    assert isinstance(blocks, list)
-    return blocks
+    status = next(p for p in subparts(message) if p.get_content_type() == "message/delivery-status")
+    return subparts(status)
+
+
+def subparts(message: Message) -> list[Message]:
+    """The parts of a multipart (or the messages of a message/* part), typed."""
+    payload = message.get_payload()
+    assert isinstance(payload, list)
+    return [p for p in payload if isinstance(p, Message)]
 
 
 def waypost_x400_report(*, returned: bool) -> tuple[Envelope, ReportContent]:
@@ -123,7 +126,9 @@ def test_x400_report_becomes_an_rfc_3464_dsn() -> None:
     assert jones["X400-Originally-Specified-Recipient-Number"] == "1"
     assert kay["Action"] == "delivered" and kay["Status"] == "2.0.0"
     assert kay["Final-Recipient"] == "rfc822; kay@b.example"
-    text = message.get_payload()[0].get_content()  # type: ignore[index]
+    first = subparts(message)[0]
+    assert isinstance(first, EmailMessage)
+    text = first.get_content()
     assert "<jones@b.example>: non-delivered: unable-to-transfer" in text
 
 
@@ -141,10 +146,10 @@ def test_returned_content_is_the_third_part_when_the_report_returns_it() -> None
             now=T0,
         )
     )
-    parts = message.get_payload()
-    assert isinstance(parts, list) and len(parts) == 3
+    parts = subparts(message)
+    assert len(parts) == 3
     assert parts[2].get_content_type() == "message/rfc822"
-    returned = parts[2].get_payload()[0]
+    (returned,) = subparts(parts[2])
     assert returned["Subject"] == "lunch"
 
 

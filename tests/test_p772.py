@@ -225,6 +225,12 @@ def test_unreadable_unknown_and_repeated_fields_are_kept_whole() -> None:
     assert p772_extensions(heading) == (ext(0, b"\x02\x01\x01"), bad, unknown, repeated)
 
 
+def test_an_address_that_cannot_be_written_is_named() -> None:
+    heading = P772Heading(exempted_addresses=(ORDescriptor(address="smith@example.org"),))
+    with pytest.raises(P772Error, match=r"exempted-addresses \(1\.3\.26\.0\.4406\.0\.2\.4\)"):
+        p772_extensions(heading)
+
+
 def test_model_refuses_what_stanag_4406_does_not_allow() -> None:
     with pytest.raises(P772Error, match="handling-instructions"):
         P772Heading(handling_instructions=("x" * (UB_MILITARY_STRING + 1),))

@@ -96,6 +96,11 @@ _PHYSICAL_DELIVERY = range(32, 46)
 X400_TYPE = "x400"
 X400_DIAGNOSTIC_TYPE = "X-400"
 
+# What a DSN has no field for travels in X400-* extension fields (RFC 3464 §2.4 allows
+# them), named as RFC 2156 names the X.400 report fields: per message the conversion
+# date and the subject's submission identifier, content type and encoded information
+# types; per recipient the O/R name, its originally-specified number, the last trace
+# time, the supplementary information and the intended recipient.
 _SUBJECTS = {True: "Undelivered Mail Returned to Sender", False: "Successful Mail Delivery Report"}
 _CODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _NEWLINES = re.compile(rb"\r\n|\r|\n")

@@ -565,11 +565,15 @@ def p772_fields(extensions: Sequence[HeadingExtension], *, strict: bool = True) 
 
 def p772_extensions(heading: P772Heading) -> tuple[HeadingExtension, ...]:
     """The heading extensions that carry `heading`'s fields, in STANAG 4406's order,
-    then the unread ones as received."""
+    then the unread ones as received; raises P772Error naming a field that cannot be
+    written (an address that is no O/R address)."""
     found = []
     for oid, spec in _FIELDS.items():
         value = getattr(heading, spec.attribute)
         if value is None or value == ():
             continue
-        found.append(HeadingExtension(type=oid, value=spec.write(value)))
+        try:
+            found.append(HeadingExtension(type=oid, value=spec.write(value)))
+        except ValueError as error:  # an O/R address text that is no address, kept BER
+            raise P772Error(f"{spec.attribute.replace('_', '-')} ({oid}): {error}") from None
     return (*found, *heading.unread)
