@@ -240,3 +240,23 @@ def test_mmhs_fields_make_a_p772_message_and_come_back() -> None:
     assert message["MMHS-Originator-Reference"] == "REF (1)/25"
     # Mapped fields are not also named as discarded heading extensions.
     assert message["Discarded-X400-IPMS-Extensions"] is None
+
+
+def test_disposition_notification_to_asks_each_recipient_for_a_receipt() -> None:
+    data = (
+        b"From: Bob <bob@remote.example>\r\nTo: Jo.Smith@sales.example\r\n"
+        b"Disposition-Notification-To: Bob <bob@remote.example>\r\nSubject: read?\r\n\r\nx\r\n"
+    )
+    x400 = mail_to_ipm(mail_envelope("Jo.Smith@sales.example"), data, [0], SIDE).message
+    assert x400 is not None
+    (recipient,) = decode_ipm(x400.content).heading.primary_recipients
+    assert "rn" in recipient.notification_requests  # X.420 §7.2.4
+    back = ipm_to_mail(x400.envelope, x400.content, [0], SIDE).message
+    assert back is not None
+    assert parse(back.content)["Disposition-Notification-To"] == "Bob <bob@remote.example>"
+    plain = mail_to_ipm(
+        mail_envelope("Jo.Smith@sales.example"), data.replace(b"Disposition", b"X-Disp"), [0], SIDE
+    ).message
+    assert plain is not None
+    (recipient,) = decode_ipm(plain.content).heading.primary_recipients
+    assert not recipient.notification_requests

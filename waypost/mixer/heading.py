@@ -58,6 +58,7 @@ MAPPED_HEADERS = (
     "Autoforwarded",
     "Language",
     "Incomplete-Copy",
+    "Disposition-Notification-To",
     "Discarded-X400-IPMS-Extensions",
 )
 
@@ -120,6 +121,22 @@ def heading_to_headers(
         message["Autoforwarded"] = "TRUE"
     for language in heading.languages:
         message["Language"] = language
+    if (
+        heading.originator is not None
+        and heading.originator.address
+        and any(
+            "rn" in r.notification_requests
+            for r in (
+                *heading.primary_recipients,
+                *heading.copy_recipients,
+                *heading.blind_copy_recipients,
+            )
+        )
+    ):
+        # RFC 2156's IPN mapping: a receipt notification asked of a recipient is an MDN
+        # asked of the reader (RFC 8098 §2.1), sent to the IPM's originator.
+        # (not in the stdlib's header registry: written as text)
+        message["Disposition-Notification-To"] = str(_mail_address(heading.originator, or_to_mail))
     if heading.incomplete_copy:
         message["Incomplete-Copy"] = ""
     if heading.other_extensions:
@@ -171,13 +188,16 @@ def headers_to_heading(
         originator, authorizing = authors[0], ()
     else:
         originator, authorizing = (authors[0] if authors else None), tuple(authors)
+    # RFC 8098 §2.1 Disposition-Notification-To: an MDN is asked of every reader, which
+    # X.420 §7.2.4 says as a receipt notification request on each recipient.
+    asked = frozenset({"rn"}) if message.get("Disposition-Notification-To") else frozenset()
     return IPMHeading(
         this_ipm=_this_ipm(message, gateway_domain, generated_id),
         originator=originator,
         authorizing_users=authorizing,
-        primary_recipients=tuple(_descriptors(message, "To", mail_to_or)),
-        copy_recipients=tuple(_descriptors(message, "Cc", mail_to_or)),
-        blind_copy_recipients=tuple(_descriptors(message, "Bcc", mail_to_or)),
+        primary_recipients=tuple(_descriptors(message, "To", mail_to_or, asked)),
+        copy_recipients=tuple(_descriptors(message, "Cc", mail_to_or, asked)),
+        blind_copy_recipients=tuple(_descriptors(message, "Bcc", mail_to_or, asked)),
         reply_recipients=tuple(_descriptors(message, "Reply-To", mail_to_or)),
         replied_to_ipm=_first_id(message, "In-Reply-To", gateway_domain),
         related_ipms=tuple(_all_ids(message, ("References",), gateway_domain)),
@@ -198,9 +218,15 @@ def _text(message: Message, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _descriptors(message: Message, name: str, mail_to_or: AddressMapper) -> list[ORDescriptor]:
+def _descriptors(
+    message: Message, name: str, mail_to_or: AddressMapper, asked: frozenset[str] = frozenset()
+) -> list[ORDescriptor]:
     return [
-        ORDescriptor(address=mail_to_or(addr_spec), free_form_name=display_name or None)
+        ORDescriptor(
+            address=mail_to_or(addr_spec),
+            free_form_name=display_name or None,
+            notification_requests=asked,
+        )
         for display_name, addr_spec in _mailboxes(message, name)
     ]
 
