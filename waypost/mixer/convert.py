@@ -35,7 +35,7 @@ from waypost.mixer.envelope_fields import (
     trace_of,
 )
 from waypost.mixer.heading import HeadingMappingError, headers_to_heading, heading_to_headers
-from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields
+from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields, unmapped_p772
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
 from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier
@@ -171,8 +171,13 @@ def _mmhs_fields(
     military = [e for e in heading.other_extensions if e.type.startswith(P772_ARC)]
     if not military:
         return [], heading
-    fields = p772_to_fields(p772_fields(military, strict=False), or_to_mail=or_to_mail)
-    rest = tuple(e for e in heading.other_extensions if not e.type.startswith(P772_ARC))
+    p772 = p772_fields(military, strict=False)
+    fields = p772_to_fields(p772, or_to_mail=or_to_mail)
+    # What RFC 6477 has no field for stays, to be named as discarded (RFC 2156 §5.3).
+    lost = set(unmapped_p772(p772))
+    rest = tuple(
+        e for e in heading.other_extensions if not e.type.startswith(P772_ARC) or e.type in lost
+    )
     return fields, replace(heading, other_extensions=rest)
 
 
