@@ -23,6 +23,7 @@ from waypost.mixer.reports import (
     status_for,
 )
 from waypost.smtp.dsn import Action, RecipientReport, build_dsn
+from waypost.smtp.xtext import encode_xtext
 from waypost.x400.p1_report import ReportContent, decode_report_content
 from waypost.x400.report_maker import _CODES, RecipientFate, build_report
 
@@ -354,6 +355,13 @@ def test_an_x400_orcpt_names_the_recipient_exactly() -> None:
         b"Original-Recipient: x400;" + JONES.encode(),
     )
     report = dsn_to_report(dsn, mail_to_or=mail_to_or, subject_id=f"{A};m1")
+    assert report.recipients[0].actual_recipient == JONES
+    # As an MTA that keeps ORCPT in xtext writes it (RFC 3464 §2.3.1): the same recipient.
+    encoded = POSTFIX_DSN.replace(
+        b"Original-Recipient: rfc822;nosuch@example.net",
+        b"Original-Recipient: x400;" + encode_xtext(JONES).encode(),
+    )
+    report = dsn_to_report(encoded, mail_to_or=mail_to_or, subject_id=f"{A};m1")
     assert report.recipients[0].actual_recipient == JONES
 
 

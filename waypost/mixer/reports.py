@@ -20,7 +20,7 @@ from email.message import Message
 from email.utils import format_datetime, parsedate_to_datetime
 
 from waypost.message import Envelope, ReportRequest
-from waypost.smtp.xtext import decode_xtext
+from waypost.smtp.xtext import XtextError, decode_xtext
 from waypost.x400.p1_report import (
     DIAGNOSTICS,
     REASONS,
@@ -453,6 +453,10 @@ def _recipient_or(block: DSNRecipient, mail_to_or: AddressMapper) -> str:
     if block.original_recipient:
         kind, _, address = block.original_recipient.partition(";")
         if kind.strip().lower() == X400_TYPE and address.strip():
-            # RFC 3464 §2.3.1: the address is xtext as it was given to ORCPT.
-            return decode_xtext(address.strip())
+            # RFC 3464 §2.3.1: the address as ORCPT gave it, in xtext; some MTAs write it
+            # decoded ('=' is not xtext), which is read as it stands.
+            try:
+                return decode_xtext(address.strip())
+            except XtextError:
+                return address.strip()
     return mail_to_or(block.final_recipient)
