@@ -485,7 +485,7 @@ def test_mail_to_an_x410_peer_crosses_as_p2(
     assert ipm.heading.subject == "for a 1984 MTA"
     assert [d.address for d in ipm.heading.primary_recipients] == [SMITH]
     text, octets = ipm.body
-    assert isinstance(text, IA5Text) and text.text == "Plain text and octets.\r\n"
+    assert isinstance(text, IA5Text) and text.text == "Plain text and octets."
     assert isinstance(octets, BilaterallyDefined) and octets.data == PDF
 
     # FTBPs are X.420 (1988) extended body parts: P2 has none, so the mail with the
@@ -496,7 +496,8 @@ def test_mail_to_an_x410_peer_crosses_as_p2(
     dsn = maildir_message(p.a, BOB)
     (block,) = delivery_status(dsn)
     assert block["Action"] == "failed"
-    assert block["Status"].startswith("5.6."), block
+    assert block["Status"] == "5.6.1"  # content-type-not-supported (X.411 diagnostic 15)
+    assert block["Diagnostic-Code"].startswith("X-400; 1 15")
     assert len(store_files(p.b)) == 1
 
     p.a.stop()
@@ -524,6 +525,7 @@ def test_x400_attachment_reaches_a_maildir_and_smtp_sink_as_mime(
     submit_x400(p.b, sent)
 
     local = maildir_message(p.a, BOB)
+    assert local["Return-Path"] == "<Al.Jones@b.example>"
     dump = wait_for(p.sink.messages, 30, "the message at smtp-sink")[0]
     assert dump.mail_args.startswith("<Al.Jones@b.example>")
     assert [r.split()[0] for r in dump.rcpt_args] == ["<carol@remote.example>"]
@@ -532,7 +534,10 @@ def test_x400_attachment_reaches_a_maildir_and_smtp_sink_as_mime(
         assert mail["From"].addresses[0].addr_spec == "Al.Jones@b.example"
         assert [a.addr_spec for a in mail["To"].addresses] == [BOB, "carol@remote.example"]
         assert mail["X400-MTS-Identifier"] == f"[{DOMAIN_B};ftbp-1]"
-        assert mail["X400-Content-Type"] is not None
+        # The envelope as RFC 2156 §5.3.4's X400-* fields say it.
+        assert mail["X400-Originator"] == "Al.Jones@b.example"
+        assert mail["X400-Recipients"] == f"{BOB}, carol@remote.example"
+        assert mail["X400-Content-Type"] == "P2-1988 (22)"
         # One X400-Received per trace element, the latest first, as Received: fields.
         received = [str(v).split(";")[:2] for v in mail.get_all("X400-Received", [])]
         assert received == [[f"by {DOMAIN_A}", " relayed"], [f"by {DOMAIN_B}", " relayed"]]
