@@ -651,3 +651,79 @@ def test_mail_that_x400_routes_back_to_the_gateway_is_a_loop(pair: Callable[...,
     # again.
     assert len(p.a.events(1820)) == 1
     assert not p.a.events(1902)
+
+
+UTF8_TEXT = "Grüße aus Köln ☃"
+
+
+def test_utf8_mail_to_the_gateways_own_form_crosses_without_loss(
+    tmp_path: Path, pair: Callable[..., Pair]
+) -> None:
+    """An O/R address carried as the local part at the gateway's domain (RFC 2156 §4.3.4),
+    8-bit UTF-8 text and an RFC 2231 non-ASCII filename: text with no X.400 repertoire
+    crosses encapsulated in an FTBP (RFC 2157 §3.1.1), octet for octet."""
+    p = pair()
+    or_form = '"/G=Jo/S=Smith/PRMD=B/ADMD= /C=GB/"@gw.a.example'
+    message = tmp_path / "utf8.eml"
+    message.write_bytes(
+        (
+            f"From: Bob Brown <{BOB}>\n"
+            f"To: {or_form}\n"
+            "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\n"
+            "MIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="u8"\n'
+            "\n"
+            "--u8\n"
+            "Content-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: 8bit\n"
+            "\n"
+            f"{UTF8_TEXT}\n"
+            "--u8\n"
+            "Content-Type: application/pdf\n"
+            "Content-Disposition: attachment; filename*=utf-8''Gr%C3%BC%C3%9Fe.pdf\n"
+            "Content-Transfer-Encoding: base64\n"
+            "\n"
+            f"{b64(PDF)}\n"
+            "--u8--\n"
+        ).encode()
+    )
+    smtp_source(p.a.port, message, BOB, or_form)
+    (file,) = store_files(p.b)
+    envelope, content = stored_message(file)
+    assert [r.address for r in envelope.recipients] == [SMITH]
+    ipm = decode_ipm(content)
+    assert ipm.heading.subject == "Grüße"
+    assert [d.address for d in ipm.heading.primary_recipients] == [SMITH]
+    text, pdf = ipm.body
+    assert isinstance(text, FileTransfer)
+    assert (text.content_type, text.parameters) == ("text/plain", (("charset", "utf-8"),))
+    assert text.data == UTF8_TEXT.encode()
+    assert isinstance(pdf, FileTransfer)
+    assert (pdf.filename, pdf.data) == ("Grüße.pdf", PDF)
+
+
+def test_a_delivery_report_asked_for_by_notify_comes_back_as_a_dsn(
+    pair: Callable[..., Pair],
+) -> None:
+    """NOTIFY=SUCCESS becomes a per-recipient report request (RFC 2156 §5.3.4); B's X.411
+    delivery report crosses back as a DSN that says delivered."""
+    p = pair()
+    with smtplib.SMTP("127.0.0.1", p.a.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.sendmail(
+            BOB,
+            ["Jo.Smith@b.example"],
+            f"From: {BOB}\r\nTo: Jo.Smith@b.example\r\nSubject: tell me\r\n\r\nhi\r\n",
+            rcpt_options=["NOTIFY=SUCCESS,FAILURE"],
+        )
+    (file,) = store_files(p.b)
+    envelope, _ = stored_message(file)
+    (recipient,) = envelope.recipients
+    assert recipient.report_request.name == "ALWAYS"
+    dsn = maildir_message(p.a, BOB)
+    (block,) = delivery_status(dsn)
+    assert block["Action"] == "delivered"
+    assert block["Status"].startswith("2.")
+    assert block["Final-Recipient"].replace(" ", "") == "rfc822;Jo.Smith@b.example"
+    p.a.wait_queue_empty()
+    p.b.wait_queue_empty()
