@@ -17,7 +17,9 @@ an X.400 MTA with a store for Smith and Jones. Checked here:
 - an unknown recipient comes back across the gateway as the other world's report: B's
   X.411 non-delivery report as a DSN, smtp-sink's 550 as an X.411 report in B's store;
 - a loop through the gateway ends as a non-delivery with loop-detected after a bounded
-  number of crossings, whichever world closes it.
+  number of crossings, whichever world closes it;
+- mail to the gateway's own "/…/"@domain form with 8-bit UTF-8 text and a non-ASCII
+  filename crosses octet for octet, and NOTIFY=SUCCESS comes back as a DSN "delivered".
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\
 TEXT = "The Q3 figures are attached,\r\nwith the chart."
 TEXT_LF = TEXT.replace("\r\n", "\n")  # as the file smtp-source reads has it
 SUBJECT = "Q3 figures with a chart"
+THIS_IPM = "q3.figures(a)a.example"  # from Message-ID: <q3.figures@a.example>
 
 # P2 (X.420 1984) for a peer in X.410 mode is added in waypost/x400/ipm_downgrade.py;
 # until it is in the tree such a peer still gets P22, which these tests show.
@@ -384,6 +387,8 @@ def assert_ipm_as_sent(envelope: Envelope, content: bytes) -> None:
     ipm = decode_ipm(content)
     heading = ipm.heading
     assert heading.subject == SUBJECT
+    # The Message-ID in a user-relative identifier, RFC 2156 §3.4's escapes for "@".
+    assert heading.this_ipm.local == THIS_IPM
     assert heading.originator is not None and heading.originator.address == BOB_OR
     assert [d.address for d in heading.primary_recipients] == [SMITH]
     assert [d.address for d in heading.copy_recipients] == [JONES]
@@ -427,6 +432,7 @@ def test_mail_with_attachments_crosses_to_b_as_p22_that_tshark_decodes(
     # The IPM as X.420 says it: the heading, the text, and each FTBP (X.420 §7.4.12) with
     # its name (an FTAM pathname), its MIME type and its octets.
     assert shows(packet, "p22.subject") == [SUBJECT]
+    assert shows(packet, "p22.user_relative_identifier") == [THIS_IPM]
     assert shows(packet, "p22.body") == ["3"]
     # (XML attribute normalisation turns the CRLF in PDML's "show" into one space.)
     assert shows(packet, "p22.ia5text.data") == [TEXT.replace("\r\n", " ")]
