@@ -591,21 +591,25 @@ def test_a_refused_mail_recipient_comes_back_as_an_x411_report(
     pair: Callable[..., Pair],
 ) -> None:
     p = pair()
+    carol = under_gateway("carol@remote.example")
     nobody = under_gateway("nobody@reject.example")
-    sent = ipm_from_jones("refused-1", [nobody], "to nobody", IA5Text(text="hello?\r\n"))
+    sent = ipm_from_jones("refused-1", [carol, nobody], "to two", IA5Text(text="hello?\r\n"))
     submit_x400(p.b, sent)
-    # smtp-sink answers 550 to the converted mail; A's DSN to Al.Jones@b.example crosses
-    # the gateway as an X.411 non-delivery report, which B stores for Jones.
+    # smtp-sink answers 550 to nobody; A's DSN to Al.Jones@b.example crosses the gateway
+    # as an X.411 non-delivery report, which B stores for Jones. Carol has her mail.
     (file,) = store_files(p.b)
     envelope, report = stored_report(file)
     assert [r.address for r in envelope.recipients] == [JONES]
     assert report.subject_id == f"{DOMAIN_B};refused-1"
     (reported,) = report.recipients
     assert reported.actual_recipient == nobody
+    assert reported.originally_specified_number == 2  # as Jones numbered it
     assert reported.delivered_at is None
     assert (reported.reason, reported.diagnostic) == (1, 0)  # unable-to-transfer, unrecognised
     assert "no such user" in (reported.supplementary or "")
     assert p.rejecting.dumps() and not p.rejecting.messages()  # refused at RCPT
+    (dump,) = wait_for(p.sink.messages, 30, "carol's mail at smtp-sink")
+    assert [r.split()[0] for r in dump.rcpt_args] == ["<carol@remote.example>"]
     p.a.wait_queue_empty()
     p.b.wait_queue_empty()
 
