@@ -19,7 +19,8 @@ an X.400 MTA with a store for Smith and Jones. Checked here:
 - a loop through the gateway ends as a non-delivery with loop-detected after a bounded
   number of crossings, whichever world closes it;
 - mail to the gateway's own "/…/"@domain form with 8-bit UTF-8 text and a non-ASCII
-  filename crosses octet for octet, and NOTIFY=SUCCESS comes back as a DSN "delivered".
+  filename crosses octet for octet, and NOTIFY=SUCCESS comes back as a DSN "delivered";
+  a probe from B for a mail recipient is answered by A's gateway.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from test_x400_tshark import (
 from waypost.arrival import Arrival, Source
 from waypost.clock import SystemClock
 from waypost.config import load_config
-from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient, ReportRequest
 from waypost.service import build_intake, database_path
 from waypost.store.database import Database
 from waypost.x400.ipm_bodies import BilaterallyDefined, FileTransfer, IA5Text
@@ -610,6 +611,38 @@ def test_a_refused_mail_recipient_comes_back_as_an_x411_report(
     assert p.rejecting.dumps() and not p.rejecting.messages()  # refused at RCPT
     (dump,) = wait_for(p.sink.messages, 30, "carol's mail at smtp-sink")
     assert [r.split()[0] for r in dump.rcpt_args] == ["<carol@remote.example>"]
+    p.a.wait_queue_empty()
+    p.b.wait_queue_empty()
+
+
+def test_a_probe_for_a_mail_recipient_is_answered_by_the_gateway(
+    pair: Callable[..., Pair],
+) -> None:
+    """A probe crosses nothing: A's gateway answers that it would convert the message
+    (RFC 2156 §5.4), for an address it can map."""
+    p = pair()
+    carol = under_gateway("carol@remote.example")
+    probe = Envelope(
+        mts_id=f"{DOMAIN_B};probe-1",
+        originator=JONES,
+        recipients=[
+            Recipient(
+                address=carol, originally_specified_number=1, report_request=ReportRequest.ALWAYS
+            )
+        ],
+        content_type=ContentType.P22,
+        object_kind=ObjectKind.PROBE,
+        content_length=100,
+        arrival=time.time(),
+    )
+    submit_x400(p.b, Message(envelope=probe, content=b""))
+    (file,) = store_files(p.b)
+    _, report = stored_report(file)
+    assert report.subject_id == f"{DOMAIN_B};probe-1"
+    (reported,) = report.recipients
+    assert reported.actual_recipient == carol
+    assert reported.delivered_at is not None and reported.reason is None
+    assert not p.sink.dumps()  # nothing reached the mail side
     p.a.wait_queue_empty()
     p.b.wait_queue_empty()
 
