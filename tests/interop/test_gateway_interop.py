@@ -124,6 +124,7 @@ class Pair:
     b: Waypost
     sink: SmtpSink  # remote.example: accepts everything
     rejecting: SmtpSink  # reject.example: 550 to every recipient
+    relay: ThreadedRelay | None  # records A's associations to B when asked for
 
 
 class ThreadedRelay:
@@ -180,14 +181,16 @@ def pair(
     make_sink: Callable[..., SmtpSink],
     relays: Callable[[int], ThreadedRelay],
 ) -> Iterator[Callable[..., Pair]]:
-    """`pair(mode=..., relay=...)`: B, then A, started; A reaches B through `relay(b_port)`
-    when one is given. Both are stopped (exit 0, no traceback) at teardown."""
+    """`pair(mode=..., capture=...)`: B, then A, started, A's peer B in `mode`; with
+    `capture`, A reaches B through a recording relay. Both are stopped (exit 0, no
+    traceback) at teardown."""
     started: list[Waypost] = []
 
-    def make(mode: str = "1988", relay: ThreadedRelay | None = None, b_port: int = 0) -> Pair:
+    def make(mode: str = "1988", *, capture: bool = False) -> Pair:
         sink = make_sink()
         rejecting = make_sink("-f", "RCPT", "-B", "550 5.1.1 no such user")
-        a_port, b_port = free_port(), b_port or free_port()
+        a_port, b_port = free_port(), free_port()
+        relay = relays(b_port) if capture else None
         b = Waypost(
             tmp_path / "b",
             settings={
@@ -232,7 +235,7 @@ def pair(
         for wp in (b, a):
             started.append(wp)
             wp.start()
-        return Pair(a=a, b=b, sink=sink, rejecting=rejecting)
+        return Pair(a=a, b=b, sink=sink, rejecting=rejecting, relay=relay)
 
     yield make
     errors = []
@@ -402,11 +405,9 @@ def assert_ipm_as_sent(envelope: Envelope, content: bytes) -> None:
 
 
 def test_mail_with_attachments_crosses_to_b_as_p22_that_tshark_decodes(
-    tmp_path: Path, pair: Callable[..., Pair], relays: Callable[[int], ThreadedRelay]
+    tmp_path: Path, pair: Callable[..., Pair]
 ) -> None:
-    b_port = free_port()
-    relay = relays(b_port)
-    p = pair(relay=relay, b_port=b_port)
+    p = pair(capture=True)
     message = tmp_path / "figures.eml"
     message.write_text(mail_with_attachments())
     smtp_source(p.a.port, message, BOB, "Jo.Smith@b.example")
@@ -418,7 +419,8 @@ def test_mail_with_attachments_crosses_to_b_as_p22_that_tshark_decodes(
     assert len(p.a.events(1901)) == 0  # nothing failed to convert
 
     p.a.stop()  # A releases the association: the capture is complete
-    cap = relay.capture(tmp_path / "gateway-1988.pcap")
+    assert p.relay is not None
+    cap = p.relay.capture(tmp_path / "gateway-1988.pcap")
     assert tshark(cap, "-Y", "_ws.malformed") == ""
     root = pdml(cap)
     assert_bind_as_sent(root, "1988")
@@ -475,12 +477,8 @@ def mail_p2_can_carry() -> str:
     reason="a peer in X.410 mode gets P2 once waypost/x400/ipm_downgrade.py is in the tree",
     strict=True,
 )
-def test_mail_to_an_x410_peer_crosses_as_p2(
-    tmp_path: Path, pair: Callable[..., Pair], relays: Callable[[int], ThreadedRelay]
-) -> None:
-    b_port = free_port()
-    relay = relays(b_port)
-    p = pair(mode="x410", relay=relay, b_port=b_port)
+def test_mail_to_an_x410_peer_crosses_as_p2(tmp_path: Path, pair: Callable[..., Pair]) -> None:
+    p = pair(mode="x410", capture=True)
     plain = tmp_path / "plain.eml"
     plain.write_text(mail_p2_can_carry())
     smtp_source(p.a.port, plain, BOB, "Jo.Smith@b.example")
@@ -508,7 +506,8 @@ def test_mail_to_an_x410_peer_crosses_as_p2(
     assert len(store_files(p.b)) == 1
 
     p.a.stop()
-    cap = relay.capture(tmp_path / "gateway-x410.pcap")
+    assert p.relay is not None
+    cap = p.relay.capture(tmp_path / "gateway-x410.pcap")
     # tshark cannot decode X.410-mode content; it marks only its known limit there.
     assert tshark(cap, "-Y", f"_ws.malformed && !{X410_NOISE}") == ""
     assert_bind_as_sent(pdml(cap), "x410")
