@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import email.policy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import Message as EmailMessage
 from email.parser import BytesParser
+from email.utils import getaddresses
 
 from waypost.message import (
     ContentType,
@@ -132,12 +133,19 @@ def dsn_to_x400(
         fields, _, returned = read_dsn(message)
     except DSNError as exc:
         raise NotANoticeError(str(exc)) from None
-    subject_id = _subject_id(fields, returned or _returned_headers(message))
+    header = returned or _returned_headers(message)
+    subject_id = _subject_id(fields, header)
     if subject_id is None:
         raise NotANoticeError("the DSN does not name an X.400 MTS identifier")
     try:
         destination = mail_to_or(envelope.recipients[indexes[0]].address)
-        report = dsn_to_report(message, mail_to_or=mail_to_or, subject_id=subject_id, now=side.now)
+        report = dsn_to_report(
+            message,
+            mail_to_or=mail_to_or,
+            subject_id=subject_id,
+            recipients=_subject_recipients(header, mail_to_or),
+            now=side.now,
+        )
     except (DSNError, ValueError) as exc:
         raise NotANoticeError(str(exc)) from None
     local = f"r{int(side.now * 1000):x}.{os.urandom(6).hex()}"
@@ -217,6 +225,26 @@ def _returned_headers(dsn: EmailMessage) -> EmailMessage | None:
             if isinstance(data, bytes):
                 return BytesParser(policy=_PARSING).parsebytes(data, headersonly=True)
     return None
+
+
+def _subject_recipients(
+    returned: EmailMessage | None, mail_to_or: Callable[[str], str]
+) -> list[str]:
+    """The X.400 message's recipients in its envelope's order, from the X400-Recipients
+    field the gateway wrote into the mail (RFC 2156 §5.3.4), so that each recipient a
+    DSN reports keeps its originally-specified-recipient-number (X.411's
+    PerRecipientReportTransferFields) rather than its place in the DSN. An address that
+    no longer maps keeps its place."""
+    field = None if returned is None else returned.get("X400-Recipients")
+    if field is None:
+        return []
+    recipients = []
+    for _, address in getaddresses([str(field)]):
+        try:
+            recipients.append(mail_to_or(address))
+        except ValueError:
+            recipients.append("")
+    return recipients
 
 
 def _subject_id(fields: EmailMessage, returned: EmailMessage | None) -> str | None:
