@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import smtplib
 import subprocess
 import threading
@@ -93,10 +92,6 @@ TEXT = "The Q3 figures are attached,\r\nwith the chart."
 TEXT_LF = TEXT.replace("\r\n", "\n")  # as the file smtp-source reads has it
 SUBJECT = "Q3 figures with a chart"
 THIS_IPM = "q3.figures(a)a.example"  # from Message-ID: <q3.figures@a.example>
-
-# P2 (X.420 1984) for a peer in X.410 mode is added in waypost/x400/ipm_downgrade.py;
-# until it is in the tree such a peer still gets P22, which these tests show.
-HAS_P2_DOWNGRADE = importlib.util.find_spec("waypost.x400.ipm_downgrade") is not None
 
 
 # --- the two MTAs -----------------------------------------------------------------------
@@ -472,11 +467,6 @@ def mail_p2_can_carry() -> str:
     )
 
 
-@pytest.mark.xfail(
-    not HAS_P2_DOWNGRADE,
-    reason="a peer in X.410 mode gets P2 once waypost/x400/ipm_downgrade.py is in the tree",
-    strict=True,
-)
 def test_mail_to_an_x410_peer_crosses_as_p2(tmp_path: Path, pair: Callable[..., Pair]) -> None:
     p = pair(mode="x410", capture=True)
     plain = tmp_path / "plain.eml"

@@ -183,7 +183,9 @@ def _mmhs_fields(
 
 def _received(envelope: Envelope, side: GatewaySide) -> str:
     """The gateway's own Received: field (RFC 5321 §4.4): the X.400 domain it came from."""
-    came_from = envelope.trace[-1].domain if envelope.trace else envelope.originator
+    # The domain it came from: the newest trace element that is not this MTA's own.
+    others = [t.domain for t in envelope.trace if not _same_domain(t.domain, side.x400_domain)]
+    came_from = others[-1] if others else side.x400_domain
     when = format_datetime(datetime.fromtimestamp(side.now, UTC))
     return f"from X.400 ({came_from}) by {side.hostname} (Waypost MIXER) with X.400; {when}"
 
