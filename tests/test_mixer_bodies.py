@@ -375,3 +375,18 @@ def test_the_header_cache_is_bounded() -> None:
     again = registry("Subject", "a")
     assert again is not first and again == first == "a"
     assert registry["subject"] is registry["Subject"]  # one class per field name
+
+
+def test_as_bytes_gives_a_new_multipart_a_boundary_its_parts_do_not_contain() -> None:
+    entity = body_to_mime(
+        [IA5Text(text="--" + "=" * 15 + "\r\n"), FileTransfer(data=b"x" * 5000, filename="x")]
+    )
+    assert entity.get_boundary() is None
+    data = as_bytes(entity, default.clone(linesep="\r\n"))
+    boundary = entity.get_boundary()
+    assert boundary is not None and boundary.startswith("=" * 15)
+    assert data.count(f"--{boundary}".encode()) == 3  # two parts and the close delimiter
+    assert mime_to_body(parse(data)) == [
+        IA5Text(text="--" + "=" * 15 + "\r\n"),
+        FileTransfer(data=b"x" * 5000, filename="x"),
+    ]

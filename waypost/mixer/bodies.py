@@ -4,7 +4,8 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import base64
-import re
+import secrets
+import sys
 from collections.abc import Sequence
 from email import policy
 from email.generator import BytesGenerator
@@ -67,7 +68,7 @@ class CachedHeaderRegistry(HeaderRegistry):
 # every policy of the gateway's conversions is a clone of it and shares the factory.
 DEFAULT_POLICY = policy.default.clone(header_factory=CachedHeaderRegistry())
 _CRLF_POLICY = DEFAULT_POLICY.clone(linesep="\r\n")
-_LINE_END = re.compile(r"\r\n|\r|\n")  # email.generator's NLCRE
+_BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))  # email.generator's
 
 
 class _Generator(BytesGenerator):
@@ -77,7 +78,28 @@ class _Generator(BytesGenerator):
 
     def _write_lines(self, lines: str) -> None:
         if lines and self.policy is not None:
-            self.write(_LINE_END.sub(self.policy.linesep, lines))
+            # As email.generator's NLCRE.sub(linesep, lines), in passes of str.replace: a
+            # CR left after the first pass ended a line of its own.
+            text = lines.replace("\r\n", "\n").replace("\r", "\n")
+            linesep = self.policy.linesep
+            self.write(text if linesep == "\n" else text.replace("\n", linesep))
+
+    @classmethod
+    def _make_boundary(cls, text: bytes | str | None = None) -> str:
+        # email.generator's boundary, checked against the text with a substring test
+        # rather than a regular expression over every line: a text with no "--boundary"
+        # anywhere has no delimiter line of it (RFC 2046 §5.1.1). A BytesGenerator's text
+        # is bytes.
+        while True:
+            boundary = "=" * 15 + f"{secrets.randbelow(sys.maxsize):0{_BOUNDARY_WIDTH}d}" + "=="
+            delimiter = "--" + boundary
+            if text is None:
+                return boundary
+            if isinstance(text, bytes):
+                if delimiter.encode() not in text:
+                    return boundary
+            elif delimiter not in text:
+                return boundary
 
 
 def as_bytes(entity: EmailMessage, with_policy: policy.Policy | None = None) -> bytes:
@@ -228,8 +250,8 @@ def _content_type_field(content_type: str, parameters: Sequence[tuple[str, str]]
 
 
 def _base64(data: bytes) -> str:
-    encoded = base64.b64encode(data).decode("ascii")
-    return "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    # Lines of 76 characters (RFC 2045 §6.8), without a line end after the last.
+    return base64.encodebytes(data).decode("ascii").removesuffix("\n")
 
 
 # -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------
