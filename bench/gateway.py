@@ -122,8 +122,10 @@ def attachment() -> bytes:
 def mail_content(i: int, size: str) -> bytes:
     """An RFC 5322 message of 1 KiB (text/plain) or with a 100 KiB PDF attachment."""
     mail = EmailMessage(policy=email.policy.default.clone(linesep="\r\n"))
-    mail["From"] = f"Sender <{MAIL_SENDER}>"
-    mail["To"] = f"Jones <{MAIL_JONES}>"
+    # Names that differ from message to message, as in real traffic: no cache of the
+    # conversion sees the same From: twice.
+    mail["From"] = f"Sender {i} <{MAIL_SENDER}>"
+    mail["To"] = f"Jones {i} <{MAIL_JONES}>"
     mail["Subject"] = f"bench {i}"
     mail["Date"] = "Thu, 03 Dec 2026 10:00:00 +0000"
     mail["Message-ID"] = f"<bench-{i}@a.example>"
@@ -143,8 +145,8 @@ def ipm_content(i: int, size: str, recipient: str) -> bytes:
     """A P22 IPM of 1 KiB (ia5-text) or with the 100 KiB PDF as an FTBP."""
     heading = IPMHeading(
         this_ipm=IPMIdentifier(user=ORIGINATOR, local=f"bench-{i}"),
-        originator=ORDescriptor(address=ORIGINATOR, free_form_name="Sender"),
-        primary_recipients=(ORDescriptor(address=recipient, free_form_name="Jones"),),
+        originator=ORDescriptor(address=ORIGINATOR, free_form_name=f"Sender {i}"),
+        primary_recipients=(ORDescriptor(address=recipient, free_form_name=f"Jones {i}"),),
         subject=f"bench {i}",
     )
 
