@@ -368,13 +368,17 @@ def test_header_objects_are_shared_but_each_message_keeps_its_own_fields() -> No
 
 def test_the_header_cache_is_bounded() -> None:
     registry = CachedHeaderRegistry(size=2)
-    first = registry("Subject", "a")
-    assert registry("Subject", "a") is first
-    registry("Subject", "b")
-    registry("Subject", "c")  # full: forgets what it made, then makes this one
-    again = registry("Subject", "a")
-    assert again is not first and again == first == "a"
-    assert registry["subject"] is registry["Subject"]  # one class per field name
+    first = registry("Content-Type", "text/plain")
+    assert registry("Content-Type", "text/plain") is first
+    registry("Content-Type", "text/html")
+    registry("Content-Type", "image/png")  # full: forgets what it made, then makes this one
+    again = registry("Content-Type", "text/plain")
+    assert again is not first and again == first == "text/plain"
+    assert registry["content-type"] is registry["Content-Type"]  # one class per field name
+    # Other fields, and long values, are not kept: their parse trees are large.
+    assert registry("Subject", "a") is not registry("Subject", "a")
+    long = "application/x-long; name=" + "x" * 300
+    assert registry("Content-Type", long) is not registry("Content-Type", long)
 
 
 def test_as_bytes_gives_a_new_multipart_a_boundary_its_parts_do_not_contain() -> None:

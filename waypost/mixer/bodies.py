@@ -34,12 +34,17 @@ _EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "mu
 
 class CachedHeaderRegistry(HeaderRegistry):
     """The email package's header factory, remembering what it made. The stock one builds
-    a new class for every header object and the package parses a field again at each
-    read; the gateway reads the same fields (Content-Type above all) several times in a
-    message and the same values in message after message. Header objects are immutable
-    (a message keeps one and folds it for every output), so one serves every message."""
+    a new class for every header object, and the package parses a field again at each
+    read: the gateway reads a part's Content-* fields several times, and the same few
+    values come in message after message. Header objects are immutable (a message keeps
+    one and folds it for every output), so one serves every message. Only the MIME
+    entity fields, and short ones, are kept: a header object is a parse tree of about
+    100 times the size of its text, and other fields rarely repeat."""
 
-    def __init__(self, size: int = 4096) -> None:
+    KEPT = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
+    KEPT_LENGTH = 256
+
+    def __init__(self, size: int = 256) -> None:
         super().__init__()
         self._size = size
         self._classes: dict[str, type[BaseHeader]] = {}
@@ -53,13 +58,14 @@ class CachedHeaderRegistry(HeaderRegistry):
         return cls
 
     def __call__(self, name: str, value: object) -> BaseHeader:
-        if type(value) is not str:  # Address objects, lists of them: made each time
+        # Address objects, lists of them and long or other fields are made each time.
+        if type(value) is not str or len(value) > self.KEPT_LENGTH or name.lower() not in self.KEPT:
             return self[name](name, value)
         key = (name, value)
         made = self._made.get(key)
         if made is None:
             if len(self._made) >= self._size:
-                self._made.clear()  # a bound, not an LRU: most values are seen once
+                self._made.clear()  # a bound, not an LRU: cheap, and refilled at once
             made = self._made[key] = self[name](name, value)
         return made
 
