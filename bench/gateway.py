@@ -5,6 +5,7 @@ relaying the same kind of message to B without conversion.
     .venv/bin/python bench/gateway.py --only to-x400-1k --rounds 3
     .venv/bin/python bench/gateway.py --messages 1000 --large-messages 200
     .venv/bin/python bench/gateway.py --profile DIR             # py-spy --gil of A and B
+    .venv/bin/python bench/gateway.py --in-process              # the conversions alone
 
 Two directions, each at two sizes (1 KiB of text; 100 KiB: a text part and a 100 KiB
 application/pdf attachment on the mail side, an ia5-text body part and an FTBP with the
@@ -29,7 +30,9 @@ seconds (user + system) of A and B per 1,000 messages; per case, A's CPU per mes
 the gateway run over the plain run's (of the same round, and of the least CPU of each).
 Plain and gateway runs alternate (plain first in even rounds, gateway first in odd ones)
 so that the ratio compares runs minutes apart. --profile writes py-spy's collapsed stacks
-(`--gil`) of A and B for each run into DIR.
+(`--gil`) of A and B for each run into DIR. --in-process times only the conversion
+functions the gateway's delivery agent calls (waypost.mixer.convert), in this process, on
+the same messages and mappings: CPU microseconds per message.
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ from pathlib import Path
 import psutil
 from x400_relay import cpu, delivered, enqueue, free_port, profile, serve, stop, wait_port
 
+from waypost.address import parse_oraddress
 from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.mixer.address_map import AddressMapper, Gateway, MappingEntry
+from waypost.mixer.convert import GatewaySide, ipm_to_mail, mail_to_ipm
 from waypost.nexthop import parse_next_hop
 from waypost.store import NewMessage
 from waypost.x400.ipm_bodies import BodyPart, FileTransfer, IA5Text
@@ -382,6 +388,24 @@ def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.N
     return Result(case.name, mode, round_, n, t1 - t0, a1 - a0, b1 - b0)
 
 
+def in_process(case: Case, n: int) -> float:
+    """CPU microseconds per message of the conversion alone, as A's gateway makes it."""
+    gateway = Gateway("gw.a.example", parse_oraddress(GATEWAY_OR))
+    if case.direction == "to-x400":
+        mapper = AddressMapper.symmetric(gateway, [MappingEntry.parse(B_PREFIX, "b.example")])
+    else:
+        mapper = AddressMapper(gateway)
+    side = GatewaySide(mapper=mapper, x400_domain="/C=GB/ADMD= /PRMD=A/", hostname="a.example")
+    convert = mail_to_ipm if case.direction == "to-x400" else ipm_to_mail
+    held = [new.message for new in messages(case, "gateway", n, 0)]
+    for message in held[:10]:  # warm: imports, the header classes
+        convert(message.envelope, message.content, [0], side)
+    start = time.process_time()
+    for message in held:
+        convert(message.envelope, message.content, [0], side)
+    return (time.process_time() - start) * 1e6 / n
+
+
 # -- the report --------------------------------------------------------------------------
 
 
@@ -438,6 +462,9 @@ def main() -> int:
     parser.add_argument("--associations", type=int, default=16, help="A's P1 associations to B")
     parser.add_argument("--concurrency", type=int, default=32, help="deliveries per next hop")
     parser.add_argument("--profile", metavar="DIR", help="py-spy raw profiles of A and B here")
+    parser.add_argument(
+        "--in-process", action="store_true", help="time the conversions alone, in this process"
+    )
     parser.add_argument("--dir", help="work directory (default: a fresh temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -447,6 +474,12 @@ def main() -> int:
         cases = [c for c in CASES if set(wanted) & {c.name, c.direction, c.size}]
         if not cases:
             parser.error(f"--only {args.only}: no case; the cases are {[c.name for c in CASES]}")
+    if args.in_process:
+        for r in range(args.rounds):
+            for case in cases:
+                n = args.messages if case.size == "1k" else args.large_messages
+                print(f"{case.name:<13} round {r}: {in_process(case, n):8,.0f} µs per message")
+        return 0
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     work = Path(args.dir or tempfile.mkdtemp(prefix="waypost-gateway."))
