@@ -27,12 +27,13 @@ database before A starts, then B and A are started as separate `waypost serve` p
 one direction. The clock starts when A's listener answers and stops when B's store (the
 X.400 store, or the Maildir) holds all N. Printed per run: messages/s end to end, CPU
 seconds (user + system) of A and B per 1,000 messages; per case, A's CPU per message of
-the gateway run over the plain run's (of the same round, and of the least CPU of each).
-Plain and gateway runs alternate (plain first in even rounds, gateway first in odd ones)
-so that the ratio compares runs minutes apart. --profile writes py-spy's collapsed stacks
-(`--gil`) of A and B for each run into DIR. --in-process times only the conversion
-functions the gateway's delivery agent calls (waypost.mixer.convert), in this process, on
-the same messages and mappings: CPU microseconds per message.
+the gateway run over the plain run's (in each round, of the least and of the median of
+each mode) and the best rate of each. Plain and gateway runs alternate (plain first in
+even rounds, gateway first in odd ones) so that a ratio compares runs seconds apart.
+--profile writes py-spy's collapsed stacks (`--gil`) of A and B for each run into DIR.
+--in-process times only the conversion functions the gateway's delivery agent calls
+(waypost.mixer.convert), in this process, on the same messages and mappings: CPU
+microseconds per message.
 """
 
 from __future__ import annotations
