@@ -4,6 +4,7 @@ the MIME written for each X.400 part, and the X.400 part read from each kind of 
 from __future__ import annotations
 
 import base64
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
@@ -11,7 +12,10 @@ from email.policy import default
 import pytest
 
 from waypost.mixer.bodies import (
+    DEFAULT_POLICY,
     BodyConversionError,
+    CachedHeaderRegistry,
+    as_bytes,
     body_to_mime,
     mime_to_body,
     part_to_mime,
@@ -326,3 +330,67 @@ def test_a_multipart_part_that_is_no_entity_is_a_conversion_error() -> None:
     message.set_payload(["not an entity"])
     with pytest.raises(BodyConversionError, match="not a MIME entity"):
         mime_to_body(message)
+
+
+def test_as_bytes_writes_the_octets_the_email_package_writes() -> None:
+    message = EmailMessage()
+    message["Subject"] = "line ends of every kind"
+    message.set_content("one\ntwo\r\nthree\rfour", cte="8bit")
+    message.add_attachment(bytes(range(256)) * 400, "application", "pdf", filename="f.pdf")
+    inner = EmailMessage()
+    inner.set_content("plain")
+    inner.add_alternative("<p>html</p>", subtype="html")
+    message.attach(inner)
+    message.preamble = "preamble\n"
+    message.epilogue = "epilogue\r\n"
+    for entity in (message, wire(message)):
+        for policy in (default, default.clone(linesep="\r\n"), DEFAULT_POLICY):
+            assert as_bytes(entity, policy) == entity.as_bytes(policy=policy)
+        assert as_bytes(entity) == entity.as_bytes()
+
+
+def test_header_objects_are_shared_but_each_message_keeps_its_own_fields() -> None:
+    data = b"Content-Type: text/plain; charset=us-ascii\r\n\r\ntext\r\n"
+    first = BytesParser(policy=DEFAULT_POLICY).parsebytes(data)
+    second = BytesParser(policy=DEFAULT_POLICY).parsebytes(data)
+    assert isinstance(first, EmailMessage) and isinstance(second, EmailMessage)
+    assert first["Content-Type"] is second["Content-Type"]  # parsed once
+    first.set_param("format", "flowed")
+    assert first.get_param("format") == "flowed"
+    assert second.get_param("format") is None
+    assert dict(second["Content-Type"].params) == {"charset": "us-ascii"}
+    # Values that are not text (Address objects) are made each time.
+    message = EmailMessage(policy=DEFAULT_POLICY)
+    message["To"] = [Address("Jo Smith", addr_spec="jo@example.com")]
+    assert message["To"].addresses[0].display_name == "Jo Smith"
+    assert str(message["To"]) == "Jo Smith <jo@example.com>"
+
+
+def test_the_header_cache_is_bounded() -> None:
+    registry = CachedHeaderRegistry(size=2)
+    first = registry("Content-Type", "text/plain")
+    assert registry("Content-Type", "text/plain") is first
+    registry("Content-Type", "text/html")
+    registry("Content-Type", "image/png")  # full: forgets what it made, then makes this one
+    again = registry("Content-Type", "text/plain")
+    assert again is not first and again == first == "text/plain"
+    assert registry["content-type"] is registry["Content-Type"]  # one class per field name
+    # Other fields, and long values, are not kept: their parse trees are large.
+    assert registry("Subject", "a") is not registry("Subject", "a")
+    long = "application/x-long; name=" + "x" * 300
+    assert registry("Content-Type", long) is not registry("Content-Type", long)
+
+
+def test_as_bytes_gives_a_new_multipart_a_boundary_its_parts_do_not_contain() -> None:
+    entity = body_to_mime(
+        [IA5Text(text="--" + "=" * 15 + "\r\n"), FileTransfer(data=b"x" * 5000, filename="x")]
+    )
+    assert entity.get_boundary() is None
+    data = as_bytes(entity, default.clone(linesep="\r\n"))
+    boundary = entity.get_boundary()
+    assert boundary is not None and boundary.startswith("=" * 15)
+    assert data.count(f"--{boundary}".encode()) == 3  # two parts and the close delimiter
+    assert mime_to_body(parse(data)) == [
+        IA5Text(text="--" + "=" * 15 + "\r\n"),
+        FileTransfer(data=b"x" * 5000, filename="x"),
+    ]

@@ -4,10 +4,15 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import base64
+import secrets
+import sys
 from collections.abc import Sequence
 from email import policy
+from email.generator import BytesGenerator
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.parser import BytesParser
+from io import BytesIO
 from typing import Protocol
 
 from waypost.x400.ipm_bodies import (
@@ -25,8 +30,89 @@ from waypost.x400.ipm_bodies import (
 MAX_LINE = 998
 # The MIME types with an equivalence in RFC 2157 §6 (multipart/mixed: §2.1).
 _EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "multipart/mixed"})
-DEFAULT_POLICY = policy.default
-_CRLF_POLICY = policy.default.clone(linesep="\r\n")
+
+
+class CachedHeaderRegistry(HeaderRegistry):
+    """The email package's header factory, remembering what it made. The stock one builds
+    a new class for every header object, and the package parses a field again at each
+    read: the gateway reads a part's Content-* fields several times, and the same few
+    values come in message after message. Header objects are immutable (a message keeps
+    one and folds it for every output), so one serves every message. Only the MIME
+    entity fields, and short ones, are kept: a header object is a parse tree of about
+    100 times the size of its text, and other fields rarely repeat."""
+
+    KEPT = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
+    KEPT_LENGTH = 256
+
+    def __init__(self, size: int = 256) -> None:
+        super().__init__()
+        self._size = size
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._made: dict[tuple[str, str], BaseHeader] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: object) -> BaseHeader:
+        # Address objects, lists of them and long or other fields are made each time.
+        if type(value) is not str or len(value) > self.KEPT_LENGTH or name.lower() not in self.KEPT:
+            return self[name](name, value)
+        key = (name, value)
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= self._size:
+                self._made.clear()  # a bound, not an LRU: cheap, and refilled at once
+            made = self._made[key] = self[name](name, value)
+        return made
+
+
+# The default policy (RFC 5322 and RFC 6532 parsing, header objects) with that factory:
+# every policy of the gateway's conversions is a clone of it and shares the factory.
+DEFAULT_POLICY = policy.default.clone(header_factory=CachedHeaderRegistry())
+_CRLF_POLICY = DEFAULT_POLICY.clone(linesep="\r\n")
+_BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))  # email.generator's
+
+
+class _Generator(BytesGenerator):
+    """BytesGenerator writing a body in one piece: the stock one writes each line and each
+    line end apart, most of the cost of a large attachment. The octets are the same: its
+    line ends become the policy's, and no line end is added after the last line."""
+
+    def _write_lines(self, lines: str) -> None:
+        if lines and self.policy is not None:
+            # As email.generator's NLCRE.sub(linesep, lines), in passes of str.replace: a
+            # CR left after the first pass ended a line of its own.
+            text = lines.replace("\r\n", "\n").replace("\r", "\n")
+            linesep = self.policy.linesep
+            self.write(text if linesep == "\n" else text.replace("\n", linesep))
+
+    @classmethod
+    def _make_boundary(cls, text: bytes | str | None = None) -> str:
+        # email.generator's boundary, checked against the text with a substring test
+        # rather than a regular expression over every line: a text with no "--boundary"
+        # anywhere has no delimiter line of it (RFC 2046 §5.1.1). A BytesGenerator's text
+        # is bytes.
+        while True:
+            boundary = "=" * 15 + f"{secrets.randbelow(sys.maxsize):0{_BOUNDARY_WIDTH}d}" + "=="
+            delimiter = "--" + boundary
+            if text is None:
+                return boundary
+            if isinstance(text, bytes):
+                if delimiter.encode() not in text:
+                    return boundary
+            elif delimiter not in text:
+                return boundary
+
+
+def as_bytes(entity: EmailMessage, with_policy: policy.Policy | None = None) -> bytes:
+    """`entity.as_bytes(policy=with_policy)`, faster on large bodies."""
+    out = BytesIO()
+    _Generator(out, mangle_from_=False, policy=with_policy or entity.policy).flatten(entity)
+    return out.getvalue()
 
 
 class BodyConversionError(ValueError):
@@ -112,7 +198,7 @@ def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADI
             inner[name] = value
         # RFC 2046 §5.2.1: message/rfc822 is 7bit unless the message holds 8-bit octets
         # (an encapsulated entity that arrived 8bit keeps them).
-        entity.set_content(inner, cte="7bit" if inner.as_bytes().isascii() else "8bit")
+        entity.set_content(inner, cte="7bit" if as_bytes(inner).isascii() else "8bit")
     return entity
 
 
@@ -170,8 +256,8 @@ def _content_type_field(content_type: str, parameters: Sequence[tuple[str, str]]
 
 
 def _base64(data: bytes) -> str:
-    encoded = base64.b64encode(data).decode("ascii")
-    return "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    # Lines of 76 characters (RFC 2045 §6.8), without a line end after the last.
+    return base64.encodebytes(data).decode("ascii").removesuffix("\n")
 
 
 # -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------
@@ -248,7 +334,7 @@ def _plain_text(entity: EmailMessage) -> IA5Text | GeneralText | None:
 def _octets(entity: EmailMessage) -> bytes:
     if entity.is_multipart() or entity.get_content_maintype() == "message":
         # A composite body is MIME itself: its octets are what follows its header.
-        whole = entity.as_bytes(policy=_CRLF_POLICY)
+        whole = as_bytes(entity, _CRLF_POLICY)
         return whole.partition(b"\r\n\r\n")[2]
     data = entity.get_payload(decode=True)
     if not isinstance(data, bytes):

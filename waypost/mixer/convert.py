@@ -4,7 +4,6 @@ envelope) and RFC 2157 (bodies). Pure functions: the gateway's delivery agent ca
 
 from __future__ import annotations
 
-import email.policy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,13 @@ from waypost.address import (
 from waypost.address.oraddress import ORAddress, parse_global_domain
 from waypost.message import ContentType, Envelope, Message, Recipient, ReportRequest, Ret
 from waypost.mixer.address_map import AddressMapper
-from waypost.mixer.bodies import BodyConversionError, body_to_mime, mime_to_body
+from waypost.mixer.bodies import (
+    DEFAULT_POLICY,
+    BodyConversionError,
+    as_bytes,
+    body_to_mime,
+    mime_to_body,
+)
 from waypost.mixer.envelope_fields import (
     envelope_fields,
     notify_of,
@@ -43,8 +48,8 @@ from waypost.x400.p772 import P772_ARC, p772_extensions, p772_fields
 
 # Parsing keeps every octet: 8-bit and UTF-8 header fields and bodies (RFC 6532) cross as
 # they are; writing folds only at RFC 5322's 998-character limit.
-_PARSING = email.policy.default
-_WRITING = email.policy.default.clone(linesep="\r\n", max_line_length=998)
+_PARSING = DEFAULT_POLICY
+_WRITING = DEFAULT_POLICY.clone(linesep="\r\n", max_line_length=998)
 _CONTENT_ID_LIMIT = 16  # X.411 ContentIdentifier: PrintableString (SIZE (1..16))
 _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 _X400_CONTENT = (ContentType.P2, ContentType.P22, ContentType.P772)
@@ -145,7 +150,7 @@ def ipm_to_mail(
         *envelope_fields(envelope, _lenient(or_to_mail)),
         ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
     ]
-    data = _fields(top) + _header_block(heading) + body.as_bytes(policy=_WRITING)
+    data = _fields(top) + _header_block(heading) + as_bytes(body, _WRITING)
     mail = Envelope(
         mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
         originator=originator,
@@ -318,7 +323,7 @@ def or_to_mail_of(mapper: AddressMapper) -> Callable[[str], str]:
             return str(parse_mailbox(address.strip("<>")))
         return str(mapper.to_rfc822(parse_oraddress(address)).mailbox)
 
-    return convert
+    return _remembered(convert)
 
 
 def _lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
@@ -340,7 +345,22 @@ def mail_to_or_of(mapper: AddressMapper) -> Callable[[str], str]:
             return format_slash(parse_oraddress(address))
         return format_slash(mapper.to_x400(parse_mailbox(address.strip("<>"))).oraddress)
 
-    return convert
+    return _remembered(convert)
+
+
+def _remembered(convert: Callable[[str], str]) -> Callable[[str], str]:
+    """`convert` remembering its answers for one message: the same address is mapped for
+    the envelope, the heading and the X400-* fields (an originator is also From:). Only
+    for one message, so that a mapping read from DNS is never older than the message."""
+    answers: dict[str, str] = {}
+
+    def remembered(address: str) -> str:
+        answer = answers.get(address)
+        if answer is None:
+            answer = answers[address] = convert(address)
+        return answer
+
+    return remembered
 
 
 class MixerHeadings:

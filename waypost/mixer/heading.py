@@ -3,7 +3,6 @@ addresses are mapped by a function the caller gives (RFC 2156 §4 is the address
 
 from __future__ import annotations
 
-import email.policy
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -12,6 +11,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 
+from waypost.mixer.bodies import DEFAULT_POLICY
 from waypost.mixer.message_ids import (
     MessageIdError,
     ipm_id_to_msg_id,
@@ -66,7 +66,7 @@ MAPPED_HEADERS = (
 # Fields are folded only at RFC 5322 §2.1.1's hard limit of 998 characters: the stdlib's
 # folder splits encoded-words of display names and encodes the comma after one, which
 # changes the addresses a reader sees.
-_WRITING = email.policy.default.clone(max_line_length=998)
+_WRITING = DEFAULT_POLICY.clone(max_line_length=998)
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 
 

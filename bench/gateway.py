@@ -1,0 +1,519 @@
+"""MIXER gateway throughput: two Waypost processes, A converts and relays to B, beside A
+relaying the same kind of message to B without conversion.
+
+    .venv/bin/python bench/gateway.py                           # every case, 2 rounds
+    .venv/bin/python bench/gateway.py --only to-x400-1k --rounds 3
+    .venv/bin/python bench/gateway.py --messages 1000 --large-messages 200
+    .venv/bin/python bench/gateway.py --profile DIR             # py-spy --gil of A and B
+    .venv/bin/python bench/gateway.py --in-process              # the conversions alone
+
+Two directions, each at two sizes (1 KiB of text; 100 KiB: a text part and a 100 KiB
+application/pdf attachment on the mail side, an ia5-text body part and an FTBP with the
+same file on the X.400 side):
+
+* to-x400: A holds RFC 5322 messages for `Jones@b.example`, a mailbox of a domain A's
+  [[mixer.mapping]] maps to B's O/R prefix and routes to `gateway:mixer`; A's gateway
+  converts each into a P22 IPM for `/C=GB/ADMD= /PRMD=B/S=Jones/`, which A relays over
+  P1 (1988 mode) to B's X.400 store. Plain: A relays P22 IPMs of the same size, heading
+  and body parts for that O/R address over P1.
+* to-mail: A holds P22 IPMs for an O/R address under A's mixer.oraddress with an RFC-822
+  domain-defined attribute (`jones(a)b.example`); A's gateway converts each into MIME
+  mail, which A relays over SMTP to B's Maildir. Plain: A relays the RFC 5322 messages of
+  the to-x400 case over SMTP.
+
+Each run starts from fresh data directories: the N messages are enqueued into A's MTA
+database before A starts, then B and A are started as separate `waypost serve` processes
+(log level warning). A's configuration is the same for the plain and the gateway run of
+one direction. The clock starts when A's listener answers and stops when B's store (the
+X.400 store, or the Maildir) holds all N. Printed per run: messages/s end to end, CPU
+seconds (user + system) of A and B per 1,000 messages; per case, A's CPU per message of
+the gateway run over the plain run's (in each round, of the least and of the median of
+each mode) and the best rate of each. Plain and gateway runs alternate (plain first in
+even rounds, gateway first in odd ones) so that a ratio compares runs seconds apart.
+--profile writes py-spy's collapsed stacks (`--gil`) of A and B for each run into DIR.
+--in-process times only the conversion functions the gateway's delivery agent calls
+(waypost.mixer.convert), in this process, on the same messages and mappings: CPU
+microseconds per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import email.policy
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import psutil
+from x400_relay import cpu, delivered, enqueue, free_port, profile, serve, stop, wait_port
+
+from waypost.address import parse_oraddress
+from waypost.message import ContentType, Envelope, Message, Recipient
+from waypost.mixer.address_map import AddressMapper, Gateway, MappingEntry
+from waypost.mixer.convert import GatewaySide, ipm_to_mail, mail_to_ipm
+from waypost.nexthop import parse_next_hop
+from waypost.store import NewMessage
+from waypost.x400.ipm_bodies import BodyPart, FileTransfer, IA5Text
+from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
+from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier, ORDescriptor
+from waypost.x400.p1_envelope import P1Message, decode_mts_apdu
+
+ORIGINATOR = "/C=GB/ADMD= /PRMD=A/S=Sender/"
+B_PREFIX = "/C=GB/ADMD= /PRMD=B/"
+B_JONES = "/C=GB/ADMD= /PRMD=B/S=Jones/"
+GATEWAY_OR = "/C=GB/ADMD= /PRMD=A/O=Gateway/"
+# An O/R address for a mail user: the gateway's own, with the mailbox in an RFC-822
+# domain-defined attribute (RFC 2156 §4.3.5's fallback form).
+MAIL_JONES_OR = f"{GATEWAY_OR}DDA:RFC-822=jones(a)b.example/"
+MAIL_SENDER = "sender@a.example"
+MAIL_JONES = "Jones@b.example"
+SMALL = 1024
+ATTACHMENT = 100 * 1024
+TIMEOUT = 900.0
+LINE = "The quarterly figures are attached; the totals are on the last page.  "
+TEXT = "Dear Jones,\n\nthe figures of the quarter are attached.\n\nRegards,\nSender\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    direction: str  # "to-x400" or "to-mail"
+    size: str  # "1k" or "100k"
+
+    @property
+    def name(self) -> str:
+        return f"{self.direction}-{self.size}"
+
+
+CASES = [Case(d, s) for d in ("to-x400", "to-mail") for s in ("1k", "100k")]
+
+
+@dataclass(frozen=True)
+class Result:
+    case: str
+    mode: str
+    round_: int
+    messages: int
+    seconds: float
+    cpu_a: float
+    cpu_b: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    def per_1000(self, cpu: float) -> float:
+        return cpu * 1000 / self.messages
+
+
+# -- the messages ------------------------------------------------------------------------
+
+
+def attachment() -> bytes:
+    """100 KiB that do not compress (nothing compresses on the way, but no shortcut
+    either): a PDF signature and pseudo-random octets, the same in every run."""
+    head = b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n"
+    return head + random.Random(2156).randbytes(ATTACHMENT - len(head))
+
+
+def mail_content(i: int, size: str) -> bytes:
+    """An RFC 5322 message of 1 KiB (text/plain) or with a 100 KiB PDF attachment."""
+    mail = EmailMessage(policy=email.policy.default.clone(linesep="\r\n"))
+    # Names that differ from message to message, as in real traffic: no cache of the
+    # conversion sees the same From: twice.
+    mail["From"] = f"Sender {i} <{MAIL_SENDER}>"
+    mail["To"] = f"Jones {i} <{MAIL_JONES}>"
+    mail["Subject"] = f"bench {i}"
+    mail["Date"] = "Thu, 03 Dec 2026 10:00:00 +0000"
+    mail["Message-ID"] = f"<bench-{i}@a.example>"
+    if size == "100k":
+        mail.set_content(TEXT, charset="us-ascii", cte="7bit")
+        mail.add_attachment(attachment(), "application", "pdf", filename="figures.pdf")
+        return mail.as_bytes()
+    head = len(mail.as_bytes()) + 80  # the Content-* fields set_content adds
+    body = TEXT + (LINE + "\n") * ((SMALL - head - len(TEXT)) // (len(LINE) + 2))
+    mail.set_content(body, charset="us-ascii", cte="7bit")
+    data = mail.as_bytes()
+    # Pad the last line so that the message is 1 KiB.
+    return data[:-2] + b"x" * max(0, SMALL - len(data)) + b"\r\n"
+
+
+def ipm_content(i: int, size: str, recipient: str) -> bytes:
+    """A P22 IPM of 1 KiB (ia5-text) or with the 100 KiB PDF as an FTBP."""
+    heading = IPMHeading(
+        this_ipm=IPMIdentifier(user=ORIGINATOR, local=f"bench-{i}"),
+        originator=ORDescriptor(address=ORIGINATOR, free_form_name=f"Sender {i}"),
+        primary_recipients=(ORDescriptor(address=recipient, free_form_name=f"Jones {i}"),),
+        subject=f"bench {i}",
+    )
+
+    def ipm(body: list[BodyPart]) -> bytes:
+        return encode_ipm(InterpersonalMessage(heading=heading, body=tuple(body)))
+
+    if size == "100k":
+        pdf = FileTransfer(
+            data=attachment(), filename="figures.pdf", content_type="application/pdf"
+        )
+        return ipm([IA5Text(text=TEXT), pdf])
+    body = TEXT + (LINE + "\n") * 10
+    content = ipm([IA5Text(text=body)])
+    # Pad the text so that the P22 content is 1 KiB.
+    body += "x" * max(0, SMALL - len(content))
+    return ipm([IA5Text(text=body)])
+
+
+def mail_message(i: int, size: str, content: bytes, hop: str) -> NewMessage:
+    envelope = Envelope(
+        mts_id=f"<bench-{i}@a.example>",
+        originator=MAIL_SENDER,
+        recipients=[Recipient(address=MAIL_JONES)],
+    )
+    return NewMessage(
+        message=Message(envelope=envelope, content=content), next_hops=[parse_next_hop(hop)]
+    )
+
+
+def x400_message(i: int, recipient: str, content: bytes, hop: str) -> NewMessage:
+    envelope = Envelope(
+        mts_id=f"/C=GB/ADMD= /PRMD=A/;bench-{i}",
+        originator=ORIGINATOR,
+        recipients=[Recipient(address=recipient, originally_specified_number=1)],
+        content_type=ContentType.P22,
+    )
+    return NewMessage(
+        message=Message(envelope=envelope, content=content), next_hops=[parse_next_hop(hop)]
+    )
+
+
+def messages(case: Case, mode: str, n: int, b_smtp: int) -> list[NewMessage]:
+    """What A holds: the gateway run's messages are the other world's form of the ones the
+    plain run relays."""
+    smtp_hop = f"smtp:[127.0.0.1]:{b_smtp}"
+    size = case.size
+    if case.direction == "to-x400":
+        if mode == "gateway":
+            return [mail_message(i, size, mail_content(i, size), "gateway:mixer") for i in range(n)]
+        return [
+            x400_message(i, B_JONES, ipm_content(i, size, B_JONES), "x400:B-MTA") for i in range(n)
+        ]
+    if mode == "gateway":
+        return [
+            x400_message(i, MAIL_JONES_OR, ipm_content(i, size, MAIL_JONES_OR), "gateway:mixer")
+            for i in range(n)
+        ]
+    return [mail_message(i, size, mail_content(i, size), smtp_hop) for i in range(n)]
+
+
+# -- the two instances -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ports:
+    a_x400: int
+    b_x400: int
+    b_smtp: int
+
+
+def config_b(data: Path, ports: Ports) -> str:
+    return f"""\
+[server]
+hostname = "b.example"
+data_dir = "{data}"
+[log]
+level = "warning"
+[queue]
+poll_interval = 0.05
+[smtp]
+listen = ["127.0.0.1:{ports.b_smtp}"]
+[local]
+domains = ["b.example"]
+oraddresses = ["{B_PREFIX}"]
+[x400]
+listen = ["127.0.0.1:{ports.b_x400}"]
+mta_name = "B-MTA"
+global_domain = "{B_PREFIX}"
+[[x400.peer]]
+name = "A-MTA"
+address = "127.0.0.1:{ports.a_x400}"
+peer_password = "secret-a"
+our_password = "secret-b"
+"""
+
+
+def config_a(data: Path, ports: Ports, case: Case, args: argparse.Namespace) -> str:
+    if case.direction == "to-x400":
+        # B's users are X.400 users: their mail domain maps to B's O/R prefix (RFC 2156
+        # table 1) and routes to the gateway; the prefix routes to B over P1.
+        routes = f"""\
+[[mixer.mapping]]
+oraddress = "{B_PREFIX}"
+domain = "b.example"
+[[route]]
+match = "b.example"
+next_hop = "gateway:mixer"
+"""
+    else:
+        routes = f"""\
+[[route]]
+match = "b.example"
+next_hop = "smtp:[127.0.0.1]:{ports.b_smtp}"
+"""
+    return f"""\
+[server]
+hostname = "a.example"
+data_dir = "{data}"
+[log]
+level = "warning"
+[queue]
+poll_interval = 0.05
+delivery_concurrency = {max(64, args.concurrency * 2)}
+destination_concurrency = {args.concurrency}
+[smtp]
+listen = []
+[smtp_client]
+tls = "none"
+[local]
+domains = ["a.example"]
+[x400]
+listen = ["127.0.0.1:{ports.a_x400}"]
+mta_name = "A-MTA"
+global_domain = "/C=GB/ADMD= /PRMD=A/"
+[[x400.peer]]
+name = "B-MTA"
+address = "127.0.0.1:{ports.b_x400}"
+mode = "1988"
+our_password = "secret-a"
+peer_password = "secret-b"
+max_associations = {args.associations}
+threshold = 1
+[mixer]
+enabled = true
+domain = "gw.a.example"
+oraddress = "{GATEWAY_OR}"
+{routes}[[route]]
+match = "{B_PREFIX}"
+next_hop = "x400:B-MTA"
+"""
+
+
+def check_delivered(case: Case, mode: str, target: Path) -> None:
+    """One message at B, read back: the run measured what it meant to (a P22 IPM with the
+    FTBP, or MIME with the attachment), not a report or a half-converted message."""
+    box = next(p for p in sorted(target.iterdir()) if (p / "new").is_dir())
+    data = next((box / "new").iterdir()).read_bytes()
+    large = case.size == "100k"
+    if case.direction == "to-x400":
+        apdu = decode_mts_apdu(data)
+        assert isinstance(apdu, P1Message), f"{case.name} {mode}: not a P1 message at B"
+        assert apdu.envelope.envelope.content_type == ContentType.P22
+        body = decode_ipm(apdu.content).body
+        kinds = [type(p).__name__ for p in body]
+        want = ["IA5Text", "FileTransfer"] if large else ["IA5Text"]
+        assert kinds == want, f"{case.name} {mode}: body parts {kinds} at B"
+        if large:
+            assert isinstance(body[1], FileTransfer) and body[1].filename == "figures.pdf"
+            assert body[1].data == attachment(), f"{case.name} {mode}: the attachment changed"
+        return
+    mail = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(mail, EmailMessage)
+    assert str(mail["Subject"]).startswith("bench "), f"{case.name} {mode}: not a bench message"
+    if large:
+        parts = list(mail.iter_attachments())
+        assert [p.get_filename() for p in parts] == ["figures.pdf"], f"{case.name} {mode}"
+        assert parts[0].get_content_type() == "application/pdf"
+        assert parts[0].get_payload(decode=True) == attachment()
+
+
+def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.Namespace) -> Result:
+    run_dir = work / f"{case.name}-{mode}.{round_}"
+    a_data, b_data = run_dir / "a", run_dir / "b"
+    for d in (a_data, b_data):
+        d.mkdir(parents=True, mode=0o700)
+    ports = Ports(a_x400=free_port(), b_x400=free_port(), b_smtp=free_port())
+    (run_dir / "a.toml").write_text(config_a(a_data, ports, case, args))
+    (run_dir / "b.toml").write_text(config_b(b_data, ports))
+    asyncio.run(enqueue(str(a_data / "mta.db"), messages(case, mode, n, ports.b_smtp)))
+    target = b_data / ("x400store" if case.direction == "to-x400" else "maildir")
+    label = f"{case.name}-{mode}.{round_}"
+
+    b = serve(run_dir / "b.toml", run_dir / "b.log")
+    spies: list[subprocess.Popen[bytes]] = []
+    a: subprocess.Popen[bytes] | None = None
+    try:
+        wait_port(ports.b_x400, b)
+        wait_port(ports.b_smtp, b)
+        b_proc = psutil.Process(b.pid)
+        if args.profile:
+            spy = profile(b.pid, Path(args.profile) / f"{label}-b.txt")
+            spies += [spy] if spy else []
+        a = serve(run_dir / "a.toml", run_dir / "a.log")
+        a_proc = psutil.Process(a.pid)
+        wait_port(ports.a_x400, a)
+        t0 = time.perf_counter()
+        a0, b0 = cpu(a_proc), cpu(b_proc)
+        if args.profile:
+            spy = profile(a.pid, Path(args.profile) / f"{label}-a.txt")
+            spies += [spy] if spy else []
+        while (count := delivered(target)) < n:
+            if time.perf_counter() - t0 > TIMEOUT:
+                raise SystemExit(f"{label}: only {count} of {n} messages at B after {TIMEOUT:g} s")
+            if a.poll() is not None or b.poll() is not None:
+                raise SystemExit(f"{label}: a Waypost process exited; logs in {run_dir}")
+            time.sleep(0.05)  # listing a directory of thousands costs: not too often
+        t1 = time.perf_counter()
+        a1, b1 = cpu(a_proc), cpu(b_proc)
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        if a is not None:
+            stop(a)
+        stop(b)
+    for log in ("a.log", "b.log"):
+        text = (run_dir / log).read_text(errors="replace")
+        if " WARNING " in text or " ERROR " in text or "Traceback" in text:
+            print(f"  ({label}: {log} has warnings or errors: {run_dir / log})", file=sys.stderr)
+    check_delivered(case, mode, target)
+    if not (args.keep or args.dir):
+        shutil.rmtree(run_dir, ignore_errors=True)  # 100 KiB runs fill the disk otherwise
+    return Result(case.name, mode, round_, n, t1 - t0, a1 - a0, b1 - b0)
+
+
+def in_process(case: Case, n: int) -> float:
+    """CPU microseconds per message of the conversion alone, as A's gateway makes it."""
+    gateway = Gateway("gw.a.example", parse_oraddress(GATEWAY_OR))
+    if case.direction == "to-x400":
+        mapper = AddressMapper.symmetric(gateway, [MappingEntry.parse(B_PREFIX, "b.example")])
+    else:
+        mapper = AddressMapper(gateway)
+    side = GatewaySide(mapper=mapper, x400_domain="/C=GB/ADMD= /PRMD=A/", hostname="a.example")
+    convert = mail_to_ipm if case.direction == "to-x400" else ipm_to_mail
+    held = [new.message for new in messages(case, "gateway", n, 0)]
+    for message in held[:10]:  # warm: imports, the header classes
+        convert(message.envelope, message.content, [0], side)
+    start = time.process_time()
+    for message in held:
+        convert(message.envelope, message.content, [0], side)
+    return (time.process_time() - start) * 1e6 / n
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def print_row(res: Result) -> None:
+    print(
+        f"{res.case:<13} {res.mode:<8} {res.round_:>5} {res.messages:>6} {res.seconds:>8.2f} "
+        f"{res.rate:>8,.0f} {res.per_1000(res.cpu_a):>12.2f} {res.per_1000(res.cpu_b):>6.2f}",
+        flush=True,
+    )
+
+
+def summary(results: list[Result]) -> None:
+    print("\nA's CPU per message, gateway / plain (target <= 1.5):")
+    print(
+        f"  {'case':<13} {'per round':<22} {'least':>6} {'median':>7}   "
+        f"{'msgs/s plain':>12} {'gateway':>8}"
+    )
+    for case in dict.fromkeys(r.case for r in results):
+        rounds = sorted({r.round_ for r in results if r.case == case})
+        pairs: list[float] = []
+        for k in rounds:
+            plain = [r for r in results if (r.case, r.mode, r.round_) == (case, "plain", k)]
+            gateway = [r for r in results if (r.case, r.mode, r.round_) == (case, "gateway", k)]
+            if plain and gateway:
+                pairs.append(gateway[0].cpu_a / plain[0].cpu_a)
+        by_mode = {
+            mode: [r for r in results if r.case == case and r.mode == mode]
+            for mode in ("plain", "gateway")
+        }
+        if not all(by_mode.values()):
+            continue
+        least = {m: min(r.per_1000(r.cpu_a) for r in rs) for m, rs in by_mode.items()}
+        median = {
+            m: statistics.median(r.per_1000(r.cpu_a) for r in rs) for m, rs in by_mode.items()
+        }
+        best = {m: max(r.rate for r in rs) for m, rs in by_mode.items()}
+        print(
+            f"  {case:<13} {' '.join(f'{p:.2f}' for p in pairs):<22} "
+            f"{least['gateway'] / least['plain']:>6.2f} {median['gateway'] / median['plain']:>7.2f}"
+            f"   {best['plain']:>12,.0f} {best['gateway']:>8,.0f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000, help="of 1 KiB, per run")
+    parser.add_argument("--large-messages", type=int, default=300, help="of 100 KiB, per run")
+    parser.add_argument("--rounds", type=int, default=2, help="plain/gateway pairs per case")
+    parser.add_argument(
+        "--only",
+        help="comma-separated cases or parts of names: to-x400, to-mail, 1k, 100k, to-mail-1k…",
+    )
+    parser.add_argument("--mode", choices=("plain", "gateway"), help="one mode only")
+    parser.add_argument("--associations", type=int, default=16, help="A's P1 associations to B")
+    parser.add_argument("--concurrency", type=int, default=32, help="deliveries per next hop")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy raw profiles of A and B here")
+    parser.add_argument(
+        "--in-process", action="store_true", help="time the conversions alone, in this process"
+    )
+    parser.add_argument("--dir", help="work directory (default: a fresh temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    cases = CASES
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        cases = [c for c in CASES if set(wanted) & {c.name, c.direction, c.size}]
+        if not cases:
+            parser.error(f"--only {args.only}: no case; the cases are {[c.name for c in CASES]}")
+    if args.in_process:
+        for r in range(args.rounds):
+            for case in cases:
+                n = args.messages if case.size == "1k" else args.large_messages
+                print(f"{case.name:<13} round {r}: {in_process(case, n):8,.0f} µs per message")
+        return 0
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    work = Path(args.dir or tempfile.mkdtemp(prefix="waypost-gateway."))
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"A -> B, {args.messages} messages of 1 KiB, {args.large_messages} with 100 KiB; "
+        f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}; "
+        f"Python {sys.version.split()[0]}; load {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'case':<13} {'mode':<8} {'round':>5} {'msgs':>6} {'seconds':>8} {'msgs/s':>8} "
+        f"{'CPU s/1000 A':>12} {'B':>6}"
+    )
+    results: list[Result] = []
+    try:
+        for case in cases:
+            n = args.messages if case.size == "1k" else args.large_messages
+            for r in range(args.rounds):
+                modes = ("plain", "gateway") if r % 2 == 0 else ("gateway", "plain")
+                for mode in modes:
+                    if args.mode and mode != args.mode:
+                        continue
+                    res = run(work, case, mode, r, n, args)
+                    results.append(res)
+                    print_row(res)
+    finally:
+        if args.keep or args.dir:
+            print(f"work directory: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
