@@ -45,9 +45,7 @@ import email.policy
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,8 +53,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import psutil
-from x400_relay import cpu, delivered, enqueue, free_port, profile, serve, stop, wait_port
+from x400_relay import Ports, enqueue, free_port, measure
 
 from waypost.address import parse_oraddress
 from waypost.message import ContentType, Envelope, Message, Recipient
@@ -217,13 +214,6 @@ def messages(case: Case, mode: str, n: int, b_smtp: int) -> list[NewMessage]:
 # -- the two instances -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Ports:
-    a_x400: int
-    b_x400: int
-    b_smtp: int
-
-
 def config_b(data: Path, ports: Ports) -> str:
     return f"""\
 [server]
@@ -346,47 +336,11 @@ def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.N
     target = b_data / ("x400store" if case.direction == "to-x400" else "maildir")
     label = f"{case.name}-{mode}.{round_}"
 
-    b = serve(run_dir / "b.toml", run_dir / "b.log")
-    spies: list[subprocess.Popen[bytes]] = []
-    a: subprocess.Popen[bytes] | None = None
-    try:
-        wait_port(ports.b_x400, b)
-        wait_port(ports.b_smtp, b)
-        b_proc = psutil.Process(b.pid)
-        if args.profile:
-            spy = profile(b.pid, Path(args.profile) / f"{label}-b.txt")
-            spies += [spy] if spy else []
-        a = serve(run_dir / "a.toml", run_dir / "a.log")
-        a_proc = psutil.Process(a.pid)
-        wait_port(ports.a_x400, a)
-        t0 = time.perf_counter()
-        a0, b0 = cpu(a_proc), cpu(b_proc)
-        if args.profile:
-            spy = profile(a.pid, Path(args.profile) / f"{label}-a.txt")
-            spies += [spy] if spy else []
-        while (count := delivered(target)) < n:
-            if time.perf_counter() - t0 > TIMEOUT:
-                raise SystemExit(f"{label}: only {count} of {n} messages at B after {TIMEOUT:g} s")
-            if a.poll() is not None or b.poll() is not None:
-                raise SystemExit(f"{label}: a Waypost process exited; logs in {run_dir}")
-            time.sleep(0.05)  # listing a directory of thousands costs: not too often
-        t1 = time.perf_counter()
-        a1, b1 = cpu(a_proc), cpu(b_proc)
-    finally:
-        for spy in spies:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        if a is not None:
-            stop(a)
-        stop(b)
-    for log in ("a.log", "b.log"):
-        text = (run_dir / log).read_text(errors="replace")
-        if " WARNING " in text or " ERROR " in text or "Traceback" in text:
-            print(f"  ({label}: {log} has warnings or errors: {run_dir / log})", file=sys.stderr)
+    seconds, cpu_a, cpu_b = measure(run_dir, ports, target, n, label, args.profile, TIMEOUT)
     check_delivered(case, mode, target)
     if not (args.keep or args.dir):
         shutil.rmtree(run_dir, ignore_errors=True)  # 100 KiB runs fill the disk otherwise
-    return Result(case.name, mode, round_, n, t1 - t0, a1 - a0, b1 - b0)
+    return Result(case.name, mode, round_, n, seconds, cpu_a, cpu_b)
 
 
 def in_process(case: Case, n: int) -> float:

@@ -266,6 +266,58 @@ def profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     )
 
 
+def measure(
+    run_dir: Path,
+    ports: Ports,
+    target: Path,
+    n: int,
+    label: str,
+    profile_dir: str | None,
+    timeout: float = TIMEOUT,
+) -> tuple[float, float, float]:
+    """Start B, then A (configured in run_dir as b.toml and a.toml); (seconds, CPU of A, CPU
+    of B) from A's listener answering to `target` holding n messages. With `profile_dir`,
+    py-spy records both. The logs' warnings are pointed out."""
+    b = serve(run_dir / "b.toml", run_dir / "b.log")
+    spies: list[subprocess.Popen[bytes]] = []
+    a: subprocess.Popen[bytes] | None = None
+    try:
+        wait_port(ports.b_x400, b)
+        wait_port(ports.b_smtp, b)
+        b_proc = psutil.Process(b.pid)
+        if profile_dir:
+            spy = profile(b.pid, Path(profile_dir) / f"{label}-b.txt")
+            spies += [spy] if spy else []
+        a = serve(run_dir / "a.toml", run_dir / "a.log")
+        a_proc = psutil.Process(a.pid)
+        wait_port(ports.a_x400, a)
+        t0 = time.perf_counter()
+        a0, b0 = cpu(a_proc), cpu(b_proc)
+        if profile_dir:
+            spy = profile(a.pid, Path(profile_dir) / f"{label}-a.txt")
+            spies += [spy] if spy else []
+        while (count := delivered(target)) < n:
+            if time.perf_counter() - t0 > timeout:
+                raise SystemExit(f"{label}: only {count} of {n} messages at B after {timeout:g} s")
+            if a.poll() is not None or b.poll() is not None:
+                raise SystemExit(f"{label}: a Waypost process exited; logs in {run_dir}")
+            time.sleep(0.05)  # listing a directory of thousands costs: not too often
+        t1 = time.perf_counter()
+        a1, b1 = cpu(a_proc), cpu(b_proc)
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        if a is not None:
+            stop(a)
+        stop(b)
+    for log in ("a.log", "b.log"):
+        text = (run_dir / log).read_text(errors="replace")
+        if " WARNING " in text or " ERROR " in text or "Traceback" in text:
+            print(f"  ({label}: {log} has warnings or errors: {run_dir / log})", file=sys.stderr)
+    return t1 - t0, a1 - a0, b1 - b0
+
+
 def run(
     work: Path, name: str, round_: int, n: int, associations: int, args: argparse.Namespace
 ) -> Result:
@@ -285,44 +337,8 @@ def run(
         target = b_data / "x400store"
     asyncio.run(enqueue(str(a_data / "mta.db"), messages))
 
-    b = serve(run_dir / "b.toml", run_dir / "b.log")
-    spies: list[subprocess.Popen[bytes]] = []
-    a: subprocess.Popen[bytes] | None = None
-    try:
-        wait_port(ports.b_x400, b)
-        wait_port(ports.b_smtp, b)
-        b_proc = psutil.Process(b.pid)
-        if args.profile:
-            spy = profile(b.pid, Path(args.profile) / f"{name}.{round_}-b.txt")
-            spies += [spy] if spy else []
-        a = serve(run_dir / "a.toml", run_dir / "a.log")
-        a_proc = psutil.Process(a.pid)
-        wait_port(ports.a_x400, a)
-        t0 = time.perf_counter()
-        a0, b0 = cpu(a_proc), cpu(b_proc)
-        if args.profile:
-            spy = profile(a.pid, Path(args.profile) / f"{name}.{round_}-a.txt")
-            spies += [spy] if spy else []
-        while (count := delivered(target)) < n:
-            if time.perf_counter() - t0 > TIMEOUT:
-                raise SystemExit(f"{name}: only {count} of {n} messages at B after {TIMEOUT:g} s")
-            if a.poll() is not None or b.poll() is not None:
-                raise SystemExit(f"{name}: a Waypost process exited; logs in {run_dir}")
-            time.sleep(0.05)  # listing a directory of thousands costs: not too often
-        t1 = time.perf_counter()
-        a1, b1 = cpu(a_proc), cpu(b_proc)
-    finally:
-        for spy in spies:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        if a is not None:
-            stop(a)
-        stop(b)
-    for log in ("a.log", "b.log"):
-        text = (run_dir / log).read_text(errors="replace")
-        if " WARNING " in text or " ERROR " in text or "Traceback" in text:
-            print(f"  ({name}: {log} has warnings or errors: {run_dir / log})", file=sys.stderr)
-    return Result(name=name, messages=n, seconds=t1 - t0, cpu_a=a1 - a0, cpu_b=b1 - b0)
+    seconds, cpu_a, cpu_b = measure(run_dir, ports, target, n, f"{name}.{round_}", args.profile)
+    return Result(name=name, messages=n, seconds=seconds, cpu_a=cpu_a, cpu_b=cpu_b)
 
 
 def main() -> int:
