@@ -39,7 +39,13 @@ from waypost.mixer.envelope_fields import (
     report_request_of,
     trace_of,
 )
-from waypost.mixer.heading import HeadingMappingError, headers_to_heading, heading_to_headers
+from waypost.mixer.header_text import FieldValue, header_block
+from waypost.mixer.heading import (
+    HeadingMappingError,
+    headers_to_heading,
+    heading_fields,
+    heading_to_headers,
+)
 from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields, unmapped_p772
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
@@ -136,21 +142,22 @@ def ipm_to_mail(
     headings = MixerHeadings(mapper)
     try:
         mmhs, ipm_heading = _mmhs_fields(ipm.heading, or_to_mail)
-        heading = heading_to_headers(
+        heading = heading_fields(
             ipm_heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
         )
-        for name, value in mmhs:
-            heading[name] = value
+        heading.extend(mmhs)
         body = body_to_mime(ipm.body, headings)
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
     submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
-    top = [
+    top: list[tuple[str, FieldValue]] = [
         ("Received", _received(envelope, side)),
         *envelope_fields(envelope, _lenient(or_to_mail)),
         ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
     ]
-    data = _fields(top) + _header_block(heading) + as_bytes(body, _WRITING)
+    # The header fields are written as text (waypost.mixer.header_text), as the email
+    # package would write them: its header objects were most of a small message's cost.
+    data = header_block([*top, *heading]) + as_bytes(body, _WRITING)
     mail = Envelope(
         mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
         originator=originator,
@@ -390,22 +397,6 @@ class MixerHeadings:
             gateway_domain=self.mapper.gateway.domain,
             generated_id=IPMIdentifier(user=None, local=os.urandom(8).hex()),
         )
-
-
-def _fields(fields: Sequence[tuple[str, str]]) -> bytes:
-    message = EmailMessage(policy=_WRITING)
-    for name, value in fields:
-        message[name] = value
-    return _header_block(message)
-
-
-def _header_block(message: EmailMessage) -> bytes:
-    """The header fields of a header-only message, without the blank line after them."""
-    if not message.keys():
-        return b""
-    data = message.as_bytes(policy=_WRITING)
-    end = data.find(b"\r\n\r\n")
-    return data[: end + 2] if end >= 0 else data
 
 
 def is_ipm_content(content_type: str) -> bool:
