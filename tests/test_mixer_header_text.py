@@ -4,8 +4,10 @@ does with the gateway's policy: plain values directly, the others through the pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, timedelta, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import format_datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,6 +52,11 @@ msg_ids = st.builds(
     ),
     st.text(st.sampled_from("ab.-[]"), min_size=1, max_size=12),
 )
+dates = st.builds(
+    lambda when, zone: format_datetime(when.replace(tzinfo=zone)),
+    st.datetimes(),
+    st.sampled_from([UTC, None, timezone(timedelta(hours=-5))]),
+) | st.sampled_from(["Mon, 03 Dec 2026 10:00:00 +0000", "3 Dec 2026 10:00 GMT", "Thu, 03 Dec 2026"])
 local_parts = st.sampled_from(
     ["jones", "a.b", '"/S=Sender/PRMD=A/ADMD= /C=GB/"', '"a b"', "x+y", '"q\\"uote"', "o'neil"]
 )
@@ -63,7 +70,7 @@ addresses = st.builds(
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.sampled_from(NAMES), st.one_of(texts, long_texts, msg_ids))
+@given(st.sampled_from(NAMES), st.one_of(texts, long_texts, msg_ids, dates))
 def test_text_fields_as_the_package_writes_them(name: str, value: str) -> None:
     assert outcome(lambda: field_bytes(name, value)) == outcome(lambda: package([(name, value)]))
 
@@ -84,3 +91,9 @@ def test_a_block_of_fields_in_order() -> None:
     ]
     assert header_block(fields) == package(fields)
     assert header_block(fields).startswith(b"From: =?utf-8?")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["Date", "Resent-Date", "Expiry-Date"]), dates)
+def test_date_fields_as_the_package_writes_them(name: str, value: str) -> None:
+    assert outcome(lambda: field_bytes(name, value)) == outcome(lambda: package([(name, value)]))

@@ -31,6 +31,7 @@ from waypost.mixer.bodies import (
     as_bytes,
     body_to_mime,
     mime_to_body,
+    single_text_bytes,
 )
 from waypost.mixer.envelope_fields import (
     envelope_fields,
@@ -146,7 +147,9 @@ def ipm_to_mail(
             ipm_heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
         )
         heading.extend(mmhs)
-        body = body_to_mime(ipm.body, headings)
+        # One short-lined text, most messages, is written directly (the same octets).
+        written = single_text_bytes(ipm.body)
+        body = body_to_mime(ipm.body, headings) if written is None else written
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
     submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
@@ -157,7 +160,9 @@ def ipm_to_mail(
     ]
     # The header fields are written as text (waypost.mixer.header_text), as the email
     # package would write them: its header objects were most of a small message's cost.
-    data = header_block([*top, *heading]) + as_bytes(body, _WRITING)
+    data = header_block([*top, *heading]) + (
+        body if isinstance(body, bytes) else as_bytes(body, _WRITING)
+    )
     mail = Envelope(
         mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
         originator=originator,

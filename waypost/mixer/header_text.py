@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from email.headerregistry import Address
+from email.utils import format_datetime, parsedate_to_datetime
 
 from waypost.mixer.bodies import DEFAULT_POLICY
 
@@ -18,8 +19,8 @@ _LIMIT = 998
 _PLAIN = frozenset(chr(c) for c in range(0x21, 0x7F)) | {" "}
 
 FieldValue = str | Sequence[Address]
-# Fields the email package writes from what it parsed (a date-time as format_datetime
-# writes it): always through the package.
+# Fields the email package writes from the date-time it parsed, as format_datetime writes
+# it: written as given when that is what it would write.
 _REWRITTEN = frozenset({"date", "resent-date", "orig-date"})
 # Message-ID: parsed as RFC 5322 §3.6.4's msg-id; written as given when it is one of dot
 # atoms, or a quoted local part without quoted-pairs.
@@ -38,6 +39,13 @@ def _plain(text: str) -> bool:
     )
 
 
+def _as_formatted(text: str) -> bool:
+    try:
+        return format_datetime(parsedate_to_datetime(text)) == text
+    except (TypeError, ValueError):
+        return False
+
+
 def field_bytes(name: str, value: FieldValue) -> bytes:
     """`name: value` and its line end, as `message[name] = value` and the BytesGenerator
     with the WRITING policy write it."""
@@ -47,7 +55,7 @@ def field_bytes(name: str, value: FieldValue) -> bytes:
         and len(name) + 2 + len(text) <= _LIMIT
         and _plain(text)
         and _plain(name)
-        and name.lower() not in _REWRITTEN
+        and (name.lower() not in _REWRITTEN or _as_formatted(text))
         and (name.lower() != "message-id" or _MSG_ID.fullmatch(text) is not None)
     ):
         return f"{name}: {text}\r\n".encode("ascii")
