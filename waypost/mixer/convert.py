@@ -102,10 +102,15 @@ class Converted:
 
 
 def ipm_to_mail(
-    envelope: Envelope, content: bytes, indexes: Sequence[int], side: GatewaySide
+    envelope: Envelope,
+    content: bytes,
+    indexes: Sequence[int],
+    side: GatewaySide,
+    ipm: InterpersonalMessage | None = None,
 ) -> Converted:
     """An IPM for the given recipients as an Internet message; raises ConversionError when
-    the content cannot be converted (then no recipient can be served)."""
+    the content cannot be converted (then no recipient can be served). `ipm` is the
+    content already decoded, when the caller has it."""
     mapper = side.mapper
     or_to_mail = or_to_mail_of(mapper)
     kept: list[int] = []
@@ -137,7 +142,7 @@ def ipm_to_mail(
     except ValueError as exc:
         raise ConversionError(f"5.1.7 the originator has no RFC 822 form: {exc}") from None
     try:
-        ipm = decode_ipm(content)
+        ipm = decode_ipm(content) if ipm is None else ipm
     except ValueError as exc:
         raise ConversionError(f"5.6.0 the IPM cannot be read: {exc}") from None
     headings = MixerHeadings(mapper)
