@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.parser import BytesParser
 from email.utils import format_datetime
 
 import msgspec
@@ -47,6 +46,7 @@ from waypost.mixer.heading import (
     heading_fields,
     heading_to_headers,
 )
+from waypost.mixer.mime_reader import read_message
 from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields, unmapped_p772
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
@@ -221,8 +221,9 @@ def mail_to_ipm(
     """An Internet message for the given recipients as a P22 IPM; raises ConversionError
     (GatewayLoopError when it has crossed here before)."""
     mapper = side.mapper
-    message = BytesParser(policy=_PARSING).parsebytes(content)
-    assert isinstance(message, EmailMessage)
+    # As the email package's parser reads it; a multipart/mixed's parts without feeding
+    # it each line of a large attachment.
+    message = read_message(content, _PARSING)
     trace = trace_of(message)
     # The X.400 trace it carries shows this MTA's domain: the message was in this X.400
     # domain before it left as mail, and it is back (X.411 §12.3.1's check of trace, made
