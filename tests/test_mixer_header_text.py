@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 
 from waypost.mixer.header_text import WRITING, FieldValue, field_bytes, header_block
 
-NAMES = ["Subject", "X400-Recipients", "Message-ID", "In-Reply-To", "Comments", "Date"]
+NAMES = [
+    *("Subject", "X400-Recipients", "Message-ID", "In-Reply-To", "Comments", "Date"),
+    *("From", "Content-Type", "MIME-Version"),
+]
 ADDRESS_NAMES = ["From", "To", "Cc", "Reply-To", "Sender"]
 
 

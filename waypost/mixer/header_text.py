@@ -22,6 +22,15 @@ FieldValue = str | Sequence[Address]
 # Fields the email package writes from the date-time it parsed, as format_datetime writes
 # it: written as given when that is what it would write.
 _REWRITTEN = frozenset({"date", "resent-date", "orig-date"})
+# Fields the email package parses as structured text and writes from what it parsed: as
+# text, always through the package (address fields are written from Address objects).
+_STRUCTURED = frozenset(
+    {
+        *("from", "sender", "to", "cc", "bcc", "reply-to"),
+        *("resent-from", "resent-sender", "resent-to", "resent-cc", "resent-bcc"),
+        *("mime-version", "content-type", "content-disposition", "content-transfer-encoding"),
+    }
+)
 # Message-ID: parsed as RFC 5322 §3.6.4's msg-id; written as given when it is one of dot
 # atoms, or a quoted local part without quoted-pairs.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -49,7 +58,10 @@ def _as_formatted(text: str) -> bool:
 def field_bytes(name: str, value: FieldValue) -> bytes:
     """`name: value` and its line end, as `message[name] = value` and the BytesGenerator
     with the WRITING policy write it."""
-    text = value if isinstance(value, str) else ", ".join(str(a) for a in value)
+    if isinstance(value, str):
+        text = "" if name.lower() in _STRUCTURED else value
+    else:
+        text = ", ".join(str(a) for a in value)
     if (
         text
         and len(name) + 2 + len(text) <= _LIMIT
