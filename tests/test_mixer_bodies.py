@@ -10,6 +10,8 @@ from email.parser import BytesParser
 from email.policy import default
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from waypost.mixer.bodies import (
     DEFAULT_POLICY,
@@ -19,6 +21,7 @@ from waypost.mixer.bodies import (
     body_to_mime,
     mime_to_body,
     part_to_mime,
+    single_text_bytes,
 )
 from waypost.x400.ipm_bodies import (
     BilaterallyDefined,
@@ -29,6 +32,8 @@ from waypost.x400.ipm_bodies import (
     MessagePart,
     charset_of_registrations,
 )
+
+_CRLF_WRITING = DEFAULT_POLICY.clone(linesep="\r\n", max_line_length=998)
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -394,3 +399,24 @@ def test_as_bytes_gives_a_new_multipart_a_boundary_its_parts_do_not_contain() ->
         IA5Text(text="--" + "=" * 15 + "\r\n"),
         FileTransfer(data=b"x" * 5000, filename="x"),
     ]
+
+
+_TEXT_PIECES = st.sampled_from(["a", " ", "\r\n", "\n", "\r", "x" * 500, "\x7f", "\t", "From "])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_TEXT_PIECES, max_size=12).map("".join))
+def test_a_single_text_written_directly_is_what_the_email_package_writes(text: str) -> None:
+    """single_text_bytes writes what as_bytes(body_to_mime(...)) writes, or declines."""
+    parts = [IA5Text(text=text)]
+    written = single_text_bytes(parts)
+    if written is not None:
+        assert written == as_bytes(body_to_mime(parts), _CRLF_WRITING)
+    elif text.isascii() and "\r" not in text.replace("\r\n", "") and len(text) <= 998:
+        raise AssertionError(f"a plain short text was declined: {text!r}")
+
+
+def test_other_bodies_are_not_written_directly() -> None:
+    assert single_text_bytes([IA5Text(text="a"), IA5Text(text="b")]) is None
+    assert single_text_bytes([GeneralText(charset="iso-8859-1", text="a")]) is None
+    assert single_text_bytes([]) is None

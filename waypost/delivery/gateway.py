@@ -9,6 +9,8 @@ message that cannot be converted fails with a report, never silently.
 
 from __future__ import annotations
 
+import asyncio
+
 from msgspec.structs import replace
 
 from waypost import events
@@ -23,6 +25,10 @@ from waypost.mixer.address_map import AddressMapper, MappingEntry
 from waypost.mixer.convert import ConversionError, Converted, GatewayLoopError, GatewaySide
 from waypost.mixer.crossing import to_mail, to_x400
 from waypost.store.base import NewMessage
+
+# Content larger than this is converted in a worker thread; smaller content, most mail,
+# converts in well under a millisecond, less than handing it to a thread would cost.
+OFF_LOOP_SIZE = 32 * 1024
 
 
 class GatewayDeliverer:
@@ -63,12 +69,18 @@ class GatewayDeliverer:
         if envelope.object_kind is ObjectKind.PROBE:
             return self._probe(handoff, claims)
         kind = "Internet mail → X.400"
+        if is_x400_content(envelope):
+            kind = "X.400 → Internet mail"
+        convert = to_mail if is_x400_content(envelope) else to_x400
         try:
-            if is_x400_content(envelope):
-                kind = "X.400 → Internet mail"
-                kind, converted = to_mail(envelope, handoff.content, indexes, side)
+            if len(handoff.content) > OFF_LOOP_SIZE:
+                # A large conversion takes milliseconds of CPU: in a worker thread, the
+                # event loop keeps every other session and association moving meanwhile.
+                kind, converted = await asyncio.to_thread(
+                    convert, envelope, handoff.content, indexes, side
+                )
             else:
-                kind, converted = to_x400(envelope, handoff.content, indexes, side)
+                kind, converted = convert(envelope, handoff.content, indexes, side)
         except GatewayLoopError as exc:
             events.emit(
                 events.GATEWAY_LOOP,

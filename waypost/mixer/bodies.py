@@ -173,6 +173,32 @@ def body_to_mime(
     return entity
 
 
+# The entity body_to_mime makes of one short-lined US-ASCII IA5Text, as as_bytes writes it
+# with CRLF line ends (RFC 2157 §6.1: text/plain; charset=us-ascii, 7bit).
+_SINGLE_TEXT_HEAD = (
+    b'Content-Type: text/plain; charset="us-ascii"\r\n'
+    b"Content-Transfer-Encoding: 7bit\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"\r\n"
+)
+
+
+def single_text_bytes(parts: Sequence[BodyPart]) -> bytes | None:
+    """`as_bytes(body_to_mime(parts), <CRLF policy>)` for a body of one US-ASCII IA5Text
+    whose lines are short (most text), written without the
+    email package; None for any other body."""
+    if len(parts) != 1 or type(parts[0]) is not IA5Text:
+        return None
+    text = parts[0].text
+    if not text.isascii():
+        return None
+    # _set_text's test for 7bit, on the same lines.
+    lines = text.split("\r\n")
+    if not all(len(line) <= MAX_LINE and "\r" not in line for line in lines):
+        return None
+    return _SINGLE_TEXT_HEAD + "\n".join(lines).replace("\n", "\r\n").encode("ascii")
+
+
 def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADING) -> EmailMessage:
     """The MIME entity of one body part (RFC 2157 §6, defined equivalences)."""
     entity = EmailMessage(policy=DEFAULT_POLICY)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.parser import BytesParser
 from email.utils import format_datetime
 
 import msgspec
@@ -31,6 +30,7 @@ from waypost.mixer.bodies import (
     as_bytes,
     body_to_mime,
     mime_to_body,
+    single_text_bytes,
 )
 from waypost.mixer.envelope_fields import (
     envelope_fields,
@@ -39,7 +39,14 @@ from waypost.mixer.envelope_fields import (
     report_request_of,
     trace_of,
 )
-from waypost.mixer.heading import HeadingMappingError, headers_to_heading, heading_to_headers
+from waypost.mixer.header_text import FieldValue, header_block
+from waypost.mixer.heading import (
+    HeadingMappingError,
+    headers_to_heading,
+    heading_fields,
+    heading_to_headers,
+)
+from waypost.mixer.mime_reader import read_message
 from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields, unmapped_p772
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
@@ -95,10 +102,15 @@ class Converted:
 
 
 def ipm_to_mail(
-    envelope: Envelope, content: bytes, indexes: Sequence[int], side: GatewaySide
+    envelope: Envelope,
+    content: bytes,
+    indexes: Sequence[int],
+    side: GatewaySide,
+    ipm: InterpersonalMessage | None = None,
 ) -> Converted:
     """An IPM for the given recipients as an Internet message; raises ConversionError when
-    the content cannot be converted (then no recipient can be served)."""
+    the content cannot be converted (then no recipient can be served). `ipm` is the
+    content already decoded, when the caller has it."""
     mapper = side.mapper
     or_to_mail = or_to_mail_of(mapper)
     kept: list[int] = []
@@ -130,27 +142,32 @@ def ipm_to_mail(
     except ValueError as exc:
         raise ConversionError(f"5.1.7 the originator has no RFC 822 form: {exc}") from None
     try:
-        ipm = decode_ipm(content)
+        ipm = decode_ipm(content) if ipm is None else ipm
     except ValueError as exc:
         raise ConversionError(f"5.6.0 the IPM cannot be read: {exc}") from None
     headings = MixerHeadings(mapper)
     try:
         mmhs, ipm_heading = _mmhs_fields(ipm.heading, or_to_mail)
-        heading = heading_to_headers(
+        heading = heading_fields(
             ipm_heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
         )
-        for name, value in mmhs:
-            heading[name] = value
-        body = body_to_mime(ipm.body, headings)
+        heading.extend(mmhs)
+        # One short-lined text, most messages, is written directly (the same octets).
+        written = single_text_bytes(ipm.body)
+        body = body_to_mime(ipm.body, headings) if written is None else written
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
     submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
-    top = [
+    top: list[tuple[str, FieldValue]] = [
         ("Received", _received(envelope, side)),
         *envelope_fields(envelope, _lenient(or_to_mail)),
         ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
     ]
-    data = _fields(top) + _header_block(heading) + as_bytes(body, _WRITING)
+    # The header fields are written as text (waypost.mixer.header_text), as the email
+    # package would write them: its header objects were most of a small message's cost.
+    data = header_block([*top, *heading]) + (
+        body if isinstance(body, bytes) else as_bytes(body, _WRITING)
+    )
     mail = Envelope(
         mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
         originator=originator,
@@ -204,8 +221,9 @@ def mail_to_ipm(
     """An Internet message for the given recipients as a P22 IPM; raises ConversionError
     (GatewayLoopError when it has crossed here before)."""
     mapper = side.mapper
-    message = BytesParser(policy=_PARSING).parsebytes(content)
-    assert isinstance(message, EmailMessage)
+    # As the email package's parser reads it; a multipart/mixed's parts without feeding
+    # it each line of a large attachment.
+    message = read_message(content, _PARSING)
     trace = trace_of(message)
     # The X.400 trace it carries shows this MTA's domain: the message was in this X.400
     # domain before it left as mail, and it is back (X.411 §12.3.1's check of trace, made
@@ -390,22 +408,6 @@ class MixerHeadings:
             gateway_domain=self.mapper.gateway.domain,
             generated_id=IPMIdentifier(user=None, local=os.urandom(8).hex()),
         )
-
-
-def _fields(fields: Sequence[tuple[str, str]]) -> bytes:
-    message = EmailMessage(policy=_WRITING)
-    for name, value in fields:
-        message[name] = value
-    return _header_block(message)
-
-
-def _header_block(message: EmailMessage) -> bytes:
-    """The header fields of a header-only message, without the blank line after them."""
-    if not message.keys():
-        return b""
-    data = message.as_bytes(policy=_WRITING)
-    end = data.find(b"\r\n\r\n")
-    return data[: end + 2] if end >= 0 else data
 
 
 def is_ipm_content(content_type: str) -> bool:

@@ -15,7 +15,7 @@ from waypost.mixer.notices import (
     report_kind,
     report_to_mail,
 )
-from waypost.x400.ipm_codec import NotAnIPMError, decode_ipm
+from waypost.x400.ipm_codec import InterpersonalMessage, NotAnIPMError, decode_ipm
 
 _IPM_TYPES = (ContentType.P2, ContentType.P22, ContentType.P772)
 
@@ -28,14 +28,16 @@ def to_mail(
         return "X.411 report → DSN", report_to_mail(envelope, content, indexes, side)
     if envelope.content_type not in _IPM_TYPES:
         raise ConversionError(f"5.6.1 content type {envelope.content_type} has no Internet form")
+    ipm: InterpersonalMessage | None = None
     try:
-        decode_ipm(content)
+        ipm = decode_ipm(content)
     except NotAnIPMError:
         # X.420 §7.1: the content is an IPN, not an IPM.
         return "IPN → MDN", ipn_to_mail(envelope, content, indexes, side)
     except ValueError:
         pass  # ipm_to_mail says why, with its status code
-    return "X.400 → Internet mail", ipm_to_mail(envelope, content, indexes, side)
+    # Decoded once: ipm_to_mail takes the IPM read here.
+    return "X.400 → Internet mail", ipm_to_mail(envelope, content, indexes, side, ipm)
 
 
 def to_x400(

@@ -10,8 +10,10 @@ from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 from waypost.mixer.bodies import DEFAULT_POLICY
+from waypost.mixer.header_text import FieldValue
 from waypost.mixer.message_ids import (
     MessageIdError,
     ipm_id_to_msg_id,
@@ -82,11 +84,25 @@ def heading_to_headers(
 ) -> EmailMessage:
     """A header-only message whose fields carry every heading field RFC 2156 maps."""
     message = EmailMessage(policy=_WRITING)
+    for name, value in heading_fields(
+        heading, or_to_mail=or_to_mail, gateway_domain=gateway_domain
+    ):
+        message[name] = value
+    return message
+
+
+def heading_fields(
+    heading: IPMHeading, *, or_to_mail: AddressMapper, gateway_domain: str
+) -> list[tuple[str, FieldValue]]:
+    """The header fields (name, value) that carry every heading field RFC 2156 maps, in
+    order: an address field's value is its Address objects, others are text (written
+    by waypost.mixer.header_text, or set on a message)."""
+    fields: list[tuple[str, FieldValue]] = []
 
     def addresses(name: str, descriptors: Iterable[ORDescriptor]) -> None:
         mapped = [_mail_address(d, or_to_mail) for d in descriptors]
         if mapped:
-            message[name] = mapped
+            fields.append((name, mapped))
 
     # RFC 2156 §5.3: with authorizing users, they are the authors (From:) and the
     # originator is the sender (Sender:); without, the originator is From:.
@@ -102,25 +118,25 @@ def heading_to_headers(
     addresses("Reply-To", heading.reply_recipients)
     if heading.subject is not None:
         # The policy writes non-ASCII text as RFC 2047 encoded-words.
-        message["Subject"] = heading.subject
-    message["Message-ID"] = ipm_id_to_msg_id(heading.this_ipm, gateway_domain)
+        fields.append(("Subject", heading.subject))
+    fields.append(("Message-ID", ipm_id_to_msg_id(heading.this_ipm, gateway_domain)))
     if heading.replied_to_ipm is not None:
-        message["In-Reply-To"] = ipm_id_to_msg_id(heading.replied_to_ipm, gateway_domain)
-    _ids("References", heading.related_ipms, message, gateway_domain)
+        fields.append(("In-Reply-To", ipm_id_to_msg_id(heading.replied_to_ipm, gateway_domain)))
+    _ids("References", heading.related_ipms, fields, gateway_domain)
     # RFC 2156 defines Obsoletes: for obsoleted-IPMs (Supersedes: is read as well).
-    _ids("Obsoletes", heading.obsoleted_ipms, message, gateway_domain)
+    _ids("Obsoletes", heading.obsoleted_ipms, fields, gateway_domain)
     if heading.expiry_time is not None:
-        message["Expiry-Date"] = format_datetime(heading.expiry_time)
+        fields.append(("Expiry-Date", format_datetime(heading.expiry_time)))
     if heading.reply_time is not None:
-        message["Reply-By"] = format_datetime(heading.reply_time)
+        fields.append(("Reply-By", format_datetime(heading.reply_time)))
     if heading.importance != "normal":
-        message["Importance"] = heading.importance
+        fields.append(("Importance", heading.importance))
     if heading.sensitivity is not None:
-        message["Sensitivity"] = _SENSITIVITY_WORDS[heading.sensitivity]
+        fields.append(("Sensitivity", _SENSITIVITY_WORDS[heading.sensitivity]))
     if heading.auto_forwarded:
-        message["Autoforwarded"] = "TRUE"
+        fields.append(("Autoforwarded", "TRUE"))
     for language in heading.languages:
-        message["Language"] = language
+        fields.append(("Language", language))
     if (
         heading.originator is not None
         and heading.originator.address
@@ -136,15 +152,15 @@ def heading_to_headers(
         # RFC 2156's IPN mapping: a receipt notification asked of a recipient is an MDN
         # asked of the reader (RFC 8098 §2.1), sent to the IPM's originator.
         # (not in the stdlib's header registry: written as text)
-        message["Disposition-Notification-To"] = str(_mail_address(heading.originator, or_to_mail))
+        notify = str(_mail_address(heading.originator, or_to_mail))
+        fields.append(("Disposition-Notification-To", notify))
     if heading.incomplete_copy:
-        message["Incomplete-Copy"] = ""
+        fields.append(("Incomplete-Copy", ""))
     if heading.other_extensions:
         # RFC 2156: heading extensions with no mapping are named, not carried.
-        message["Discarded-X400-IPMS-Extensions"] = ", ".join(
-            e.type for e in heading.other_extensions
-        )
-    return message
+        named = ", ".join(e.type for e in heading.other_extensions)
+        fields.append(("Discarded-X400-IPMS-Extensions", named))
+    return fields
 
 
 def _mail_address(descriptor: ORDescriptor, or_to_mail: AddressMapper) -> Address:
@@ -152,17 +168,28 @@ def _mail_address(descriptor: ORDescriptor, or_to_mail: AddressMapper) -> Addres
         # X.420 §7.2.3 allows a descriptor with a free-form name only: no address to map.
         name = descriptor.free_form_name
         raise HeadingMappingError(f"O/R descriptor {name!r} has no O/R address to map")
-    return Address(
-        display_name=descriptor.free_form_name or "", addr_spec=or_to_mail(descriptor.address)
-    )
+    username, domain = _addr_spec_parts(or_to_mail(descriptor.address))
+    return Address(display_name=descriptor.free_form_name or "", username=username, domain=domain)
+
+
+@lru_cache(maxsize=1024)
+def _addr_spec_parts(addr_spec: str) -> tuple[str, str]:
+    """The local part and domain the email package reads in an addr-spec, as
+    Address(addr_spec=...) does (and raising as it does): parsing it is most of the cost
+    of an Address, and the same mailboxes come in message after message."""
+    address = Address(addr_spec=addr_spec)
+    return address.username, address.domain
 
 
 def _ids(
-    name: str, identifiers: Iterable[IPMIdentifier], message: EmailMessage, gateway_domain: str
+    name: str,
+    identifiers: Iterable[IPMIdentifier],
+    fields: list[tuple[str, FieldValue]],
+    gateway_domain: str,
 ) -> None:
     msg_ids = [ipm_id_to_msg_id(i, gateway_domain) for i in identifiers]
     if msg_ids:
-        message[name] = " ".join(msg_ids)
+        fields.append((name, " ".join(msg_ids)))
 
 
 # --- RFC 5322 → X.400 (RFC 2156 §5.1) -------------------------------------------------
