@@ -113,28 +113,21 @@ def ipm_to_mail(
     content already decoded, when the caller has it."""
     mapper = side.mapper
     or_to_mail = or_to_mail_of(mapper)
-    kept: list[int] = []
-    refused: dict[int, str] = {}
-    recipients: list[Recipient] = []
-    for index in indexes:
-        recipient = envelope.recipients[index]
-        try:
-            address = or_to_mail(recipient.address)
-        except ValueError as exc:
-            refused[index] = f"5.1.3 {recipient.address} has no RFC 822 form: {exc}"
-            continue
-        kept.append(index)
+
+    def for_mail(recipient: Recipient, address: str, number: int) -> Recipient:
         request = max(recipient.report_request, recipient.mta_report_request)
-        recipients.append(
-            Recipient(
-                address=address,
-                originally_specified_number=len(recipients) + 1,
-                report_request=recipient.report_request,
-                notify=notify_of(request),
-                # RFC 3461 §4.2's "x400" address type: a DSN names the O/R address exactly.
-                orcpt=f"x400;{recipient.address}",
-            )
+        return Recipient(
+            address=address,
+            originally_specified_number=number,
+            report_request=recipient.report_request,
+            notify=notify_of(request),
+            # RFC 3461 §4.2's "x400" address type: a DSN names the O/R address exactly.
+            orcpt=f"x400;{recipient.address}",
         )
+
+    recipients, kept, refused = _map_recipients(
+        envelope, indexes, or_to_mail, "has no RFC 822 form", for_mail
+    )
     if not recipients:
         return Converted(None, (), refused)
     try:
@@ -234,27 +227,20 @@ def mail_to_ipm(
             f"{side.x400_domain}"
         )
     mail_to_or = mail_to_or_of(mapper)
-    kept: list[int] = []
-    refused: dict[int, str] = {}
-    recipients: list[Recipient] = []
-    for index in indexes:
-        recipient = envelope.recipients[index]
-        try:
-            address = mail_to_or(recipient.address)
-        except ValueError as exc:
-            refused[index] = f"5.1.3 {recipient.address} has no O/R address: {exc}"
-            continue
-        kept.append(index)
-        recipients.append(
-            Recipient(
-                address=address,
-                originally_specified_number=len(recipients) + 1,
-                report_request=report_request_of(recipient.notify)
-                if recipient.notify
-                else recipient.report_request,
-                orcpt=recipient.orcpt,
-            )
+
+    def for_x400(recipient: Recipient, address: str, number: int) -> Recipient:
+        return Recipient(
+            address=address,
+            originally_specified_number=number,
+            report_request=report_request_of(recipient.notify)
+            if recipient.notify
+            else recipient.report_request,
+            orcpt=recipient.orcpt,
         )
+
+    recipients, kept, refused = _map_recipients(
+        envelope, indexes, mail_to_or, "has no O/R address", for_x400
+    )
     if not recipients:
         return Converted(None, (), refused)
     if envelope.originator:
@@ -304,6 +290,30 @@ def mail_to_ipm(
         arrival=side.now,
     )
     return Converted(Message(envelope=x400, content=data), tuple(kept), refused)
+
+
+def _map_recipients(
+    envelope: Envelope,
+    indexes: Sequence[int],
+    convert: Callable[[str], str],
+    missing: str,
+    make: Callable[[Recipient, str, int], Recipient],
+) -> tuple[list[Recipient], list[int], dict[int, str]]:
+    """The other world's recipients for those given (numbered from 1 in their order), the
+    indexes they came from, and why each of the others has no form there (5.1.3)."""
+    recipients: list[Recipient] = []
+    kept: list[int] = []
+    refused: dict[int, str] = {}
+    for index in indexes:
+        recipient = envelope.recipients[index]
+        try:
+            address = convert(recipient.address)
+        except ValueError as exc:
+            refused[index] = f"5.1.3 {recipient.address} {missing}: {exc}"
+            continue
+        kept.append(index)
+        recipients.append(make(recipient, address, len(recipients) + 1))
+    return recipients, kept, refused
 
 
 def _same_domain(a: str, b: str) -> bool:
