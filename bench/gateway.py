@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from x400_relay import Ports, enqueue, free_port, measure
+from x400_relay import Ports, config_b, enqueue, free_port, measure
 
 from waypost.address import parse_oraddress
 from waypost.message import ContentType, Envelope, Message, Recipient
@@ -212,32 +212,6 @@ def messages(case: Case, mode: str, n: int, b_smtp: int) -> list[NewMessage]:
 
 
 # -- the two instances -------------------------------------------------------------------
-
-
-def config_b(data: Path, ports: Ports) -> str:
-    return f"""\
-[server]
-hostname = "b.example"
-data_dir = "{data}"
-[log]
-level = "warning"
-[queue]
-poll_interval = 0.05
-[smtp]
-listen = ["127.0.0.1:{ports.b_smtp}"]
-[local]
-domains = ["b.example"]
-oraddresses = ["{B_PREFIX}"]
-[x400]
-listen = ["127.0.0.1:{ports.b_x400}"]
-mta_name = "B-MTA"
-global_domain = "{B_PREFIX}"
-[[x400.peer]]
-name = "A-MTA"
-address = "127.0.0.1:{ports.a_x400}"
-peer_password = "secret-a"
-our_password = "secret-b"
-"""
 
 
 def config_a(data: Path, ports: Ports, case: Case, args: argparse.Namespace) -> str:
