@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_helpers import HOSTNAME, SmtpSink, Waypost, require_tool
+from interop_helpers import HOSTNAME, SmtpSink, Waypost, require_tool, stop_all
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,13 +36,7 @@ def make_waypost(tmp_path: Path) -> Iterator[Callable[..., Waypost]]:
         return wp.start()
 
     yield make
-    errors = []
-    for wp in started:
-        try:
-            wp.stop()
-        except AssertionError as exc:
-            errors.append(str(exc))
-    assert not errors, "\n\n".join(errors)
+    stop_all(started)
 
 
 @pytest.fixture

@@ -331,6 +331,18 @@ class Waypost:
 # --- smtp-sink -------------------------------------------------------------------------
 
 
+def stop_all(started: list[Waypost]) -> None:
+    """Stop every process, then fail with what each stop found wrong (a traceback in its
+    log, an unclean exit), so that one bad stop does not leave the others running."""
+    errors = []
+    for wp in started:
+        try:
+            wp.stop()
+        except AssertionError as exc:
+            errors.append(str(exc))
+    assert not errors, "\n\n".join(errors)
+
+
 @dataclass
 class Dump:
     """One transaction smtp-sink dumped: its envelope and, if DATA got that far, the message

@@ -44,6 +44,7 @@ from interop_helpers import (
     SmtpSink,
     Waypost,
     require_tool,
+    stop_all,
     wait_for,
 )
 from test_x400_tshark import (
@@ -233,13 +234,7 @@ def pair(
         return Pair(a=a, b=b, sink=sink, rejecting=rejecting, relay=relay)
 
     yield make
-    errors = []
-    for wp in started:
-        try:
-            wp.stop()
-        except AssertionError as exc:
-            errors.append(str(exc))
-    assert not errors, "\n\n".join(errors)
+    stop_all(started)
 
 
 # --- what goes in, what comes out -----------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port
-from interop_helpers import Waypost, wait_for
+from interop_helpers import Waypost, stop_all, wait_for
 from test_x400_association import start
 from test_x400_reports import delivered
 
@@ -67,8 +67,7 @@ def processes(tmp_path: Path) -> Iterator[Callable[[Waypost], Waypost]]:
         return wp.start()
 
     yield run
-    for wp in started:
-        wp.stop()
+    stop_all(started)
 
 
 def ipm_to_jones(*body: object) -> Message:
