@@ -13,6 +13,7 @@ import pytest
 
 from waypost.handoff import ReportKind
 from waypost.message import ContentType, Envelope, Recipient, ReportRequest, TraceElement
+from waypost.mixer.notices import report_kind
 from waypost.mixer.reports import (
     DIAGNOSTIC_STATUS,
     REASON_STATUS,
@@ -418,3 +419,22 @@ def test_every_code_is_a_permanent_failure() -> None:
 def test_waypost_report_codes_survive_the_crossing(pair: tuple[int, int | None]) -> None:
     # Each (reason, diagnostic) Waypost's own reports use crosses to a status and back.
     assert codes_for(status_for(*pair)) == pair
+
+
+@pytest.mark.parametrize(
+    ("header", "kind"),
+    [
+        (b"Content-Type: multipart/report; report-type=delivery-status; b=x", "delivery-status"),
+        (
+            b"Content-Type: Multipart/REPORT;\r\n report-type=disposition-notification",
+            "disposition-notification",
+        ),
+        (b"Subject: the report of the quarter\r\nContent-Type: text/plain", None),
+        (b"Content-Type: multipart/mixed; boundary=report", None),
+        (b"Content-Type: text/plain", None),
+    ],
+)
+def test_report_kind_reads_the_content_type_only(header: bytes, kind: str | None) -> None:
+    # A DSN or an MDN is told by its Content-Type (RFC 6522 §3), wherever else the word
+    # "report" appears; mail without the word anywhere is told apart without parsing.
+    assert report_kind(header + b"\r\n\r\nbody\r\n") == kind

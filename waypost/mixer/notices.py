@@ -48,6 +48,11 @@ def report_kind(content: bytes) -> str | None:
     that type (a DSN or an MDN), else None; only the header is read."""
     end = content.find(b"\r\n\r\n")
     head = content if end < 0 else content[: end + 4]
+    if b"report" not in head.lower():
+        # RFC 2045 §5.1: the subtype is a token, which neither folding nor a comment can
+        # split; a header without the word is not a multipart/report, and ordinary mail
+        # need not be parsed twice.
+        return None
     message = BytesParser(policy=_PARSING).parsebytes(head, headersonly=True)
     if message.get_content_type() != "multipart/report":
         return None
