@@ -16,11 +16,13 @@ from waypost.address import parse_oraddress
 from waypost.message import ContentType, Envelope, Notify, Priority, Recipient, ReportRequest
 from waypost.mixer.address_map import AddressMapper, Gateway, MappingEntry
 from waypost.mixer.convert import (
+    REMEMBERED_MAPPINGS,
     ConversionError,
     GatewayLoopError,
     GatewaySide,
     ipm_to_mail,
     mail_to_ipm,
+    mail_to_or_of,
 )
 from waypost.mixer.envelope_fields import parse_trace_field, trace_field
 from waypost.x400.ipm_codec import decode_ipm
@@ -260,3 +262,43 @@ def test_disposition_notification_to_asks_each_recipient_for_a_receipt() -> None
     assert plain is not None
     (recipient,) = decode_ipm(plain.content).heading.primary_recipients
     assert not recipient.notification_requests
+
+
+def test_a_mapper_remembers_its_answers_and_a_mapper_with_dns_entries_its_own() -> None:
+    tables = AddressMapper.symmetric(
+        Gateway("gw.example", parse_oraddress("/C=ZZ/ADMD= /PRMD=Waypost/O=Gateway/")), []
+    )
+    to_or = mail_to_or_of(tables)
+    fallback = to_or("Jo.Smith@px.example")
+    # No table entry: the gateway's RFC-822 DDA (RFC 2156 §4.3.5), and remembered.
+    assert "DDA:RFC-822=Jo.Smith(a)px.example" in fallback
+    assert tables.mapped_to_x400 == {"Jo.Smith@px.example": fallback}
+    assert mail_to_or_of(tables)("Jo.Smith@px.example") == fallback
+    # An entry found in DNS (RFC 2163) makes a new mapper, which answers from its tables.
+    found = tables.with_entries(
+        domain_to_oraddress=[MappingEntry.parse("/C=ZZ/ADMD= /PRMD=PX/", "px.example")]
+    )
+    assert mail_to_or_of(found)("Jo.Smith@px.example") == "/C=ZZ/ADMD= /PRMD=PX/S=Smith/G=Jo/"
+    assert mail_to_or_of(tables)("Jo.Smith@px.example") == fallback
+    # A refusal is not remembered.
+    with pytest.raises(ValueError):
+        to_or("no address")
+    assert "no address" not in tables.mapped_to_x400
+
+
+def test_what_a_mapper_remembers_is_bounded() -> None:
+    tables = AddressMapper.symmetric(MAPPER.gateway, [])
+    to_or = mail_to_or_of(tables)
+    for i in range(REMEMBERED_MAPPINGS + 10):
+        to_or(f"user{i}@example.org")
+    assert 0 < len(tables.mapped_to_x400) <= REMEMBERED_MAPPINGS
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"Message-ID: <", b"In-Reply-To: <", b"Expiry-Date: tomorrow", b"Importance: very"],
+)
+def test_a_malformed_heading_field_fails_the_message_with_a_report(field: bytes) -> None:
+    data = b"From: Jo <jo@remote.example>\r\n" + field + b"\r\nSubject: x\r\n\r\ntext\r\n"
+    with pytest.raises(ConversionError, match=r"^5\.6\.5"):
+        mail_to_ipm(mail_envelope("Jo.Smith@sales.example"), data, [0], SIDE)

@@ -142,6 +142,11 @@ class AddressMapper:
         # order given wins (sorted() is stable), so a configuration reads top to bottom.
         self.domain_table = sorted(domain_to_oraddress, key=lambda e: -e.domain.count("."))
         self.oraddress_table = sorted(oraddress_to_domain, key=lambda e: -_size(e.prefix))
+        # The texts of addresses mapped so far, for the conversions to remember: the tables
+        # never change once made (DNS entries make a new mapper, `with_entries`), so an
+        # answer holds as long as the mapper does.
+        self.mapped_to_x400: dict[str, str] = {}
+        self.mapped_to_rfc822: dict[str, str] = {}
 
     @classmethod
     def symmetric(cls, gateway: Gateway, entries: Iterable[MappingEntry]) -> AddressMapper:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 
 import msgspec
 
@@ -272,7 +273,9 @@ def mail_to_ipm(
             content_type = ContentType.P772
     except BodyConversionError as exc:
         raise ConversionError(f"5.6.3 conversion not performed: {exc}") from None
-    except (HeadingMappingError, ValueError, TypeError) as exc:
+    except (HeadingMappingError, ValueError, TypeError, LookupError) as exc:
+        # LookupError: the email package's header parsers raise IndexError on some
+        # malformed fields; the message is refused with a report, not retried.
         raise ConversionError(f"5.6.5 the message cannot be converted: {exc}") from None
     try:
         data = encode_ipm(InterpersonalMessage(heading=heading, body=tuple(body)))
@@ -326,6 +329,7 @@ def _same_domain(a: str, b: str) -> bool:
         return a.upper() == b.upper()
 
 
+@lru_cache(maxsize=64)  # a gateway has one domain: the same text for every message
 def gdi_text(global_domain: str) -> str:
     """The MTS identifiers' global domain identifier (C, ADMD, PRMD) of a domain text."""
     domain = parse_global_domain(global_domain)
@@ -351,7 +355,7 @@ def or_to_mail_of(mapper: AddressMapper) -> Callable[[str], str]:
             return str(parse_mailbox(address.strip("<>")))
         return str(mapper.to_rfc822(parse_oraddress(address)).mailbox)
 
-    return _remembered(convert)
+    return _remembered(convert, mapper.mapped_to_rfc822)
 
 
 def _lenient(convert: Callable[[str], str]) -> Callable[[str], str]:
@@ -373,19 +377,29 @@ def mail_to_or_of(mapper: AddressMapper) -> Callable[[str], str]:
             return format_slash(parse_oraddress(address))
         return format_slash(mapper.to_x400(parse_mailbox(address.strip("<>"))).oraddress)
 
-    return _remembered(convert)
+    return _remembered(convert, mapper.mapped_to_x400)
 
 
-def _remembered(convert: Callable[[str], str]) -> Callable[[str], str]:
-    """`convert` remembering its answers for one message: the same address is mapped for
-    the envelope, the heading and the X400-* fields (an originator is also From:). Only
-    for one message, so that a mapping read from DNS is never older than the message."""
-    answers: dict[str, str] = {}
+# How many answers a mapper remembers in each direction: the addresses a gateway sees
+# repeat (the same correspondents, message after message), and an answer is a few short
+# strings.
+REMEMBERED_MAPPINGS = 4096
+
+
+def _remembered(convert: Callable[[str], str], answers: dict[str, str]) -> Callable[[str], str]:
+    """`convert` remembering its answers in `answers`, the mapper's own: the same address
+    is mapped for the envelope, the heading and the X400-* fields (an originator is also
+    From:), and again in the next message. A mapper with entries read from DNS is made for
+    one message, so what it remembers is never older than the message. Refusals are not
+    remembered: they raise each time."""
 
     def remembered(address: str) -> str:
         answer = answers.get(address)
         if answer is None:
-            answer = answers[address] = convert(address)
+            answer = convert(address)
+            if len(answers) >= REMEMBERED_MAPPINGS:
+                answers.clear()  # a bound, not an LRU: cheap, and refilled at once
+            answers[address] = answer
         return answer
 
     return remembered

@@ -13,6 +13,7 @@ from email.utils import format_datetime, getaddresses, parsedate_to_datetime
 from functools import lru_cache
 
 from waypost.mixer.bodies import DEFAULT_POLICY
+from waypost.mixer.header_fields import HeaderFields, plain_mailboxes
 from waypost.mixer.header_text import FieldValue
 from waypost.mixer.message_ids import (
     MessageIdError,
@@ -204,8 +205,9 @@ def headers_to_heading(
 ) -> IPMHeading:
     """The IPM heading RFC 2156 maps a message's header fields to. A message without a
     Message-ID takes generated_id (the gateway's own); raises HeadingMappingError."""
-    authors = _descriptors(message, "From", mail_to_or)
-    senders = _descriptors(message, "Sender", mail_to_or)
+    fields = HeaderFields(message)
+    authors = _descriptors(fields, "From", mail_to_or)
+    senders = _descriptors(fields, "Sender", mail_to_or)
     # RFC 2156 §5.1: Sender: is the originator and From: the authorizing users; a
     # message without Sender: has its (single) author as originator.
     if senders:
@@ -217,36 +219,34 @@ def headers_to_heading(
         originator, authorizing = (authors[0] if authors else None), tuple(authors)
     # RFC 8098 §2.1 Disposition-Notification-To: an MDN is asked of every reader, which
     # X.420 §7.2.4 says as a receipt notification request on each recipient.
-    asked = frozenset({"rn"}) if message.get("Disposition-Notification-To") else frozenset()
+    asked = frozenset({"rn"}) if fields.text("Disposition-Notification-To") else frozenset()
     return IPMHeading(
-        this_ipm=_this_ipm(message, gateway_domain, generated_id),
+        this_ipm=_this_ipm(fields, gateway_domain, generated_id),
         originator=originator,
         authorizing_users=authorizing,
-        primary_recipients=tuple(_descriptors(message, "To", mail_to_or, asked)),
-        copy_recipients=tuple(_descriptors(message, "Cc", mail_to_or, asked)),
-        blind_copy_recipients=tuple(_descriptors(message, "Bcc", mail_to_or, asked)),
-        reply_recipients=tuple(_descriptors(message, "Reply-To", mail_to_or)),
-        replied_to_ipm=_first_id(message, "In-Reply-To", gateway_domain),
-        related_ipms=tuple(_all_ids(message, ("References",), gateway_domain)),
-        obsoleted_ipms=tuple(_all_ids(message, ("Obsoletes", "Supersedes"), gateway_domain)),
-        subject=_text(message, "Subject"),
-        expiry_time=_date(message, "Expiry-Date"),
-        reply_time=_date(message, "Reply-By"),
-        importance=_choice(message, "Importance", {w: w for w in IMPORTANCE}) or "normal",
-        sensitivity=_choice(message, "Sensitivity", {k: k for k in SENSITIVITY}),
-        auto_forwarded=_choice(message, "Autoforwarded", _BOOLEAN_WORDS) == "true",
-        languages=tuple(_languages(message)),
-        incomplete_copy=message.get("Incomplete-Copy") is not None,
+        primary_recipients=tuple(_descriptors(fields, "To", mail_to_or, asked)),
+        copy_recipients=tuple(_descriptors(fields, "Cc", mail_to_or, asked)),
+        blind_copy_recipients=tuple(_descriptors(fields, "Bcc", mail_to_or, asked)),
+        reply_recipients=tuple(_descriptors(fields, "Reply-To", mail_to_or)),
+        replied_to_ipm=_first_id(fields, "In-Reply-To", gateway_domain),
+        related_ipms=tuple(_all_ids(fields, ("References",), gateway_domain)),
+        obsoleted_ipms=tuple(_all_ids(fields, ("Obsoletes", "Supersedes"), gateway_domain)),
+        subject=fields.text("Subject"),
+        expiry_time=_date(fields, "Expiry-Date"),
+        reply_time=_date(fields, "Reply-By"),
+        importance=_choice(fields, "Importance", {w: w for w in IMPORTANCE}) or "normal",
+        sensitivity=_choice(fields, "Sensitivity", {k: k for k in SENSITIVITY}),
+        auto_forwarded=_choice(fields, "Autoforwarded", _BOOLEAN_WORDS) == "true",
+        languages=tuple(_languages(fields)),
+        incomplete_copy="Incomplete-Copy" in fields,
     )
 
 
-def _text(message: Message, name: str) -> str | None:
-    value = message.get(name)
-    return None if value is None else str(value)
-
-
 def _descriptors(
-    message: Message, name: str, mail_to_or: AddressMapper, asked: frozenset[str] = frozenset()
+    fields: HeaderFields,
+    name: str,
+    mail_to_or: AddressMapper,
+    asked: frozenset[str] = frozenset(),
 ) -> list[ORDescriptor]:
     return [
         ORDescriptor(
@@ -254,24 +254,26 @@ def _descriptors(
             free_form_name=display_name or None,
             notification_requests=asked,
         )
-        for display_name, addr_spec in _mailboxes(message, name)
+        for display_name, addr_spec in _mailboxes(fields, name)
     ]
 
 
-def _mailboxes(message: Message, name: str) -> list[tuple[str, str]]:
+def _mailboxes(fields: HeaderFields, name: str) -> list[tuple[str, str]]:
     """(display name, addr-spec) of each mailbox of a field. Fields parsed from text are
     read from their raw form: the stdlib keeps the folding white space between adjacent
     encoded-words of a display name, which RFC 2047 §6.2 says to ignore."""
     found: list[tuple[str, str]] = []
-    for raw_name, raw in message.raw_items():
-        if raw_name.lower() != name.lower():
-            continue
+    for _, raw in fields.raw(name):
         parsed = getattr(raw, "addresses", None)
         if parsed is not None:
             pairs = [(a.display_name, a.addr_spec) for a in parsed]
         else:
-            pairs = getaddresses([_UNFOLD.sub("", str(raw))])
-            pairs = [(_decoded(display), spec) for display, spec in pairs]
+            text = _UNFOLD.sub("", str(raw))
+            plain = plain_mailboxes(text)
+            if plain is None:
+                pairs = [(_decoded(display), spec) for display, spec in getaddresses([text])]
+            else:
+                pairs = plain
         for display_name, addr_spec in pairs:
             if not addr_spec or addr_spec == "<>" or "@" not in addr_spec:
                 raise HeadingMappingError(f"{name}: {str(raw)!r} holds no usable address")
@@ -286,9 +288,9 @@ def _decoded(display_name: str) -> str:
 
 
 def _this_ipm(
-    message: Message, gateway_domain: str, generated_id: IPMIdentifier | None
+    fields: HeaderFields, gateway_domain: str, generated_id: IPMIdentifier | None
 ) -> IPMIdentifier:
-    ids = _all_ids(message, ("Message-ID",), gateway_domain)
+    ids = _all_ids(fields, ("Message-ID",), gateway_domain)
     if ids:
         return ids[0]
     if generated_id is None:
@@ -296,54 +298,54 @@ def _this_ipm(
     return generated_id
 
 
-def _first_id(message: Message, name: str, gateway_domain: str) -> IPMIdentifier | None:
+def _first_id(fields: HeaderFields, name: str, gateway_domain: str) -> IPMIdentifier | None:
     # X.420 has one replied-to IPM; RFC 2156 maps the first msg-id of In-Reply-To.
-    ids = _all_ids(message, (name,), gateway_domain)
+    ids = _all_ids(fields, (name,), gateway_domain)
     return ids[0] if ids else None
 
 
-def _all_ids(message: Message, names: Iterable[str], gateway_domain: str) -> list[IPMIdentifier]:
+def _all_ids(
+    fields: HeaderFields, names: Iterable[str], gateway_domain: str
+) -> list[IPMIdentifier]:
     found: list[IPMIdentifier] = []
     for name in names:
-        for value in message.get_all(name) or []:
+        for value in fields.texts(name):
             try:
-                found.extend(
-                    msg_id_to_ipm_id(m, gateway_domain) for m in msg_ids_in(name, str(value))
-                )
+                found.extend(msg_id_to_ipm_id(m, gateway_domain) for m in msg_ids_in(name, value))
             except MessageIdError as error:
                 raise HeadingMappingError(f"{name}: {error}") from None
     return found
 
 
-def _date(message: Message, name: str) -> datetime | None:
-    value = message.get(name)
+def _date(fields: HeaderFields, name: str) -> datetime | None:
+    value = fields.text(name)
     if value is None:
         return None
     try:
-        when = parsedate_to_datetime(str(value))
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        raise HeadingMappingError(f"{name}: {str(value)!r} is not an RFC 5322 date-time") from None
+        raise HeadingMappingError(f"{name}: {value!r} is not an RFC 5322 date-time") from None
     if when.tzinfo is None:
-        raise HeadingMappingError(f"{name}: {str(value)!r} has no known time zone (-0000)")
+        raise HeadingMappingError(f"{name}: {value!r} has no known time zone (-0000)")
     return when
 
 
-def _choice(message: Message, name: str, words: dict[str, str]) -> str | None:
-    value = message.get(name)
+def _choice(fields: HeaderFields, name: str, words: dict[str, str]) -> str | None:
+    value = fields.text(name)
     if value is None:
         return None
-    key = str(value).strip().lower()
+    key = value.strip().lower()
     if key not in words:
-        raise HeadingMappingError(f"{name}: {str(value)!r} is not one of {sorted(set(words))}")
+        raise HeadingMappingError(f"{name}: {value!r} is not one of {sorted(set(words))}")
     return words[key]
 
 
-def _languages(message: Message) -> list[str]:
+def _languages(fields: HeaderFields) -> list[str]:
     # RFC 2156: Language: 2*ALPHA [language-description]; X.420 keeps the ISO 639 code.
     found = []
-    for value in message.get_all("Language") or []:
-        code = str(value).split("(")[0].strip()
+    for value in fields.texts("Language"):
+        code = value.split("(")[0].strip()
         if len(code) != 2 or not code.isascii() or not code.isalpha():
-            raise HeadingMappingError(f"Language: {str(value)!r} is not a two-letter ISO 639 code")
+            raise HeadingMappingError(f"Language: {value!r} is not a two-letter ISO 639 code")
         found.append(code.lower())
     return found
