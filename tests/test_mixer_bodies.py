@@ -18,8 +18,10 @@ from waypost.mixer.bodies import (
     BodyConversionError,
     CachedHeaderRegistry,
     as_bytes,
+    ascii_text_as_it_stands,
     body_to_mime,
     mime_to_body,
+    mime_to_part,
     part_to_mime,
     single_text_bytes,
 )
@@ -420,3 +422,51 @@ def test_other_bodies_are_not_written_directly() -> None:
     assert single_text_bytes([IA5Text(text="a"), IA5Text(text="b")]) is None
     assert single_text_bytes([GeneralText(charset="iso-8859-1", text="a")]) is None
     assert single_text_bytes([]) is None
+
+
+_TEXT_FIELDS = st.lists(
+    st.sampled_from(
+        [
+            "Content-Type: text/plain",
+            "Content-Type: text/plain; charset=us-ascii",
+            'Content-Type: TEXT/Plain; charset="US-ASCII"',
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Type:  text/plain ;charset = ascii ",
+            "Content-Type: text/plain; charset=iso-8859-1",
+            "Content-Type: text/plain; charset=us-ascii; format=flowed",
+            'Content-Type: text/plain; charset="us-ascii',
+            "Content-Type: text/plain;\r\n charset=us-ascii",
+            "Content-Type: text/html",
+            "Content-Transfer-Encoding: 7bit",
+            "Content-Transfer-Encoding: 8BIT",
+            "Content-Transfer-Encoding: quoted-printable",
+            "Content-Transfer-Encoding: base64",
+            "Content-Disposition: inline",
+            "Content-Description: a note",
+            "MIME-Version: 1.0",
+        ]
+    ),
+    max_size=4,
+)
+_TEXT_BODY = st.lists(
+    st.sampled_from(["a", "Z", " ", "=", "\r\n", "\n", "\r", "é", "\t"]), max_size=30
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(fields=_TEXT_FIELDS, body=_TEXT_BODY)
+def test_text_read_as_it_stands_is_what_the_general_reading_makes(
+    fields: list[str], body: str
+) -> None:
+    data = ("\r\n".join(["Subject: x", *fields]) + "\r\n\r\n" + body).encode()
+    entity = parse(data)
+    fast = ascii_text_as_it_stands(entity)
+    if fast is not None:
+        assert [fast] == [mime_to_part(entity)]
+    assert mime_to_body(entity) == [mime_to_part(entity)]
+
+
+def test_plain_us_ascii_text_is_read_as_it_stands() -> None:
+    for header in (b"", b"Content-Type: text/plain; charset=us-ascii\r\nMIME-Version: 1.0\r\n"):
+        entity = parse(b"Subject: x\r\n" + header + b"\r\nline one\nline two\r\n")
+        assert ascii_text_as_it_stands(entity) == IA5Text(text="line one\r\nline two\r\n")

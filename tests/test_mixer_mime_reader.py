@@ -26,6 +26,7 @@ def shape(message: Message) -> Shape:
         message.preamble,
         message.epilogue,
         message.get_content_type(),
+        [type(defect) for defect in message.defects],
         body,
     )
 

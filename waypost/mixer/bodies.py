@@ -4,6 +4,7 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,13 @@ from waypost.x400.ipm_bodies import (
 
 # RFC 5322 §2.1.1: a line of at most 998 octets; longer text goes base64.
 MAX_LINE = 998
+# text/plain whose charset parameter, if any, has an IA5 reading (RFC 2046 §4.1.2; US-ASCII
+# is a subset of UTF-8, RFC 3629 §1), in a form the email package reads as it stands.
+_CHARSET = r"(?:us-ascii|ascii|utf-8)"
+_ASCII_TEXT_TYPE = re.compile(
+    rf'[ \t]*text/plain[ \t]*(?:;[ \t]*charset[ \t]*=[ \t]*(?:"{_CHARSET}"|{_CHARSET})[ \t]*)?\Z',
+    re.IGNORECASE,
+)
 # The MIME types with an equivalence in RFC 2157 §6 (multipart/mixed: §2.1).
 _EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "multipart/mixed"})
 
@@ -294,6 +302,9 @@ def mime_to_body(
 ) -> list[BodyPart]:
     """The IPM body of a MIME message: one body part per part of a top-level
     multipart/mixed, else one for the whole entity (RFC 2157 §2.1)."""
+    text = ascii_text_as_it_stands(entity)
+    if text is not None:
+        return [text]
     if entity.get_content_type() == "multipart/mixed" and not _is_attachment(entity):
         return [
             mime_to_part(_entity(p), heading_hook, path=f"part {i + 1}")
@@ -335,6 +346,36 @@ def mime_to_part(
         content_type=content_type,
         parameters=_parameters(entity),
     )
+
+
+def ascii_text_as_it_stands(entity: EmailMessage) -> IA5Text | None:
+    """The ia5-text of a single part of US-ASCII text/plain in its plain forms, read without
+    the email package's parameter parsers (most mail is this): what `mime_to_part` makes
+    of it. None for anything else, which mime_to_part reads."""
+    found: dict[str, str] = {}
+    for name, value in entity.raw_items():
+        key = name.lower()
+        if key.startswith("content-"):
+            if key in found or not isinstance(value, str):
+                return None  # a repeated field, or one set as an object: the general way
+            found[key] = value
+    if "content-disposition" in found:
+        return None
+    kind = found.get("content-type")
+    # RFC 2045 §5.2: no Content-Type is text/plain; charset=us-ascii (but for a part of a
+    # multipart/digest, RFC 2046 §5.1.5).
+    if kind is None and entity.get_default_type() != "text/plain":
+        return None
+    if kind is not None and not _ASCII_TEXT_TYPE.match(kind):
+        return None
+    encoding = found.get("content-transfer-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("7bit", "8bit"):
+        return None
+    payload = entity.get_payload()
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    # The canonical form of text ends lines in CRLF (RFC 2049 §4), as in `_octets`.
+    return IA5Text(text=payload.replace("\r\n", "\n").replace("\n", "\r\n"))
 
 
 def _plain_text(entity: EmailMessage) -> IA5Text | GeneralText | None:

@@ -127,9 +127,33 @@ def _header_and_body(text: str) -> tuple[str, str] | None:
 
 
 def _headers(header: str, policy: Policy) -> EmailMessage:
-    parsed = Parser(policy=policy).parsestr(header, headersonly=True)
-    assert isinstance(parsed, EmailMessage)
-    return parsed
+    """A header block (every line a header line, `_header_and_body`) as the parser reads
+    it: each field's lines through the policy's `header_source_parse`, as
+    email.feedparser gives them to it. A block the parser would note a defect in (a
+    continuation line first, an empty field name) or with a Unix From line goes to it."""
+    lines = header.splitlines(keepends=True)
+    if lines and lines[-1] in ("\n", "\r\n"):
+        lines.pop()  # the empty line that ends the block
+    if not lines or lines[0][0] in " \t" or any(line.startswith(("From ", ":")) for line in lines):
+        parsed = Parser(policy=policy).parsestr(header, headersonly=True)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+    return _fields(lines, policy)
+
+
+def _fields(lines: list[str], policy: Policy) -> EmailMessage:
+    message = EmailMessage(policy=policy)
+    field: list[str] = []
+    for line in lines:
+        if line[0] in " \t":
+            field.append(line)  # a continuation line (RFC 5322 §2.2.3)
+            continue
+        if field:
+            message.set_raw(*policy.header_source_parse(field))
+        field = [line]
+    if field:
+        message.set_raw(*policy.header_source_parse(field))
+    return message
 
 
 def _leaf(chunk: str, policy: Policy) -> EmailMessage | None:
