@@ -9,8 +9,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser, Parser
 from email.policy import Policy
 
-# email.feedparser's patterns: a header or continuation line, a line end.
-_HEADER_LINE = re.compile(r"^(From |[\041-\071\073-\176]*:|[\t ])")
+# email.feedparser's patterns: a header or continuation line, a line end. A "From " line
+# (an mbox envelope line) is not read here: the parser takes it for the Unix From, a
+# defect, or the first line of the body, depending on where it stands.
+_HEADER_LINE = re.compile(r"^([\041-\071\073-\176]*:|[\t ])")
 _LINE_END = re.compile(r"(\r\n|\r|\n)\Z")
 # Characters str.splitlines (the parser's line splitter) ends a line at, besides CR and LF,
 # that ASCII text decoded with surrogate escapes may hold: text with them is left to the
@@ -130,11 +132,11 @@ def _headers(header: str, policy: Policy) -> EmailMessage:
     """A header block (every line a header line, `_header_and_body`) as the parser reads
     it: each field's lines through the policy's `header_source_parse`, as
     email.feedparser gives them to it. A block the parser would note a defect in (a
-    continuation line first, an empty field name) or with a Unix From line goes to it."""
+    continuation line first, an empty field name) goes to it."""
     lines = header.splitlines(keepends=True)
     if lines and lines[-1] in ("\n", "\r\n"):
         lines.pop()  # the empty line that ends the block
-    if not lines or lines[0][0] in " \t" or any(line.startswith(("From ", ":")) for line in lines):
+    if not lines or lines[0][0] in " \t" or any(line[0] == ":" for line in lines):
         parsed = Parser(policy=policy).parsestr(header, headersonly=True)
         assert isinstance(parsed, EmailMessage)
         return parsed
