@@ -4,6 +4,7 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import secrets
 import sys
@@ -36,6 +37,7 @@ _ASCII_TEXT_TYPE = re.compile(
     rf'[ \t]*text/plain[ \t]*(?:;[ \t]*charset[ \t]*=[ \t]*(?:"{_CHARSET}"|{_CHARSET})[ \t]*)?\Z',
     re.IGNORECASE,
 )
+_BASE64_LINE = 76
 # The MIME types with an equivalence in RFC 2157 §6 (multipart/mixed: §2.1).
 _EQUIVALENT_TYPES = frozenset({"text/plain", OCTET_STREAM, "message/rfc822", "multipart/mixed"})
 
@@ -290,8 +292,10 @@ def _content_type_field(content_type: str, parameters: Sequence[tuple[str, str]]
 
 
 def _base64(data: bytes) -> str:
-    # Lines of 76 characters (RFC 2045 §6.8), without a line end after the last.
-    return base64.encodebytes(data).decode("ascii").removesuffix("\n")
+    """base64.encodebytes(data) without its last line end: lines of 76 characters (RFC
+    2045 §6.8), encoded in one call and cut, rather than one call per line."""
+    text = binascii.b2a_base64(data, newline=False).decode("ascii")
+    return "\n".join([text[at : at + _BASE64_LINE] for at in range(0, len(text), _BASE64_LINE)])
 
 
 # -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------

@@ -13,7 +13,6 @@ from email.policy import Policy
 # (an mbox envelope line) is not read here: the parser takes it for the Unix From, a
 # defect, or the first line of the body, depending on where it stands.
 _HEADER_LINE = re.compile(r"^([\041-\071\073-\176]*:|[\t ])")
-_LINE_END = re.compile(r"(\r\n|\r|\n)\Z")
 # Characters str.splitlines (the parser's line splitter) ends a line at, besides CR and LF,
 # that ASCII text decoded with surrogate escapes may hold: text with them is left to the
 # parser.
@@ -176,5 +175,10 @@ def _leaf(chunk: str, policy: Policy) -> EmailMessage | None:
 
 
 def _without_line_end(text: str) -> str:
-    found = _LINE_END.search(text)
-    return text[: found.start()] if found else text
+    """The text less one final line end (CRLF, CR or LF). Tested at the end rather than
+    searched for: a search for `(\r\n|\r|\n)\\Z` tries every position of the text."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith(("\r", "\n")):
+        return text[:-1]
+    return text
