@@ -4,6 +4,7 @@ the MIME written for each X.400 part, and the X.400 part read from each kind of 
 from __future__ import annotations
 
 import base64
+import re
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -22,10 +23,12 @@ from waypost.mixer.bodies import (
     body_to_mime,
     mime_to_body,
     mime_to_part,
+    mixed_bytes,
     part_to_mime,
     single_text_bytes,
 )
 from waypost.x400.ipm_bodies import (
+    OCTET_STREAM,
     BilaterallyDefined,
     BodyPart,
     FileTransfer,
@@ -470,3 +473,52 @@ def test_plain_us_ascii_text_is_read_as_it_stands() -> None:
     for header in (b"", b"Content-Type: text/plain; charset=us-ascii\r\nMIME-Version: 1.0\r\n"):
         entity = parse(b"Subject: x\r\n" + header + b"\r\nline one\nline two\r\n")
         assert ascii_text_as_it_stands(entity) == IA5Text(text="line one\r\nline two\r\n")
+
+
+def _without_boundary(data: bytes) -> bytes:
+    found = re.search(rb'boundary="([^"]+)"', data)
+    assert found is not None
+    return data.replace(found.group(1), b"BOUNDARY")
+
+
+_LEAF_PARTS = st.one_of(
+    st.lists(_TEXT_PIECES, max_size=8).map(lambda t: IA5Text(text="".join(t))),
+    st.builds(
+        GeneralText,
+        charset=st.just("iso-8859-1"),
+        text=st.text(st.sampled_from("aé\r\n"), max_size=20),
+    ),
+    st.builds(BilaterallyDefined, data=st.binary(max_size=300)),
+    st.builds(
+        FileTransfer,
+        data=st.binary(max_size=300),
+        filename=st.none() | st.sampled_from(["f.pdf", "a long name with spaces.txt", "é.txt"]),
+        content_type=st.sampled_from(["application/pdf", "text/plain", "image/png", OCTET_STREAM]),
+        parameters=st.sampled_from([(), (("name", "x.pdf"),), (("charset", "utf-8"),)]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LEAF_PARTS, min_size=2, max_size=4))
+def test_text_and_attachments_written_directly_are_what_the_email_package_writes(
+    parts: list[BodyPart],
+) -> None:
+    written = mixed_bytes(parts, _CRLF_WRITING)
+    assert written is not None
+    expected = as_bytes(body_to_mime(parts), _CRLF_WRITING)
+    assert _without_boundary(written) == _without_boundary(expected)
+    assert mime_to_body(parse(written)) == mime_to_body(parse(expected))
+
+
+def test_bodies_with_a_message_or_a_composite_are_left_to_the_generator() -> None:
+    text = IA5Text(text="a")
+    forwarded = MessagePart(heading=(("Subject", "x"),), body=(text,))
+    alternative = FileTransfer(
+        data=b"--b\r\n\r\nx\r\n--b--\r\n",
+        content_type="multipart/alternative",
+        parameters=(("boundary", "b"),),
+    )
+    assert mixed_bytes([text, forwarded], _CRLF_WRITING) is None
+    assert mixed_bytes([text, alternative], _CRLF_WRITING) is None
+    assert mixed_bytes([text], _CRLF_WRITING) is None

@@ -3,7 +3,6 @@ message's heading converted through a hook the heading mapping provides."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import secrets
@@ -209,8 +208,73 @@ def single_text_bytes(parts: Sequence[BodyPart]) -> bytes | None:
     return _SINGLE_TEXT_HEAD + "\n".join(lines).replace("\n", "\r\n").encode("ascii")
 
 
-def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADING) -> EmailMessage:
-    """The MIME entity of one body part (RFC 2157 §6, defined equivalences)."""
+def mixed_bytes(
+    parts: Sequence[BodyPart],
+    writing: policy.Policy,
+    heading_hook: HeadingHook = HEADER_FIELDS_HEADING,
+) -> bytes | None:
+    """`as_bytes(body_to_mime(parts, heading_hook), writing)` (a policy with CRLF line
+    ends) for a body of several parts, none a message body part or a composite FTBP (text
+    and attachments: most multipart mail), with the email package writing only the
+    header fields: its generator writes each part into a buffer of its own, copies it,
+    and rescans its text for line ends several times. None for any other body."""
+    if len(parts) < 2 or writing.linesep != "\r\n" or not all(map(_is_leaf, parts)):
+        return None
+    texts = []
+    for part in parts:
+        if isinstance(part, FileTransfer | BilaterallyDefined):
+            # Its base64 lines written as bytes with CRLF, not as text to be rescanned.
+            head = _header_bytes(part_to_mime(part, heading_hook, payload=False), writing)
+            texts.append(head + b"\r\n".join(_base64_lines(part.data)))
+            continue
+        text = _leaf_bytes(part_to_mime(part, heading_hook), writing)
+        if text is None:
+            return None
+        texts.append(text)
+    # body_to_mime's multipart/mixed, its boundary chosen as the generator chooses it
+    # (RFC 2046 §5.1.1: a delimiter that occurs in no part).
+    top = EmailMessage(policy=DEFAULT_POLICY)
+    top.make_mixed()
+    top["MIME-Version"] = "1.0"
+    boundary = _Generator._make_boundary(b"\r\n".join(texts))
+    top.set_boundary(boundary)
+    delimiter = b"--" + boundary.encode("ascii")
+    out = [_header_bytes(top, writing), delimiter, b"\r\n", texts[0]]
+    for text in texts[1:]:
+        out += [b"\r\n", delimiter, b"\r\n", text]
+    out += [b"\r\n", delimiter, b"--\r\n"]
+    return b"".join(out)
+
+
+def _is_leaf(part: BodyPart) -> bool:
+    if isinstance(part, MessagePart):
+        return False
+    return not (
+        isinstance(part, FileTransfer) and part.content_type.startswith(("multipart/", "message/"))
+    )
+
+
+def _leaf_bytes(entity: EmailMessage, writing: policy.Policy) -> bytes | None:
+    """A single part as the generator writes it: header fields, an empty line, and the
+    payload with its line ends made the policy's (ASCII payloads only: 7bit or base64)."""
+    payload = entity.get_payload()
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    text = payload.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    return _header_bytes(entity, writing) + text.encode("ascii")
+
+
+def _header_bytes(entity: EmailMessage, writing: policy.Policy) -> bytes:
+    # email.generator.BytesGenerator._write_headers, and the empty line after them.
+    fields = [writing.fold_binary(name, value) for name, value in entity.raw_items()]
+    return b"".join(fields) + b"\r\n"
+
+
+def part_to_mime(
+    part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADING, *, payload: bool = True
+) -> EmailMessage:
+    """The MIME entity of one body part (RFC 2157 §6, defined equivalences); without its
+    base64 payload when `payload` is False (for a caller that writes it itself)."""
     entity = EmailMessage(policy=DEFAULT_POLICY)
     if isinstance(part, IA5Text):
         # RFC 2157 §6.1: IA5Text ⇄ text/plain; charset=us-ascii.
@@ -221,11 +285,11 @@ def part_to_mime(part: BodyPart, heading_hook: HeadingHook = HEADER_FIELDS_HEADI
         _set_text(entity, part.text, part.charset)
     elif isinstance(part, BilaterallyDefined):
         # RFC 2157 §6.3: BilaterallyDefined ⇄ application/octet-stream, no name.
-        _set_bytes(entity, part.data, OCTET_STREAM, ())
+        _set_bytes(entity, part.data, OCTET_STREAM, (), payload=payload)
     elif isinstance(part, FileTransfer):
         # RFC 2157 §6.4 and §3.1.1: an FTBP is an attachment; its pathname is the
         # filename (RFC 2157 §2.3.2, RFC 2183), its encapsulated MIME type the type.
-        _set_file(entity, part)
+        _set_file(entity, part, payload=payload)
     else:
         # RFC 2157 §6.5: a message body part ⇄ message/rfc822, the heading through the
         # RFC 2156 heading mapping, the body converted by these same rules.
@@ -253,16 +317,22 @@ def _set_text(entity: EmailMessage, text: str, charset: str) -> None:
 
 
 def _set_bytes(
-    entity: EmailMessage, data: bytes, content_type: str, parameters: Sequence[tuple[str, str]]
+    entity: EmailMessage,
+    data: bytes,
+    content_type: str,
+    parameters: Sequence[tuple[str, str]],
+    *,
+    payload: bool = True,
 ) -> None:
     entity["Content-Type"] = content_type
     for name, value in parameters:
         entity.set_param(name, value)
     entity["Content-Transfer-Encoding"] = "base64"
-    entity.set_payload(_base64(data))
+    if payload:
+        entity.set_payload(_base64(data))
 
 
-def _set_file(entity: EmailMessage, part: FileTransfer) -> None:
+def _set_file(entity: EmailMessage, part: FileTransfer, *, payload: bool = True) -> None:
     if part.content_type.startswith(("multipart/", "message/")):
         # A composite entity carried whole (RFC 2157 §3.1.1): its body already is MIME,
         # so it is parsed back rather than encoded (RFC 2045 §6.4 forbids base64 there).
@@ -273,7 +343,7 @@ def _set_file(entity: EmailMessage, part: FileTransfer) -> None:
             entity[name] = value
         entity.set_payload(parsed.get_payload())
     else:
-        _set_bytes(entity, part.data, part.content_type, part.parameters)
+        _set_bytes(entity, part.data, part.content_type, part.parameters, payload=payload)
     # An FTBP is an attachment (RFC 2157 §6.4). An unnamed one of a type that has an
     # equivalence says so, or it would come back as that equivalence; others stay
     # inline so that an encapsulated multipart/alternative still reads as the message.
@@ -292,10 +362,15 @@ def _content_type_field(content_type: str, parameters: Sequence[tuple[str, str]]
 
 
 def _base64(data: bytes) -> str:
-    """base64.encodebytes(data) without its last line end: lines of 76 characters (RFC
-    2045 §6.8), encoded in one call and cut, rather than one call per line."""
-    text = binascii.b2a_base64(data, newline=False).decode("ascii")
-    return "\n".join([text[at : at + _BASE64_LINE] for at in range(0, len(text), _BASE64_LINE)])
+    """base64.encodebytes(data) without its last line end."""
+    return b"\n".join(_base64_lines(data)).decode("ascii")
+
+
+def _base64_lines(data: bytes) -> list[bytes]:
+    """The base64 lines of 76 characters (RFC 2045 §6.8), encoded in one call and cut,
+    rather than one call per line."""
+    text = binascii.b2a_base64(data, newline=False)
+    return [text[at : at + _BASE64_LINE] for at in range(0, len(text), _BASE64_LINE)]
 
 
 # -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------

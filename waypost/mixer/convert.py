@@ -30,6 +30,7 @@ from waypost.mixer.bodies import (
     BodyConversionError,
     as_bytes,
     body_to_mime,
+    mixed_bytes,
     mime_to_body,
     single_text_bytes,
 )
@@ -146,8 +147,9 @@ def ipm_to_mail(
             ipm_heading, or_to_mail=or_to_mail, gateway_domain=mapper.gateway.domain
         )
         heading.extend(mmhs)
-        # One short-lined text, most messages, is written directly (the same octets).
-        written = single_text_bytes(ipm.body)
+        # One short-lined text (most messages), or text and attachments, is written
+        # directly: the same octets as the email package's generator writes.
+        written = single_text_bytes(ipm.body) or mixed_bytes(ipm.body, _WRITING, headings)
         body = body_to_mime(ipm.body, headings) if written is None else written
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
