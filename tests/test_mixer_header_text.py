@@ -4,7 +4,7 @@ does with the gateway's policy: plain values directly, the others through the pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -12,7 +12,7 @@ from email.utils import format_datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waypost.mixer.header_text import WRITING, FieldValue, field_bytes, header_block
+from waypost.mixer.header_text import WRITING, FieldValue, field_bytes, header_block, mail_date
 
 NAMES = [
     *("Subject", "X400-Recipients", "Message-ID", "In-Reply-To", "Comments", "Date"),
@@ -100,3 +100,10 @@ def test_a_block_of_fields_in_order() -> None:
 @given(st.sampled_from(["Date", "Resent-Date", "Expiry-Date"]), dates)
 def test_date_fields_as_the_package_writes_them(name: str, value: str) -> None:
     assert outcome(lambda: field_bytes(name, value)) == outcome(lambda: package([(name, value)]))
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_mail_date_is_format_datetime_to_the_second(timestamp: float) -> None:
+    expected = format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    assert mail_date(timestamp) == expected
+    assert mail_date(timestamp) == expected  # and again, remembered

@@ -8,9 +8,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
 from functools import lru_cache
 
 import msgspec
@@ -30,8 +28,8 @@ from waypost.mixer.bodies import (
     BodyConversionError,
     as_bytes,
     body_to_mime,
-    mixed_bytes,
     mime_to_body,
+    mixed_bytes,
     single_text_bytes,
 )
 from waypost.mixer.envelope_fields import (
@@ -41,7 +39,7 @@ from waypost.mixer.envelope_fields import (
     report_request_of,
     trace_of,
 )
-from waypost.mixer.header_text import FieldValue, header_block
+from waypost.mixer.header_text import FieldValue, header_block, mail_date
 from waypost.mixer.heading import (
     HeadingMappingError,
     headers_to_heading,
@@ -157,7 +155,7 @@ def ipm_to_mail(
     top: list[tuple[str, FieldValue]] = [
         ("Received", _received(envelope, side)),
         *envelope_fields(envelope, _lenient(or_to_mail)),
-        ("Date", format_datetime(datetime.fromtimestamp(submitted, UTC))),
+        ("Date", mail_date(submitted)),
     ]
     # The header fields are written as text (waypost.mixer.header_text), as the email
     # package would write them: its header objects were most of a small message's cost.
@@ -204,7 +202,7 @@ def _received(envelope: Envelope, side: GatewaySide) -> str:
     # The domain it came from: the newest trace element that is not this MTA's own.
     others = [t.domain for t in envelope.trace if not _same_domain(t.domain, side.x400_domain)]
     came_from = others[-1] if others else side.x400_domain
-    when = format_datetime(datetime.fromtimestamp(side.now, UTC))
+    when = mail_date(side.now)
     return f"from X.400 ({came_from}) by {side.hostname} (Waypost MIXER) with X.400; {when}"
 
 
@@ -321,6 +319,7 @@ def _map_recipients(
     return recipients, kept, refused
 
 
+@lru_cache(maxsize=256)  # the same few domains, message after message
 def _same_domain(a: str, b: str) -> bool:
     try:
         return (

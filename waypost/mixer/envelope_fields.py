@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from email.message import Message as EmailMessage
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from waypost.message import ContentType, Envelope, Notify, Priority, ReportRequest, TraceElement
+from waypost.mixer.header_text import mail_date
 
 # RFC 2156 §5.3.4: the names a Priority: field takes for X.411 Priority.
 PRIORITY_WORDS = {
@@ -144,4 +144,4 @@ def _mapped(address: str, or_to_mail: Callable[[str], str]) -> str:
 
 
 def _date(timestamp: float) -> str:
-    return format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    return mail_date(timestamp)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from waypost.mixer.bodies import DEFAULT_POLICY
 
@@ -48,6 +50,7 @@ def _plain(text: str) -> bool:
     )
 
 
+@lru_cache(maxsize=256)  # the Date: fields a gateway writes repeat within each second
 def _as_formatted(text: str) -> bool:
     try:
         return format_datetime(parsedate_to_datetime(text)) == text
@@ -78,3 +81,15 @@ def field_bytes(name: str, value: FieldValue) -> bytes:
 def header_block(fields: Iterable[tuple[str, FieldValue]]) -> bytes:
     """The header fields, each as field_bytes writes it, without the blank line after."""
     return b"".join(field_bytes(name, value) for name, value in fields)
+
+
+@lru_cache(maxsize=256)
+def _mail_date(second: datetime) -> str:
+    return format_datetime(second)
+
+
+def mail_date(timestamp: float) -> str:
+    """The RFC 5322 §3.3 date-time of a POSIX time in UTC, as email.utils.format_datetime
+    writes it (to the second), remembered: a gateway writes the same few seconds into
+    message after message."""
+    return _mail_date(datetime.fromtimestamp(timestamp, UTC).replace(microsecond=0))
