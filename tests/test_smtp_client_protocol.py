@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -710,6 +712,7 @@ def test_dot_stuffing_and_newline_normalisation() -> None:
     assert dot_stuff(b".a\r\n..b\r\nc.\r\n.\r\n") == b"..a\r\n...b\r\nc.\r\n..\r\n.\r\n"
     assert dot_stuff(b"a\nb\rc") == b"a\r\nb\r\nc\r\n.\r\n"
     assert dot_stuff(b"") == b".\r\n"
+    assert dot_stuff(b"QUFB\r\nQUFB\r\n") == b"QUFB\r\nQUFB\r\n.\r\n"  # nothing to stuff
     # No way to smuggle an end of data through bare LFs.
     assert dot_stuff(b"a\n.\nMAIL FROM:<x>\n") == b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n"
     client = connect(*FULL)
@@ -1017,3 +1020,21 @@ def test_random_reply_streams_never_raise(
     assert closed <= 1
     if client.state is ClientState.CLOSED:
         assert len(outcomes) == 2 * started
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n."]), max_size=10))
+def test_dot_stuffed_data_reads_back_as_the_content(pieces: list[bytes]) -> None:
+    # RFC 5321 §4.5.2: the receiver drops one leading dot of each line and stops at
+    # CRLF.CRLF; what it reads is the content with its line ends made CRLF.
+    content = b"".join(pieces)
+    data = dot_stuff(content)
+    assert data.endswith(b"\r\n.\r\n") or data == b".\r\n"
+    body = data[: -len(b".\r\n")]
+    assert b"\r\n.\r\n" not in b"\r\n" + body[:-2] + b"\r\n" or body == b""
+    lines = body.split(b"\r\n")
+    read = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+    expected = re.sub(rb"\r\n|\r|\n", b"\r\n", content)
+    if expected and not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert read == expected

@@ -1774,3 +1774,11 @@ def test_reply_catalogue_is_consistent() -> None:
         if isinstance(value, Reply):
             assert re.fullmatch(r"[A-Z_]+", name)
             assert len(parse_replies(value.to_bytes(), ehlo_lines=False)) == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b".", b"\r\n."]), max_size=12))
+def test_bare_cr_or_lf_is_told_as_counting_would_tell_it(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    crlf = data.count(b"\r\n")
+    assert has_bare_cr_or_lf(data) == (data.count(b"\r") != crlf or data.count(b"\n") != crlf)
