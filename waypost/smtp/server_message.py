@@ -6,6 +6,12 @@ from __future__ import annotations
 _END = b"\r\n.\r\n"
 
 
+def has_bare_cr_or_lf(data: bytes) -> bool:
+    """Whether any CR is not followed by LF or any LF not preceded by CR (C-speed counts)."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
+
+
 class MessageReader:
     """The message being received: octets kept up to `limit`, counted and dropped beyond it."""
 

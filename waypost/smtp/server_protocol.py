@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Literal
 
 from waypost.smtp import server_replies as replies
-from waypost.smtp.line_ends import has_bare_cr_or_lf
 from waypost.smtp.server_events import (
     NEED_DATA,
     PAUSED,
@@ -50,7 +49,7 @@ from waypost.smtp.server_events import (
     StartTLS,
     Violation,
 )
-from waypost.smtp.server_message import MessageReader
+from waypost.smtp.server_message import MessageReader, has_bare_cr_or_lf
 from waypost.smtp.server_parse import (
     CommandError,
     Offered,

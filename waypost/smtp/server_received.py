@@ -16,9 +16,7 @@ PROTOCOLS = frozenset(
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# Matched in the lower-cased header: a pattern with a literal start is searched for as a
-# substring, where IGNORECASE tries it at every position.
-_RECEIVED = re.compile(rb"^received[ \t]*:", re.MULTILINE)
+_RECEIVED = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _END_OF_HEADER = re.compile(rb"\r?\n\r?\n")
 
 
@@ -77,7 +75,7 @@ def count_received(content: bytes) -> int:
         return 0
     end = _END_OF_HEADER.search(content)
     header = content if end is None else content[: end.start() + 1]
-    return len(_RECEIVED.findall(header.lower()))
+    return len(_RECEIVED.findall(header))
 
 
 def _clean(text: str, *, allow_utf8: bool = False, allow_space: bool = False) -> str:
