@@ -318,42 +318,10 @@ next_hop = "smtp:[127.0.0.1]:{ports.b_smtp}"
     if isinstance(ports, WirePorts):
         # 127.0.0.1 is in smtp.relay_networks by default: S may relay through A.
         smtp_listen = f'"127.0.0.1:{ports.a_smtp}"'
-        s_peer = f"""\
-[[x400.peer]]
-name = "S-MTA"
-address = "127.0.0.1:{ports.s_x400}"
-mode = "1988"
-our_password = "secret-a"
-peer_password = "secret-s"
-"""
+        s_peer = _peer("S-MTA", ports.s_x400, "secret-a", "secret-s")
+    head = _sender_config("a", data, smtp_listen, ports.a_x400, "/C=GB/ADMD= /PRMD=A/", args)
     return f"""\
-[server]
-hostname = "a.example"
-data_dir = "{data}"
-[log]
-level = "warning"
-[queue]
-poll_interval = 0.05
-delivery_concurrency = {max(64, args.concurrency * 2)}
-destination_concurrency = {args.concurrency}
-[smtp]
-listen = [{smtp_listen}]
-[smtp_client]
-tls = "none"
-[local]
-domains = ["a.example"]
-[x400]
-listen = ["127.0.0.1:{ports.a_x400}"]
-mta_name = "A-MTA"
-global_domain = "/C=GB/ADMD= /PRMD=A/"
-[[x400.peer]]
-name = "B-MTA"
-address = "127.0.0.1:{ports.b_x400}"
-mode = "1988"
-our_password = "secret-a"
-peer_password = "secret-b"
-max_associations = {args.associations}
-threshold = 1
+{head}{_peer("B-MTA", ports.b_x400, "secret-a", "secret-b", args.associations)}\
 {s_peer}[mixer]
 enabled = true
 domain = "gw.a.example"
@@ -367,9 +335,23 @@ next_hop = "x400:B-MTA"
 def config_s(data: Path, ports: WirePorts, args: argparse.Namespace) -> str:
     """S: sends what it holds to A, mail over SMTP, X.400 over P1 as A's peer; its own
     global domain, so that A's loop check sees a trace of another domain."""
+    head = _sender_config("s", data, "", ports.s_x400, "/C=GB/ADMD= /PRMD=S/", args)
+    return head + _peer("A-MTA", ports.a_x400, "secret-s", "secret-a", args.associations)
+
+
+def _sender_config(
+    name: str,
+    data: Path,
+    smtp_listen: str,
+    x400_port: int,
+    global_domain: str,
+    args: argparse.Namespace,
+) -> str:
+    """The sections A and S share: a sending MTA named `name` (its host `name.example`,
+    its MTA `NAME-MTA`), log level warning, the bench's queue settings, no TLS."""
     return f"""\
 [server]
-hostname = "s.example"
+hostname = "{name}.example"
 data_dir = "{data}"
 [log]
 level = "warning"
@@ -378,24 +360,30 @@ poll_interval = 0.05
 delivery_concurrency = {max(64, args.concurrency * 2)}
 destination_concurrency = {args.concurrency}
 [smtp]
-listen = []
+listen = [{smtp_listen}]
 [smtp_client]
 tls = "none"
 [local]
-domains = ["s.example"]
+domains = ["{name}.example"]
 [x400]
-listen = ["127.0.0.1:{ports.s_x400}"]
-mta_name = "S-MTA"
-global_domain = "/C=GB/ADMD= /PRMD=S/"
-[[x400.peer]]
-name = "A-MTA"
-address = "127.0.0.1:{ports.a_x400}"
-mode = "1988"
-our_password = "secret-s"
-peer_password = "secret-a"
-max_associations = {args.associations}
-threshold = 1
+listen = ["127.0.0.1:{x400_port}"]
+mta_name = "{name.upper()}-MTA"
+global_domain = "{global_domain}"
 """
+
+
+def _peer(name: str, port: int, ours: str, theirs: str, associations: int | None = None) -> str:
+    """An [[x400.peer]] in 1988 mode with passwords; with `associations`, an outbound pool
+    of that many that opens at the first message (threshold 1)."""
+    pool = "" if associations is None else f"max_associations = {associations}\nthreshold = 1\n"
+    return f"""\
+[[x400.peer]]
+name = "{name}"
+address = "127.0.0.1:{port}"
+mode = "1988"
+our_password = "{ours}"
+peer_password = "{theirs}"
+{pool}"""
 
 
 def check_delivered(case: Case, mode: str, target: Path, x400: bool) -> None:
