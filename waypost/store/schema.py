@@ -105,6 +105,12 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
         # power loss, and a 250 must mean the message survives that.
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
+        # SQLite built with SQLITE_SECURE_DELETE (Debian's is) zeroes every page a
+        # delete frees: each delivered message's content written twice more, a third
+        # of the store's CPU for a 100 KiB message. FAST zeroes what costs no extra
+        # I/O (the b-tree pages) and leaves freed overflow pages until they are reused,
+        # as a removed queue file leaves its disk blocks.
+        conn.execute("PRAGMA secure_delete = FAST")
     conn.execute("PRAGMA cache_size = -16000")
     return conn
 
