@@ -3,9 +3,11 @@ stored in one transaction: responsibility passes exactly once, never both, never
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 from helpers import new_message
 
@@ -132,16 +134,80 @@ async def test_the_queue_manager_hands_a_conversion_over_once(db_path: str) -> N
         policy=RetryPolicy(min_backoff=60, max_backoff=600, max_lifetime=1000),
     )
     await store.enqueue(new_message(("a@gw.example", "b@gw.example"), hop="gateway:mixer"))
+    reads = 0
+    read_content = store.read_content
+
+    async def counted_read(message_id: int, *, size_hint: int | None = None) -> bytes:
+        nonlocal reads
+        reads += 1
+        return await read_content(message_id, size_hint=size_hint)
+
+    store.read_content = counted_read  # type: ignore[method-assign]
     await manager.run_once()
     await manager.drain()
-    # One handoff for both recipients, one converted message made of it.
+    # One handoff for both recipients, one converted message made of it, delivered in the
+    # same pass from memory: its recipients were leased in the hand-over's transaction, so
+    # it is neither claimed nor read back.
     assert len(gateway.handoffs) == 1
-    assert [(address, state) for _, address, _, state in rows(db_path)] == [
-        ("converted@localhost", "queued")
-    ]
     assert manager.counters["converted"] == 2
-    await manager.run_once()
-    await manager.drain()
     assert local.addresses == ["converted@localhost"]
+    assert reads == 1  # the original only
     assert rows(db_path) == []
+    await store.close()
+
+
+async def test_hand_over_leased_leases_the_new_recipients_to_the_owner(db_path: str) -> None:
+    clock = ManualClock()
+    store = await SQLiteStore.open(db_path, clock=clock, lifetime=1000.0)
+    await store.enqueue(new_message(("a@gw.example",), hop="gateway:mixer"))
+    (a,) = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    converted = new_message(("/C=GB/ADMD= /PRMD=Acme/S=A/", "b@x.example"), hop="x400:PEER")
+    handed = await store.hand_over_leased("w", [delivered(a.recipient_id)], converted, 60)
+    assert handed is not None
+    new_id, claims = handed
+    assert [(c.message_id, c.address, c.next_hop, c.rcpt_index) for c in claims] == [
+        (new_id, "/C=GB/ADMD= /PRMD=Acme/S=A/", "x400:PEER", 0),
+        (new_id, "b@x.example", "x400:PEER", 1),
+    ]
+    assert claims[0].envelope == converted.message.envelope
+    # The original is settled (and gone, every recipient final); the new one is leased.
+    assert [state for *_, state in rows(db_path)] == ["leased", "leased"]
+    # Nobody else claims them while the lease runs; when it runs out, the queue does.
+    assert (await store.claim(owner="other", limit=10, lease_seconds=60)).claims == []
+    await clock.advance(61)
+    again = (await store.claim(owner="other", limit=10, lease_seconds=60)).claims
+    assert sorted(c.recipient_id for c in again) == sorted(c.recipient_id for c in claims)
+    await store.close()
+
+
+async def test_a_deferred_conversion_is_handed_over_unleased(db_path: str) -> None:
+    clock = ManualClock()
+    store = await SQLiteStore.open(db_path, clock=clock, lifetime=1000.0)
+    await store.enqueue(new_message(("a@gw.example",), hop="gateway:mixer"))
+    (a,) = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    converted = new_message(("b@x.example",), hop="x400:PEER")
+    later = msgspec.structs.replace(
+        converted.message,
+        envelope=msgspec.structs.replace(
+            converted.message.envelope, deferred_delivery=clock.now() + 500
+        ),
+    )
+    handed = await store.hand_over_leased(
+        "w", [delivered(a.recipient_id)], dataclasses.replace(converted, message=later), 60
+    )
+    assert handed is not None and handed[1] == []
+    assert [state for *_, state in rows(db_path)][-1] == "queued"
+    await store.close()
+
+
+async def test_a_lost_lease_hands_over_nothing_leased(db_path: str) -> None:
+    clock = ManualClock()
+    store = await SQLiteStore.open(db_path, clock=clock, lifetime=1000.0)
+    await store.enqueue(new_message(("a@gw.example",), hop="gateway:mixer"))
+    (a,) = (await store.claim(owner="w1", limit=10, lease_seconds=60)).claims
+    await clock.advance(61)
+    assert len((await store.claim(owner="w2", limit=10, lease_seconds=60)).claims) == 1
+    converted = new_message(("b@x.example",), hop="x400:PEER")
+    assert await store.hand_over_leased("w1", [delivered(a.recipient_id)], converted, 60) is None
+    assert [state for *_, state in rows(db_path)] == ["leased"]
     await store.close()

@@ -198,6 +198,19 @@ class QueueManager:
 
     async def _transfer(self, hop: str, claims: list[Claim], *, probe: bool = False) -> None:
         try:
+            await self._send(hop, claims, probe=probe)
+        finally:
+            self._slots.release()
+            if not self._tasks - {asyncio.current_task()}:
+                self._wake.set()
+
+    async def _send(
+        self, hop: str, claims: list[Claim], *, probe: bool = False, content: bytes | None = None
+    ) -> None:
+        """Deliver one message's claimed recipients for one hop and record the outcomes; a
+        gateway's converted message is handed over and delivered in turn, within the same
+        delivery slot. `content`: the message's content when it is in hand already."""
+        try:
             gate = self._per_hop.setdefault(
                 hop, asyncio.Semaphore(self.settings.destination_concurrency)
             )
@@ -207,16 +220,29 @@ class QueueManager:
                     # The hop went down while this waited for its turn: held like the rest.
                     outcomes = self._held(hop, claims)
                 else:
-                    outcomes, handed = await self._attempt(hop, claims)
+                    outcomes, handed = await self._attempt(hop, claims, content)
             await self._record(outcomes)
-            for conversion, settlements in handed:
-                await self._hand_over(conversion, settlements)
         finally:
             if probe:
                 self.destinations.probe_done(hop)
-            self._slots.release()
-            if not self._tasks - {asyncio.current_task()}:
-                self._wake.set()
+        for conversion, settlements in handed:
+            leased = await self._hand_over(conversion, settlements)
+            if leased:
+                await self._send_converted(leased, conversion.message.content)
+
+    async def _send_converted(self, claims: list[Claim], content: bytes) -> None:
+        """A converted message, its recipients leased to this worker by the hand-over,
+        delivered at once from memory rather than claimed and read back; a hop that is down
+        holds them as run_once would."""
+        groups: dict[str, list[Claim]] = defaultdict(list)
+        for claim in claims:
+            groups[claim.next_hop].append(claim)
+        for hop, group in groups.items():
+            admission = self.destinations.admit(hop, self.clock.now())
+            if admission is Admission.HOLD:
+                await self._record(self._held(hop, group))
+                continue
+            await self._send(hop, group, probe=admission is Admission.PROBE, content=content)
 
     async def _record(self, outcomes: list[Settlement]) -> None:
         if not outcomes:
@@ -231,18 +257,33 @@ class QueueManager:
         if self.on_report_owed and any(o.report for o in outcomes):
             self.on_report_owed()
 
-    async def _hand_over(self, conversion: Conversion, outcomes: list[Settlement]) -> None:
+    async def _hand_over(
+        self, conversion: Conversion, outcomes: list[Settlement]
+    ) -> list[Claim] | None:
         """A gateway's converted message enqueued with the outcomes of the recipients it
-        answers for, in one transaction (Store.hand_over)."""
+        answers for, in one transaction (Store.hand_over_leased); returns its recipients,
+        leased to this worker, when they are due now."""
         new = NewMessage(message=conversion.message, next_hops=conversion.next_hops)
+        # Delivered at once unless stopping, or bound for a gateway again: that is left to
+        # the queue, so that a message does not go round the gateway within one task.
+        at_once = not self._stopping and all(
+            hop.transport is not Transport.GATEWAY for hop in conversion.next_hops
+        )
         try:
-            message_id = await self.store.hand_over(self.owner, outcomes, new)
+            if at_once:
+                handed = await self.store.hand_over_leased(
+                    self.owner, outcomes, new, self.settings.lease_seconds
+                )
+            else:
+                message_id = await self.store.hand_over(self.owner, outcomes, new)
+                handed = None if message_id is None else (message_id, [])
         except StoreError as exc:
             # Neither is stored: the leases expire and the recipients are converted again.
             events.emit(events.QUEUE_STORE_UNAVAILABLE, action="hand over", error=str(exc))
-            return
-        if message_id is None:
-            return  # the leases were lost: whoever holds them now converts them
+            return None
+        if handed is None:
+            return None  # the leases were lost: whoever holds them now converts them
+        message_id, leased = handed
         self.counters["converted"] += len(outcomes)
         events.emit(
             events.GATEWAY_CONVERTED,
@@ -251,9 +292,11 @@ class QueueManager:
             new_message_id=message_id,
             mts_id=conversion.message.envelope.mts_id,
         )
-        self.wake()
+        if not leased:
+            self.wake()  # not leased (deferred, or left to the queue): claimed when due
         if self.on_report_owed and any(o.report for o in outcomes):
             self.on_report_owed()
+        return leased
 
     def _held(self, hop: str, claims: list[Claim]) -> list[Settlement]:
         """Recipients for a hop that is down, deferred without a try (or failed, when the
@@ -276,7 +319,7 @@ class QueueManager:
         ]
 
     async def _attempt(
-        self, hop: str, claims: list[Claim]
+        self, hop: str, claims: list[Claim], content: bytes | None = None
     ) -> tuple[list[Settlement], list[tuple[Conversion, list[Settlement]]]]:
         """The outcomes to settle, and apart from them those a gateway's conversion
         answers for (each with its converted message)."""
@@ -285,7 +328,9 @@ class QueueManager:
         attempts: list[Attempt]
         quiet = False
         if all(c.expires_at > now for c in claims):  # the usual case: none expired
-            attempts, quiet = await self._deliver(hop, first.message_id, first.envelope, claims)
+            attempts, quiet = await self._deliver(
+                hop, first.message_id, first.envelope, claims, content
+            )
         else:
             live = [c for c in claims if c.expires_at > now]
             attempts = [
@@ -294,7 +339,9 @@ class QueueManager:
                 if c.expires_at <= now
             ]
             if live:
-                tried, quiet = await self._deliver(hop, first.message_id, first.envelope, live)
+                tried, quiet = await self._deliver(
+                    hop, first.message_id, first.envelope, live, content
+                )
                 attempts += tried
         if len(claims) == 1 and len(attempts) == 1 and attempts[0].conversion is None:
             return [self._outcome(first, attempts[0], hop, quiet=quiet)], []
@@ -345,10 +392,15 @@ class QueueManager:
         events.emit(events.DESTINATION_UP, next_hop=hop, since=iso(down.since), count=count)
 
     async def _deliver(
-        self, hop_text: str, message_id: int, envelope: Envelope, claims: list[Claim]
+        self,
+        hop_text: str,
+        message_id: int,
+        envelope: Envelope,
+        claims: list[Claim],
+        content: bytes | None = None,
     ) -> tuple[list[Attempt], bool]:
         """The agent's answer for each recipient, and whether their deferrals go unlogged
-        (`_note_hop`)."""
+        (`_note_hop`). `content`: the message's, when it is in hand (else it is read)."""
         try:
             hop = self._next_hop(hop_text)
         except ValueError as exc:
@@ -360,11 +412,12 @@ class QueueManager:
                 f"4.3.5 no delivery agent for transport {hop.transport.value!r} (next hop {hop})"
             )
             return all_attempts(claims, Result.DEFERRED, detail), False
-        try:
-            content = await self.store.read_content(message_id, size_hint=claims[0].size)
-        except BadContentError as exc:
-            await self.store.quarantine_message(message_id, str(exc))
-            return [], False
+        if content is None:
+            try:
+                content = await self.store.read_content(message_id, size_hint=claims[0].size)
+            except BadContentError as exc:
+                await self.store.quarantine_message(message_id, str(exc))
+                return [], False
         try:
             attempts = await deliverer.deliver(
                 Handoff(

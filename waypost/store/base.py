@@ -155,6 +155,16 @@ class Store(Protocol):
         lease that expired belongs to whoever claimed the recipients since)."""
         ...
 
+    async def hand_over_leased(
+        self, owner: str, outcomes: Sequence[Settlement], new: NewMessage, lease_seconds: float
+    ) -> tuple[int, list[Claim]] | None:
+        """`hand_over`, the new message's recipients leased to this owner in the same
+        transaction when they are due now; returns the new message's id and their claims
+        (none when the message is deferred), or None as hand_over does. The owner delivers
+        them at once, the content in hand; a lease it does not settle expires and the queue
+        claims them again."""
+        ...
+
     async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
         """The message's content, checked against its recorded size (`size_hint`, when the
         caller knows it, lets a small message be read without a thread hop)."""

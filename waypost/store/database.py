@@ -292,6 +292,51 @@ class Database:
         self.settle_ids(owner, outcomes, now)
         return message_id
 
+    def hand_over_leased(
+        self,
+        owner: str,
+        outcomes: Sequence[Settlement],
+        new: NewMessage,
+        now: float,
+        lifetime: float,
+        lease_seconds: float,
+    ) -> tuple[int, list[Claim]] | None:
+        """`hand_over`, with the new message's recipients leased to `owner` in the same
+        transaction when they are due now: its id and their claims, for the owner to deliver
+        without claiming or reading the message again (no claims when it is deferred)."""
+        message_id = self.hand_over(owner, outcomes, new, now, lifetime)
+        if message_id is None:
+            return None
+        envelope = new.message.envelope
+        if (envelope.deferred_delivery or now) > now:
+            return message_id, []  # due later: claimed when it comes due, like any other
+        rows = self.conn.execute(
+            "SELECT id, rcpt_index, address, next_hop FROM recipients WHERE message_id = ? "
+            "ORDER BY rcpt_index",
+            (message_id,),
+        ).fetchall()
+        self.conn.execute(
+            "UPDATE recipients SET state = 'leased', due_at = ?, lease_owner = ?, updated_at = ? "
+            "WHERE message_id = ?",
+            (now + lease_seconds, owner, now, message_id),
+        )
+        size = len(new.message.content)
+        return message_id, [
+            Claim(
+                recipient_id=rid,
+                message_id=message_id,
+                rcpt_index=index,
+                address=address,
+                next_hop=hop,
+                attempts=0,
+                received_at=now,
+                expires_at=now + lifetime,
+                size=size,
+                envelope=envelope,
+            )
+            for rid, index, address, hop in rows
+        ]
+
     def remove_finished(self, message_ids: set[int]) -> None:
         """`remove_if_finished` for many messages, in a few statements."""
         if len(message_ids) == 1:

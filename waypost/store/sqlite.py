@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from waypost import events
 from waypost.clock import Clock, SystemClock
+from waypost.handoff import Claim
 from waypost.store import quarantine
 from waypost.store.base import ClaimBatch, NewMessage, OwedReport, Settlement, StoreError
 from waypost.store.database import Database, translate
@@ -162,6 +163,16 @@ class SQLiteStore:
         now, lifetime = self.clock.now(), self.lifetime
         result: int | None = await self._submit(
             lambda db: db.hand_over(owner, outcomes, new, now, lifetime), isolated=True
+        )
+        return result
+
+    async def hand_over_leased(
+        self, owner: str, outcomes: Sequence[Settlement], new: NewMessage, lease_seconds: float
+    ) -> tuple[int, list[Claim]] | None:
+        now, lifetime = self.clock.now(), self.lifetime
+        result: tuple[int, list[Claim]] | None = await self._submit(
+            lambda db: db.hand_over_leased(owner, outcomes, new, now, lifetime, lease_seconds),
+            isolated=True,
         )
         return result
 
