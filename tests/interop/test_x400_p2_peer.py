@@ -88,6 +88,19 @@ def ipm_to_jones(*body: object) -> Message:
     return Message(envelope=envelope, content=content)
 
 
+def process_a(root: Path, ports: dict[str, int]) -> Waypost:
+    """A: relays to B, its 1984 (X.410 mode) peer, and to C in 1988 mode."""
+    return process(
+        root,
+        "a",
+        ports["a"],
+        route("b", "b")
+        + route("c", "c")
+        + peer("b", ports["b"], "x410")
+        + peer("c", ports["c"], "1988"),
+    )
+
+
 def stored(root: Path) -> list[Path]:
     return sorted(root.glob("*/new/*.p1"))
 
@@ -109,17 +122,7 @@ async def test_a_relays_p22_to_its_1984_peer_as_p2(
 ) -> None:
     ports = {name: free_port() for name in "abc"}
     b = processes(process(tmp_path, "b", ports["b"], peer("a", 1, "x410")))
-    processes(
-        process(
-            tmp_path,
-            "a",
-            ports["a"],
-            route("b", "b")
-            + route("c", "c")
-            + peer("b", ports["b"], "x410")
-            + peer("c", ports["c"], "1988"),
-        )
-    )
+    processes(process_a(tmp_path, ports))
     sent = ipm_to_jones(IA5Text(text="Hello from C"))
     c = await run_c(tmp_path, ports, sent)
     try:
@@ -140,17 +143,7 @@ async def test_what_p2_cannot_carry_comes_back_as_a_report(
 ) -> None:
     ports = {name: free_port() for name in "abc"}
     processes(process(tmp_path, "b", ports["b"], peer("a", 1, "x410")))
-    a = processes(
-        process(
-            tmp_path,
-            "a",
-            ports["a"],
-            route("b", "b")
-            + route("c", "c")
-            + peer("b", ports["b"], "x410")
-            + peer("c", ports["c"], "1988"),
-        )
-    )
+    a = processes(process_a(tmp_path, ports))
     attachment = FileTransfer(data=b"%PDF-1.4", filename="r.pdf", content_type="application/pdf")
     c = await run_c(tmp_path, ports, ipm_to_jones(IA5Text(text="attached"), attachment))
     try:

@@ -19,6 +19,11 @@ from waypost.asn1 import (
     decode,
     encode_bit_set,
 )
+
+# MESSAGE: X.420 §7.4.11's message body part; EXTENDED: §7.4's extended body parts, which
+# 1984 lacks.
+from waypost.x400.ipm_bodies_ber import EXTENDED, MESSAGE
+from waypost.x400.ipm_codec import IPM_TAG, IPN_TAG
 from waypost.x400.ipm_heading_ber import (
     BLIND_COPY_RECIPIENTS,
     COPY_RECIPIENTS,
@@ -28,11 +33,6 @@ from waypost.x400.ipm_heading_ber import (
     PRIMARY_RECIPIENTS,
     RECIPIENT_EXTENSIONS,
 )
-
-IPM_TAG = context(0, True)
-IPN_TAG = context(1, True)
-MESSAGE = context(9, True)  # X.420 §7.4.11 message body part
-EXTENDED = context(15, True)  # X.420 §7.4: extended body parts, which 1984 lacks
 
 # Heading extensions (X.420 §7.2.17) that may go unsaid to a 1984 reader: languages only
 # describes the body's languages, which the reader sees. RFC 2156 (§5.3.x, Discarded-
