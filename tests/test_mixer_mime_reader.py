@@ -1,15 +1,18 @@
 """waypost.mixer.mime_reader reads a message as the email package's parser does: the same
 headers, parts, bodies, preamble and epilogue, over generated multipart messages with
-delimiter-like lines, missing separators, both line ends and 8-bit octets."""
+delimiter-like lines, missing separators, line ends of every kind (mixed, bare CRs among
+them) and 8-bit octets."""
 
 from __future__ import annotations
 
 from email.message import Message
 from email.parser import BytesParser
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from waypost.mixer import mime_reader
 from waypost.mixer.bodies import DEFAULT_POLICY
 from waypost.mixer.mime_reader import read_message
 
@@ -115,11 +118,14 @@ def messages(draw: st.DrawFn) -> bytes:
         lines.append(f"--{BOUNDARY}--")
         lines += draw(st.lists(body_lines, max_size=2))  # epilogue
     end = draw(st.sampled_from(["\r\n", "\n"]))
-    text = end.join(lines) + draw(st.sampled_from(["", end]))
+    # Mostly one line end throughout; now and then another, a bare CR among them.
+    ends = st.just(end) | st.sampled_from(["\r\n", "\n", "\r"])
+    text = "".join(line + draw(ends) for line in lines[:-1]) + lines[-1]
+    text += draw(st.sampled_from(["", end]))
     return text.encode("utf-8")
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=3000, deadline=None)
 @given(messages())
 def test_read_as_the_parser_reads(content: bytes) -> None:
     assert shape(read_message(content, DEFAULT_POLICY)) == shape(parsed(content))
@@ -149,3 +155,32 @@ def test_an_attachment_is_read_without_the_parser() -> None:
     attachment = message.get_payload(1)
     assert isinstance(attachment, Message)
     assert attachment.get_payload(decode=True) == b"AAA" * 19 * 2000
+
+
+def test_mixed_line_ends_away_from_the_delimiters_are_read_without_the_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [
+        "From: a@example.com\r\n",
+        f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"\n',
+        "\r\n",
+        f"--{BOUNDARY}\r\n",
+        "Content-Type: text/plain\r\n",
+        "\r\n",
+        "a bare CR\rin a line\n",
+        "and a bare LF\n",
+        f"--{BOUNDARY}--\r\n",
+    ]
+    content = "".join(lines).encode()
+    expected = shape(parsed(content))
+    monkeypatch.setattr(mime_reader, "BytesParser", None)  # the parser is not called
+    assert shape(read_message(content, DEFAULT_POLICY)) == expected
+
+
+def test_a_bare_cr_before_a_delimiter_is_left_to_the_parser() -> None:
+    content = (
+        f'Content-Type: multipart/mixed; boundary="{BOUNDARY}"\r\n\r\n'
+        f"--{BOUNDARY}\r\n\r\ntext\r--{BOUNDARY}\r\n\r\nmore\r\n--{BOUNDARY}--\r"
+        "epilogue\r\n"
+    ).encode()
+    assert shape(read_message(content, DEFAULT_POLICY)) == shape(parsed(content))

@@ -8,11 +8,12 @@ import re
 from email.message import EmailMessage
 from email.parser import BytesParser, Parser
 from email.policy import Policy
+from typing import NamedTuple
 
 # email.feedparser's patterns: a header or continuation line, a line end. A "From " line
 # (an mbox envelope line) is not read here: the parser takes it for the Unix From, a
 # defect, or the first line of the body, depending on where it stands.
-_HEADER_LINE = re.compile(r"^([\041-\071\073-\176]*:|[\t ])")
+_HEADER_LINE = re.compile(r"[\041-\071\073-\176]*:|[\t ]")  # matched at a line's start
 # Characters str.splitlines (the parser's line splitter) ends a line at, besides CR and LF,
 # that ASCII text decoded with surrogate escapes may hold: text with them is left to the
 # parser.
@@ -25,7 +26,7 @@ def read_message(content: bytes, policy: Policy) -> EmailMessage:
     the parser's own reading for anything else (a nested multipart, a message/*, a
     defect to record)."""
     text = content.decode("ascii", "surrogateescape")
-    message = _split_mixed(text, policy) if _ordinary_lines(text) else None
+    message = None if _odd_line_ends(text) else _split_mixed(text, policy)
     if message is None:
         parsed = BytesParser(policy=policy).parsebytes(content)
         assert isinstance(parsed, EmailMessage)
@@ -33,26 +34,25 @@ def read_message(content: bytes, policy: Policy) -> EmailMessage:
     return message
 
 
-def _ordinary_lines(text: str) -> bool:
-    """Lines all end in CRLF, or all in LF, and nothing else ends a line."""
-    if any(odd in text for odd in _ODD_LINE_ENDS):
-        return False
-    if "\r" not in text:
-        return True
-    return text.count("\r") == text.count("\r\n") == text.count("\n")
+def _odd_line_ends(text: str) -> bool:
+    """Something other than CR, LF or CRLF may end a line. Where a bare CR or LF stands
+    matters only in a header block or before or after a delimiter, and is checked
+    there: counting line ends over a whole 100 KiB attachment costs more than reading
+    the rest of the message."""
+    return any(odd in text for odd in _ODD_LINE_ENDS)
 
 
 def _split_mixed(text: str, policy: Policy) -> EmailMessage | None:
     """The message, when it is a single part or a multipart/mixed of single parts, with
     nothing the parser would record a defect for; else None."""
-    split = _header_and_body(text)
+    split = _header_and_body(text, 0, len(text))
     if split is None:
         return None
     header, body = split
     message = _headers(header, policy)
     if message.get_content_maintype() not in ("multipart", "message"):
         # A single part: all that follows the header is its body.
-        message.set_payload(body)
+        message.set_payload(text[body:])
         return message
     if message.get_content_type() != "multipart/mixed":
         return None
@@ -62,69 +62,97 @@ def _split_mixed(text: str, policy: Policy) -> EmailMessage | None:
     boundary = message.get_boundary()
     if boundary is None:
         return None
-    found = _delimiters(body, boundary)
-    if not found or found[0].group("end"):
+    found = _delimiters(text, boundary, body)
+    if found is None:
+        return None
+    if not found or found[0].close:
         return None  # no part at all: a defect the parser records
     parts: list[EmailMessage] = []
     at = 0  # found[at]: the delimiter the next part follows
     while True:
         # email.feedparser skips delimiter lines that follow one another (a close
         # delimiter among them too): no part lies between them.
-        while at + 1 < len(found) and found[at + 1].start() == found[at].end():
+        while at + 1 < len(found) and found[at + 1].start == found[at].end:
             at += 1
         if at + 1 == len(found):
             return None  # the last part runs to the end: no close delimiter, a defect
-        part = _leaf(body[found[at].end() : found[at + 1].start()], policy)
+        part = _leaf(text, found[at].end, found[at + 1].start, policy)
         if part is None:
             return None
         parts.append(part)
         at += 1
-        if found[at].group("end"):
+        if found[at].close:
             close = found[at]
             break
-    preamble = body[: found[0].start()]
-    if preamble:
+    if found[0].start > body:
         # RFC 2046 §5.1.1: the line end before a delimiter belongs to the delimiter.
-        message.preamble = _without_line_end(preamble)
+        message.preamble = _without_line_end(text, body, found[0].start)
     message.set_payload([])
     for part in parts:
         message.attach(part)
     # email.feedparser: all that follows the close delimiter's line is the epilogue.
-    message.epilogue = body[close.end() :]
+    message.epilogue = text[close.end :]
     return message
 
 
-def _delimiters(body: str, boundary: str) -> list[re.Match[str]]:
-    """The delimiter lines of the body, in order, found by a substring search."""
+class _Delimiter(NamedTuple):
+    """A delimiter line: where it starts, where its line end ends, and whether it is the
+    close delimiter."""
+
+    start: int
+    end: int
+    close: bool
+
+
+def _delimiters(text: str, boundary: str, body: int) -> list[_Delimiter] | None:
+    """The delimiter lines of the body (the text from offset `body` on, the start of a
+    line), in order, found by a substring search; None when
+    a bare CR starts or ends a line that may be one (the parser's lines end at a bare CR
+    too: it is left to read them). Matched by hand: a regular expression for each
+    message's boundary would be compiled for each message."""
     # email.feedparser's boundary line: RFC 2046 §5.1.1's delimiter, transport padding
-    # (white space) allowed after it, at the start of a line.
-    line = re.compile(rf"--{re.escape(boundary)}(?P<end>--)?[ \t]*(?:\r\n|\n|\Z)")
+    # (white space) allowed after it, then the line end, at the start of a line.
     needle = f"--{boundary}"
     found = []
-    at = body.find(needle)
+    at = text.find(needle, body)
     while at >= 0:
-        if at == 0 or body[at - 1] == "\n":
-            match = line.match(body, at)
-            if match is not None:
-                found.append(match)
-        at = body.find(needle, at + 1)
+        before = text[at - 1] if at > body else "\n"
+        if before == "\r":
+            return None  # a bare CR (a hyphen follows it) ends the line before
+        if before == "\n":
+            after = at + len(needle)
+            close = text.startswith("--", after)
+            end = after + 2 if close else after
+            while text.startswith((" ", "\t"), end):
+                end += 1
+            if text.startswith("\r\n", end):
+                found.append(_Delimiter(at, end + 2, close))
+            elif text.startswith("\n", end) or end == len(text):
+                found.append(_Delimiter(at, end + 1 if end < len(text) else end, close))
+            elif text.startswith("\r", end):
+                return None  # a delimiter line that ends in a bare CR
+        at = text.find(needle, at + 1)
     return found
 
 
-def _header_and_body(text: str) -> tuple[str, str] | None:
-    """The header block (with the empty line that ends it) and the body, when every line
-    before that empty line is a header line; else None (the parser has a defect for it)."""
-    start = 0
+def _header_and_body(text: str, start: int, stop: int) -> tuple[str, int] | None:
+    """Of the entity `text[start:stop]`: the header block (with the empty line that ends
+    it) and the offset of the body, when every line before that empty line is a header
+    line; else None (the parser has a defect for it). Offsets rather than slices: a
+    slice of the body would copy a whole attachment."""
+    at = start
     while True:
-        end = text.find("\n", start)
+        end = text.find("\n", at, stop)
         if end < 0:
             return None
-        line = text[start : end + 1]
-        if line in ("\n", "\r\n"):
-            return text[: end + 1], text[end + 1 :]
-        if not _HEADER_LINE.match(line):
+        if end == at or (end == at + 1 and text[at] == "\r"):  # the empty line
+            header = text[start : end + 1]
+            if header.count("\r") != header.count("\r\n"):
+                return None  # a bare CR ends a line of the block for the parser
+            return header, end + 1
+        if not _HEADER_LINE.match(text, at):
             return None
-        start = end + 1
+        at = end + 1
 
 
 def _headers(header: str, policy: Policy) -> EmailMessage:
@@ -157,28 +185,29 @@ def _fields(lines: list[str], policy: Policy) -> EmailMessage:
     return message
 
 
-def _leaf(chunk: str, policy: Policy) -> EmailMessage | None:
-    """A part that is not itself a multipart or a message/*, as the parser reads it: its
-    headers, and its body without the line end that belongs to the next delimiter."""
-    if chunk[:1] in ("\n", "\r"):
-        header, body = "", chunk[2 if chunk.startswith("\r\n") else 1 :]
+def _leaf(text: str, start: int, stop: int, policy: Policy) -> EmailMessage | None:
+    """The part `text[start:stop]`, when it is not itself a multipart or a message/*, as
+    the parser reads it: its headers, and its body without the line end that belongs to
+    the next delimiter."""
+    if text.startswith(("\n", "\r"), start, stop):
+        header, body = "", start + (2 if text.startswith("\r\n", start, stop) else 1)
     else:
-        split = _header_and_body(chunk)
+        split = _header_and_body(text, start, stop)
         if split is None:
             return None
         header, body = split
     part = _headers(header, policy) if header else EmailMessage(policy=policy)
     if part.get_content_maintype() in ("multipart", "message"):
         return None
-    part.set_payload(_without_line_end(body))
+    part.set_payload(_without_line_end(text, body, stop))
     return part
 
 
-def _without_line_end(text: str) -> str:
-    """The text less one final line end (CRLF, CR or LF). Tested at the end rather than
-    searched for: a search for `(\r\n|\r|\n)\\Z` tries every position of the text."""
-    if text.endswith("\r\n"):
-        return text[:-2]
-    if text.endswith(("\r", "\n")):
-        return text[:-1]
-    return text
+def _without_line_end(text: str, start: int, stop: int) -> str:
+    """`text[start:stop]` less one final line end (CRLF, CR or LF). Tested at the end
+    rather than searched for: a search for `(\r\n|\r|\n)\\Z` tries every position."""
+    if stop - start >= 2 and text.startswith("\r\n", stop - 2, stop):
+        stop -= 2
+    elif stop > start and text[stop - 1] in "\r\n":
+        stop -= 1
+    return text[start:stop]
