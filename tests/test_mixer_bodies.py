@@ -505,6 +505,11 @@ def _without_boundary(data: bytes) -> bytes:
     return data.replace(found.group(1), b"BOUNDARY")
 
 
+# Attachments of some thousands of octets, their base64 lines cut 64 at a time: sizes
+# about a multiple of 64 lines of 57 octets (RFC 2045 §6.8's 76 characters).
+_LARGE_DATA = st.sampled_from([57 * 64 - 1, 57 * 64, 57 * 64 + 1, 57 * 128 + 5, 9000]).map(
+    lambda size: (bytes(range(256)) * 40)[:size]
+)
 _LEAF_PARTS = st.one_of(
     st.lists(_TEXT_PIECES, max_size=8).map(lambda t: IA5Text(text="".join(t))),
     st.builds(
@@ -515,12 +520,24 @@ _LEAF_PARTS = st.one_of(
     st.builds(BilaterallyDefined, data=st.binary(max_size=300)),
     st.builds(
         FileTransfer,
-        data=st.binary(max_size=300),
+        data=st.binary(max_size=300) | _LARGE_DATA,
         filename=st.none() | st.sampled_from(["f.pdf", "a long name with spaces.txt", "é.txt"]),
         content_type=st.sampled_from(["application/pdf", "text/plain", "image/png", OCTET_STREAM]),
         parameters=st.sampled_from([(), (("name", "x.pdf"),), (("charset", "utf-8"),)]),
     ),
 )
+
+
+@given(st.binary(max_size=300) | _LARGE_DATA)
+def test_an_attachment_is_base64_in_lines_of_76(data: bytes) -> None:
+    entity = part_to_mime(BilaterallyDefined(data=data))
+    assert entity.get_payload() == base64.encodebytes(data).decode("ascii").rstrip("\n")
+    written = mixed_bytes([IA5Text(text="a"), FileTransfer(data=data)], _CRLF_WRITING)
+    assert written is not None
+    attachment = parse(written).get_payload(1)
+    assert isinstance(attachment, EmailMessage)
+    assert attachment.get_payload(decode=True) == data
+    assert max(map(len, attachment.get_payload().splitlines()), default=0) <= 76
 
 
 @settings(max_examples=300, deadline=None)

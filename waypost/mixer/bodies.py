@@ -4,8 +4,10 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 import secrets
+import struct
 import sys
 from collections.abc import Sequence
 from email import policy
@@ -236,7 +238,7 @@ def mixed_bytes(
     top = EmailMessage(policy=DEFAULT_POLICY)
     top.make_mixed()
     top["MIME-Version"] = "1.0"
-    boundary = _Generator._make_boundary(b"\r\n".join(texts))
+    boundary = _boundary_absent_from(texts)
     top.set_boundary(boundary)
     delimiter = b"--" + boundary.encode("ascii")
     out = [_header_bytes(top, writing), delimiter, b"\r\n", texts[0]]
@@ -244,6 +246,17 @@ def mixed_bytes(
         out += [b"\r\n", delimiter, b"\r\n", text]
     out += [b"\r\n", delimiter, b"--\r\n"]
     return b"".join(out)
+
+
+def _boundary_absent_from(texts: Sequence[bytes]) -> str:
+    """`_Generator._make_boundary` over the texts joined by CRLFs, tested text by text
+    (a delimiter holds no line end, so none spans two of them) rather than on a copy of
+    them all."""
+    while True:
+        boundary = _Generator._make_boundary()
+        delimiter = f"--{boundary}".encode("ascii")
+        if not any(delimiter in text for text in texts):
+            return boundary
 
 
 def _is_leaf(part: BodyPart) -> bool:
@@ -366,11 +379,19 @@ def _base64(data: bytes) -> str:
     return b"\n".join(_base64_lines(data)).decode("ascii")
 
 
+# Cuts 64 lines of base64 at a time: a slice per line in a Python loop costs more than
+# encoding them.
+_BASE64_BLOCK = struct.Struct(f"{_BASE64_LINE}s" * 64)
+
+
 def _base64_lines(data: bytes) -> list[bytes]:
     """The base64 lines of 76 characters (RFC 2045 §6.8), encoded in one call and cut,
     rather than one call per line."""
     text = binascii.b2a_base64(data, newline=False)
-    return [text[at : at + _BASE64_LINE] for at in range(0, len(text), _BASE64_LINE)]
+    blocks = len(text) // _BASE64_BLOCK.size * _BASE64_BLOCK.size
+    lines = list(itertools.chain.from_iterable(_BASE64_BLOCK.iter_unpack(text[:blocks])))
+    lines += [text[at : at + _BASE64_LINE] for at in range(blocks, len(text), _BASE64_LINE)]
+    return lines
 
 
 # -- MIME → X.400 (RFC 2157 §2.1) ------------------------------------------------------
