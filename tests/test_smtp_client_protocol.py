@@ -719,6 +719,10 @@ def test_dot_stuffing_and_newline_normalisation() -> None:
     client.send_message(envelope("a@example.net"), b".hidden\r\nbody")
     client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
     assert client.data_to_send().endswith(b"DATA\r\n..hidden\r\nbody\r\n.\r\n")
+    client = connect(*FULL)  # bare LFs in the content: normalised, then stuffed
+    client.send_message(envelope("a@example.net"), b"a\n.\nb")
+    client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
+    assert client.data_to_send().endswith(b"DATA\r\na\r\n..\r\nb\r\n.\r\n")
 
 
 def dot_unstuff(payload: bytes) -> bytes:

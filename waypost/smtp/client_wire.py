@@ -242,7 +242,12 @@ def normalize_newlines(content: bytes) -> bytes:
 def dot_stuff(content: bytes) -> bytes:
     """The DATA payload for a message: newlines normalised, a final CRLF ensured,
     a `.` doubled at the start of each line, then the `.` CRLF terminator (RFC 5321 §4.5.2)."""
-    body = normalize_newlines(content)
+    return stuffed(normalize_newlines(content))
+
+
+def stuffed(body: bytes) -> bytes:
+    """`dot_stuff` of a body whose newlines are normalised already: scanned once more for
+    them would cost as much again as the stuffing itself on a large message."""
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
     if body.startswith(b"."):
@@ -337,7 +342,7 @@ def plan_transaction(
         rcpts=tuple(rcpts),
         refused=tuple(refused),
         data=f"BDAT {len(wire)} LAST\r\n".encode() + wire if chunked else b"DATA\r\n",
-        content=b"" if chunked else dot_stuff(wire),
+        content=b"" if chunked else stuffed(wire),
         chunked=chunked,
         dsn_unsupported=asked and not caps.dsn,
     )
