@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.routing import (
+    REMEMBERED_DECISIONS,
     Decision,
     RouteEntry,
     RouteError,
@@ -131,14 +132,14 @@ def test_explanation_names_the_winner_and_the_others() -> None:
     decision = routes.route("jo@Sales.Example.com")
     assert decision.address == "jo@sales.example.com"
     assert decision.rule == "route[2] '.example.com'"
-    assert decision.explanation == [
+    assert decision.explanation == (
         "jo@sales.example.com: RFC 5321 mailbox, domain sales.example.com",
         "domain sales.example.com is not local",
         "route[2] '.example.com' matches (suffix, 12 chars)",
         "route[1] '.com' also matches (suffix, 4 chars) but is less specific",
         "route[0] '*' also matches (default) but is less specific",
         "chosen: smtp:[relay.example.com]:25 (that host, no MX lookup)",
-    ]
+    )
 
 
 def test_default_route_and_no_route() -> None:
@@ -222,7 +223,7 @@ def test_or_prefix_most_specific_wins(address: str, expected: str | None) -> Non
 def test_or_explanation() -> None:
     decision = table(*OR_ROUTES).route("/C=GB/ADMD=BT/PRMD=Acme/O=Sales/S=Smith/")
     assert decision.rule == "route[3] 'c=gb;a= ;p=acme;o=Sales'"
-    assert decision.explanation == [
+    assert decision.explanation == (
         "/C=GB/ADMD=BT/PRMD=Acme/O=Sales/S=Smith/: X.400 O/R address",
         "not under any local O/R prefix",
         "route[3] 'c=gb;a= ;p=acme;o=Sales' matches (O/R prefix, 3 attributes)",
@@ -231,7 +232,7 @@ def test_or_explanation() -> None:
         "route[1] '/C=GB/ADMD=BT/' also matches (O/R prefix, 2 attributes) but is less specific",
         "route[0] '/C=GB/' also matches (O/R prefix, 1 attribute) but is less specific",
         "chosen: x400:ACME-SALES (an adjacent X.400 MTA)",
-    ]
+    )
     unrouted = table(*OR_ROUTES).route("/C=US/ADMD=ATT/S=Smith/")
     assert unrouted.explanation[-1] == (
         "no route: no O/R prefix matches (the default route '*' is for mail domains)"
@@ -422,3 +423,18 @@ def test_route_never_raises(address: str) -> None:
     assert decision.explanation
     if decision.next_hop is None:
         assert decision.explanation[-1].startswith("no route: ")
+
+
+def test_a_decision_is_remembered_and_the_same_as_a_fresh_tables() -> None:
+    routes = table(*OR_ROUTES)
+    for address in ("/C=GB/ADMD=BT/PRMD=Acme/O=Sales/S=Smith/", "jo@example.com", "<>", "x@"):
+        first = routes.route(address)
+        assert routes.route(address) is first  # remembered, not decided again
+        assert first == table(*OR_ROUTES).route(address)
+
+
+def test_remembered_decisions_are_bounded() -> None:
+    routes = table(("*", "smtp:"))
+    for n in range(REMEMBERED_DECISIONS + 10):
+        assert routes.route(f"u{n}@example.com").address == f"u{n}@example.com"
+    assert len(routes._decided) <= REMEMBERED_DECISIONS

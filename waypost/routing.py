@@ -52,6 +52,9 @@ class RouteError(ValueError):
         return f"{self.key}: {self.reason}"
 
 
+REMEMBERED_DECISIONS = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Where an address goes: `next_hop` None means no route, and the last line says why.
@@ -62,7 +65,7 @@ class Decision:
 
     address: str
     next_hop: NextHop | None
-    explanation: list[str]
+    explanation: tuple[str, ...]
     rule: str | None = None
     # Chosen by the default route '*': the SMTP server relays such mail only
     # for trusted clients, as it would for a domain it has no route for.
@@ -96,6 +99,7 @@ class RoutingTable:
         self._default: _Rule | None = None
         self._local_or = _PrefixIndex()
         self._or_routes = _PrefixIndex()
+        self._decided: dict[str, Decision] = {}
         errors = self._add(routes, local_domains, local_oraddresses, x400_peers)
         if errors:
             raise errors[0]
@@ -219,7 +223,19 @@ class RoutingTable:
             return False
 
     def route(self, address: str) -> Decision:
-        """The decision for one recipient address (a mailbox, a `<path>` or an O/R address)."""
+        """The decision for one recipient address (a mailbox, a `<path>` or an O/R address).
+        The table never changes once built, so a decision is remembered (up to
+        REMEMBERED_DECISIONS): most mail goes to addresses that came before, and parsing
+        and explaining each one again costs more than anything else in routing it."""
+        decision = self._decided.get(address)
+        if decision is None:
+            decision = self._decide(address)
+            if len(self._decided) >= REMEMBERED_DECISIONS:
+                self._decided.clear()  # a bound, not an LRU: cheap, and refilled at once
+            self._decided[address] = decision
+        return decision
+
+    def _decide(self, address: str) -> Decision:
         looks_or = False
         try:
             if address.startswith("<"):
@@ -245,7 +261,7 @@ class RoutingTable:
         if local is not None:
             lines.append(f"domain {domain} is local ({local})")
             lines.append(f"chosen: local{_note(LOCAL)}")
-            return Decision(canonical, LOCAL, lines, rule=local)
+            return Decision(canonical, LOCAL, tuple(lines), rule=local)
         lines.append(f"domain {domain} is not local")
 
         candidates: list[tuple[_Rule, str]] = []
@@ -263,7 +279,7 @@ class RoutingTable:
             candidates.append((self._default, "default"))
         if not candidates:
             lines.append(f"no route: nothing matches {domain} and there is no default route '*'")
-            return Decision(canonical, None, lines)
+            return Decision(canonical, None, tuple(lines))
 
         winner = candidates[0][0]
         lines.append(f"{winner.name} matches ({candidates[0][1]})")
@@ -275,7 +291,9 @@ class RoutingTable:
         if own_domain:
             hop = _own_domain(key)
         lines.append(f"chosen: {hop}{_note(hop, recipient_domain=own_domain)}")
-        return Decision(canonical, hop, lines, rule=winner.name, by_default=winner is self._default)
+        return Decision(
+            canonical, hop, tuple(lines), rule=winner.name, by_default=winner is self._default
+        )
 
     def _route_oraddress(self, address: ORAddress) -> Decision:
         canonical = str(address)
@@ -296,9 +314,9 @@ class RoutingTable:
                 count = _count(other.prefix)
                 lines.append(f"{other.name} also matches (O/R prefix, {count}) {why}")
             lines.append(f"chosen: {best.next_hop}{_note(best.next_hop)}")
-            return Decision(canonical, best.next_hop, lines, rule=best.name)
+            return Decision(canonical, best.next_hop, tuple(lines), rule=best.name)
         lines.append("no route: no O/R prefix matches (the default route '*' is for mail domains)")
-        return Decision(canonical, None, lines)
+        return Decision(canonical, None, tuple(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +427,7 @@ def _own_domain(key: str) -> NextHop:
 
 
 def _no_route(address: str, reason: str) -> Decision:
-    return Decision(address, None, [f"no route: {reason}"])
+    return Decision(address, None, (f"no route: {reason}",))
 
 
 def _count(prefix: ORAddress) -> str:
