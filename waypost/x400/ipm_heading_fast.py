@@ -48,7 +48,11 @@ def _items(data: bytes, start: int, stop: int) -> Items:
         first = data[p]
         if first & 0x1F == 0x1F:
             raise _UnusualError
-        length, begin = read_length(data, p + 1)
+        length = data[p + 1] if p + 1 < stop else -1
+        if length < 0x80:  # the short form (X.690 §8.1.3.4), nearly every one here
+            begin = p + 2
+        else:
+            length, begin = read_length(data, p + 1)
         if length < 0 or begin + length > stop:
             raise _UnusualError
         found.append((first, p, begin, begin + length))
