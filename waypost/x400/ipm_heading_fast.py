@@ -1,5 +1,7 @@
 """The IPM heading (X.420 §7.2) of the usual shape read straight from its octets, with no
-element objects: anything else is left (None) to the general reader of ipm_heading_ber."""
+element objects: this-IPM, originator, recipients of their recipient alone, a Teletex
+subject, one-octet tags, definite lengths, O/R names already decoded once. Anything else
+is left (None) to the general reader of ipm_heading_ber."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class _UnusualError(Exception):
 
 def read_usual_heading(data: bytes) -> IPMHeading | None:
     """The heading whose Heading SET contents are `data`, when every field is of the
-    shape most agents send (see the module docstring); else None. Where it answers, it
+    shape most agents send (see above); else None. Where it answers, it
     is what ipm_heading_ber.read_heading gives for the same octets."""
     try:
         return _heading(data)
