@@ -12,7 +12,14 @@ from email.utils import format_datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waypost.mixer.header_text import WRITING, FieldValue, field_bytes, header_block, mail_date
+from waypost.mixer.header_text import (
+    WRITING,
+    FieldValue,
+    _plain,
+    field_bytes,
+    header_block,
+    mail_date,
+)
 
 NAMES = [
     *("Subject", "X400-Recipients", "Message-ID", "In-Reply-To", "Comments", "Date"),
@@ -107,3 +114,43 @@ def test_mail_date_is_format_datetime_to_the_second(timestamp: float) -> None:
     expected = format_datetime(datetime.fromtimestamp(timestamp, UTC))
     assert mail_date(timestamp) == expected
     assert mail_date(timestamp) == expected  # and again, remembered
+
+
+# Every character the fast check must weigh: printable ASCII, controls, DEL, Latin-1 and
+# wider characters that str.isprintable admits, separators it does not.
+any_chars = st.text(
+    st.sampled_from([*"aZ =?~!", "\t", "\x00", "\x1f", "\x7f", "\x85", "\xa0", "é", "\u2028"])
+    | st.characters(),
+    max_size=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_chars)
+def test_plain_is_printable_ascii_with_nothing_the_folder_changes(text: str) -> None:
+    printable_ascii = all(0x20 <= ord(c) <= 0x7E for c in text)
+    expected = (
+        printable_ascii
+        and "=?" not in text
+        and "  " not in text
+        and not text.startswith(" ")
+        and not text.endswith(" ")
+    )
+    assert _plain(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["X-Tag", "Subject", "X-Ünï", "X-a b", "message-id", "DATE", "X-\x7f"]),
+    st.one_of(texts, msg_ids, dates),
+)
+def test_any_field_name_as_the_package_writes_it(name: str, value: str) -> None:
+    # Twice: the second time with what is remembered of the name.
+    for _ in range(2):
+        written = outcome(lambda: field_bytes(name, value))
+        assert written == outcome(lambda: package([(name, value)]))
+
+
+def test_a_value_outside_ascii_that_isprintable_admits_goes_to_the_package() -> None:
+    assert field_bytes("Subject", "café") == package([("Subject", "café")])
+    assert field_bytes("Subject", "café").startswith(b"Subject: =?utf-8?")

@@ -15,10 +15,6 @@ from waypost.mixer.bodies import DEFAULT_POLICY
 # RFC 5322 §2.1.1: folded only at the hard limit of 998 characters, lines ending in CRLF.
 WRITING = DEFAULT_POLICY.clone(linesep="\r\n", max_line_length=998)
 _LIMIT = 998
-# A value of these characters, with no "=?" (which the email package reads as the start
-# of an RFC 2047 encoded-word and writes again decoded) and no white space at either end
-# or doubled (which its folder may drop or move), is written exactly as given.
-_PLAIN = frozenset(chr(c) for c in range(0x21, 0x7F)) | {" "}
 
 FieldValue = str | Sequence[Address]
 # Fields the email package writes from the date-time it parsed, as format_datetime writes
@@ -41,13 +37,26 @@ _MSG_ID = re.compile(rf'<(?:{_DOT_ATOM}|"[\x20\x21\x23-\x5b\x5d-\x7e]*")@{_DOT_A
 
 
 def _plain(text: str) -> bool:
+    """Whether a value is written exactly as given: printable ASCII (U+0020 to U+007E, what
+    isascii and isprintable together admit), with no "=?" (which the email package reads
+    as the start of an RFC 2047 encoded-word and writes again decoded) and no white space
+    at either end or doubled (which its folder may drop or move)."""
     return (
-        _PLAIN.issuperset(text)
+        text.isascii()
+        and text.isprintable()
         and "=?" not in text
         and "  " not in text
         and text[:1] != " "
         and text[-1:] != " "
     )
+
+
+@lru_cache(maxsize=128)
+def _name_kind(name: str) -> tuple[bool, bool, bool, bool]:
+    """Of a field name: whether it is written as given, whether its value is structured,
+    rewritten from its date-time, a Message-ID."""
+    lower = name.lower()
+    return _plain(name), lower in _STRUCTURED, lower in _REWRITTEN, lower == "message-id"
 
 
 @lru_cache(maxsize=256)  # the Date: fields a gateway writes repeat within each second
@@ -61,17 +70,18 @@ def _as_formatted(text: str) -> bool:
 def field_bytes(name: str, value: FieldValue) -> bytes:
     """`name: value` and its line end, as `message[name] = value` and the BytesGenerator
     with the WRITING policy write it."""
+    plain_name, structured, rewritten, msg_id = _name_kind(name)
     if isinstance(value, str):
-        text = "" if name.lower() in _STRUCTURED else value
+        text = "" if structured else value
     else:
         text = ", ".join(str(a) for a in value)
     if (
         text
+        and plain_name
         and len(name) + 2 + len(text) <= _LIMIT
         and _plain(text)
-        and _plain(name)
-        and (name.lower() not in _REWRITTEN or _as_formatted(text))
-        and (name.lower() != "message-id" or _MSG_ID.fullmatch(text) is not None)
+        and (not rewritten or _as_formatted(text))
+        and (not msg_id or _MSG_ID.fullmatch(text) is not None)
     ):
         return f"{name}: {text}\r\n".encode("ascii")
     # Folding, RFC 2047 encoded-words, quoting, 8-bit octets: the email package's own.

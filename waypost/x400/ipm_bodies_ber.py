@@ -152,12 +152,8 @@ def decode_body_part(data: bytes, headings: HeadingCodec = RAW_HEADING) -> BodyP
 def read_body_part(element: Element, headings: HeadingCodec = RAW_HEADING) -> BodyPart:
     """One body part from a decoded element (see decode_body_part)."""
     if element.tag == IA5_TEXT:
-        parameters = element.child(0, "parameters").expect(SET)
-        repertoire = parameters.find(REPERTOIRE)
-        if repertoire is not None and repertoire.as_int() != REPERTOIRE_IA5:
-            raise UnsupportedBodyPartError("ia5-text: only the ia5 repertoire is read")
-        text = element.child(1, "data").as_string(IA5_STRING)
-        return IA5Text(text=text)
+        usual = _usual_ia5_text(element.value)
+        return IA5Text(text=usual) if usual is not None else _read_ia5_text(element)
     if element.tag in (BILATERALLY_DEFINED, BILATERALLY_DEFINED_CONSTRUCTED):
         return BilaterallyDefined(data=element.as_octets())
     if element.tag == EXTENDED:
@@ -168,6 +164,37 @@ def read_body_part(element: Element, headings: HeadingCodec = RAW_HEADING) -> Bo
         body = ipm.child(1, "body").expect(SEQUENCE)
         return MessagePart(heading=heading, body=tuple(read_body_part(p, headings) for p in body))
     raise UnsupportedBodyPartError(f"body part {element.tag}: not read yet")
+
+
+def _read_ia5_text(element: Element) -> IA5Text:
+    parameters = element.child(0, "parameters").expect(SET)
+    repertoire = parameters.find(REPERTOIRE)
+    if repertoire is not None and repertoire.as_int() != REPERTOIRE_IA5:
+        raise UnsupportedBodyPartError("ia5-text: only the ia5 repertoire is read")
+    return IA5Text(text=element.child(1, "data").as_string(IA5_STRING))
+
+
+def _usual_ia5_text(value: memoryview) -> str | None:
+    """The text of ia5-text contents as most agents send them, read from the octets: an
+    empty IA5TextParameters SET (the ia5 repertoire by default, X.420 §7.4.1), then one
+    primitive IA5String of ASCII, nothing after. Anything else is None, for _read_ia5_text
+    (which names the path of what is wrong)."""
+    if len(value) < 4 or value[0] != 0x31 or value[1] != 0 or value[2] != 0x16:
+        return None
+    octet = value[3]
+    if octet < 0x80:
+        length, start = octet, 4
+    elif 0x81 <= octet <= 0x84:
+        start = 4 + (octet & 0x7F)
+        length = int.from_bytes(value[4:start], "big")
+    else:
+        return None
+    if start + length != len(value):
+        return None
+    try:
+        return str(value[start:], "ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 def _read_extended(element: Element) -> BodyPart:

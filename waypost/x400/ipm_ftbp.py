@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.message import Message
+from functools import lru_cache
 
 from waypost.asn1 import (
     BIT_STRING,
@@ -202,6 +203,8 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# The same few MIME types come in file after file; the result is immutable.
+@lru_cache(maxsize=256)
 def _parse_mime_type(text: str | None, document: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     default = "text/plain" if document == FTAM_1_UNSTRUCTURED_TEXT else OCTET_STREAM
     if text is None or not _MIME_TYPE.match(text):

@@ -42,6 +42,7 @@ from waypost.x400.ipm_heading import (
     IPMIdentifier,
     ORDescriptor,
 )
+from waypost.x400.ipm_heading_fast import read_usual_heading
 from waypost.x400.p1_names import OR_NAME, decode_orname, encode_orname_text
 
 # X.420 §7.2 Heading ::= SET {...} (module IPMSInformationObjects, IMPLICIT TAGS).
@@ -281,6 +282,12 @@ def decode_heading(data: bytes) -> IPMHeading:
 
 def read_heading(element: Element) -> IPMHeading:
     """An IPMHeading from a decoded Heading element; raises IPMContentError."""
+    if element.tag == SET:
+        # Most headings: read from their octets (anything unusual, errors included, is
+        # read below, where errors name their path).
+        usual = read_usual_heading(bytes(element.value))
+        if usual is not None:
+            return usual
     try:
         return _read_heading(element.expect(SET, name="heading"))
     except IPMContentError:

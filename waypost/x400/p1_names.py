@@ -238,6 +238,12 @@ def _cached_orname(element: Element) -> ORName:
     return _remember(_ORNAMES, key, name)
 
 
+def known_orname(encoding: bytes) -> ORName | None:
+    """The ORName decode_orname gave for this whole encoding (its [APPLICATION 0] header
+    included), while it is remembered; None otherwise."""
+    return _ORNAMES.get(encoding)
+
+
 def decode_orname(element: Element) -> ORName:
     """An ORName: `[APPLICATION 0] IMPLICIT SEQUENCE { ORAddress components, [0] dir name }`."""
     return _cached_orname(element.expect(OR_NAME))
@@ -435,6 +441,7 @@ __all__ = [
     "encode_orname_as",
     "encode_orname_text",
     "gdi_parts",
+    "known_orname",
     "orname_from_text",
     "ps_decode",
     "split_mts_identifier",
