@@ -30,7 +30,7 @@ def encode_length(length: int) -> bytes:
     return bytes((0x80 | size,)) + length.to_bytes(size, "big")
 
 
-def read_length(data: bytes, p: int) -> tuple[int, int]:
+def read_length(data: bytes | memoryview, p: int) -> tuple[int, int]:
     """(length, offset after it) of the definite length at `p` in its shortest form, or
     (-1, p) for anything else (indefinite, longer than needed, past the end)."""
     if p >= len(data):

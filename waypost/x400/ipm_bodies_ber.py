@@ -24,6 +24,7 @@ from waypost.asn1 import (
     encode_tlv,
     sequence,
 )
+from waypost.asn1.fast import read_length
 from waypost.x400.ipm_bodies import (
     BilaterallyDefined,
     BodyPart,
@@ -181,15 +182,8 @@ def _usual_ia5_text(value: memoryview) -> str | None:
     (which names the path of what is wrong)."""
     if len(value) < 4 or value[0] != 0x31 or value[1] != 0 or value[2] != 0x16:
         return None
-    octet = value[3]
-    if octet < 0x80:
-        length, start = octet, 4
-    elif 0x81 <= octet <= 0x84:
-        start = 4 + (octet & 0x7F)
-        length = int.from_bytes(value[4:start], "big")
-    else:
-        return None
-    if start + length != len(value):
+    length, start = read_length(value, 3)
+    if length < 0 or start + length != len(value):
         return None
     try:
         return str(value[start:], "ascii")
