@@ -499,6 +499,29 @@ def test_decoded_payload_is_the_email_packages(payload: str, encoding: str) -> N
     assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "QUJD",
+        "QR==",
+        "QQ==",
+        "QQ==QQ==",
+        "Q===",
+        "=QQQ",
+        "QQ=a",
+        "QU\r\nJD\r\n",
+        "QU\rJD",
+        "QUJ\x00",
+    ],
+)
+def test_base64_at_the_edges_of_validity_is_read_as_the_email_package_reads_it(
+    payload: str,
+) -> None:
+    ours, theirs = _encoded_entity(payload, "base64"), _encoded_entity(payload, "base64")
+    assert decoded_payload(ours) == theirs.get_payload(decode=True)
+    assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+
+
 def _without_boundary(data: bytes) -> bytes:
     found = re.search(rb'boundary="([^"]+)"', data)
     assert found is not None

