@@ -211,3 +211,22 @@ async def test_a_lost_lease_hands_over_nothing_leased(db_path: str) -> None:
     assert await store.hand_over_leased("w1", [delivered(a.recipient_id)], converted, 60) is None
     assert [state for *_, state in rows(db_path)] == ["leased"]
     await store.close()
+
+
+async def test_the_claims_handed_over_are_what_a_claim_of_the_rows_reads(db_path: str) -> None:
+    clock = ManualClock()
+    store = await SQLiteStore.open(db_path, clock=clock, lifetime=1000.0)
+    await store.enqueue(new_message(("a@gw.example", "c@gw.example"), hop="gateway:mixer"))
+    a, _c = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    converted = new_message(("/C=GB/ADMD= /PRMD=Acme/S=A/", "b@x.example"), hop="x400:PEER")
+    handed = await store.hand_over_leased("w", [delivered(a.recipient_id)], converted, 60)
+    assert handed is not None
+    # The other recipient of the original is still leased: the original stays.
+    assert [state for *_, state in rows(db_path)] == ["delivered", "leased", "leased", "leased"]
+    await clock.advance(61)
+    read = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    again = {claim.recipient_id: claim for claim in read}
+    for claim in handed[1]:
+        expired = again[claim.recipient_id]
+        assert dataclasses.replace(expired, lease_was_expired=False, previous_owner=None) == claim
+    await store.close()

@@ -115,6 +115,22 @@ class Database:
 
     def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
         """Insert one message, its content and its recipients; returns the message id."""
+        message_id = self._insert_message(new, now, lifetime)
+        due = max(now, new.message.envelope.deferred_delivery or now)
+        self.conn.executemany(
+            "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            [
+                (message_id, index, rcpt.address, str(hop), due, now)
+                for index, (rcpt, hop) in enumerate(
+                    zip(new.message.envelope.recipients, new.next_hops, strict=True)
+                )
+            ],
+        )
+        return message_id
+
+    def _insert_message(self, new: NewMessage, now: float, lifetime: float) -> int:
+        """The message's row and its content, without recipients; its id."""
         envelope = new.message.envelope
         content = new.message.content
         cur = self.conn.execute(
@@ -133,17 +149,6 @@ class Database:
         assert message_id is not None
         self.conn.execute(
             "INSERT INTO content (message_id, data) VALUES (?, ?)", (message_id, content)
-        )
-        due = max(now, envelope.deferred_delivery or now)
-        self.conn.executemany(
-            "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at, "
-            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-            [
-                (message_id, index, rcpt.address, str(hop), due, now)
-                for index, (rcpt, hop) in enumerate(
-                    zip(envelope.recipients, new.next_hops, strict=True)
-                )
-            ],
         )
         return message_id
 
@@ -217,8 +222,14 @@ class Database:
         A few statements per batch rather than per recipient: the leases still held are
         read at once, updated with one executemany, and finished messages removed together.
         """
+        held = self._leases_held(owner, [o.recipient_id for o in outcomes])
+        if held:
+            self._settle_held(owner, outcomes, held, now)
+        return set(held)
+
+    def _leases_held(self, owner: str, ids: Sequence[int]) -> dict[int, int]:
+        """Of these recipients, those `owner` still leases, each with its message's id."""
         held: dict[int, int] = {}
-        ids = [o.recipient_id for o in outcomes]
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -228,8 +239,13 @@ class Database:
                 (*chunk, owner),
             ):
                 held[rid] = mid
-        if not held:
-            return set()
+        return held
+
+    def _settle_held(
+        self, owner: str, outcomes: Sequence[Settlement], held: dict[int, int], now: float
+    ) -> None:
+        """Record the outcomes of the recipients in `held` (read in this transaction by
+        `_leases_held`); messages left with nothing to do are removed."""
         rows = []
         for outcome in outcomes:
             rid = outcome.recipient_id
@@ -263,7 +279,6 @@ class Database:
             rows,
         )
         self.remove_finished(set(held.values()))
-        return set(held)
 
     def hand_over(
         self,
@@ -275,22 +290,21 @@ class Database:
     ) -> int | None:
         """Settle `outcomes` and enqueue `new` together, or neither when any of the
         recipients is no longer leased by `owner` (see Store.hand_over)."""
-        ids = sorted({o.recipient_id for o in outcomes})
-        held = 0
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            (count,) = self.conn.execute(
-                f"SELECT count(*) FROM recipients WHERE id IN ({marks}) "
-                "AND state = 'leased' AND lease_owner = ?",
-                (*chunk, owner),
-            ).fetchone()
-            held += count
-        if held != len(ids):
+        held = self._held_for_hand_over(owner, outcomes)
+        if held is None:
             return None
         message_id = self.enqueue(new, now, lifetime)
-        self.settle_ids(owner, outcomes, now)
+        self._settle_held(owner, outcomes, held, now)
         return message_id
+
+    def _held_for_hand_over(
+        self, owner: str, outcomes: Sequence[Settlement]
+    ) -> dict[int, int] | None:
+        """The leases `owner` holds on the recipients of `outcomes`, or None unless it holds
+        them all: a hand-over is all or nothing (see Store.hand_over)."""
+        ids = sorted({o.recipient_id for o in outcomes})
+        held = self._leases_held(owner, ids)
+        return held if len(held) == len(ids) else None
 
     def hand_over_leased(
         self,
@@ -303,39 +317,45 @@ class Database:
     ) -> tuple[int, list[Claim]] | None:
         """`hand_over`, with the new message's recipients leased to `owner` in the same
         transaction when they are due now: its id and their claims, for the owner to deliver
-        without claiming or reading the message again (no claims when it is deferred)."""
-        message_id = self.hand_over(owner, outcomes, new, now, lifetime)
-        if message_id is None:
-            return None
+        without claiming or reading the message again (no claims when it is deferred).
+
+        The recipients are inserted leased, and the leases read once serve both the check
+        and the settling: a hand-over is a few statements beside the converted message's."""
         envelope = new.message.envelope
         if (envelope.deferred_delivery or now) > now:
-            return message_id, []  # due later: claimed when it comes due, like any other
-        rows = self.conn.execute(
-            "SELECT id, rcpt_index, address, next_hop FROM recipients WHERE message_id = ? "
-            "ORDER BY rcpt_index",
-            (message_id,),
-        ).fetchall()
-        self.conn.execute(
-            "UPDATE recipients SET state = 'leased', due_at = ?, lease_owner = ?, updated_at = ? "
-            "WHERE message_id = ?",
-            (now + lease_seconds, owner, now, message_id),
-        )
+            # Due later: claimed when it comes due, like any other.
+            message_id = self.hand_over(owner, outcomes, new, now, lifetime)
+            return None if message_id is None else (message_id, [])
+        held = self._held_for_hand_over(owner, outcomes)
+        if held is None:
+            return None
+        message_id = self._insert_message(new, now, lifetime)
         size = len(new.message.content)
-        return message_id, [
-            Claim(
-                recipient_id=rid,
-                message_id=message_id,
-                rcpt_index=index,
-                address=address,
-                next_hop=hop,
-                attempts=0,
-                received_at=now,
-                expires_at=now + lifetime,
-                size=size,
-                envelope=envelope,
+        claims: list[Claim] = []
+        for index, (rcpt, hop) in enumerate(zip(envelope.recipients, new.next_hops, strict=True)):
+            next_hop = str(hop)
+            cur = self.conn.execute(
+                "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, "
+                "due_at, lease_owner, updated_at) VALUES (?, ?, ?, ?, 'leased', ?, ?, ?)",
+                (message_id, index, rcpt.address, next_hop, now + lease_seconds, owner, now),
             )
-            for rid, index, address, hop in rows
-        ]
+            assert cur.lastrowid is not None
+            claims.append(
+                Claim(
+                    recipient_id=cur.lastrowid,
+                    message_id=message_id,
+                    rcpt_index=index,
+                    address=rcpt.address,
+                    next_hop=next_hop,
+                    attempts=0,
+                    received_at=now,
+                    expires_at=now + lifetime,
+                    size=size,
+                    envelope=envelope,
+                )
+            )
+        self._settle_held(owner, outcomes, held, now)
+        return message_id, claims
 
     def remove_finished(self, message_ids: set[int]) -> None:
         """`remove_if_finished` for many messages, in a few statements."""
@@ -363,14 +383,18 @@ class Database:
 
     def remove_if_finished(self, message_id: int) -> bool:
         """Delete a message whose every recipient is final with no report owed."""
-        pending = self.conn.execute(
-            "SELECT 1 FROM recipients WHERE message_id = ? AND "
-            "(state NOT IN ('delivered', 'failed') OR report IS NOT NULL) LIMIT 1",
-            (message_id,),
-        ).fetchone()
-        if pending is not None:
+        # The message's row goes first, on the condition, so that a message still in
+        # progress costs one statement.
+        removed = self.conn.execute(
+            "DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients "
+            "WHERE message_id = ? AND (state NOT IN ('delivered', 'failed') "
+            "OR report IS NOT NULL))",
+            (message_id, message_id),
+        ).rowcount
+        if removed == 0:
             return False
-        self.delete_message(message_id)
+        self.conn.execute("DELETE FROM recipients WHERE message_id = ?", (message_id,))
+        self.conn.execute("DELETE FROM content WHERE message_id = ?", (message_id,))
         return True
 
     def delete_message(self, message_id: int) -> None:
