@@ -28,6 +28,7 @@ from waypost.mixer.bodies import (
     part_to_mime,
     single_text_bytes,
 )
+from waypost.mixer.bodies import _attachment_head as attachment_head
 from waypost.x400.ipm_bodies import (
     OCTET_STREAM,
     BilaterallyDefined,
@@ -544,11 +545,59 @@ _LEAF_PARTS = st.one_of(
     st.builds(
         FileTransfer,
         data=st.binary(max_size=300) | _LARGE_DATA,
-        filename=st.none() | st.sampled_from(["f.pdf", "a long name with spaces.txt", "é.txt"]),
-        content_type=st.sampled_from(["application/pdf", "text/plain", "image/png", OCTET_STREAM]),
-        parameters=st.sampled_from([(), (("name", "x.pdf"),), (("charset", "utf-8"),)]),
+        filename=st.none()
+        | st.sampled_from(["f.pdf", "a long name with spaces.txt", "é.txt", 'a "q".txt'])
+        | st.text(st.sampled_from('az09 ."\\;=()é\t'), max_size=12),
+        content_type=st.sampled_from(
+            ["application/pdf", "text/plain", "image/png", OCTET_STREAM, "Image/PNG"]
+        ),
+        parameters=st.sampled_from(
+            [(), (("name", "x.pdf"),), (("charset", "utf-8"),), (("name", "a"), ("name", "b"))]
+        ),
     ),
 )
+
+# Parameters and filenames at the edges of what is written directly: quotes,
+# backslashes, specials, spaces where folding might look, non-ASCII, long values.
+_VALUES = st.text(st.sampled_from('aZ9 ."\\;=()<>@,:/?[]é\t~!#'), min_size=0, max_size=30) | (
+    st.integers(60, 1000).map(lambda n: "x" * n)
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    content_type=st.sampled_from(
+        ["application/pdf", "text/plain", "image/svg+xml", "Application/PDF", "x/y", "multipart/x"]
+    ),
+    filename=st.none() | _VALUES,
+    parameters=st.lists(
+        st.tuples(st.sampled_from(["name", "charset", "x-a", "Name", "a b"]), _VALUES),
+        max_size=3,
+    ),
+)
+def test_an_attachment_head_written_directly_is_what_the_email_package_writes(
+    content_type: str, filename: str | None, parameters: list[tuple[str, str]]
+) -> None:
+    part = FileTransfer(
+        data=b"", filename=filename, content_type=content_type, parameters=tuple(parameters)
+    )
+    entity = part_to_mime(part, payload=False)
+    expected = b"".join(_CRLF_WRITING.fold_binary(n, v) for n, v in entity.raw_items())
+    written = attachment_head(part, _CRLF_WRITING)
+    if written is not None:
+        assert written == expected + b"\r\n"
+
+
+def test_the_usual_attachment_heads_are_written_directly() -> None:
+    usual = [
+        FileTransfer(data=b"", filename="figures.pdf", content_type="application/pdf"),
+        FileTransfer(data=b"", filename="Q3 report (final).xlsx", content_type=OCTET_STREAM),
+        FileTransfer(
+            data=b"", filename=None, content_type="text/plain", parameters=(("charset", "utf-8"),)
+        ),
+        BilaterallyDefined(data=b""),
+    ]
+    assert all(attachment_head(part, _CRLF_WRITING) is not None for part in usual)
 
 
 @given(st.binary(max_size=300) | _LARGE_DATA)

@@ -4,6 +4,7 @@ message's heading converted through a hook the heading mapping provides."""
 from __future__ import annotations
 
 import binascii
+import functools
 import itertools
 import re
 import secrets
@@ -202,14 +203,20 @@ def single_text_bytes(parts: Sequence[BodyPart]) -> bytes | None:
     email package; None for any other body."""
     if len(parts) != 1 or type(parts[0]) is not IA5Text:
         return None
-    text = parts[0].text
+    text = _seven_bit_text(parts[0].text)
+    return None if text is None else _SINGLE_TEXT_HEAD + text
+
+
+def _seven_bit_text(text: str) -> bytes | None:
+    """An IA5Text's text as the generator writes the 7bit text/plain _set_text makes of
+    it, with CRLF line ends; None when _set_text would encode it in base64."""
     if not text.isascii():
         return None
     # _set_text's test for 7bit, on the same lines.
     lines = text.split("\r\n")
     if not all(len(line) <= MAX_LINE and "\r" not in line for line in lines):
         return None
-    return _SINGLE_TEXT_HEAD + "\n".join(lines).replace("\n", "\r\n").encode("ascii")
+    return "\n".join(lines).replace("\n", "\r\n").encode("ascii")
 
 
 def mixed_bytes(
@@ -228,8 +235,14 @@ def mixed_bytes(
     for part in parts:
         if isinstance(part, FileTransfer | BilaterallyDefined):
             # Its base64 lines written as bytes with CRLF, not as text to be rescanned.
-            head = _header_bytes(part_to_mime(part, heading_hook, payload=False), writing)
+            head = _attachment_head(part, writing)
+            if head is None:
+                head = _header_bytes(part_to_mime(part, heading_hook, payload=False), writing)
             texts.append(head + b"\r\n".join(_base64_lines(part.data)))
+            continue
+        text = _seven_bit_text(part.text) if type(part) is IA5Text else None
+        if text is not None:
+            texts.append(_TEXT_PART_HEAD + text)
             continue
         text = _leaf_bytes(part_to_mime(part, heading_hook), writing)
         if text is None:
@@ -237,17 +250,88 @@ def mixed_bytes(
         texts.append(text)
     # body_to_mime's multipart/mixed, its boundary chosen as the generator chooses it
     # (RFC 2046 §5.1.1: a delimiter that occurs in no part).
-    top = EmailMessage(policy=DEFAULT_POLICY)
-    top.make_mixed()
-    top["MIME-Version"] = "1.0"
     boundary = _boundary_absent_from(texts)
-    top.set_boundary(boundary)
     delimiter = b"--" + boundary.encode("ascii")
-    out = [_header_bytes(top, writing), delimiter, b"\r\n", texts[0]]
+    out = [_mixed_head(writing, boundary), delimiter, b"\r\n", texts[0]]
     for text in texts[1:]:
         out += [b"\r\n", delimiter, b"\r\n", text]
     out += [b"\r\n", delimiter, b"--\r\n"]
     return b"".join(out)
+
+
+# A part of _SINGLE_TEXT_HEAD's text within a multipart: no MIME-Version of its own.
+_TEXT_PART_HEAD = (
+    b'Content-Type: text/plain; charset="us-ascii"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+)
+
+# What _Generator._make_boundary makes: 15 "=", the digits of a random number below
+# sys.maxsize zero-padded to one width, "==". A boundary of that shape is written the same
+# way whatever its digits.
+_BOUNDARY_SHAPE = re.compile(r"={15}[0-9]+==\Z")
+
+
+def _mixed_head(writing: policy.Policy, boundary: str) -> bytes:
+    """The header fields of body_to_mime's multipart/mixed with this boundary, as the
+    generator writes them: the email package's once, for a boundary of the shape, then
+    that with the digits replaced."""
+    if _BOUNDARY_SHAPE.match(boundary) is None:
+        return _mixed_head_written(writing, boundary)
+    model = "=" * 15 + "0" * (len(boundary) - 17) + "=="
+    return _mixed_head_written(writing, model).replace(
+        model.encode("ascii"), boundary.encode("ascii")
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _mixed_head_written(writing: policy.Policy, boundary: str) -> bytes:
+    top = EmailMessage(policy=DEFAULT_POLICY)
+    top.make_mixed()
+    top["MIME-Version"] = "1.0"
+    top.set_boundary(boundary)
+    return _header_bytes(top, writing)
+
+
+# Parameter values written quoted as they stand: printable ASCII but the quote and the
+# backslash (RFC 2045 §5.1's quoted-string without a quoted-pair), single spaces inside.
+_PLAIN_VALUE = re.compile(r"[!#-\[\]-~]+(?: [!#-\[\]-~]+)*\Z")
+_PLAIN_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
+_PLAIN_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
+_OCTETS_HEAD = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+
+
+def _attachment_head(
+    part: FileTransfer | BilaterallyDefined, writing: policy.Policy
+) -> bytes | None:
+    """`_header_bytes(part_to_mime(part, payload=False), writing)` for a part whose type,
+    parameters and filename are plain ASCII written on lines within the policy's length,
+    without the email package's header objects; None for anything else."""
+    if isinstance(part, BilaterallyDefined):
+        return _OCTETS_HEAD + b"\r\n"
+    content_type = part.content_type
+    if _PLAIN_TYPE.match(content_type) is None or content_type.startswith(
+        ("multipart/", "message/")
+    ):
+        return None
+    names = [name for name, _ in part.parameters]
+    if len(set(names)) != len(names):
+        return None  # set_param keeps the last value of a name given twice
+    fields = [f"Content-Type: {content_type}"]
+    for name, value in part.parameters:
+        if _PLAIN_NAME.match(name) is None or _PLAIN_VALUE.match(value) is None:
+            return None
+        fields[0] += f'; {name}="{value}"'
+    fields.append("Content-Transfer-Encoding: base64")
+    filename = part.filename
+    if filename is not None or content_type in _EQUIVALENT_TYPES:
+        fields.append("Content-Disposition: attachment")
+    if filename is not None:
+        if _PLAIN_VALUE.match(filename) is None:
+            return None
+        fields[-1] += f'; filename="{filename}"'
+    limit = writing.max_line_length
+    if limit is not None and any(len(field) > limit for field in fields):
+        return None
+    return ("\r\n".join(fields) + "\r\n\r\n").encode("ascii")
 
 
 def _boundary_absent_from(texts: Sequence[bytes]) -> str:

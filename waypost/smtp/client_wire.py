@@ -39,6 +39,8 @@ class ReplyError(Exception):
 
 def _printable(text: str) -> str:
     # Reply text ends up in logs, the store and DSNs: no control characters.
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
@@ -366,6 +368,8 @@ def _dsn_parameters(recipient: Recipient) -> list[str]:
 
 
 def _bad_address(address: str) -> bool:
+    if address.isprintable():  # no C0 control and no DEL: only the brackets to look for
+        return "<" in address or ">" in address
     return any(ord(c) < 32 or ord(c) == 127 or c in "<>" for c in address)
 
 

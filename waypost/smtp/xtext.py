@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class XtextError(ValueError):
     """Text that is not valid xtext."""
@@ -11,8 +13,14 @@ def _plain(c: str) -> bool:
     return "!" <= c <= "~" and c not in "+="
 
 
+# RFC 3461 §4: xchar is "!" to "~" but "+" and "=", which stand for themselves.
+_ALL_XCHARS = re.compile(r"[!-*,-<>-~]*")
+
+
 def encode_xtext(text: str) -> str:
     """Every character outside `!`..`~`, and `+` and `=`, as `+HH` (UTF-8 octets)."""
+    if _ALL_XCHARS.fullmatch(text):
+        return text
     out = []
     for c in text:
         if _plain(c):
