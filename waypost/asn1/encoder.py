@@ -121,13 +121,14 @@ def encode_time(value: datetime, tag: Tag = UTC_TIME, kind: Tag | None = None) -
 
 def constructed(tag: Tag, *children: bytes) -> bytes:
     """A constructed element holding already encoded children, in order."""
-    content = b"".join(children)
-    length = len(content)
+    # One join of the header and the children: joining the children first copied every
+    # level's contents twice (a large body part once per enclosing element, and again).
+    length = sum(map(len, children))
     return b"".join(
         (
             _CONSTRUCTED_IDENTIFIERS.get(tag) or encode_tag(tag.as_constructed()),
             _SHORT_LENGTHS[length] if length < 0x80 else encode_length(length),
-            content,
+            *children,
         )
     )
 
