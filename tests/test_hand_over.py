@@ -3,6 +3,7 @@ stored in one transaction: responsibility passes exactly once, never both, never
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from pathlib import Path
@@ -16,6 +17,7 @@ from waypost.handoff import Attempt, Conversion, Handoff, Result
 from waypost.queue.manager import QueueManager
 from waypost.queue.policy import RetryPolicy
 from waypost.store import Settlement, SQLiteStore, StoreError
+from waypost.store.database import Database, HandOver
 
 
 @pytest.fixture
@@ -230,3 +232,52 @@ async def test_the_claims_handed_over_are_what_a_claim_of_the_rows_reads(db_path
         expired = again[claim.recipient_id]
         assert dataclasses.replace(expired, lease_was_expired=False, previous_owner=None) == claim
     await store.close()
+
+
+async def test_hand_overs_made_together_are_each_all_or_nothing(db_path: str) -> None:
+    clock = ManualClock()
+    store = await SQLiteStore.open(db_path, clock=clock, lifetime=1000.0)
+    for address in ("a@gw.example", "b@gw.example", "c@gw.example"):
+        await store.enqueue(new_message((address,), hop="gateway:mixer"))
+    a, b, c = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    # b's lease is lost to another worker; the other two still hold theirs.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE recipients SET lease_owner = 'other' WHERE id = ?", (b.recipient_id,))
+    converted = [
+        new_message((f"/C=GB/ADMD= /PRMD=Acme/S={name}/",), hop="x400:PEER") for name in "ABC"
+    ]
+    handed = await asyncio.gather(
+        *(
+            store.hand_over_leased("w", [delivered(claim.recipient_id)], new, 60)
+            for claim, new in zip((a, b, c), converted, strict=True)
+        )
+    )
+    assert handed[1] is None
+    assert handed[0] is not None and handed[2] is not None
+    assert [claim.address for _, claims in (handed[0], handed[2]) for claim in claims] == [
+        "/C=GB/ADMD= /PRMD=Acme/S=A/",
+        "/C=GB/ADMD= /PRMD=Acme/S=C/",
+    ]
+    # a's and c's originals are settled and gone; b's stays with its new owner.
+    assert [(address, state) for _, address, _, state in rows(db_path)] == [
+        ("b@gw.example", "leased"),
+        ("/C=GB/ADMD= /PRMD=Acme/S=A/", "leased"),
+        ("/C=GB/ADMD= /PRMD=Acme/S=C/", "leased"),
+    ]
+    await store.close()
+
+
+def test_two_hand_overs_answering_for_one_recipient_store_only_the_first(db_path: str) -> None:
+    db = Database.open(db_path)
+    with db.transaction():
+        db.enqueue(new_message(("a@gw.example",), hop="gateway:mixer"), 0.0, 1000.0)
+        (a,) = db.claim(0.0, "w", 10, 60).claims
+    first, second = (
+        HandOver("w", [delivered(a.recipient_id)], new_message((address,), hop="x400:PEER"), 60)
+        for address in ("/C=GB/ADMD= /PRMD=Acme/S=A/", "/C=GB/ADMD= /PRMD=Acme/S=B/")
+    )
+    with db.transaction():
+        answers = db.hand_over_many([first, second], 1.0, 1000.0)
+    assert answers[0] is not None and answers[1] is None
+    assert [address for _, address, _, _ in rows(db_path)] == ["/C=GB/ADMD= /PRMD=Acme/S=A/"]
+    db.close()

@@ -52,6 +52,52 @@ _OPEN_STATES = (
 )
 
 
+# An UPDATE's parameters recording one outcome (see Database._record_outcomes).
+_OutcomeRow = tuple[str, float | None, int, str | None, str | None, float, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """One gateway conversion to hand over (see Database.hand_over_many)."""
+
+    owner: str
+    outcomes: Sequence[Settlement]
+    new: NewMessage
+    lease_seconds: float
+
+
+def _settlement_rows(
+    owner: str, outcomes: Sequence[Settlement], held: dict[int, int], now: float
+) -> list[_OutcomeRow]:
+    """The UPDATE parameters for the outcomes of the recipients in `held`."""
+    rows: list[_OutcomeRow] = []
+    for outcome in outcomes:
+        rid = outcome.recipient_id
+        if rid not in held:
+            continue
+        result = outcome.result
+        if result is Result.DELIVERED:
+            state, due = _DELIVERED, None
+        elif result is Result.DEFERRED:
+            state, due = _DEFERRED, outcome.next_attempt
+        else:
+            state, due = _FAILED, None
+        report = outcome.report
+        rows.append(
+            (
+                state,
+                due,
+                1 if outcome.attempted else 0,
+                outcome.detail[:1000] or None,
+                report.value if report else None,
+                now,
+                rid,
+                owner,
+            )
+        )
+    return rows
+
+
 def translate(exc: sqlite3.Error) -> StoreError:
     """SQLite's errors as the store's: corruption is told apart from other failures."""
     text = str(exc)
@@ -246,31 +292,11 @@ class Database:
     ) -> None:
         """Record the outcomes of the recipients in `held` (read in this transaction by
         `_leases_held`); messages left with nothing to do are removed."""
-        rows = []
-        for outcome in outcomes:
-            rid = outcome.recipient_id
-            if rid not in held:
-                continue
-            result = outcome.result
-            if result is Result.DELIVERED:
-                state, due = _DELIVERED, None
-            elif result is Result.DEFERRED:
-                state, due = _DEFERRED, outcome.next_attempt
-            else:
-                state, due = _FAILED, None
-            report = outcome.report
-            rows.append(
-                (
-                    state,
-                    due,
-                    1 if outcome.attempted else 0,
-                    outcome.detail[:1000] or None,
-                    report.value if report else None,
-                    now,
-                    rid,
-                    owner,
-                )
-            )
+        rows = _settlement_rows(owner, outcomes, held, now)
+        self._record_outcomes(rows)
+        self.remove_finished(set(held.values()))
+
+    def _record_outcomes(self, rows: list[_OutcomeRow]) -> None:
         # The same conditions as the read: an outcome given twice in one batch counts once.
         self.conn.executemany(
             "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + ?, "
@@ -278,7 +304,6 @@ class Database:
             "WHERE id = ? AND state = 'leased' AND lease_owner = ?",
             rows,
         )
-        self.remove_finished(set(held.values()))
 
     def hand_over(
         self,
@@ -317,27 +342,64 @@ class Database:
     ) -> tuple[int, list[Claim]] | None:
         """`hand_over`, with the new message's recipients leased to `owner` in the same
         transaction when they are due now: its id and their claims, for the owner to deliver
-        without claiming or reading the message again (no claims when it is deferred).
+        without claiming or reading the message again (no claims when it is deferred)."""
+        (handed,) = self.hand_over_many(
+            [HandOver(owner, outcomes, new, lease_seconds)], now, lifetime
+        )
+        return handed
 
-        The recipients are inserted leased, and the leases read once serve both the check
-        and the settling: a hand-over is a few statements beside the converted message's."""
+    def hand_over_many(
+        self, hand_overs: Sequence[HandOver], now: float, lifetime: float
+    ) -> list[tuple[int, list[Claim]] | None]:
+        """`hand_over_leased` for each, in the same transaction, each all or nothing on its
+        own: the leases are read in one statement per owner, the outcomes recorded in one,
+        and the messages they finish removed together, so that conversions completing
+        together cost a few statements beside their messages' rows."""
+        wanted: dict[str, set[int]] = {}
+        for hand_over in hand_overs:
+            ids = wanted.setdefault(hand_over.owner, set())
+            ids.update(o.recipient_id for o in hand_over.outcomes)
+        held = {owner: self._leases_held(owner, sorted(ids)) for owner, ids in wanted.items()}
+        answers: list[tuple[int, list[Claim]] | None] = []
+        rows: list[_OutcomeRow] = []
+        touched: set[int] = set()
+        taken: set[int] = set()
+        for hand_over in hand_overs:
+            leases = held[hand_over.owner]
+            ids = {o.recipient_id for o in hand_over.outcomes}
+            # Every lease still held, and none answered for by another in this batch.
+            if not ids <= leases.keys() or not taken.isdisjoint(ids):
+                answers.append(None)
+                continue
+            taken |= ids
+            answers.append(self._enqueue_handed_over(hand_over, now, lifetime))
+            mine = {rid: leases[rid] for rid in ids}
+            rows += _settlement_rows(hand_over.owner, hand_over.outcomes, mine, now)
+            touched.update(mine.values())
+        if rows:
+            self._record_outcomes(rows)
+            self.remove_finished(touched)
+        return answers
+
+    def _enqueue_handed_over(
+        self, hand_over: HandOver, now: float, lifetime: float
+    ) -> tuple[int, list[Claim]]:
+        """The converted message, its recipients inserted leased to the owner when they are
+        due now (with their claims), else queued for when they come due."""
+        new = hand_over.new
         envelope = new.message.envelope
         if (envelope.deferred_delivery or now) > now:
-            # Due later: claimed when it comes due, like any other.
-            message_id = self.hand_over(owner, outcomes, new, now, lifetime)
-            return None if message_id is None else (message_id, [])
-        held = self._held_for_hand_over(owner, outcomes)
-        if held is None:
-            return None
+            return self.enqueue(new, now, lifetime), []
         message_id = self._insert_message(new, now, lifetime)
         size = len(new.message.content)
+        lease_until = now + hand_over.lease_seconds
         claims: list[Claim] = []
         for index, (rcpt, hop) in enumerate(zip(envelope.recipients, new.next_hops, strict=True)):
             next_hop = str(hop)
             cur = self.conn.execute(
                 "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, "
                 "due_at, lease_owner, updated_at) VALUES (?, ?, ?, ?, 'leased', ?, ?, ?)",
-                (message_id, index, rcpt.address, next_hop, now + lease_seconds, owner, now),
+                (message_id, index, rcpt.address, next_hop, lease_until, hand_over.owner, now),
             )
             assert cur.lastrowid is not None
             claims.append(
@@ -354,7 +416,6 @@ class Database:
                     envelope=envelope,
                 )
             )
-        self._settle_held(owner, outcomes, held, now)
         return message_id, claims
 
     def remove_finished(self, message_ids: set[int]) -> None:

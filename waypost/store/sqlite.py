@@ -15,14 +15,14 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from waypost import events
 from waypost.clock import Clock, SystemClock
 from waypost.handoff import Claim
 from waypost.store import quarantine
 from waypost.store.base import ClaimBatch, NewMessage, OwedReport, Settlement, StoreError
-from waypost.store.database import Database, translate
+from waypost.store.database import Database, HandOver, translate
 
 T = TypeVar("T")
 
@@ -47,29 +47,31 @@ class _Pending:
 _STOP = object()
 
 
-class _SettleBatch:
-    """Outcomes gathered into one settle operation until the writer takes them."""
+class _Gathered(Generic[T]):
+    """Requests gathered into one writer operation until the writer takes them."""
 
-    __slots__ = ("_lock", "_outcomes", "future")
+    __slots__ = ("_items", "_lock", "future")
 
-    def __init__(self, outcomes: Sequence[Settlement]) -> None:
+    def __init__(self, items: Sequence[T]) -> None:
         self._lock = threading.Lock()
-        self._outcomes: list[Settlement] | None = list(outcomes)
+        self._items: list[T] | None = list(items)
         self.future: asyncio.Future[Any]
 
-    def add(self, outcomes: Sequence[Settlement]) -> bool:
-        """Join the batch (on the event loop); False once the writer has taken it."""
+    def add(self, items: Sequence[T]) -> int | None:
+        """Join (on the event loop): the position of the first of `items` among all those
+        gathered, or None once the writer has taken them."""
         with self._lock:
-            if self._outcomes is None:
-                return False
-            self._outcomes.extend(outcomes)
-            return True
+            if self._items is None:
+                return None
+            position = len(self._items)
+            self._items.extend(items)
+            return position
 
-    def take(self) -> list[Settlement]:
-        """The outcomes, once (in the writer); later callers start a new batch."""
+    def take(self) -> list[T]:
+        """The requests, once (in the writer); later callers start a new batch."""
         with self._lock:
-            outcomes, self._outcomes = self._outcomes, None
-        return outcomes or []
+            items, self._items = self._items, None
+        return items or []
 
 
 # Content up to this size is read on the event loop's thread (see read_content).
@@ -98,7 +100,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._inline: Database | None = None
         self._closed = False
-        self._settling: dict[str, _SettleBatch] = {}
+        self._settling: dict[str, _Gathered[Settlement]] = {}
+        self._handing_over: _Gathered[HandOver] | None = None
         self.commits = 0
         self.operations = 0
 
@@ -144,10 +147,10 @@ class SQLiteStore:
         # it: one operation (a few statements) for all of them, not one per caller.
         # (Shielded: a caller that gives up must not cancel the others' answer.)
         batch = self._settling.get(owner)
-        if batch is not None and batch.add(outcomes):
+        if batch is not None and batch.add(outcomes) is not None:
             future = batch.future
         else:
-            batch = _SettleBatch(outcomes)
+            batch = _Gathered(outcomes)
             now = self.clock.now()
             take = batch.take
             future = batch.future = self._submit(
@@ -169,12 +172,22 @@ class SQLiteStore:
     async def hand_over_leased(
         self, owner: str, outcomes: Sequence[Settlement], new: NewMessage, lease_seconds: float
     ) -> tuple[int, list[Claim]] | None:
-        now, lifetime = self.clock.now(), self.lifetime
-        result: tuple[int, list[Claim]] | None = await self._submit(
-            lambda db: db.hand_over_leased(owner, outcomes, new, now, lifetime, lease_seconds),
-            isolated=True,
-        )
-        return result
+        # As settle: hand-overs that arrive while an earlier one waits for the writer
+        # join it, one operation for all (Database.hand_over_many), each all or nothing.
+        hand_over = HandOver(owner, outcomes, new, lease_seconds)
+        batch = self._handing_over
+        position = None if batch is None else batch.add([hand_over])
+        if batch is None or position is None:
+            batch = _Gathered([hand_over])
+            position = 0
+            now, lifetime = self.clock.now(), self.lifetime
+            take = batch.take
+            batch.future = self._submit(
+                lambda db: db.hand_over_many(take(), now, lifetime), isolated=True
+            )
+            self._handing_over = batch
+        answers: list[tuple[int, list[Claim]] | None] = await asyncio.shield(batch.future)
+        return answers[position]
 
     async def read_content(self, message_id: int, *, size_hint: int | None = None) -> bytes:
         if size_hint is not None and size_hint <= INLINE_READ_LIMIT:
