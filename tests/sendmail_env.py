@@ -56,7 +56,7 @@ def unprivileged_command() -> tuple[str, ...]:
 
 
 # What `waypost-sendmail` imports from this environment's site-packages.
-THIRD_PARTY = ("msgspec", "dns", "typing_extensions")
+THIRD_PARTY = ("msgspec", "dns", "typing_extensions", "pybase64")
 
 
 @cache
