@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from helpers import free_port, running_service
 
+from waypost import events
 from waypost.message import ContentType, Envelope, Message, Notify, Recipient, new_mts_id
 from waypost.service import Service
 from waypost.x400.ipm import build_ipm
@@ -34,6 +37,7 @@ async def start(
     x400_mailboxes: list[str] | None = None,
     domains: list[str] | None = None,
     mime_mailboxes: dict[str, str] | None = None,
+    on_arrival: bool = True,
 ) -> Service:
     mime = (
         "mime_mailboxes = {"
@@ -52,6 +56,7 @@ async def start(
         f"{mailboxes}{mime}"
         f'[x400]\nglobal_domain = "/C=ZZ/ADMD= /PRMD=Waypost/"\n'
         f'[mixer]\nenabled = true\ndomain = "gw.example"\noraddress = "{GATEWAY_OR}"\n'
+        f"convert_on_arrival = {str(on_arrival).lower()}\n"
         f'[[mixer.mapping]]\noraddress = "/C=ZZ/ADMD= /PRMD=Waypost/O=Sales/"\n'
         f'domain = "sales.example"\n'
         # The Sales users are X.400 users: their mail domain routes to the gateway.
@@ -92,8 +97,9 @@ MAIL = (
 )
 
 
-async def test_mail_to_an_or_address_arrives_as_a_p22_ipm(tmp_path: Path) -> None:
-    svc = await start(tmp_path)
+@pytest.mark.parametrize("on_arrival", [True, False], ids=["on-arrival", "queued"])
+async def test_mail_to_an_or_address_arrives_as_a_p22_ipm(tmp_path: Path, on_arrival: bool) -> None:
+    svc = await start(tmp_path, on_arrival=on_arrival)
     envelope = Envelope(
         mts_id=new_mts_id("mx.test"),
         originator="bob@localhost",
@@ -123,8 +129,11 @@ async def test_mail_to_an_or_address_arrives_as_a_p22_ipm(tmp_path: Path) -> Non
         await svc.stop()
 
 
-async def test_an_x400_message_to_a_mail_address_arrives_as_mime(tmp_path: Path) -> None:
-    svc = await start(tmp_path)
+@pytest.mark.parametrize("on_arrival", [True, False], ids=["on-arrival", "queued"])
+async def test_an_x400_message_to_a_mail_address_arrives_as_mime(
+    tmp_path: Path, on_arrival: bool
+) -> None:
+    svc = await start(tmp_path, on_arrival=on_arrival)
     bob = f"{GATEWAY_OR}DDA:RFC-822=bob(a)localhost/"
     try:
         content = build_ipm(
@@ -261,5 +270,117 @@ async def test_a_local_mailbox_reads_x400_mail_as_mime(tmp_path: Path) -> None:
         assert mail["From"].addresses[0].addr_spec == "Al.Jones@sales.example"
         (p1,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
         assert b"i5" in p1.read_bytes()
+    finally:
+        await svc.stop()
+
+
+def _events(
+    caplog: pytest.LogCaptureFixture, event: events.EventDefinition
+) -> list[dict[str, object]]:
+    return [
+        dict(r.waypost_fields) for r in caplog.records if getattr(r, "waypost_event", None) is event
+    ]
+
+
+def _messages_ever_stored(svc: Service) -> int:
+    with sqlite3.connect(svc.store.path) as conn:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+@pytest.mark.parametrize("on_arrival", [True, False], ids=["on-arrival", "queued"])
+async def test_mail_whose_every_recipient_crosses_is_stored_once_converted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, on_arrival: bool
+) -> None:
+    # On arrival, the queue id the submitter is given is the converted message's, and no
+    # copy of the mail as it came is ever stored; from the queue, there are two.
+    caplog.set_level(logging.INFO, logger="waypost")
+    svc = await start(tmp_path, on_arrival=on_arrival)
+    mts_id = new_mts_id("mx.test")
+    envelope = Envelope(
+        mts_id=mts_id,
+        originator="bob@localhost",
+        recipients=[Recipient(address="Jo.Smith@sales.example")],
+    )
+    try:
+        queue_id = await svc.submit(Message(envelope=envelope, content=MAIL))
+        (file,) = await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        apdu = decode_mts_apdu(file.read_bytes())
+        assert isinstance(apdu, P1Message)
+        converted_mts_id = apdu.envelope.envelope.mts_id
+        on_arrival_events = _events(caplog, events.GATEWAY_CONVERTED_ON_ARRIVAL)
+        queued_events = _events(caplog, events.GATEWAY_CONVERTED)
+        if on_arrival:
+            assert _messages_ever_stored(svc) == 1
+            assert on_arrival_events == [
+                {
+                    "conversion": "Internet mail → X.400",
+                    "mts_id": mts_id,
+                    "recipients": 1,
+                    "new_message_id": queue_id,
+                    "new_mts_id": converted_mts_id,
+                }
+            ]
+            assert queued_events == []
+        else:
+            assert _messages_ever_stored(svc) == 2
+            assert on_arrival_events == []
+            assert [e["new_message_id"] for e in queued_events] == [queue_id + 1]
+        assert svc.manager.counters["converted"] == 1
+    finally:
+        await svc.stop()
+
+
+async def test_mail_for_both_worlds_is_stored_as_it_came_and_converted_from_the_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A local mailbox beside an O/R address: the mail is stored once for both, and the
+    # gateway converts it from the queue for the X.400 recipient alone.
+    caplog.set_level(logging.INFO, logger="waypost")
+    svc = await start(tmp_path)
+    envelope = Envelope(
+        mts_id=new_mts_id("mx.test"),
+        originator="bob@localhost",
+        recipients=[
+            Recipient(address="Jo.Smith@sales.example"),
+            Recipient(address="carol@localhost"),
+        ],
+    )
+    try:
+        await svc.submit(Message(envelope=envelope, content=MAIL))
+        await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        await files(Path(svc.config.local.maildir), "*/new/*")
+        assert _messages_ever_stored(svc) == 2
+        assert _events(caplog, events.GATEWAY_CONVERTED_ON_ARRIVAL) == []
+        assert [e["recipients"] for e in _events(caplog, events.GATEWAY_CONVERTED)] == [1]
+    finally:
+        await svc.stop()
+
+
+async def test_a_conversion_on_arrival_that_breaks_leaves_the_mail_to_the_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault in the gateway costs the shortcut, not the message: it is stored as it came
+    # (with event 1003) and the queue converts it.
+    caplog.set_level(logging.INFO, logger="waypost")
+    svc = await start(tmp_path)
+    assert svc.gateway is not None
+
+    async def broken(new: object) -> None:
+        raise RuntimeError("fault injected")
+
+    monkeypatch.setattr(svc.gateway, "convert_on_arrival", broken)
+    envelope = Envelope(
+        mts_id=new_mts_id("mx.test"),
+        originator="bob@localhost",
+        recipients=[Recipient(address="Jo.Smith@sales.example")],
+    )
+    try:
+        await svc.submit(Message(envelope=envelope, content=MAIL))
+        await files(Path(svc.config.local.x400_store), "*/new/*.p1")
+        (fault,) = _events(caplog, events.UNEXPECTED_ERROR)
+        assert "fault injected" in str(fault["error"])
+        assert [e["recipients"] for e in _events(caplog, events.GATEWAY_CONVERTED)] == [1]
+        assert _messages_ever_stored(svc) == 2
     finally:
         await svc.stop()

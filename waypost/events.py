@@ -851,6 +851,15 @@ GATEWAY_LOOP = _define(
     "Check the routes and mapping tables: an address of one world maps to one that "
     "routes back to the gateway.",
 )
+GATEWAY_CONVERTED_ON_ARRIVAL = _define(
+    1903,
+    "gateway-converted-on-arrival",
+    S.INFO,
+    C.GATEWAY,
+    "{conversion} on arrival: message {mts_id} for {recipients} recipient(s) queued as "
+    "message {new_message_id} ({new_mts_id})",
+    "None: every recipient crosses the gateway, so only the converted message is stored.",
+)
 
 del S, C
 

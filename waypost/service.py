@@ -32,7 +32,7 @@ from waypost.delivery.px_lookup import PxLookup
 from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
-from waypost.handoff import Deliverer
+from waypost.handoff import Conversion, Deliverer
 from waypost.intake import Intake
 from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
@@ -62,7 +62,7 @@ from waypost.setup.smtp import (
 )
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServer
-from waypost.store.base import StoreCorruptError, StoreError
+from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
 from waypost.store.schema import connect
@@ -318,6 +318,8 @@ class Service:
         # The [[smtp.listener]] servers (submission ports), in the configuration's order.
         self.smtp_listeners: list[SmtpServer] = []
         self.smtp_deliverer: SmtpDeliverer | None = None
+        # The MIXER gateway, when on: it converts a message for the other world on arrival.
+        self.gateway: GatewayDeliverer | None = None
         self.x400: X400Server | None = None
         self.x400_deliverer: X400Deliverer | None = None
         self.reports: ReportGenerator | None = None
@@ -393,6 +395,8 @@ class Service:
         manager.on_report_owed = reports.wake
         service = cls(config, store, intake, manager)
         service.smtp_deliverer = smtp_deliverer
+        gateway = deliverers.get("gateway")
+        service.gateway = gateway if isinstance(gateway, GatewayDeliverer) else None
         service.x400_deliverer = x400_deliverer
         service.reports = reports
         return service
@@ -405,13 +409,40 @@ class Service:
         return queued.message_id
 
     async def admit(self, message: Message, arrival: Arrival) -> Queued | None:
-        """The intake's verdict on a message, enqueued; what every listener calls."""
+        """The intake's verdict on a message, enqueued (converted first when every
+        recipient crosses the gateway); what every listener calls."""
         new = self.intake.admit(message, arrival)
         if new is None:
             return None
-        message_id = await self.store.enqueue(new)
+        recipients = len(new.next_hops)
+        converted = await self._converted_on_arrival(new)
+        if converted is None:
+            message_id = await self.store.enqueue(new)
+        else:
+            message_id = await self.store.enqueue(
+                NewMessage(message=converted.message, next_hops=converted.next_hops)
+            )
+            self.manager.counters["converted"] += recipients
+            events.emit(
+                events.GATEWAY_CONVERTED_ON_ARRIVAL,
+                conversion=converted.kind,
+                mts_id=message.envelope.mts_id,
+                recipients=recipients,
+                new_message_id=message_id,
+                new_mts_id=converted.message.envelope.mts_id,
+            )
         self.manager.wake()
-        return Queued(message_id, len(new.next_hops))
+        return Queued(message_id, recipients)
+
+    async def _converted_on_arrival(self, new: NewMessage) -> Conversion | None:
+        if self.gateway is None or not self.config.mixer.convert_on_arrival:
+            return None
+        try:
+            return await self.gateway.convert_on_arrival(new)
+        except Exception as exc:
+            # Stored as it came instead: the queue converts it, or reports why not.
+            events.emit(events.UNEXPECTED_ERROR, component="gateway", error=repr(exc))
+            return None
 
     async def start_listeners(self) -> None:
         smtp = self.config.smtp

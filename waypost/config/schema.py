@@ -254,6 +254,9 @@ class MixerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     domain: str = ""
     oraddress: str = ""
     mapping: tuple[MixerMappingConfig, ...] = ()
+    # A message whose every recipient crosses is converted before it is first stored
+    # (one durable copy); false stores every message as it came and converts it queued.
+    convert_on_arrival: bool = True
     # RFC 2163: look mappings up in DNS (PX records) when no table entry matches.
     dns: bool = False
     dns_x400_root: str = ""

@@ -10,6 +10,7 @@ message that cannot be converted fails with a report, never silently.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from msgspec.structs import replace
 
@@ -19,12 +20,15 @@ from waypost.arrival import Arrival, LoopError, Source, UnroutableError
 from waypost.clock import Clock
 from waypost.delivery.px_lookup import PxLookup, PxLookupError
 from waypost.handoff import Attempt, Claim, Conversion, Handoff, Result, all_attempts
-from waypost.intake import Intake, is_x400_content
+from waypost.intake import GATEWAY_HOP, Intake, is_x400_content
 from waypost.message import Envelope, Message, ObjectKind
 from waypost.mixer.address_map import AddressMapper, MappingEntry
 from waypost.mixer.convert import ConversionError, Converted, GatewayLoopError, GatewaySide
 from waypost.mixer.crossing import to_mail, to_x400
 from waypost.store.base import NewMessage
+
+# How the gateway's converted messages enter the intake.
+GATEWAY_ARRIVAL = Arrival(source=Source.GATEWAY, peer="mixer")
 
 # Content larger than this is converted in a worker thread, so that the event loop is
 # never held for more than about a millisecond (the conversions take some 4 to 6 µs of
@@ -56,33 +60,19 @@ class GatewayDeliverer:
         envelope = handoff.envelope
         claims = list(handoff.recipients)
         try:
-            mapper = await self._mapper_for(envelope, claims)
+            side = await self._side(envelope, [c.address for c in claims])
         except PxLookupError as exc:
             # Whether a mapping exists is not known: the message waits, as it does for an
             # MX lookup that failed (a fallback encoding would give another address).
             return all_attempts(claims, Result.DEFERRED, str(exc))
-        side = GatewaySide(
-            mapper=mapper,
-            x400_domain=self.intake.x400_domain,
-            hostname=self.hostname,
-            now=self.clock.now(),
-        )
         indexes = [c.rcpt_index for c in claims]
         if envelope.object_kind is ObjectKind.PROBE:
             return self._probe(handoff, claims)
         kind = "Internet mail → X.400"
         if is_x400_content(envelope):
             kind = "X.400 → Internet mail"
-        convert = to_mail if is_x400_content(envelope) else to_x400
         try:
-            if len(handoff.content) > OFF_LOOP_SIZE:
-                # A large conversion takes milliseconds of CPU: in a worker thread, the
-                # event loop keeps every other session and association moving meanwhile.
-                kind, converted = await asyncio.to_thread(
-                    convert, envelope, handoff.content, indexes, side
-                )
-            else:
-                kind, converted = convert(envelope, handoff.content, indexes, side)
+            kind, converted = await _convert(envelope, handoff.content, indexes, side)
         except GatewayLoopError as exc:
             events.emit(
                 events.GATEWAY_LOOP,
@@ -118,7 +108,7 @@ class GatewayDeliverer:
         new: NewMessage | None = None
         while message is not None and kept:
             try:
-                new = self.intake.admit(message, Arrival(source=Source.GATEWAY, peer="mixer"))
+                new = self.intake.admit(message, GATEWAY_ARRIVAL)
                 break
             except UnroutableError as exc:
                 unroutable = {address for address, _ in exc.reasons}
@@ -154,14 +144,56 @@ class GatewayDeliverer:
         ]
         return attempts
 
-    async def _mapper_for(self, envelope: Envelope, claims: list[Claim]) -> AddressMapper:
+    async def convert_on_arrival(self, new: NewMessage) -> Conversion | None:
+        """A message whose every recipient crosses the gateway, converted before it is
+        first stored, so that only the converted message is (one durable copy, not two).
+
+        Only a conversion that carries every recipient is made here. Anything else (a
+        probe, a DNS lookup that failed, content that cannot be converted, a loop, a
+        converted recipient without a route, or one bound for the gateway again) returns
+        None: the message is stored as it came and converted in the queue, which reports
+        what it cannot carry.
+        """
+        message = new.message
+        envelope = message.envelope
+        if envelope.object_kind is ObjectKind.PROBE or not all(
+            hop == GATEWAY_HOP for hop in new.next_hops
+        ):
+            return None
+        recipients = envelope.recipients
+        try:
+            side = await self._side(envelope, [r.address for r in recipients])
+            indexes = range(len(recipients))
+            kind, converted = await _convert(envelope, message.content, indexes, side)
+        except (PxLookupError, ConversionError):
+            return None
+        if converted.message is None or converted.refused or sorted(converted.kept) != [*indexes]:
+            return None
+        try:
+            admitted = self.intake.admit(converted.message, GATEWAY_ARRIVAL)
+        except (UnroutableError, LoopError):
+            return None
+        if admitted is None or any(hop == GATEWAY_HOP for hop in admitted.next_hops):
+            return None
+        return Conversion(message=admitted.message, next_hops=admitted.next_hops, kind=kind)
+
+    async def _side(self, envelope: Envelope, recipients: list[str]) -> GatewaySide:
+        """What a conversion of this message needs to know of the gateway, now."""
+        return GatewaySide(
+            mapper=await self._mapper_for(envelope, recipients),
+            x400_domain=self.intake.x400_domain,
+            hostname=self.hostname,
+            now=self.clock.now(),
+        )
+
+    async def _mapper_for(self, envelope: Envelope, recipients: list[str]) -> AddressMapper:
         """The tables, with the entries DNS publishes (RFC 2163 PX records) for the
         originator and these recipients when lookups are on."""
         if self.px is None:
             return self.mapper
         to_x400: list[MappingEntry] = []
         to_rfc822: list[MappingEntry] = []
-        for address in {envelope.originator, *(c.address for c in claims)} - {""}:
+        for address in {envelope.originator, *recipients} - {""}:
             if is_oraddress_text(address):
                 try:
                     parsed = parse_oraddress(address)
@@ -216,6 +248,18 @@ class GatewayDeliverer:
             error=detail,
         )
         return Attempt(recipient_id=claim.recipient_id, result=Result.FAILED, detail=detail)
+
+
+async def _convert(
+    envelope: Envelope, content: bytes, indexes: Sequence[int], side: GatewaySide
+) -> tuple[str, Converted]:
+    """The message converted for the other world: what it became, and the result."""
+    convert = to_mail if is_x400_content(envelope) else to_x400
+    if len(content) > OFF_LOOP_SIZE:
+        # A large conversion takes milliseconds of CPU: in a worker thread, the event
+        # loop keeps every other session and association moving meanwhile.
+        return await asyncio.to_thread(convert, envelope, content, indexes, side)
+    return convert(envelope, content, indexes, side)
 
 
 def _with_recipients(message: Message, keep: list[int]) -> Message | None:

@@ -46,6 +46,7 @@ RESTART_ONLY = (
     "mixer.domain",
     "mixer.oraddress",
     "mixer.mapping",
+    "mixer.convert_on_arrival",
     "mixer.dns",
     "mixer.dns_x400_root",
     "mixer.dns_nameservers",
