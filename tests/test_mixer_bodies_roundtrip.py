@@ -4,6 +4,7 @@ filename and octets. Each MIME form crosses as SMTP carries it (CRLF, parsed aga
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import default
@@ -11,7 +12,14 @@ from email.policy import default
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waypost.mixer.bodies import body_to_mime, mime_to_body
+from waypost.mixer.bodies import (
+    body_to_mime,
+    mime_to_body,
+    mixed_bytes,
+    single_text_bytes,
+    written_body,
+)
+from waypost.smtp.server_message import has_bare_cr_or_lf
 from waypost.x400.ipm_bodies import (
     ISO_8859_REGISTRATIONS,
     BilaterallyDefined,
@@ -92,6 +100,38 @@ body_parts = st.recursive(
 @given(st.lists(body_parts, min_size=1, max_size=5))
 def test_x400_to_mime_to_x400_gives_the_same_body_parts(parts: list[BodyPart]) -> None:
     assert mime_to_body(over_the_wire(body_to_mime(parts))) == parts
+
+
+# Texts with CR and LF anywhere, alone or paired: what a peer's IA5 or ISO 8859 text can
+# hold (X.420 puts no rule on its line ends).
+line_ends_anywhere = st.text(alphabet="ab .\r\n")
+loose_leaves = (
+    leaves
+    | st.builds(IA5Text, text=line_ends_anywhere)
+    | st.builds(GeneralText, charset=st.just("iso-8859-1"), text=line_ends_anywhere)
+)
+
+
+def _any_boundary(octets: bytes) -> bytes:
+    """The octets with a multipart boundary's random digits made the same."""
+    return re.sub(rb"={15}[0-9]+==", b"=" * 15 + b"0==", octets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(loose_leaves, min_size=1, max_size=4))
+def test_a_body_written_directly_says_truly_whether_its_line_ends_are_all_crlf(
+    parts: list[BodyPart],
+) -> None:
+    # written_body's mark lets the SMTP client send the converted mail unscanned, so it
+    # must be exactly what a scan of the octets finds, and the octets mixed_bytes's.
+    written = written_body(parts, SMTP)
+    if written is None:
+        assert mixed_bytes(parts, SMTP) is None and single_text_bytes(parts) is None
+        return
+    octets, crlf = written
+    other = single_text_bytes(parts) or mixed_bytes(parts, SMTP)
+    assert other is not None and _any_boundary(octets) == _any_boundary(other)
+    assert crlf == (not has_bare_cr_or_lf(octets))
 
 
 # -- MIME → X.400 → MIME, the MIME built by the standard library -----------------------

@@ -25,6 +25,7 @@ from waypost.mixer.convert import (
     mail_to_or_of,
 )
 from waypost.mixer.envelope_fields import parse_trace_field, trace_field
+from waypost.smtp.server_message import has_bare_cr_or_lf
 from waypost.x400.ipm_codec import decode_ipm
 
 DOMAIN = "/C=ZZ/ADMD= /PRMD=Waypost/"
@@ -302,3 +303,30 @@ def test_a_malformed_heading_field_fails_the_message_with_a_report(field: bytes)
     data = b"From: Jo <jo@remote.example>\r\n" + field + b"\r\nSubject: x\r\n\r\ntext\r\n"
     with pytest.raises(ConversionError, match=r"^5\.6\.5"):
         mail_to_ipm(mail_envelope("Jo.Smith@sales.example"), data, [0], SIDE)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "The figures.\r\n",  # one text part: written directly
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n--b\r\n"
+        'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="q3.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n",  # text and a file
+        "--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: fwd\r\n\r\nold\r\n--b\r\n"
+        "Content-Type: text/plain\r\n\r\nnew\r\n--b--\r\n",  # a forwarded IPM: the package
+    ],
+    ids=["text", "text-and-file", "forwarded"],
+)
+def test_converted_mail_is_marked_crlf_clean_exactly_when_it_is(body: str) -> None:
+    # Envelope.crlf lets the SMTP client skip its scan for bare CR and LF: the gateway
+    # sets it from how it wrote each piece, and it must be what a scan of the octets says.
+    headers = HEADERS
+    if body.startswith("--b"):
+        headers += 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n'
+    data = (headers + "\r\n" + body).encode()
+    x400 = mail_to_ipm(mail_envelope("Jo.Smith@sales.example"), data, [0], SIDE).message
+    assert x400 is not None
+    back = ipm_to_mail(x400.envelope, x400.content, [0], SIDE).message
+    assert back is not None
+    assert back.envelope.crlf == (not has_bare_cr_or_lf(back.content))
+    assert back.envelope.crlf

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -723,6 +724,18 @@ def test_dot_stuffing_and_newline_normalisation() -> None:
     client.send_message(envelope("a@example.net"), b"a\n.\nb")
     client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
     assert client.data_to_send().endswith(b"DATA\r\na\r\n..\r\nb\r\n.\r\n")
+
+
+def test_content_marked_crlf_clean_is_stuffed_without_a_scan_for_line_ends() -> None:
+    # Envelope.crlf says, where the content was made, that no line end is bare: it is
+    # trusted, so only the SMTP server (which refuses bare CR and LF) and the gateway's
+    # writer set it. Here it is set on content that breaks it, to show no scan is made:
+    # only the stuffing, the final CRLF and the terminator are added.
+    client = connect(*FULL)
+    marked = msgspec.structs.replace(envelope("a@example.net"), crlf=True)
+    client.send_message(marked, b".a\r\nb\nc")
+    client.receive_data(reply(250, "ok") * 2 + reply(354, "go"))
+    assert client.data_to_send().endswith(b"DATA\r\n..a\r\nb\nc\r\n.\r\n")
 
 
 def dot_unstuff(payload: bytes) -> bytes:

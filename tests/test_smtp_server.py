@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, running_service
 
+from waypost.message import decode_envelope
 from waypost.service import Service
 
 
@@ -57,6 +58,17 @@ async def test_250_only_once_durable_and_delivered_locally(service: Service) -> 
         await asyncio.sleep(0.05)
     (delivered,) = list(maildir.iterdir())
     assert b"by mx.test (Waypost) with ESMTP" in delivered.read_bytes()
+
+
+async def test_mail_received_is_stored_marked_free_of_bare_line_ends(service: Service) -> None:
+    # The server refused bare CR and LF as it read the data, so the envelope says so and
+    # the SMTP client relays the content without scanning it again (Envelope.crlf).
+    port = port_of(service)
+    body = b"Subject: x\r\n\r\n.dot\r\nhi\r\n"
+    await asyncio.to_thread(send, port, "a@src.example", ["c@routed.example"], body)
+    with sqlite3.connect(service.store.path) as conn:
+        (blob,) = conn.execute("SELECT envelope FROM messages").fetchone()
+    assert decode_envelope(blob).crlf
 
 
 async def test_store_failure_after_data_is_451_and_nothing_leaks(service: Service) -> None:

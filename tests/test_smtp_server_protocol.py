@@ -244,6 +244,7 @@ def test_full_transaction() -> None:
     assert session.events[2] == RcptTo(path=Mailbox("bob", "example.net"))
     assert session.messages == [body]
     assert session.of(MessageData)[0].received_by_bdat is False
+    assert session.of(MessageData)[0].crlf  # checked for bare line ends: none
     assert session.events[-2:] == [Quit(), ConnectionClosed(by_peer=False, after="QUIT")]
     assert session.conn.closed
 
@@ -732,6 +733,8 @@ def test_bare_lf_in_bdat_is_refused_unless_binarymime() -> None:
     )
     assert short(answers)[-1] == "250 2.0.0"
     assert binary_session.messages == [b"\x00\n\r"]
+    # Binary content is not CRLF text: nothing downstream may take it for that.
+    assert not binary_session.of(MessageData)[0].crlf
 
 
 def test_bare_check_helper() -> None:

@@ -149,6 +149,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     body: str | None = None
     smtputf8: bool = False
     is_report: bool = False
+    # Every line of the content ends in CRLF, with no bare CR or LF (RFC 5321 §2.3.8), as
+    # checked where it was made (the SMTP server, the gateway's writer): the SMTP client
+    # sends it without scanning it again for line ends to normalise.
+    crlf: bool = False
     # X.400: a message, a report (content = the ReportTransferContent's BER; the
     # one recipient is the report destination) or a probe (no content).
     object_kind: ObjectKind = ObjectKind.MESSAGE

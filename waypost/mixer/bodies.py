@@ -21,6 +21,7 @@ from typing import Protocol
 
 import pybase64
 
+from waypost.smtp.server_message import has_bare_cr_or_lf
 from waypost.x400.ipm_bodies import (
     ISO_8859_REGISTRATIONS,
     OCTET_STREAM,
@@ -219,6 +220,20 @@ def _seven_bit_text(text: str) -> bytes | None:
     return "\n".join(lines).replace("\n", "\r\n").encode("ascii")
 
 
+def written_body(
+    parts: Sequence[BodyPart],
+    writing: policy.Policy,
+    heading_hook: HeadingHook = HEADER_FIELDS_HEADING,
+) -> tuple[bytes, bool] | None:
+    """`single_text_bytes` or `mixed_bytes` of a body, and whether every line of it ends
+    in CRLF with no bare CR or LF (RFC 5321 §2.3.8), known from how each piece was
+    written rather than by scanning the whole; None for a body neither writes."""
+    single = single_text_bytes(parts)
+    if single is not None:
+        return single, True  # _seven_bit_text's lines, each ended with CRLF
+    return _mixed(parts, writing, heading_hook)
+
+
 def mixed_bytes(
     parts: Sequence[BodyPart],
     writing: policy.Policy,
@@ -229,15 +244,27 @@ def mixed_bytes(
     and attachments: most multipart mail), with the email package writing only the
     header fields: its generator writes each part into a buffer of its own, copies it,
     and rescans its text for line ends several times. None for any other body."""
+    written = _mixed(parts, writing, heading_hook)
+    return None if written is None else written[0]
+
+
+def _mixed(
+    parts: Sequence[BodyPart], writing: policy.Policy, heading_hook: HeadingHook
+) -> tuple[bytes, bool] | None:
+    """mixed_bytes, and whether its line ends are all CRLF: the base64 lines and the
+    7bit text are written with CRLF, and only the other pieces (heads, other text) are
+    scanned for a bare CR or LF."""
     if len(parts) < 2 or writing.linesep != "\r\n" or not all(map(_is_leaf, parts)):
         return None
     texts = []
+    crlf = True
     for part in parts:
         if isinstance(part, FileTransfer | BilaterallyDefined):
             # Its base64 lines written as bytes with CRLF, not as text to be rescanned.
             head = _attachment_head(part, writing)
             if head is None:
                 head = _header_bytes(part_to_mime(part, heading_hook, payload=False), writing)
+            crlf = crlf and not has_bare_cr_or_lf(head)
             texts.append(head + b"\r\n".join(_base64_lines(part.data)))
             continue
         text = _seven_bit_text(part.text) if type(part) is IA5Text else None
@@ -247,6 +274,7 @@ def mixed_bytes(
         text = _leaf_bytes(part_to_mime(part, heading_hook), writing)
         if text is None:
             return None
+        crlf = crlf and not has_bare_cr_or_lf(text)
         texts.append(text)
     # body_to_mime's multipart/mixed, its boundary chosen as the generator chooses it
     # (RFC 2046 §5.1.1: a delimiter that occurs in no part).
@@ -256,7 +284,8 @@ def mixed_bytes(
     for text in texts[1:]:
         out += [b"\r\n", delimiter, b"\r\n", text]
     out += [b"\r\n", delimiter, b"--\r\n"]
-    return b"".join(out)
+    # The delimiters are the boundary's ASCII, with no line end: the head needs the check.
+    return b"".join(out), crlf and not has_bare_cr_or_lf(out[0])
 
 
 # A part of _SINGLE_TEXT_HEAD's text within a multipart: no MIME-Version of its own.

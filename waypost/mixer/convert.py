@@ -29,8 +29,7 @@ from waypost.mixer.bodies import (
     as_bytes,
     body_to_mime,
     mime_to_body,
-    mixed_bytes,
-    single_text_bytes,
+    written_body,
 )
 from waypost.mixer.envelope_fields import (
     envelope_fields,
@@ -48,6 +47,7 @@ from waypost.mixer.heading import (
 )
 from waypost.mixer.mime_reader import read_message
 from waypost.mixer.mmhs import MMHS_HEADERS, fields_to_p772, p772_to_fields, unmapped_p772
+from waypost.smtp.server_message import has_bare_cr_or_lf
 from waypost.x400.ipm_bodies import IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm
 from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier
@@ -147,8 +147,8 @@ def ipm_to_mail(
         heading.extend(mmhs)
         # One short-lined text (most messages), or text and attachments, is written
         # directly: the same octets as the email package's generator writes.
-        written = single_text_bytes(ipm.body) or mixed_bytes(ipm.body, _WRITING, headings)
-        body = body_to_mime(ipm.body, headings) if written is None else written
+        written = written_body(ipm.body, _WRITING, headings)
+        body = body_to_mime(ipm.body, headings) if written is None else written[0]
     except (ValueError, TypeError) as exc:
         raise ConversionError(f"5.6.5 the IPM cannot be converted: {exc}") from None
     submitted = envelope.trace[0].arrival if envelope.trace else envelope.arrival or side.now
@@ -159,8 +159,15 @@ def ipm_to_mail(
     ]
     # The header fields are written as text (waypost.mixer.header_text), as the email
     # package would write them: its header objects were most of a small message's cost.
-    data = header_block([*top, *heading]) + (
-        body if isinstance(body, bytes) else as_bytes(body, _WRITING)
+    head = header_block([*top, *heading])
+    if not isinstance(body, bytes):
+        body = as_bytes(body, _WRITING)
+    data = head + body
+    # Whether the SMTP client may send it unscanned (Envelope.crlf): the body's pieces
+    # are known from how they were written; the header block and any other body are
+    # checked here.
+    crlf = not has_bare_cr_or_lf(head) and (
+        written[1] if written is not None else not has_bare_cr_or_lf(body)
     )
     mail = Envelope(
         mts_id=f"{os.urandom(8).hex()}@{side.hostname}",
@@ -175,6 +182,7 @@ def ipm_to_mail(
         arrival=side.now,
         body=None if data.isascii() else "8BITMIME",
         smtputf8=not all(r.address.isascii() for r in recipients) or not originator.isascii(),
+        crlf=crlf,
     )
     return Converted(Message(envelope=mail, content=data), tuple(kept), refused)
 

@@ -345,7 +345,7 @@ class SmtpSession(PausingDriver):
             self.conn.reject(event, replies.TEMPORARY_FAILURE)
             return
         try:
-            message_id, mts_id = await self._store(mail, rcpts, event.content)
+            message_id, mts_id = await self._store(mail, rcpts, event.content, crlf=event.crlf)
         except LoopError:  # the intake has said so (event 1306)
             self.conn.reject(event, TOO_MANY_HOPS)
             return
@@ -369,7 +369,7 @@ class SmtpSession(PausingDriver):
         self.conn.accept(event, f"Ok: queued as {message_id}")
 
     async def _store(
-        self, mail: MailFrom, rcpts: list[tuple[RcptTo, NextHop]], content: bytes
+        self, mail: MailFrom, rcpts: list[tuple[RcptTo, NextHop]], content: bytes, *, crlf: bool
     ) -> tuple[int, str]:
         hostname = self.config.settings.hostname
         mts_id = new_mts_id(hostname)
@@ -403,6 +403,7 @@ class SmtpSession(PausingDriver):
             body=mail.body,
             smtputf8=mail.smtputf8,
             is_report=mail.reverse_path is None,
+            crlf=crlf,
         )
         arrival = Arrival(
             source=Source.SMTP,

@@ -93,6 +93,8 @@ class MessageData:
 
     content: bytes = field(repr=False)
     received_by_bdat: bool = False
+    # Checked for bare CR and LF and found clean (all but BINARYMIME content).
+    crlf: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -555,7 +555,7 @@ class ServerConnection:
             self._events.append(Violation(reason="bare CR or LF in message data"))
             self._fail(replies.BARE_LINE_ENDING)
         else:
-            self._pause(MessageData(content=content, received_by_bdat=by_bdat))
+            self._pause(MessageData(content=content, received_by_bdat=by_bdat, crlf=not binary))
 
     # -- commands ------------------------------------------------------------------
 
