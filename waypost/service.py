@@ -369,8 +369,9 @@ class Service:
             "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
+        gateway = None
         if config.mixer.enabled:
-            deliverers["gateway"] = GatewayDeliverer(
+            gateway = deliverers["gateway"] = GatewayDeliverer(
                 build_mapper(config),
                 intake,
                 clock=clock,
@@ -395,8 +396,7 @@ class Service:
         manager.on_report_owed = reports.wake
         service = cls(config, store, intake, manager)
         service.smtp_deliverer = smtp_deliverer
-        gateway = deliverers.get("gateway")
-        service.gateway = gateway if isinstance(gateway, GatewayDeliverer) else None
+        service.gateway = gateway
         service.x400_deliverer = x400_deliverer
         service.reports = reports
         return service
