@@ -7,6 +7,7 @@ them to Waypost B, beside A relaying the same messages to B without conversion.
     .venv/bin/python bench/gateway.py --preloaded               # A's delivery half alone
     .venv/bin/python bench/gateway.py --profile DIR             # py-spy --gil of S, A and B
     .venv/bin/python bench/gateway.py --in-process              # the conversions alone
+    .venv/bin/python bench/gateway.py --instructions --rounds 1 # A's instructions, callgrind
 
 Two directions, each at two sizes (1 KiB of text; 100 KiB: a text part and a 100 KiB
 application/pdf attachment on the mail side, an ia5-text body part and an FTBP with the
@@ -56,6 +57,13 @@ the FTBP, or MIME with the attachment. --profile writes py-spy's collapsed stack
 gateway's delivery agent makes (waypost.mixer.crossing.to_x400 / to_mail, the report and
 notification checks included), in this process, on the same messages and mappings: CPU
 microseconds per message.
+
+--instructions runs A under valgrind's callgrind (wire mode) and counts the instructions
+A executes in user space from S's start to B holding all N, every thread included:
+unlike CPU seconds, the same count for the same work however busy the machine is, so one
+round is enough and a change of a few per cent shows. The ratio is then of instructions
+per message; system calls are not counted, and A's CPU seconds (some fifty times the
+usual under callgrind) mean nothing in those runs.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import instructions
 import psutil
 from x400_relay import (
     Ports,
@@ -146,6 +155,7 @@ class Result:
     cpu_a: float
     cpu_b: float
     cpu_s: float | None = None  # the sender's, in wire mode
+    instructions_a: int | None = None  # with --instructions: A's, counted by callgrind
 
     @property
     def rate(self) -> float:
@@ -415,23 +425,38 @@ def check_delivered(case: Case, mode: str, target: Path, x400: bool) -> None:
 
 
 def measure_wire(
-    run_dir: Path, ports: WirePorts, target: Path, n: int, label: str, profile_dir: str | None
-) -> tuple[float, float, float, float]:
+    run_dir: Path,
+    ports: WirePorts,
+    target: Path,
+    n: int,
+    label: str,
+    profile_dir: str | None,
+    count_instructions: bool = False,
+) -> tuple[float, float, float, float, int | None]:
     """Start B, A, then S (configured in run_dir as b.toml, a.toml and s.toml); (seconds,
-    CPU of A, of B, of S) from S's listener answering to `target` holding n messages. With
-    `profile_dir`, py-spy records all three. The logs' warnings are pointed out."""
+    CPU of A, of B, of S, and with `count_instructions` A's instructions) from S's
+    listener answering to `target` holding n messages. With `profile_dir`, py-spy records
+    all three. The logs' warnings are pointed out."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     spies: list[subprocess.Popen[bytes]] = []
+    counted = run_dir / "a.callgrind"
+    counter: instructions.Counter | None = None
+    counted_a: int | None = None
 
-    def start(name: str, *listeners: int) -> psutil.Process:
-        proc = procs[name] = serve(run_dir / f"{name}.toml", run_dir / f"{name}.log")
+    def start(name: str, *listeners: int, prefix: list[str] | None = None) -> psutil.Process:
+        conf, log = run_dir / f"{name}.toml", run_dir / f"{name}.log"
+        proc = procs[name] = serve(conf, log, prefix or ())
         for port in listeners:
-            wait_port(port, proc)
+            wait_port(port, proc, instructions.CALLGRIND_START_TIMEOUT if prefix else 30.0)
         return psutil.Process(proc.pid)
 
     try:
         b = start("b", ports.b_x400, ports.b_smtp)
-        a = start("a", ports.a_x400, ports.a_smtp)
+        prefix = instructions.command(counted) if count_instructions else None
+        a = start("a", ports.a_x400, ports.a_smtp, prefix=prefix)
+        if count_instructions:
+            counter = instructions.Counter(a.pid, counted)
+            counter.start()
         # S starts its queue manager right after its listeners: it starts sending now.
         s = start("s", ports.s_x400)
         t0 = time.perf_counter()
@@ -455,6 +480,8 @@ def measure_wire(
             time.sleep(0.05)  # listing a directory of thousands costs: not too often
         t1 = time.perf_counter()
         a1, b1, s1 = cpu(a), cpu(b), cpu(s)
+        if counter is not None:
+            counted_a = counter.stop()
     finally:
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -465,7 +492,7 @@ def measure_wire(
         text = (run_dir / f"{name}.log").read_text(errors="replace")
         if " WARNING " in text or " ERROR " in text or "Traceback" in text:
             print(f"  ({label}: {name}.log has warnings or errors: {run_dir})", file=sys.stderr)
-    return t1 - t0, a1 - a0, b1 - b0, s1 - s0
+    return t1 - t0, a1 - a0, b1 - b0, s1 - s0, counted_a
 
 
 def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.Namespace) -> Result:
@@ -477,6 +504,7 @@ def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.N
     target = b_data / ("x400store" if x400 else "maildir")
     label = f"{case.name}-{mode}.{round_}"
     cpu_s: float | None = None
+    counted: int | None = None
     if args.preloaded:
         ports = Ports(a_x400=free_port(), b_x400=free_port(), b_smtp=free_port())
         (run_dir / "a.toml").write_text(config_a(a_data, ports, case, mode, args))
@@ -496,11 +524,13 @@ def run(work: Path, case: Case, mode: str, round_: int, n: int, args: argparse.N
         (run_dir / "b.toml").write_text(config_b(b_data, wire))
         (run_dir / "s.toml").write_text(config_s(s_data, wire, args))
         asyncio.run(enqueue(str(s_data / "mta.db"), sent_messages(case, mode, n, wire.a_smtp)))
-        seconds, cpu_a, cpu_b, cpu_s = measure_wire(run_dir, wire, target, n, label, args.profile)
+        seconds, cpu_a, cpu_b, cpu_s, counted = measure_wire(
+            run_dir, wire, target, n, label, args.profile, args.instructions
+        )
     check_delivered(case, mode, target, x400)
     if not (args.keep or args.dir):
         shutil.rmtree(run_dir, ignore_errors=True)  # 100 KiB runs fill the disk otherwise
-    return Result(case.name, mode, round_, n, seconds, cpu_a, cpu_b, cpu_s)
+    return Result(case.name, mode, round_, n, seconds, cpu_a, cpu_b, cpu_s, counted)
 
 
 def in_process(case: Case, n: int) -> float:
@@ -528,16 +558,21 @@ def in_process(case: Case, n: int) -> float:
 
 def print_row(res: Result) -> None:
     sender = "" if res.cpu_s is None else f" {res.per_1000(res.cpu_s):>6.2f}"
+    counted = (
+        "" if res.instructions_a is None else f" {res.instructions_a / res.messages / 1e6:>9.3f}"
+    )
     print(
         f"{res.case:<13} {res.mode:<8} {res.round_:>5} {res.messages:>6} {res.seconds:>8.2f} "
         f"{res.rate:>8,.0f} {res.per_1000(res.cpu_a):>12.2f} {res.per_1000(res.cpu_b):>6.2f}"
-        f"{sender}",
+        f"{sender}{counted}",
         flush=True,
     )
 
 
 def summary(results: list[Result], measured: str) -> None:
-    print(f"\nA's CPU per message, gateway / plain ({measured}; target <= 1.5):")
+    counted = all(r.instructions_a is not None for r in results)
+    what = "instructions" if counted else "CPU"
+    print(f"\nA's {what} per message, gateway / plain ({measured}; target <= 1.5):")
     print(
         f"  {'case':<13} {'per round':<22} {'least':>6} {'median':>7}   "
         f"{'msgs/s plain':>12} {'gateway':>8}"
@@ -549,23 +584,26 @@ def summary(results: list[Result], measured: str) -> None:
             plain = [r for r in results if (r.case, r.mode, r.round_) == (case, "plain", k)]
             gateway = [r for r in results if (r.case, r.mode, r.round_) == (case, "gateway", k)]
             if plain and gateway:
-                pairs.append(gateway[0].cpu_a / plain[0].cpu_a)
+                pairs.append(_cost(gateway[0], counted) / _cost(plain[0], counted))
         by_mode = {
             mode: [r for r in results if r.case == case and r.mode == mode]
             for mode in ("plain", "gateway")
         }
         if not all(by_mode.values()):
             continue
-        least = {m: min(r.per_1000(r.cpu_a) for r in rs) for m, rs in by_mode.items()}
-        median = {
-            m: statistics.median(r.per_1000(r.cpu_a) for r in rs) for m, rs in by_mode.items()
-        }
+        least = {m: min(_cost(r, counted) for r in rs) for m, rs in by_mode.items()}
+        median = {m: statistics.median(_cost(r, counted) for r in rs) for m, rs in by_mode.items()}
         best = {m: max(r.rate for r in rs) for m, rs in by_mode.items()}
         print(
             f"  {case:<13} {' '.join(f'{p:.2f}' for p in pairs):<22} "
             f"{least['gateway'] / least['plain']:>6.2f} {median['gateway'] / median['plain']:>7.2f}"
             f"   {best['plain']:>12,.0f} {best['gateway']:>8,.0f}"
         )
+
+
+def _cost(res: Result, counted: bool) -> float:
+    """A's cost per message: instructions when counted, else CPU seconds."""
+    return (res.instructions_a if counted and res.instructions_a else res.cpu_a) / res.messages
 
 
 def main() -> int:
@@ -591,6 +629,11 @@ def main() -> int:
     parser.add_argument(
         "--in-process", action="store_true", help="time the conversions alone, in this process"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count A's instructions under valgrind's callgrind (wire mode)",
+    )
     parser.add_argument("--dir", help="work directory (default: a fresh temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -606,6 +649,11 @@ def main() -> int:
                 n = args.messages if case.size == "1k" else args.large_messages
                 print(f"{case.name:<13} round {r}: {in_process(case, n):8,.0f} µs per message")
         return 0
+    if args.instructions:
+        if args.preloaded or args.profile:
+            parser.error("--instructions counts in wire mode, without --profile")
+        if (why := instructions.available()) is not None:
+            parser.error(f"--instructions: {why}")
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     work = Path(args.dir or tempfile.mkdtemp(prefix="waypost-gateway."))
@@ -620,9 +668,10 @@ def main() -> int:
         f"Python {sys.version.split()[0]}; load {os.getloadavg()[0]:.2f}"
     )
     sender = "" if args.preloaded else f" {'S':>6}"
+    counted = f" {'M instr A':>9}" if args.instructions else ""
     print(
         f"{'case':<13} {'mode':<8} {'round':>5} {'msgs':>6} {'seconds':>8} {'msgs/s':>8} "
-        f"{'CPU s/1000 A':>12} {'B':>6}{sender}"
+        f"{'CPU s/1000 A':>12} {'B':>6}{sender}{counted}"
     )
     results: list[Result] = []
     keep = bool(args.keep or args.dir)

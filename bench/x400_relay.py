@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,10 +209,11 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise SystemExit(f"nothing listens on port {port} after {timeout:g} s")
 
 
-def serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def serve(config: Path, log: Path, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """`waypost serve` with this configuration (under `prefix`, such as valgrind's)."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            [PYTHON, "-m", "waypost.cli.main", "serve", "--config", str(config)],
+            [*prefix, PYTHON, "-m", "waypost.cli.main", "serve", "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO,
