@@ -31,6 +31,8 @@ _IDENTIFIERS = {
 }
 _CONSTRUCTED_IDENTIFIERS = {tag: _IDENTIFIERS[tag.as_constructed()] for tag in _IDENTIFIERS}
 _SHORT_LENGTHS = [bytes((length,)) for length in range(0x80)]
+# The length and contents octets of the INTEGERs 0 to 127 (one contents octet).
+_SMALL_INTEGERS = [bytes((1, value)) for value in range(0x80)]
 
 
 def encode_tag(tag: Tag) -> bytes:
@@ -74,6 +76,8 @@ def encode_tlv(tag: Tag, content: bytes | bytearray | memoryview) -> bytes:
 
 def encode_int(value: int, tag: Tag = INTEGER) -> bytes:
     """INTEGER (or ENUMERATED, or an implicitly tagged one)."""
+    if 0 <= value < 0x80:  # the usual numbers, choices and counts: from the table
+        return (_IDENTIFIERS.get(tag) or encode_tag(tag)) + _SMALL_INTEGERS[value]
     return encode_tlv(tag, values.int_to(value))
 
 

@@ -209,7 +209,7 @@ def time_from(content: bytes, number: int) -> datetime:
 
 def time_to(value: datetime, number: int) -> bytes:
     """datetime -> UTCTime (23) or GeneralizedTime (24) contents, in UTC with "Z"."""
-    if value.tzinfo is not None:
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     if number == 23:
         if not 1950 <= value.year < 2050:

@@ -38,6 +38,7 @@ from waypost.mixer.envelope_fields import (
     report_request_of,
     trace_of,
 )
+from waypost.mixer.header_fields import HeaderFields
 from waypost.mixer.header_text import FieldValue, header_block, mail_date
 from waypost.mixer.heading import (
     HeadingMappingError,
@@ -226,7 +227,8 @@ def mail_to_ipm(
     # As the email package's parser reads it; a multipart/mixed's parts without feeding
     # it each line of a large attachment.
     message = read_message(content, _PARSING)
-    trace = trace_of(message)
+    fields = HeaderFields(message)
+    trace = trace_of(fields)
     # The X.400 trace it carries shows this MTA's domain: the message was in this X.400
     # domain before it left as mail, and it is back (X.411 §12.3.1's check of trace, made
     # across the gateway: in the Internet leg no MTA added X.400 trace of its own).
@@ -267,14 +269,14 @@ def mail_to_ipm(
     local = f"{int(side.now * 1000):x}.{os.urandom(6).hex()}"
     try:
         heading = headers_to_heading(
-            message,
+            fields,
             mail_to_or=mail_to_or,
             gateway_domain=mapper.gateway.domain,
             generated_id=IPMIdentifier(user=originator, local=local[:64]),
         )
         body = mime_to_body(message, MixerHeadings(mapper))
         content_type = ContentType.P22
-        if any(name.lower() in _MMHS_NAMES for name in message):
+        if fields.any_of(_MMHS_NAMES):
             # RFC 6477: MMHS-* fields make a military message, P772 (STANAG 4406).
             military = p772_extensions(fields_to_p772(message, mail_to_or=mail_to_or))
             heading = replace(heading, other_extensions=heading.other_extensions + military)
@@ -296,7 +298,7 @@ def mail_to_ipm(
         content_type=content_type,
         content_id=_content_id(envelope.envid),
         encoded_information_types=["ia5-text"] if all(isinstance(p, IA5Text) for p in body) else [],
-        priority=priority_of(message),
+        priority=priority_of(fields),
         trace=trace,
         arrival=side.now,
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from email.message import Message as EmailMessage
 from email.utils import parsedate_to_datetime
 
 from waypost.message import ContentType, Envelope, Notify, Priority, ReportRequest, TraceElement
+from waypost.mixer.header_fields import HeaderFields
 from waypost.mixer.header_text import mail_date
 
 # RFC 2156 §5.3.4: the names a Priority: field takes for X.411 Priority.
@@ -103,15 +103,15 @@ def parse_trace_field(value: str) -> TraceElement | None:
     )
 
 
-def trace_of(message: EmailMessage) -> list[TraceElement]:
+def trace_of(fields: HeaderFields) -> list[TraceElement]:
     """The X.400 trace a message's X400-Received fields carry, oldest first (as P1 keeps it)."""
-    found = [parse_trace_field(str(v)) for v in message.get_all("X400-Received") or ()]
+    found = [parse_trace_field(text) for text in fields.texts("X400-Received")]
     return [t for t in reversed(found) if t is not None]
 
 
-def priority_of(message: EmailMessage) -> Priority:
+def priority_of(fields: HeaderFields) -> Priority:
     """RFC 2156 §5.3.4 Priority: → X.411 priority (normal when absent or unknown)."""
-    value = str(message.get("Priority", "")).strip().lower()
+    value = (fields.text("Priority") or "").strip().lower()
     return _PRIORITY_OF.get(value, Priority.NORMAL)
 
 

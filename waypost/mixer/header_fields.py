@@ -40,6 +40,10 @@ class HeaderFields:
     def __contains__(self, name: str) -> bool:
         return name.lower() in self.fields
 
+    def any_of(self, names: frozenset[str]) -> bool:
+        """Whether a field has one of these names (given in lower case)."""
+        return not names.isdisjoint(self.fields)
+
     def raw(self, name: str) -> list[tuple[str, object]]:
         """(name as written, value as stored) of each field of this name."""
         return self.fields.get(name.lower(), [])

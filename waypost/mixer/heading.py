@@ -197,15 +197,16 @@ def _ids(
 
 
 def headers_to_heading(
-    message: Message,
+    message: Message | HeaderFields,
     *,
     mail_to_or: AddressMapper,
     gateway_domain: str,
     generated_id: IPMIdentifier | None = None,
 ) -> IPMHeading:
     """The IPM heading RFC 2156 maps a message's header fields to. A message without a
-    Message-ID takes generated_id (the gateway's own); raises HeadingMappingError."""
-    fields = HeaderFields(message)
+    Message-ID takes generated_id (the gateway's own); raises HeadingMappingError. The
+    fields may be given already read."""
+    fields = message if isinstance(message, HeaderFields) else HeaderFields(message)
     authors = _descriptors(fields, "From", mail_to_or)
     senders = _descriptors(fields, "Sender", mail_to_or)
     # RFC 2156 §5.1: Sender: is the originator and From: the authorizing users; a

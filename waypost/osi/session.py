@@ -109,6 +109,10 @@ class State(enum.Enum):
     CLOSED = "CLOSED"
     ERROR = "ERROR"
 
+    # Members are singletons, equal only to themselves: hashed by identity, in C, not by
+    # Enum.__hash__ in Python (the transition tables are looked up for every SPDU).
+    __hash__ = object.__hash__
+
 
 # ----------------------------------------------------------------------------- events
 
@@ -615,7 +619,7 @@ class SessionConnection:
         if isinstance(event, Abort):
             return self._send_abort(event)
         key = (self.state, type(event))
-        nxt = _our_replies.get(key, _transitions.get(key))
+        nxt = _our_replies.get(key) or _transitions.get(key)
         if nxt is None or isinstance(event, ConnectionClosed):
             raise LocalProtocolError(
                 Layer.SESSION, f"cannot send {type(event).__name__} in {self.state.name}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache, lru_cache
 
 from waypost.address.mailbox import AddressError
 from waypost.asn1 import (
@@ -296,7 +297,12 @@ def decode_eits(element: Element) -> tuple[list[str], tuple[bytes, ...]]:
 
 
 def encode_eits(names: Iterable[str], extra: Iterable[bytes]) -> bytes:
-    names = list(names)
+    """EncodedInformationTypes; the encodings of the usual few sets are kept."""
+    return _encode_eits(tuple(names), tuple(extra))
+
+
+@lru_cache(maxsize=256)
+def _encode_eits(names: tuple[str, ...], extra: tuple[bytes, ...]) -> bytes:
     oids = [encode_oid(n[4:]) for n in names if n.startswith("oid:")]
     bits = _bits((n for n in names if not n.startswith("oid:")), EIT_NAMES)
     parts = [encode_bit_set(bits, context(0)), *extra]
@@ -318,12 +324,26 @@ def report_request(bits: frozenset[int], report: int) -> ReportRequest:
     return ReportRequest.NONE
 
 
+# The bits a request sets, counted from the "report" bit (the inverse of report_request).
+_REQUEST_BITS: dict[ReportRequest, tuple[int, ...]] = {
+    ReportRequest.ALWAYS: (0,),
+    ReportRequest.NON_DELIVERY: (1,),
+    ReportRequest.NONE: (),
+}
+
+
 def request_bits(request: ReportRequest, report: int) -> list[int]:
-    return {
-        ReportRequest.ALWAYS: [report],
-        ReportRequest.NON_DELIVERY: [report + 1],
-        ReportRequest.NONE: [],
-    }[request]
+    return [report + bit for bit in _REQUEST_BITS[request]]
+
+
+@cache  # three requests of each kind, two responsibilities: 18 at most
+def _indicators(mta: ReportRequest, report: ReportRequest, responsibility: bool) -> bytes:
+    """The per-recipient-indicators [1] of a recipient's MTA and originator requests."""
+    bits = request_bits(mta, 1) + request_bits(report, 3)
+    if responsibility:
+        bits.append(0)
+    octet = sum(0x80 >> n for n in bits)
+    return encode_bits(bytes((octet,)), 0, context(1))  # SIZE (8..ub-bit-options)
 
 
 _RECIPIENT_FIELDS = (OR_NAME, context(0), context(1), context(2), EXTENSIONS)
@@ -358,15 +378,12 @@ def decode_recipient(
 def encode_recipient(
     recipient: Recipient, unknown: Iterable[bytes], names: dict[str, ORName]
 ) -> bytes:
-    bits = request_bits(recipient.mta_report_request, 1)
-    bits += request_bits(recipient.report_request, 3)
-    if recipient.responsibility:
-        bits.append(0)
-    octet = sum(0x80 >> n for n in bits)
     parts = [
         encode_name(recipient.address, names),
         encode_int(recipient.originally_specified_number, context(0)),
-        encode_bits(bytes((octet,)), 0, context(1)),  # SIZE (8..ub-bit-options)
+        _indicators(
+            recipient.mta_report_request, recipient.report_request, recipient.responsibility
+        ),
         *unknown,
     ]
     if recipient.explicit_conversion is not None:
@@ -492,6 +509,7 @@ def encode_envelope(envelope: Envelope | TransferEnvelope, tag: Tag = SET) -> by
     return constructed(tag, *parts)
 
 
+@lru_cache(maxsize=64)  # P2, P22, P772 and a few others
 def encode_content_type(content_type: str) -> bytes:
     kind, _, value = content_type.partition(":")
     if kind == "builtin" and value.isdigit():
