@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import string
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 
@@ -230,6 +231,26 @@ def test_bad_values_name_the_field(text: str, named: str) -> None:
 def test_printable_escapes_of_rfc_2156() -> None:
     assert printable_escape('a@b%c!d"e_f(g)h#') == "a(a)b(p)c(b)d(q)e(u)f(l)g(r)h(035)"
     assert printable_unescape("a(a)b(p)c(b)d(q)e(u)f(l)g(r)h(035)") == 'a@b%c!d"e_f(g)h#'
+
+
+def test_every_ascii_character_escapes_as_rfc_2156_says_and_comes_back() -> None:
+    # RFC 2156 §3.4: PrintableString stands for itself but for its parentheses; seven
+    # characters have a mnemonic; any other ASCII character is "(ddd)", its code.
+    printable = set(string.ascii_letters + string.digits + " '+,-./:=?")
+    mnemonic = {"@": "a", "%": "p", "!": "b", '"': "q", "_": "u", "(": "l", ")": "r"}
+    for code in range(128):
+        char = chr(code)
+        if char in printable:
+            want = char
+        else:
+            want = f"({mnemonic[char]})" if char in mnemonic else f"({code:03d})"
+        assert printable_escape(f"x{char}y") == f"x{want}y"
+        assert printable_unescape(printable_escape(f"x{char}y")) == f"x{char}y"
+
+
+def test_a_character_outside_ascii_has_no_printable_escape() -> None:
+    with pytest.raises(ValueError, match="'é' is not ASCII"):
+        printable_escape("café@a.example")
 
 
 def test_display_name_folded_into_two_encoded_words_reads_back_whole() -> None:

@@ -50,11 +50,13 @@ class HeaderFields:
 
     def texts(self, name: str) -> list[str]:
         """Each field's value as `str(message[name])` gives it."""
-        return [self.as_text(written, value) for written, value in self.raw(name)]
+        return [
+            self.as_text(written, value) for written, value in self.fields.get(name.lower(), ())
+        ]
 
     def text(self, name: str) -> str | None:
         """The first field's value as `str(message.get(name))` gives it, or None."""
-        found = self.raw(name)
+        found = self.fields.get(name.lower())
         return self.as_text(*found[0]) if found else None
 
     def as_text(self, name: str, value: object) -> str:

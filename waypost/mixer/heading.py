@@ -39,6 +39,9 @@ _SENSITIVITY_WORDS = {
     "company-confidential": "Company-Confidential",
 }
 _BOOLEAN_WORDS = {"true": "true", "false": "false"}
+# X.420's own words, which RFC 2156 §5.3 spells the same in Importance: and Sensitivity:.
+_IMPORTANCE_WORDS = {word: word for word in IMPORTANCE}
+_SENSITIVITY_KEYS = {word: word for word in SENSITIVITY}
 
 # The header fields this mapping writes or reads; the gateway passes others on as they are.
 MAPPED_HEADERS = (
@@ -235,8 +238,8 @@ def headers_to_heading(
         subject=fields.text("Subject"),
         expiry_time=_date(fields, "Expiry-Date"),
         reply_time=_date(fields, "Reply-By"),
-        importance=_choice(fields, "Importance", {w: w for w in IMPORTANCE}) or "normal",
-        sensitivity=_choice(fields, "Sensitivity", {k: k for k in SENSITIVITY}),
+        importance=_choice(fields, "Importance", _IMPORTANCE_WORDS) or "normal",
+        sensitivity=_choice(fields, "Sensitivity", _SENSITIVITY_KEYS),
         auto_forwarded=_choice(fields, "Autoforwarded", _BOOLEAN_WORDS) == "true",
         languages=tuple(_languages(fields)),
         incomplete_copy="Incomplete-Copy" in fields,
@@ -249,6 +252,8 @@ def _descriptors(
     mail_to_or: AddressMapper,
     asked: frozenset[str] = frozenset(),
 ) -> list[ORDescriptor]:
+    if name not in fields:  # most of the six are absent from most mail
+        return []
     return [
         ORDescriptor(
             address=mail_to_or(addr_spec),

@@ -14,6 +14,13 @@ _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _MNEMONIC = {"@": "a", "%": "p", "!": "b", '"': "q", "_": "u", "(": "l", ")": "r"}
 _FROM_MNEMONIC = {v: k for k, v in _MNEMONIC.items()}
 _ESCAPE = re.compile(r"\(([apbqulr]|\d{3})\)")
+# Each ASCII character outside PrintableString, by code point, to its escape: one
+# str.translate writes a whole identifier.
+_ESCAPES = {
+    code: f"({_MNEMONIC[char]})" if char in _MNEMONIC else f"({code:03d})"
+    for code, char in ((code, chr(code)) for code in range(128))
+    if char not in _PRINTABLE
+}
 
 # RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">", dot-atom-text on both sides
 # (the obsolete and literal forms are not produced by the encoding below).
@@ -32,7 +39,9 @@ class MessageIdError(ValueError):
 
 def printable_escape(text: str) -> str:
     """ASCII text as PrintableString, escaped as RFC 2156 §3.4 says."""
-    out = []
+    if text.isascii():
+        return text.translate(_ESCAPES)
+    out = []  # to name the character that cannot be written
     for char in text:
         if char in _PRINTABLE:
             out.append(char)
