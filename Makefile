@@ -17,20 +17,29 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# The hot, pure modules compiled with mypyc (scripts/compile.py), rebuilt when one of their
+# sources changes. Without a C compiler they are not built and Waypost runs interpreted.
+COMPILED_SOURCES := $(shell $(PYTHON) scripts/compile.py --sources)
+$(VENV)/.compiled: scripts/compile.py $(COMPILED_SOURCES) | $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[compile]'
+	$(BIN)/python scripts/compile.py || { $(BIN)/python scripts/compile.py --clean; \
+		echo "compiling with mypyc failed: Waypost runs interpreted (scripts/compile.py)"; }
+	touch $@
+
 ## make run: start Waypost on its embedded defaults (state in ~/.local/state/waypost, or
 ## /var/lib/waypost as root; loopback ports)
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(VENV)/.compiled
 	$(BIN)/waypost serve
 
 ## make test: install test extras and system tools, then lint, type-check, check the layering
 ## (.importlinter) and run the whole suite
-test: $(VENV)/.installed-test system-tools
+test: $(VENV)/.installed-test $(VENV)/.compiled system-tools
 	$(BIN)/ruff check waypost tests bench fuzz
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-unit: $(VENV)/.installed-test
+unit: $(VENV)/.installed-test $(VENV)/.compiled
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
@@ -58,4 +67,5 @@ system-tools:
 	bash scripts/install-system-tools.sh
 
 clean:
+	-$(PYTHON) scripts/compile.py --clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Generator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from waypost import events
 
 REQUIRE_INTEROP = os.environ.get("WAYPOST_REQUIRE_INTEROP") == "1"
+# CI builds the compiled modules (scripts/compile.py) and runs the suite against them.
+REQUIRE_COMPILED = os.environ.get("WAYPOST_REQUIRE_COMPILED") == "1"
+
+
+def compile_script() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compile.py"
+    spec = importlib.util.spec_from_file_location("waypostcompile_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Python imports a compiled module before its source: one older than its source
+    would test old code. Refuse to start then (and, in CI, without them)."""
+    compiled = compile_script()
+    stale = compiled.stale()
+    if stale:
+        pytest.exit(f"compiled modules older than their sources: {stale}; run `make unit`", 2)
+    if REQUIRE_COMPILED:
+        missing = [m for m in compiled.MODULES if not compiled.built(compiled.REPO / m)]
+        if missing:
+            pytest.exit(f"WAYPOST_REQUIRE_COMPILED=1 but not compiled: {missing}", 2)
 
 
 @pytest.hookimpl(hookwrapper=True)
