@@ -22,7 +22,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 COMPILED_SOURCES := $(shell $(PYTHON) scripts/compile.py --sources)
 $(VENV)/.compiled: scripts/compile.py $(COMPILED_SOURCES) | $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[compile]'
-	$(BIN)/python scripts/compile.py || { $(BIN)/python scripts/compile.py --clean; \
+	@echo "$(BIN)/python scripts/compile.py"
+	@$(BIN)/python scripts/compile.py || { $(BIN)/python scripts/compile.py --clean; \
 		echo "compiling with mypyc failed: Waypost runs interpreted (scripts/compile.py)"; }
 	touch $@
 
