@@ -336,14 +336,17 @@ def request_bits(request: ReportRequest, report: int) -> list[int]:
     return [report + bit for bit in _REQUEST_BITS[request]]
 
 
-@cache  # three requests of each kind, two responsibilities: 18 at most
-def _indicators(mta: ReportRequest, report: ReportRequest, responsibility: bool) -> bytes:
-    """The per-recipient-indicators [1] of a recipient's MTA and originator requests."""
+@cache  # three requests of each kind, two responsibilities, two tags: 36 at most
+def per_recipient_indicators(
+    mta: ReportRequest, report: ReportRequest, responsibility: bool, tag: Tag
+) -> bytes:
+    """The PerRecipientIndicators of a recipient's MTA and originator report requests,
+    under `tag` ([1] in a message envelope, [2] in a report's per-recipient fields)."""
     bits = request_bits(mta, 1) + request_bits(report, 3)
     if responsibility:
         bits.append(0)
     octet = sum(0x80 >> n for n in bits)
-    return encode_bits(bytes((octet,)), 0, context(1))  # SIZE (8..ub-bit-options)
+    return encode_bits(bytes((octet,)), 0, tag)  # SIZE (8..ub-bit-options)
 
 
 _RECIPIENT_FIELDS = (OR_NAME, context(0), context(1), context(2), EXTENSIONS)
@@ -381,8 +384,11 @@ def encode_recipient(
     parts = [
         encode_name(recipient.address, names),
         encode_int(recipient.originally_specified_number, context(0)),
-        _indicators(
-            recipient.mta_report_request, recipient.report_request, recipient.responsibility
+        per_recipient_indicators(
+            recipient.mta_report_request,
+            recipient.report_request,
+            recipient.responsibility,
+            context(1),
         ),
         *unknown,
     ]

@@ -21,7 +21,6 @@ from waypost.asn1 import (
     constructed,
     context,
     decode,
-    encode_bits,
     encode_int,
     encode_octets,
     encode_string,
@@ -52,8 +51,8 @@ from waypost.x400.p1_envelope import (
     encode_extension,
     encode_trace,
     epoch,
+    per_recipient_indicators,
     report_request,
-    request_bits,
     utc,
 )
 from waypost.x400.p1_names import (
@@ -366,11 +365,6 @@ def encode_report_content(content: ReportContent) -> bytes:
 
 
 def _encode_reported(recipient: ReportedRecipient) -> bytes:
-    bits = request_bits(recipient.mta_report_request, 1)
-    bits += request_bits(recipient.report_request, 3)
-    if recipient.responsibility:
-        bits.append(0)
-    octet = sum(0x80 >> n for n in bits)
     if recipient.delivered_at is not None:
         delivery = [encode_time(utc(recipient.delivered_at), context(0), UTC_TIME)]
         if recipient.type_of_mts_user:
@@ -390,7 +384,12 @@ def _encode_reported(recipient: ReportedRecipient) -> bytes:
     parts = [
         encode_orname_as(orname_from_text(recipient.actual_recipient), context(0, True)),
         encode_int(recipient.originally_specified_number, context(1)),
-        encode_bits(bytes((octet,)), 0, context(2)),
+        per_recipient_indicators(
+            recipient.mta_report_request,
+            recipient.report_request,
+            recipient.responsibility,
+            context(2),
+        ),
         set_of(*last, tag=context(3, True)),
     ]
     if recipient.intended_recipient is not None:
