@@ -34,6 +34,9 @@ class Arrival:
 
     source: Source
     peer: str = ""
+    # The TLS in use (protocol and cipher) and the authenticated identity, for tracking.
+    tls: str = ""
+    auth: str = ""
     next_hops: Sequence[NextHop] | None = None
     received: bytes = b""
 

@@ -20,7 +20,7 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -28,6 +28,7 @@ from typing import Any, TextIO
 class Severity(enum.IntEnum):
     """Event severities, ordered and mapped onto `logging` levels."""
 
+    DEBUG = logging.DEBUG  # the protocol trace, written at a category's maximum level
     INFO = logging.INFO
     WARNING = logging.WARNING
     ERROR = logging.ERROR
@@ -48,6 +49,21 @@ class Category(enum.StrEnum):
     SMTP = "smtp"
     X400 = "x400"
     GATEWAY = "gateway"
+    SECURITY = "security"
+    RESOURCE = "resource"
+
+
+# A category's level as an Exchange administrator sets it, or as a logging level.
+CATEGORY_LEVELS = {
+    "none": logging.ERROR,
+    "minimum": logging.WARNING,
+    "medium": logging.INFO,
+    "maximum": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +79,9 @@ class EventDefinition:
     # The field naming the peer that causes the event, when a peer can cause it at will:
     # the event is then rate-limited per peer (see RateLimit).
     limit_by: str | None = None
+    # Fields the JSON line and the event's observers (tracking, metrics) carry beyond
+    # those the message text names: the message's ids, sizes, the remote reply.
+    extra: tuple[str, ...] = ()
 
     def fields(self) -> list[str]:
         """The names the template needs, in order of appearance."""
@@ -106,6 +125,7 @@ def _define(
     action: str,
     *,
     limit_by: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> EventDefinition:
     if id in CATALOGUE:
         raise ValueError(f"event id {id} defined twice")
@@ -117,6 +137,7 @@ def _define(
         template=template,
         action=action,
         limit_by=limit_by,
+        extra=extra,
     )
     CATALOGUE[id] = event
     return event
@@ -291,6 +312,24 @@ STORE_OPEN_FAILED = _define(
     "Cannot open the MTA database {path}: {reason}",
     "Check the data directory's path, permissions and free space.",
 )
+TRACKING_UNAVAILABLE = _define(
+    1210,
+    "tracking-unavailable",
+    S.ERROR,
+    C.STORE,
+    "The tracking journal {path} cannot be used: {reason}; mail flows, its steps are not recorded",
+    "Check the file's permissions and free space, or move a damaged journal aside (it "
+    "holds only records, no mail); restart to record again.",
+)
+TRACKING_WRITE_FAILED = _define(
+    1211,
+    "tracking-write-failed",
+    S.WARNING,
+    C.STORE,
+    "Writing {count} records to the tracking journal {path} failed: {error}; those records "
+    "are lost, no mail is",
+    "Check free disk space; the journal records again once writes succeed.",
+)
 
 # 1300-1399 checker
 CHECK_STARTED = _define(
@@ -346,6 +385,7 @@ RECIPIENT_DEFERRED = _define(
     "Message {message_id} to {recipient}: deferred until {next_attempt} (attempt {attempts}): "
     "{error}",
     "None if it is rare; many for one next hop suggest that hop is down.",
+    extra=("next_hop", "mts_id"),
 )
 RECIPIENT_EXPIRED = _define(
     1401,
@@ -355,6 +395,7 @@ RECIPIENT_EXPIRED = _define(
     "Message {message_id} to {recipient} expired after {attempts} attempts via {next_hop}; "
     "a report is owed. Last error: {error}",
     "Find out why the next hop did not accept it.",
+    extra=("mts_id",),
 )
 RECIPIENT_FAILED = _define(
     1402,
@@ -363,6 +404,7 @@ RECIPIENT_FAILED = _define(
     C.QUEUE,
     "Message {message_id} to {recipient} failed permanently: {error}",
     "None: a non-delivery report is owed to the originator.",
+    extra=("next_hop", "mts_id"),
 )
 QUEUE_ADMIN = _define(
     1403,
@@ -415,6 +457,16 @@ DESTINATION_UP = _define(
     "recipients are due now",
     "None.",
 )
+MESSAGE_QUEUED = _define(
+    1420,
+    "message-queued",
+    S.INFO,
+    C.QUEUE,
+    "Message {message_id} ({mts_id}) queued from {source} {peer}: {recipients} recipient(s), "
+    "{size} bytes, Message-ID {msgid}",
+    "None: the first record of the message's life (`waypost track`).",
+    extra=("sender", "tls", "auth", "routes"),
+)
 QUEUE_STORE_UNAVAILABLE = _define(
     1405,
     "queue-store-unavailable",
@@ -433,6 +485,7 @@ DELIVERED = _define(
     C.DELIVERY,
     "Message {message_id} delivered to {recipient} via {next_hop}",
     "None.",
+    extra=("mts_id", "size", "detail", "remote_mta"),
 )
 LOCAL_DELIVERY_FAILED = _define(
     1501,
@@ -567,7 +620,7 @@ SMTP_DISK_LOW = _define(
     1705,
     "smtp-disk-low",
     S.WARNING,
-    C.SMTP,
+    C.RESOURCE,
     "Free space on the file system of {path} is under {minimum} bytes: new mail refused "
     "with 452 4.3.1",
     "Free disk space; accepted mail is safe and is still delivered.",
@@ -594,7 +647,7 @@ SMTP_AUTH_FAILED = _define(
     1708,
     "smtp-auth-failed",
     S.WARNING,
-    C.SMTP,
+    C.SECURITY,
     "{client}: AUTH {mechanism} failed for user {username}",
     "None if rare; many suggest password guessing.",
     limit_by="client",
@@ -603,7 +656,7 @@ SMTP_TLS_FAILED = _define(
     1709,
     "smtp-tls-failed",
     S.WARNING,
-    C.SMTP,
+    C.SECURITY,
     "{client}: TLS handshake failed: {error}",
     "Check smtp.tls_cert and smtp.tls_key if every client fails.",
     limit_by="client",
@@ -670,7 +723,7 @@ X400_BIND_REFUSED = _define(
     1801,
     "x400-bind-refused",
     S.WARNING,
-    C.X400,
+    C.SECURITY,
     "{client}: MTA bind as {mta_name} refused: {reason}",
     "Check the [[x400.peer]] entry (name, peer_password) if the peer is a known MTA; "
     "many refusals from one address suggest password guessing.",
@@ -828,7 +881,8 @@ GATEWAY_CONVERTED = _define(
     "gateway-converted",
     S.INFO,
     C.GATEWAY,
-    "{conversion}: {recipients} recipient(s) handed over as message {new_message_id} ({mts_id})",
+    "{conversion}: {recipients} recipient(s) of message {message_id} handed over as message "
+    "{new_message_id} ({new_mts_id})",
     "None: the converted message is queued for the other world's recipients.",
 )
 GATEWAY_CONVERSION_FAILED = _define(
@@ -882,14 +936,42 @@ _LOGGER = logging.getLogger("waypost")
 _CATEGORY_LOGGERS = {c: _LOGGER.getChild(c.value) for c in Category}
 
 
+# Who else hears an event, whatever its logging level: the counters and the tracking
+# journal take their facts from the same call that logs them, so they cannot disagree.
+Observer = Callable[[EventDefinition, Mapping[str, object]], None]
+_observers: dict[int, tuple[Observer, ...]] = {}
+
+
+def observe(watched: Iterable[EventDefinition], observer: Observer) -> Callable[[], None]:
+    """Call `observer(event, fields)` at each emit of the watched events, before the log's
+    level and rate limit are applied; returns the function that stops it."""
+    ids = [event.id for event in watched]
+    for event_id in ids:
+        _observers[event_id] = (*_observers.get(event_id, ()), observer)
+
+    def stop() -> None:
+        for event_id in ids:
+            left = tuple(o for o in _observers.get(event_id, ()) if o is not observer)
+            if left:
+                _observers[event_id] = left
+            else:
+                _observers.pop(event_id, None)
+
+    return stop
+
+
 def enabled(event: EventDefinition) -> bool:
-    """Whether `emit` would log the event: lets a hot path skip gathering its fields."""
-    return _CATEGORY_LOGGERS[event.category].isEnabledFor(event.severity)
+    """Whether `emit` would do anything with the event (log it, or tell an observer): lets
+    a hot path skip gathering its fields."""
+    return event.id in _observers or _CATEGORY_LOGGERS[event.category].isEnabledFor(event.severity)
 
 
 def emit(event: EventDefinition, **fields: object) -> None:
     """Log one numbered event with its fields as a structured record (unless the peer it
-    names has used up its budget of such events: see RateLimit)."""
+    names has used up its budget of such events: see RateLimit), and tell its observers."""
+    watchers = _observers.get(event.id)
+    if watchers is not None:
+        _tell(watchers, event, fields)
     limit = _limit
     if limit.pending and limit.clock() >= limit.next_end:
         _log_all(limit.ended())
@@ -902,6 +984,18 @@ def emit(event: EventDefinition, **fields: object) -> None:
         if not allowed:
             return
     _log(event, fields)
+
+
+def _tell(
+    watchers: tuple[Observer, ...], event: EventDefinition, fields: Mapping[str, object]
+) -> None:
+    for watcher in watchers:
+        try:
+            watcher(event, fields)
+        except Exception as exc:
+            # An observer's fault costs its own record, never the caller's work.
+            if event is not UNEXPECTED_ERROR:
+                emit(UNEXPECTED_ERROR, component=f"observer of event {event.id}", error=repr(exc))
 
 
 def _log(event: EventDefinition, fields: Mapping[str, object]) -> None:
@@ -1092,13 +1186,28 @@ class JsonFormatter(logging.Formatter):
 def _jsonable(value: object) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     return str(value)
 
 
+def set_category_levels(categories: Mapping[Any, str]) -> None:
+    """Each named category at its own level (`CATEGORY_LEVELS`); the others follow the
+    `waypost` logger's. Takes effect at once, for the next event."""
+    for category, logger in _CATEGORY_LOGGERS.items():
+        name = categories.get(category.value)
+        logger.setLevel(CATEGORY_LEVELS[name.lower()] if name else logging.NOTSET)
+
+
 def configure_logging(
-    *, level: str = "INFO", json_file: str | None = None, stream: TextIO | None = None
+    *,
+    level: str = "INFO",
+    json_file: str | None = None,
+    stream: TextIO | None = None,
+    categories: Mapping[Any, str] | None = None,
 ) -> None:
-    """Readable lines on the terminal (stderr), and JSON lines to a file when asked.
+    """Readable lines on the terminal (stderr), and JSON lines to a file when asked; each
+    category in `categories` at its own level.
 
     Called again (a reload), it reopens the file by its name, so that a log rotated away
     is left alone; the file is opened before the old handlers go, so an OSError leaves
@@ -1119,6 +1228,7 @@ def configure_logging(
     root.addHandler(terminal)
     if file_handler is not None:
         root.addHandler(file_handler)
+    set_category_levels(categories or {})
 
 
 def markdown() -> str:
@@ -1137,6 +1247,8 @@ def markdown() -> str:
     ]
     for e in catalogue():
         message = e.template.replace("|", "\\|")
+        if e.extra:
+            message += " (the JSON line also: " + ", ".join(f"`{f}`" for f in e.extra) + ")"
         lines.append(
             f"| {e.id} | {e.name} | {e.severity.name} | {e.category.value} | {message} | "
             f"{e.action} |"

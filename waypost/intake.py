@@ -15,7 +15,7 @@ from waypost import events
 from waypost.address import is_oraddress_text
 from waypost.arrival import Arrival, LoopError, Source, UnroutableError
 from waypost.clock import Clock
-from waypost.message import ContentType, Envelope, Message, ObjectKind
+from waypost.message import ContentType, Envelope, Message, ObjectKind, header_message_id
 from waypost.nexthop import NextHop, Transport
 from waypost.routing import Decision, RoutingTable
 from waypost.smtp.server_received import count_received
@@ -223,3 +223,34 @@ def is_x400_content(envelope: Envelope) -> bool:
 
 def _reason(decision: Decision) -> str:
     return decision.explanation[-1] if decision.explanation else "no route"
+
+
+def record_queued(
+    message_id: int, new: NewMessage, arrival: Arrival, *, came_as: Message | None = None
+) -> None:
+    """Event 1420, the first record of a message's life: where it came from, its ids, and
+    each recipient's route. `came_as`: the message as it arrived, when what was stored is
+    its conversion (its Message-ID is the one the sender knows)."""
+    if not events.enabled(events.MESSAGE_QUEUED):
+        return
+    message = new.message
+    envelope = message.envelope
+    first = came_as or message
+    internet = first.envelope.content_type == ContentType.INTERNET
+    msgid = header_message_id(first.content) if internet else None
+    events.emit(
+        events.MESSAGE_QUEUED,
+        message_id=message_id,
+        mts_id=envelope.mts_id,
+        msgid=msgid or "",
+        sender=first.envelope.originator or "<>",
+        source=arrival.source.value,
+        peer=arrival.peer,
+        tls=arrival.tls,
+        auth=arrival.auth,
+        size=len(message.content),
+        recipients=len(new.next_hops),
+        routes=tuple(
+            (r.address, str(hop)) for r, hop in zip(envelope.recipients, new.next_hops, strict=True)
+        ),
+    )

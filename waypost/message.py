@@ -205,3 +205,32 @@ def validate_envelope(envelope: Envelope) -> None:
 def new_mts_id(domain: str = "localhost") -> str:
     """A unique MTS identifier local part: time-ordered, then random."""
     return f"{int(time.time() * 1000):x}.{os.urandom(6).hex()}@{domain}"
+
+
+# How far into an RFC 5322 content its Message-ID is looked for (RFC 5322 §3.6.4).
+_HEADER_SCAN = 64 * 1024
+
+
+def header_message_id(content: bytes) -> str | None:
+    """The Message-ID field of RFC 5322 content (the first one, unfolded), for tracking;
+    None when its header, within the first 64 KiB, has none."""
+    head = content[:_HEADER_SCAN]
+    end = head.find(b"\n\r\n")
+    if end < 0:
+        end = head.find(b"\n\n")
+    if end >= 0:
+        head = head[: end + 1]
+    low = head.lower()
+    start = 0 if low.startswith(b"message-id:") else low.find(b"\nmessage-id:") + 1
+    if start <= 0 and not low.startswith(b"message-id:"):
+        return None
+    value_at = start + len(b"message-id:")
+    stop = value_at
+    while True:  # the field runs on over continuation lines (RFC 5322 §2.2.3)
+        stop = head.find(b"\n", stop)
+        if stop < 0 or stop + 1 >= len(head) or head[stop + 1] not in b" \t":
+            break
+        stop += 1
+    raw = head[value_at : len(head) if stop < 0 else stop]
+    value = b" ".join(raw.split()).decode("utf-8", "replace")
+    return value[:998] or None

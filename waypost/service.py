@@ -33,7 +33,7 @@ from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
 from waypost.handoff import Conversion, Deliverer
-from waypost.intake import Intake
+from waypost.intake import Intake, record_queued
 from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
@@ -67,6 +67,8 @@ from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
 from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
+from waypost.tracking.journal import Journal, Retention
+from waypost.tracking.recorder import record_into
 from waypost.x400.association import X400Server
 
 EXIT_OK = 0
@@ -191,7 +193,9 @@ def open_logs(config: Config) -> None:
     json_file = config.log.json_file or None
     if json_file:
         Path(json_file).parent.mkdir(parents=True, exist_ok=True)
-    events.configure_logging(level=config.log.level, json_file=json_file)
+    events.configure_logging(
+        level=config.log.level, json_file=json_file, categories=config.log.categories
+    )
     if json_file:
         events.emit(events.LOG_REOPENED, path=json_file)
 
@@ -280,6 +284,11 @@ def check_integrity_at_start(db_path: str) -> None:
     )
 
 
+def retention(config: Config) -> Retention:
+    """How long and how many tracking records are kept ([tracking])."""
+    return Retention(seconds=config.tracking.retention, max_records=config.tracking.max_records)
+
+
 PICKUP_RESCAN = 1.0  # seconds, at the least, between two scans of the maildrop
 
 
@@ -324,6 +333,8 @@ class Service:
         self.x400_deliverer: X400Deliverer | None = None
         self.reports: ReportGenerator | None = None
         self.local_submission: LocalSubmission | None = None
+        self.journal: Journal | None = None
+        self._untrack: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -399,7 +410,22 @@ class Service:
         service.gateway = gateway
         service.x400_deliverer = x400_deliverer
         service.reports = reports
+        service.start_tracking()
         return service
+
+    def start_tracking(self) -> None:
+        """The tracking journal, when on; one that cannot be opened costs the records, not
+        the mail (event 1210)."""
+        tracking = self.config.tracking
+        if not tracking.enabled:
+            return
+        try:
+            self.journal = Journal(tracking.path, retention(self.config))
+        except (OSError, sqlite3.Error) as exc:
+            events.emit(events.TRACKING_UNAVAILABLE, path=tracking.path, reason=str(exc))
+            return
+        self.journal.start()
+        self._untrack = record_into(self.journal)
 
     async def submit(self, message: Message) -> int:
         """Pass a message through the intake and enqueue it; returns its queue id once it is
@@ -416,12 +442,14 @@ class Service:
             return None
         recipients = len(new.next_hops)
         converted = await self._converted_on_arrival(new)
-        if converted is None:
-            message_id = await self.store.enqueue(new)
-        else:
-            message_id = await self.store.enqueue(
-                NewMessage(message=converted.message, next_hops=converted.next_hops)
-            )
+        stored = (
+            new
+            if converted is None
+            else NewMessage(message=converted.message, next_hops=converted.next_hops)
+        )
+        message_id = await self.store.enqueue(stored)
+        record_queued(message_id, stored, arrival, came_as=message)
+        if converted is not None:
             self.manager.counters["converted"] += recipients
             events.emit(
                 events.GATEWAY_CONVERTED_ON_ARRIVAL,
@@ -553,6 +581,8 @@ class Service:
             self.reports.poll_interval = config.queue.poll_interval
         if self.local_submission is not None:
             self.local_submission.pickup.settings = pickup_settings(config)
+        if self.journal is not None:
+            self.journal.retention = retention(config)
         self.config = config
 
     def run_background(self) -> list[asyncio.Task[None]]:
@@ -584,6 +614,10 @@ class Service:
         if self.x400_deliverer is not None:
             await self.x400_deliverer.close()
         await self.store.close()
+        if self._untrack is not None:
+            self._untrack()
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
 
 
 async def run(config: Config, *, on_ready: Callable[[Service], None] | None = None) -> int:

@@ -36,6 +36,7 @@ from waypost.cli import (
     route_cmd,
     serve_cmd,
     submit_cmd,
+    track_cmd,
 )
 from waypost.cli.common import EXIT_CONFIG, CommandError
 from waypost.config import ConfigError
@@ -46,6 +47,7 @@ VERBS = (
     check_cmd,
     submit_cmd,
     queue_cmd,
+    track_cmd,
     mailbox_cmd,
     route_cmd,
     events_cmd,

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if json_file:
             Path(json_file).parent.mkdir(parents=True, exist_ok=True)
-        events.configure_logging(level=config.log.level, json_file=json_file)
+        events.configure_logging(
+            level=config.log.level, json_file=json_file, categories=config.log.categories
+        )
     except OSError as exc:
         raise CommandError(
             f"not started: log.json_file {json_file}: {exc.strerror or exc}", EXIT_CONFIG

@@ -26,6 +26,8 @@ def check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _smtp(config)
     yield from _x400(config)
     yield from _mixer(config)
+    yield from _listen("metrics", (config.metrics.listen,), single=True)
+    yield from _listen("console", (config.console.listen,), single=True)
     for i, route in enumerate(config.route):
         for field in ("match", "next_hop"):
             if not getattr(route, field).strip():
@@ -164,12 +166,14 @@ def _peer(key: str, peer: X400PeerConfig) -> Iterator[tuple[str, str]]:
             yield f"{key}.{field}", str(exc)
 
 
-def _listen(section: str, listen: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+def _listen(
+    section: str, listen: tuple[str, ...], *, single: bool = False
+) -> Iterator[tuple[str, str]]:
     for i, text in enumerate(listen):
         try:
             parse_address(text)
         except ValueError as exc:
-            yield f"{section}.listen[{i}]", str(exc)
+            yield f"{section}.listen" if single else f"{section}.listen[{i}]", str(exc)
 
 
 def _mixer(config: Config) -> Iterator[tuple[str, str]]:

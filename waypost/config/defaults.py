@@ -35,6 +35,8 @@ _NOTES = {
     ("store", "path"): "  # <data_dir>/mta.db",
     ("local", "maildir"): "  # <data_dir>/maildir",
     ("local", "x400_store"): "  # <data_dir>/x400store",
+    ("tracking", "path"): "  # <data_dir>/tracking.db",
+    ("console", "users"): "  # <data_dir>/console-users",
 }
 
 _ESCAPES: dict[str, str] = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}

@@ -27,6 +27,7 @@ from waypost.config.schema import EMBEDDED, SECTIONS, Config, X400Config
 ROOT_DATA_DIR = "/var/lib/waypost"  # systemd's StateDirectory=waypost
 # The names of the places in the data directory when no path is given for them.
 DATABASE_FILE, MAILDIR_ROOT, X400_STORE_ROOT = "mta.db", "maildir", "x400store"
+TRACKING_FILE, CONSOLE_USERS = "tracking.db", "console-users"
 
 
 def default_data_dir() -> str:
@@ -204,8 +205,14 @@ def _every_peer_converted(data: Mapping[str, Any], config: Config) -> bool:
 
 def _fold_case(section: str, table: object) -> object:
     """Log levels are case-insensitive, as the names of Python's logging levels are."""
-    if section == "log" and isinstance(table, dict) and isinstance(table.get("level"), str):
-        return {**table, "level": table["level"].lower()}
+    if section != "log" or not isinstance(table, dict):
+        return table
+    if isinstance(table.get("level"), str):
+        table = {**table, "level": table["level"].lower()}
+    categories = table.get("categories")
+    if isinstance(categories, dict):
+        folded = {k: v.lower() if isinstance(v, str) else v for k, v in categories.items()}
+        table = {**table, "categories": folded}
     return table
 
 
@@ -239,6 +246,8 @@ def _normalise(config: Config, base: str) -> Config:
             maildir=in_data_dir(config.local.maildir, MAILDIR_ROOT),
             x400_store=in_data_dir(config.local.x400_store, X400_STORE_ROOT),
         ),
+        tracking=replace(config.tracking, path=in_data_dir(config.tracking.path, TRACKING_FILE)),
+        console=replace(config.console, users=in_data_dir(config.console.users, CONSOLE_USERS)),
     )
 
 

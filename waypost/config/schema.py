@@ -66,11 +66,63 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     data_dir: PathText = ""  # see default_data_dir
 
 
+# The diagnostics-logging categories (waypost.events.Category), each with a level of its
+# own: Exchange's none / minimum / medium / maximum, or a logging level. Maximum (debug)
+# writes the protocol trace of the smtp and x400 categories.
+CategoryName = Literal[
+    "system",
+    "config",
+    "store",
+    "check",
+    "queue",
+    "routing",
+    "delivery",
+    "interface",
+    "smtp",
+    "x400",
+    "gateway",
+    "security",
+    "resource",
+]
+CategoryLevel = Literal["none", "minimum", "medium", "maximum", "debug", "info", "warning", "error"]
+CATEGORY_NAMES: tuple[str, ...] = typing.get_args(CategoryName)
+CATEGORY_LEVELS: tuple[str, ...] = typing.get_args(CategoryLevel)
+
+
 class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """[log]: how much to log and where the JSON-lines event log goes."""
+    """[log]: how much to log and where the JSON-lines event log goes; `categories` sets
+    a category's level apart from `level`."""
 
     level: LogLevel = "info"
     json_file: PathText = ""
+    categories: dict[CategoryName, CategoryLevel] = {}
+
+
+class TrackingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[tracking]: the journal of every message's life, kept after it left the queue."""
+
+    enabled: bool = True
+    path: PathText = ""  # see config.load: <data_dir>/tracking.db
+    retention: Seconds = 7 * 86400.0
+    max_records: Annotated[int, Meta(ge=1000, le=10**10)] = 5_000_000
+
+
+class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[metrics]: the Prometheus endpoint (`/metrics`); off unless enabled."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:9465"
+    # Next hops named in labels at most; the rest are counted under "other".
+    max_next_hops: Annotated[int, Meta(ge=1, le=10_000)] = 100
+
+
+class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[console]: the web console; off unless enabled, on loopback by default."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8465"
+    users: PathText = ""  # see config.load: <data_dir>/console-users
+    session_timeout: Seconds = 8 * 3600.0
 
 
 class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -287,6 +339,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     smtp_client: SmtpClientConfig = SmtpClientConfig()
     x400: X400Config = X400Config()
     mixer: MixerConfig = MixerConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     route: tuple[RouteConfig, ...] = ()
     source: str = EMBEDDED
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from waypost import events
+from waypost.arrival import Arrival, Source
 from waypost.clock import Clock
 from waypost.handoff import (
     Attempt,
@@ -29,6 +30,7 @@ from waypost.handoff import (
     all_attempts,
     should_report,
 )
+from waypost.intake import record_queued
 from waypost.message import Envelope, ObjectKind
 from waypost.nexthop import NextHop, Transport, parse_next_hop
 from waypost.queue.destinations import Admission, Destinations, iso
@@ -54,6 +56,10 @@ class QueueSettings:
     poll_interval: float = 1.0
     delivery_concurrency: int = 20
     destination_concurrency: int = 10
+
+
+# How a converted message arrives, for its first tracking record.
+_GATEWAY = Arrival(source=Source.GATEWAY, peer="mixer")
 
 
 def worker_id() -> str:
@@ -226,7 +232,7 @@ class QueueManager:
             if probe:
                 self.destinations.probe_done(hop)
         for conversion, settlements in handed:
-            leased = await self._hand_over(conversion, settlements)
+            leased = await self._hand_over(claims[0].message_id, conversion, settlements)
             if leased:
                 await self._send_converted(leased, conversion.message.content)
 
@@ -258,7 +264,7 @@ class QueueManager:
             self.on_report_owed()
 
     async def _hand_over(
-        self, conversion: Conversion, outcomes: list[Settlement]
+        self, message_id: int, conversion: Conversion, outcomes: list[Settlement]
     ) -> list[Claim] | None:
         """A gateway's converted message enqueued with the outcomes of the recipients it
         answers for, in one transaction (Store.hand_over_leased); returns its recipients,
@@ -275,23 +281,25 @@ class QueueManager:
                     self.owner, outcomes, new, self.settings.lease_seconds
                 )
             else:
-                message_id = await self.store.hand_over(self.owner, outcomes, new)
-                handed = None if message_id is None else (message_id, [])
+                stored = await self.store.hand_over(self.owner, outcomes, new)
+                handed = None if stored is None else (stored, [])
         except StoreError as exc:
             # Neither is stored: the leases expire and the recipients are converted again.
             events.emit(events.QUEUE_STORE_UNAVAILABLE, action="hand over", error=str(exc))
             return None
         if handed is None:
             return None  # the leases were lost: whoever holds them now converts them
-        message_id, leased = handed
+        new_id, leased = handed
         self.counters["converted"] += len(outcomes)
         events.emit(
             events.GATEWAY_CONVERTED,
             conversion=conversion.kind,
             recipients=len(outcomes),
-            new_message_id=message_id,
-            mts_id=conversion.message.envelope.mts_id,
+            message_id=message_id,
+            new_message_id=new_id,
+            new_mts_id=conversion.message.envelope.mts_id,
         )
+        record_queued(new_id, new, _GATEWAY)
         if not leased:
             self.wake()  # not leased (deferred, or left to the queue): claimed when due
         if self.on_report_owed and any(o.report for o in outcomes):
@@ -480,6 +488,10 @@ class QueueManager:
                     message_id=claim.message_id,
                     recipient=claim.address,
                     next_hop=hop,
+                    mts_id=claim.envelope.mts_id,
+                    size=claim.size,
+                    detail=attempt.detail,
+                    remote_mta=attempt.remote_mta or "",
                 )
             report = None
             if not attempt.passed_on and should_report(
@@ -507,6 +519,8 @@ class QueueManager:
                     next_attempt=iso(next_attempt),
                     attempts=claim.attempts + 1,
                     error=attempt.detail,
+                    next_hop=hop,
+                    mts_id=claim.envelope.mts_id,
                 )
             return Settlement(
                 recipient_id=claim.recipient_id,
@@ -525,6 +539,7 @@ class QueueManager:
                 attempts=claim.attempts,
                 error=attempt.detail,
                 next_hop=hop,
+                mts_id=claim.envelope.mts_id,
             )
         else:
             detail = attempt.detail
@@ -533,6 +548,8 @@ class QueueManager:
                 message_id=claim.message_id,
                 recipient=claim.address,
                 error=detail,
+                next_hop=hop,
+                mts_id=claim.envelope.mts_id,
             )
         if claim.envelope.object_kind is ObjectKind.REPORT:
             # A report that cannot go on is dropped: reports are never reported on (X.411).

@@ -17,7 +17,7 @@ from waypost.address import is_oraddress_text
 from waypost.arrival import Arrival, Source, UnroutableError
 from waypost.clock import Clock
 from waypost.handoff import ReportKind
-from waypost.intake import Intake
+from waypost.intake import Intake, record_queued
 from waypost.message import Envelope, Message, new_mts_id
 from waypost.smtp.dsn import Action, build_dsn, dsn_envelope, recipient_report
 from waypost.store.base import (
@@ -165,8 +165,9 @@ class ReportGenerator:
         to = envelope_to(report)
         ids = [r.recipient_id for r in recipients]
         new = None
+        arrival = Arrival(source=Source.REPORT)
         try:
-            new = self.intake.admit(report, Arrival(source=Source.REPORT))
+            new = self.intake.admit(report, arrival)
         except UnroutableError:
             events.emit(
                 events.REPORT_UNDELIVERABLE,
@@ -182,6 +183,8 @@ class ReportGenerator:
             return 0
         if report_id is not None:
             self.sent += 1
+            if new is not None:
+                record_queued(report_id, new, arrival)
             events.emit(
                 events.REPORT_QUEUED,
                 kind=kind,

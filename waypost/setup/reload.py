@@ -50,6 +50,13 @@ RESTART_ONLY = (
     "mixer.dns",
     "mixer.dns_x400_root",
     "mixer.dns_nameservers",
+    "tracking.enabled",
+    "tracking.path",
+    "metrics.enabled",
+    "metrics.listen",
+    "metrics.max_next_hops",
+    "console.enabled",
+    "console.listen",
 )
 
 

@@ -374,6 +374,7 @@ class SmtpSession(PausingDriver):
         hostname = self.config.settings.hostname
         mts_id = new_mts_id(hostname)
         now = self.config.clock.now()
+        tls = self._tls_description()
         header = received_header(
             from_name=self.conn.hello_name or "unknown",
             from_addr=self.client,
@@ -382,7 +383,7 @@ class SmtpSession(PausingDriver):
             queue_id=mts_id.partition("@")[0],
             recipient=str(rcpts[0][0].path) if len(rcpts) == 1 else None,
             when=now,
-            tls=self._tls_description(),
+            tls=tls,
         )
         envelope = Envelope(
             mts_id=mts_id,
@@ -408,6 +409,8 @@ class SmtpSession(PausingDriver):
         arrival = Arrival(
             source=Source.SMTP,
             peer=self.client,
+            tls=tls or "",
+            auth=self.conn.authenticated_as or "",
             next_hops=[hop for _, hop in rcpts],
             received=header,
         )

@@ -1,0 +1,1 @@
+"""The web console: queues, messages, peers, events and metrics, and operator actions."""

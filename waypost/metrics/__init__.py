@@ -1,0 +1,1 @@
+"""Prometheus metrics: the counterparts of Exchange's MSExchangeMTA counters."""
