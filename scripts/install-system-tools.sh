@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
 # tshark, sqlite3; systemd-analyze and logrotate for packaging/; a system Python for the
-# sendmail tests; NSD, an authoritative DNS server serving PX records) when they are missing.
+# sendmail tests; NSD, an authoritative DNS server serving PX records; Prometheus; Chromium)
+# when they are missing.
 # Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
@@ -19,6 +20,10 @@ command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(log
 # The sendmail tests run waypost-sendmail as `nobody`, who cannot enter /root where this
 # machine's own Python lives: Debian's Python of the same version (3.11 on Debian 12).
 [ -x /usr/bin/python3.11 ] || need+=(python3.11-minimal)
+# Prometheus scrapes a running Waypost in tests/interop/test_metrics_prometheus.py.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# The console's browser tests drive Debian's Chromium headless with Playwright.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 # swaks needs Net::SSLeay for --tls; it is only a recommendation of the swaks package.
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -eq 0 ]; then

@@ -568,6 +568,31 @@ LISTEN_FAILED = _define(
     "Cannot listen on {address} ({listener}): {reason}; Waypost does not start",
     "Stop what holds the address (`ss -ltnp`), or change the listen key of that listener.",
 )
+HTTP_LISTENING = _define(
+    1620,
+    "http-listening",
+    S.INFO,
+    C.INTERFACE,
+    "The {service} listens on http://{address}/",
+    "None. Keep it on loopback, or behind a TLS proxy that restricts who reaches it.",
+)
+CONSOLE_LOGIN_FAILED = _define(
+    1621,
+    "console-login-failed",
+    S.WARNING,
+    C.SECURITY,
+    "{client}: console login as {username} refused",
+    "None if rare; many suggest password guessing. Operators are in console.users.",
+    limit_by="client",
+)
+CONSOLE_LOGIN = _define(
+    1622,
+    "console-login",
+    S.INFO,
+    C.SECURITY,
+    "{client}: operator {username} logged in to the console",
+    "None: the audit trail of who used the console.",
+)
 
 # 1700-1799 SMTP
 SMTP_ACCEPTED = _define(
