@@ -23,6 +23,7 @@ from waypost.address import parse_oraddress
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, load_config
+from waypost.config.values import parse_address
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
@@ -38,6 +39,8 @@ from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
+from waypost.metrics.gauges import LiveSources
+from waypost.metrics.server import Metrics, MetricsServer
 from waypost.mixer.address_map import AddressMapper, Gateway
 from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
@@ -334,6 +337,9 @@ class Service:
         self.reports: ReportGenerator | None = None
         self.local_submission: LocalSubmission | None = None
         self.journal: Journal | None = None
+        # The counters and gauges: kept when the metrics endpoint or the console is on.
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
         self._untrack: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -411,7 +417,45 @@ class Service:
         service.x400_deliverer = x400_deliverer
         service.reports = reports
         service.start_tracking()
+        service.start_metrics()
         return service
+
+    def start_metrics(self) -> None:
+        """Count from the start, when the metrics endpoint or the console will show them."""
+        config = self.config
+        if not (config.metrics.enabled or config.console.enabled):
+            return
+        self.metrics = Metrics(
+            self.store.queue_summary,
+            LiveSources(
+                associations=self._associations,
+                smtp_connections=self._smtp_connections,
+                hops_down=self.manager.destinations.down_hops,
+            ),
+            max_next_hops=config.metrics.max_next_hops,
+            peers=[peer.name for peer in config.x400.peer],
+        )
+        self.metrics.start()
+        counters = self.metrics.counters
+        self.store.on_enqueued = counters.enqueue_seconds.observe
+        self.store.on_commit = counters.committed
+
+    def _associations(self) -> list[tuple[str, str, int]]:
+        found: list[tuple[str, str, int]] = []
+        peer = self.metrics.counters.peer if self.metrics is not None else str
+        if self.x400 is not None:
+            inbound: dict[str, int] = {}
+            for name, count in self.x400.associations().items():
+                inbound[peer(name)] = inbound.get(peer(name), 0) + count
+            found += [(name, "inbound", count) for name, count in inbound.items()]
+        if self.x400_deliverer is not None:
+            found += [(peer(n), "outbound", c) for n, c in self.x400_deliverer.associations()]
+        return found
+
+    def _smtp_connections(self) -> list[tuple[str, int]]:
+        servers = [self.smtp] if self.smtp is not None else []
+        servers += self.smtp_listeners
+        return [(s.listener.name, s.listener.open_connections) for s in servers]
 
     def start_tracking(self) -> None:
         """The tracking journal, when on; one that cannot be opened costs the records, not
@@ -495,6 +539,17 @@ class Service:
                 ),
             )
             await self.x400.start()
+
+    async def start_http(self) -> None:
+        """The metrics endpoint, when on."""
+        if self.config.metrics.enabled and self.metrics is not None:
+            host, port = parse_address(self.config.metrics.listen)
+            server = MetricsServer(self.metrics)
+            try:
+                await server.start(host, port)
+            except OSError as exc:
+                raise ListenError("metrics", host, port, exc) from None
+            self.metrics_server = server
 
     async def start_local_submission(self) -> None:
         """Pickup of what `waypost-sendmail` drops, and the sockets it and `mailq` use."""
@@ -593,6 +648,8 @@ class Service:
         return self._tasks
 
     async def stop(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         if self.local_submission is not None:
             await self.local_submission.close()
         if self.smtp is not None:
@@ -614,6 +671,8 @@ class Service:
         if self.x400_deliverer is not None:
             await self.x400_deliverer.close()
         await self.store.close()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._untrack is not None:
             self._untrack()
         if self.journal is not None:
@@ -681,6 +740,7 @@ async def _start(config: Config, lock: RunLock) -> Service:
     try:
         await service.start_listeners()
         await service.start_local_submission()
+        await service.start_http()
     except ListenError as exc:
         await service.stop()
         events.emit(

@@ -497,6 +497,10 @@ class X400Deliverer:
                 pool.retired = True
                 self._background(pool.close())
 
+    def associations(self) -> list[tuple[str, int]]:
+        """(peer, associations open or being opened) for each peer with a pool."""
+        return [(name, pool.opened) for name, pool in self._pools.items()]
+
     def _pool(self, name: str) -> _Pool | None:
         pool = self._pools.get(name)
         if pool is None:

@@ -92,6 +92,10 @@ class Destinations:
         if down is not None:
             down.probing = False
 
+    def down_hops(self) -> list[str]:
+        """The next hops down now."""
+        return list(self._down)
+
     def forget(self) -> int:
         """Every hop is taken to be up again (an operator's flush); returns how many were down."""
         count = len(self._down)

@@ -131,6 +131,27 @@ class OwedReport:
     recipients: list[OwedRecipient]
 
 
+@dataclass(frozen=True, slots=True)
+class HopState:
+    """The recipients of one next hop in one state: how many, their messages' octets, and
+    when the oldest of those messages arrived."""
+
+    next_hop: str
+    state: str
+    recipients: int
+    octets: int
+    oldest: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """The queue by next hop and state, and the reports owed (for the metrics)."""
+
+    hops: list[HopState]
+    messages: int
+    reports_owed: int
+
+
 class Store(Protocol):
     """The MTA database as the services see it. Every write returns once it is durable."""
 
@@ -193,6 +214,10 @@ class Store(Protocol):
     async def make_due(self, *, next_hop: str | None = None) -> int:
         """Make the deferred recipients due now, all of them or those of one next hop (as
         stored); returns how many."""
+        ...
+
+    async def queue_summary(self) -> QueueSummary:
+        """The queue by next hop and state, and the reports owed (for the metrics)."""
         ...
 
     async def close(self) -> None: ...

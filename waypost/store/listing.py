@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from waypost.store.base import HopState, QueueSummary
 from waypost.store.database import Database, QueueRow
 
 _COLUMNS = (
@@ -85,3 +86,25 @@ def count_rows(db: Database, where: QueueFilter) -> int:
         args,
     ).fetchone()
     return int(row[0])
+
+
+# Recipient states still in the queue, as the metrics show them.
+QUEUE_STATES = ("queued", "deferred", "leased", "held")
+
+
+def queue_summary(db: Database) -> QueueSummary:
+    """One pass over the recipients still in the queue, grouped by next hop and state."""
+    marks = ", ".join("?" for _ in QUEUE_STATES)
+    rows = db.conn.execute(
+        "SELECT r.next_hop, r.state, count(*), coalesce(sum(m.size), 0), min(m.received_at) "
+        "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+        f"WHERE r.state IN ({marks}) GROUP BY r.next_hop, r.state",
+        QUEUE_STATES,
+    ).fetchall()
+    hops = [
+        HopState(str(hop), str(state), int(count), int(octets or 0), float(oldest or 0.0))
+        for hop, state, count, octets, oldest in rows
+    ]
+    messages = db.conn.execute("SELECT count(*) FROM messages WHERE state = 'active'").fetchone()
+    owed = db.conn.execute("SELECT count(*) FROM recipients WHERE report IS NOT NULL").fetchone()
+    return QueueSummary(hops=hops, messages=int(messages[0]), reports_owed=int(owed[0]))

@@ -12,6 +12,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,8 +22,16 @@ from waypost import events
 from waypost.clock import Clock, SystemClock
 from waypost.handoff import Claim
 from waypost.store import quarantine
-from waypost.store.base import ClaimBatch, NewMessage, OwedReport, Settlement, StoreError
+from waypost.store.base import (
+    ClaimBatch,
+    NewMessage,
+    OwedReport,
+    QueueSummary,
+    Settlement,
+    StoreError,
+)
 from waypost.store.database import Database, HandOver, translate
+from waypost.store.listing import queue_summary
 
 T = TypeVar("T")
 
@@ -104,6 +113,10 @@ class SQLiteStore:
         self._handing_over: _Gathered[HandOver] | None = None
         self.commits = 0
         self.operations = 0
+        # Told of each enqueue's time to durability, and of each commit's operations (in
+        # the writer thread): the metrics' histograms.
+        self.on_enqueued: Callable[[float], None] | None = None
+        self.on_commit: Callable[[int, float], None] | None = None
 
     @classmethod
     async def open(
@@ -128,7 +141,10 @@ class SQLiteStore:
 
     async def enqueue(self, new: NewMessage) -> int:
         now, lifetime = self.clock.now(), self.lifetime
+        started = time.perf_counter()
         result: int = await self._submit(lambda db: db.enqueue(new, now, lifetime))
+        if self.on_enqueued is not None:
+            self.on_enqueued(time.perf_counter() - started)
         return result
 
     async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
@@ -249,6 +265,9 @@ class SQLiteStore:
     async def counts(self) -> tuple[int, int]:
         return await self._read(lambda db: db.counts())
 
+    async def queue_summary(self) -> QueueSummary:
+        return await self._read(queue_summary)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -312,6 +331,7 @@ class SQLiteStore:
         # again), so this commit skips the fsync; the next durable commit syncs the WAL
         # up to and including it. Everything else commits with synchronous=FULL.
         light = not any(item.durable for item in pending)
+        started = time.perf_counter()
         try:
             if light:
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -334,6 +354,8 @@ class SQLiteStore:
                 conn.execute("PRAGMA synchronous = FULL")
             self.commits += 1
             self.operations += len(pending)
+            if self.on_commit is not None:
+                self.on_commit(len(pending), time.perf_counter() - started)
         except Exception as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):

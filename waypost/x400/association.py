@@ -165,6 +165,14 @@ class X400Server(SessionServer):
         self.config = config
         self.listener.limits = limits
 
+    def associations(self) -> dict[str, int]:
+        """Open inbound associations by the peer bound on them (`unknown` before a bind)."""
+        counts: dict[str, int] = {}
+        for session in self.sessions:
+            name = session.peer.name if session.peer is not None else "unknown"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def peer(self, name: str) -> PeerSettings | None:
         for peer in self.config.peer:
             if peer.name == name:
