@@ -4,6 +4,7 @@ labels, the queue gauges from the real store, and the endpoint in the text forma
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -129,8 +130,6 @@ async def test_a_service_serves_its_queue_on_the_endpoint(tmp_path: Path) -> Non
 
 
 async def test_an_endpoint_address_in_use_stops_the_start(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -132,13 +132,14 @@ def test_prometheus_sees_the_queue_fill_and_drain(
         check=True,
         timeout=120,
     )
-    queued = 'sum(waypost_queue_recipients{next_hop="%s"})' % sink.next_hop
+    hop = f'next_hop="{sink.next_hop}"'
+    queued = "sum(waypost_queue_recipients{" + hop + "})"
     wait_for(lambda: (server.value(queued) or 0) >= MESSAGES, 30, "the queue seen full")
     received = server.value('sum(waypost_messages_received_total{source="smtp"})')
     assert received == MESSAGES
     assert (server.value("sum(waypost_deferred_total)") or 0) >= 1
     assert server.value("waypost_next_hops_down") == 1
-    oldest = 'waypost_queue_oldest_age_seconds{next_hop="%s"}' % sink.next_hop
+    oldest = "waypost_queue_oldest_age_seconds{" + hop + "}"
     assert (server.value(oldest) or 0) > 0
 
     sink.start()
