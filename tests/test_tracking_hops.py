@@ -39,6 +39,8 @@ def a_config(smtp_port: int, a_x400: int, b_x400: int) -> str:
 
 def b_config(smtp_port: int, b_x400: int, a_x400: int) -> str:
     return (
+        # Right after ServeProcess's [log] table: B writes the P1 protocol trace.
+        'categories = { x400 = "maximum" }\n'
         f'[smtp]\nlisten = ["127.0.0.1:{smtp_port}"]\n'
         "[queue]\npoll_interval = 0.05\n"
         f'[local]\noraddresses = ["/C=ZZ/ADMD= /PRMD=B/"]\nx400_mailboxes = ["{SMITH}"]\n'
@@ -124,6 +126,25 @@ def test_a_message_is_followed_from_smtp_through_x400_to_the_store(
     assert at_b[0]["fields"]["source"] == "p1" and "A-MTA" in at_b[0]["fields"]["peer"]
     stored = [r for r in at_b if r["kind"] == "delivered"]
     assert stored[0]["next_hop"] == "local" and stored[0]["recipient"] == SMITH
+
+    # B's x400 category is at maximum: its log has the association's decoded trace, and
+    # no password.
+    trace = [
+        (e["fields"]["direction"], e["fields"]["apdu"])
+        for e in b.events()
+        if e["name"] == "x400-trace"
+    ]
+    assert trace[0] == (
+        "<",
+        "open: bind (MTA name A-MTA, with a password), two-way-alternate, "
+        "checkpoint size 30, window 5",
+    )
+    assert any(d == ">" and t.startswith("bind accepted (MTA name B-MTA") for d, t in trace)
+    assert any(d == "<" and t.startswith(f"message {remote} from ") for d, t in trace)
+    assert (">", "transfer confirmed") in trace
+    assert not any(
+        '"pa"' in line or "pb" in line.split() for line in b.log.read_text().splitlines()
+    )
 
     # The human form names the same steps, and the id to ask the next hop for.
     text = a.cli("track", "--message-id", "<hop-1@client.example>").stdout

@@ -717,6 +717,15 @@ SMTP_TRANSFER_TOO_SLOW = _define(
     "clients on slow links hit it, raise smtp.data_deadline or lower smtp.min_data_rate.",
     limit_by="client",
 )
+SMTP_TRACE = _define(
+    1790,
+    "smtp-trace",
+    S.DEBUG,
+    C.SMTP,
+    "{peer} {direction} {line}",
+    "None: the protocol trace, written when the smtp category is at its maximum level "
+    "(`<` read from the peer, `>` sent to it; passwords are never written).",
+)
 REPORT_QUEUED = _define(
     1711,
     "report-queued",
@@ -898,6 +907,15 @@ X400_CONTENT_NOT_DOWNGRADED = _define(
     "({reason}); its recipients there fail with a non-delivery report",
     "None: a 1984 MTA refuses content type 22. If the peer handles X.420 (1988), set its "
     'mode to "1988".',
+)
+X400_TRACE = _define(
+    1890,
+    "x400-trace",
+    S.DEBUG,
+    C.X400,
+    "{peer} {direction} {apdu}",
+    "None: the protocol trace, written when the x400 category is at its maximum level "
+    "(`<` from the peer, `>` to it; decoded summaries, never a password).",
 )
 
 # 1900-1999 gateways (MIXER: X.400 ⇄ Internet mail)

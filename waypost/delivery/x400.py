@@ -90,6 +90,7 @@ from waypost.x400.ipm_downgrade import DowngradeError, downgrade_to_p2
 from waypost.x400.p1_bind import decode_bind, decode_bind_error, encode_bind
 from waypost.x400.p1_objects import encode_stored
 from waypost.x400.settings import PeerSettings, X400Settings
+from waypost.x400.trace import describe_event, describe_object
 
 # A recipient deferred for the open interval comes back on the queue's clock, not
 # this module's: a little slack keeps it from arriving just before its turn.
@@ -171,6 +172,8 @@ class _Outbound:
             await self.flush()
             if event is not NEED_DATA:
                 assert not isinstance(event, type(NEED_DATA))
+                if events.enabled(events.X400_TRACE):
+                    self.trace("<", describe_event(event))
                 return event
             try:
                 data = await self.reader.read(READ_SIZE)
@@ -180,7 +183,12 @@ class _Outbound:
 
     async def send(self, event: SendEvent) -> None:
         self.writer.write(self.assoc.send(event))
+        if events.enabled(events.X400_TRACE):
+            self.trace(">", describe_event(event))
         await self._drain()
+
+    def trace(self, direction: str, text: str) -> None:
+        events.emit(events.X400_TRACE, peer=self.peer.name, direction=direction, apdu=text)
 
     async def flush(self) -> None:
         out = self.assoc.data_to_send()
@@ -545,6 +553,8 @@ class X400Deliverer:
                 conn = await pool.acquire()
             except OpenFailedError as exc:
                 return exc.attempts(claims)
+            if events.enabled(events.X400_TRACE):
+                conn.trace(">", describe_object(envelope, len(content)))
             try:
                 await _send_message(conn, apdu, peer.answer_timeout)
             except X400PeerError as exc:

@@ -131,6 +131,10 @@ class SmtpSession(PausingDriver):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # At the smtp category's maximum level, when the connection opens: a level changed
+        # by a reload applies to the connections that follow.
+        if events.enabled(events.SMTP_TRACE):
+            self.conn.trace = []
         if self.config.implicit_tls:
             self._run(self._implicit_tls())
         else:
@@ -147,7 +151,10 @@ class SmtpSession(PausingDriver):
             self.transport.write(self.conn.greeting(refusal))
             self._close()
             return
-        self.transport.write(self.conn.greeting())
+        greeting = self.conn.greeting()
+        if self.conn.trace is not None:
+            self._trace_lines(greeting)
+        self.transport.write(greeting)
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -225,7 +232,19 @@ class SmtpSession(PausingDriver):
             self._watch_transfer()
 
     def _flush(self) -> None:
-        self._write(self.conn.data_to_send())
+        out = self.conn.data_to_send()
+        if self.conn.trace is not None:
+            self._trace_lines(out)
+        self._write(out)
+
+    def _trace_lines(self, replies: bytes) -> None:
+        """The commands read since the last flush, then the replies about to be sent."""
+        assert self.conn.trace is not None
+        for line in self.conn.trace:
+            events.emit(events.SMTP_TRACE, peer=self.client, direction="<", line=line)
+        self.conn.trace.clear()
+        for reply in replies.decode("utf-8", "backslashreplace").splitlines():
+            events.emit(events.SMTP_TRACE, peer=self.client, direction=">", line=reply)
 
     def _fail(self) -> None:
         self._close()
@@ -339,6 +358,11 @@ class SmtpSession(PausingDriver):
         self.conn.accept(event)
 
     async def _on_message(self, event: MessageData) -> None:
+        if self.conn.trace is not None:
+            size = len(event.content)
+            events.emit(
+                events.SMTP_TRACE, peer=self.client, direction="<", line=f"(content, {size} octets)"
+            )
         mail, rcpts = self._mail, self._rcpts
         self._mail, self._rcpts = None, []
         if mail is None or not rcpts:  # the machine prevents this; refuse safely if not

@@ -117,6 +117,9 @@ class ServerConnection:
         self._in = bytearray()
         # Whole command lines taken so far: what a driver's idle timer counts as traffic.
         self.lines_read = 0
+        # The command lines read, for the protocol trace, when the driver asks for them
+        # (a list it empties); authentication secrets are left out.
+        self.trace: list[str] | None = None
         self._out = bytearray()
         self._events: deque[Event] = deque()
         self._pending: Decidable | None = None
@@ -485,8 +488,12 @@ class ServerConnection:
             self._sasl = None
             self._fail(replies.BAD_LINE_ENDING)
         elif (sasl := self._sasl) is not None:
+            if self.trace is not None:
+                self.trace.append("(an authentication response, not written)")
             self._sasl_step(lambda: sasl.respond(line[:-2]))
         else:
+            if self.trace is not None:
+                self.trace.append(traced_command(line[:-2]))
             self._command(line[:-2])
         return True
 
@@ -759,3 +766,20 @@ class ServerConnection:
 def _no_arguments(arg: str) -> None:
     if arg.strip(" "):
         raise CommandError(replies.NO_ARGUMENTS)
+
+
+# Longest command line the trace writes whole (RFC 5321 §4.5.3.1.4 allows 512 octets).
+_TRACE_LINE = 512
+
+
+def traced_command(raw: bytes) -> str:
+    """A command line as the protocol trace shows it: printable, and an AUTH command's
+    initial response (a password, in PLAIN) left out."""
+    text = raw[:_TRACE_LINE].decode("utf-8", "backslashreplace")
+    word, _, rest = text.partition(" ")
+    if word.upper() == "AUTH":
+        mechanism, _, initial = rest.partition(" ")
+        return f"{word} {mechanism}" + (" (initial response not written)" if initial else "")
+    if len(raw) > _TRACE_LINE:
+        text += f"… ({len(raw)} octets)"
+    return text

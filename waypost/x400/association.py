@@ -66,6 +66,7 @@ from waypost.x400.p1_bind import (
 )
 from waypost.x400.p1_objects import ReceivedObject, UninterpretableError, receive_object
 from waypost.x400.settings import PeerSettings, X400Settings
+from waypost.x400.trace import bind_name, describe_event, describe_object
 
 READ_SIZE = 65536
 MAX_FIELDS_NAMED = 8  # in one x400-field-kept event
@@ -301,6 +302,8 @@ class X400Session(PausingDriver):
                 event = self.assoc.next_event()
                 if event is NEED_DATA:
                     break
+            if events.enabled(events.X400_TRACE):
+                self._trace("<", describe_event(event))
             if isinstance(event, OpenRequest):
                 self._on_open(event)
             elif isinstance(event, RecoverRequest):
@@ -317,6 +320,9 @@ class X400Session(PausingDriver):
             elif isinstance(event, Released | ConnectionClosed):
                 pass
         self._flush()
+
+    def _trace(self, direction: str, text: str) -> None:
+        events.emit(events.X400_TRACE, peer=self.who, direction=direction, apdu=text)
 
     def _flush(self) -> None:
         assoc = self.assoc
@@ -377,6 +383,8 @@ class X400Session(PausingDriver):
         assert self.assoc is not None
         events.emit(events.X400_BIND_REFUSED, client=self.client, mta_name=name, reason=reason)
         self._write(self.assoc.send(Refuse(bind_error=encode_bind_error(error))))
+        if events.enabled(events.X400_TRACE):
+            self._trace(">", f"bind refused: {error.name.lower().replace('_', '-')}")
 
     def _on_open(self, event: OpenRequest) -> None:
         assert self.assoc is not None
@@ -401,6 +409,8 @@ class X400Session(PausingDriver):
         self._lifetime = max(self.server.config.idle_timeout, peer.association_lifetime)
         result = encode_bind(our_bind(self.server.config, peer))
         self._write(self.assoc.send(Accept(bind_result=result)))
+        if events.enabled(events.X400_TRACE):
+            self._trace(">", f"bind accepted ({bind_name(result)})")
         events.emit(
             events.X400_ASSOCIATION_OPENED,
             direction="Inbound",
@@ -459,6 +469,8 @@ class X400Session(PausingDriver):
         except UninterpretableError as exc:
             stored = await self._non_deliver(exc)
         else:
+            if events.enabled(events.X400_TRACE):
+                self._trace("<", describe_object(received.envelope, len(received.content)))
             if received.kept:
                 self._report_kept(received)
             stored = await self._store(received.envelope, received.content)
@@ -466,6 +478,8 @@ class X400Session(PausingDriver):
             self._abort()
             return
         self._write(self.assoc.send(ConfirmTransfer()))
+        if events.enabled(events.X400_TRACE):
+            self._trace(">", "transfer confirmed")
 
     def _report_kept(self, received: ReceivedObject) -> None:
         """One event per object, naming each field kept although it breaks its type."""
