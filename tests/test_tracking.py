@@ -3,7 +3,10 @@ search by each identifier and through links, and the ids read from replies and h
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -185,3 +188,42 @@ def test_an_observer_that_fails_costs_its_record_only(caplog: pytest.LogCaptureF
     lines = [r.getMessage() for r in caplog.records]
     assert any("Message 1 delivered" in line for line in lines)
     assert any("observer bug" in line for line in lines)
+
+
+def _waypost(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waypost.cli.main", *args, "-c", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_commands_record_what_they_do_to_a_message(tmp_path: Path) -> None:
+    # `waypost submit` and an operator's `waypost queue hold` with no MTA running: both
+    # are steps of the message's life, found by `waypost track` afterwards.
+    config = tmp_path / "waypost.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n')
+    done = _waypost(
+        config,
+        "submit",
+        "--create",
+        "--from",
+        "ann@localhost",
+        "--to",
+        "bob@localhost",
+        stdin="Message-ID: <cli-1@localhost>\nSubject: s\n\nbody\n",
+    )
+    assert done.returncode == 0, done.stderr
+    message_id = done.stdout.split()[2]
+    assert _waypost(config, "queue", "hold", message_id).returncode == 0
+    shown = _waypost(config, "track", "--message-id", "cli-1@localhost", "--json")
+    assert shown.returncode == 0, shown.stderr
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["kind"] for r in records] == ["received", "routed", "operator"]
+    assert records[0]["fields"]["source"] == "submit" and "uid" in records[0]["fields"]["peer"]
+    assert records[2]["detail"].startswith("hold by ")
+    assert _waypost(config, "track", "--message-id", "nothing@x").returncode == 1
+    assert _waypost(config, "track").returncode == 1  # nothing to look for: said so

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from waypost import events
 from waypost.config import Config
+from waypost.tracking.journal import Journal
+from waypost.tracking.recorder import record_into
 
 
 def operator() -> tuple[int, str]:
@@ -27,7 +31,9 @@ def operator() -> tuple[int, str]:
 
 
 def start(config: Config, verb: str) -> None:
-    """Send this command's events where the MTA's go; say so if that log cannot be written."""
+    """Send this command's events where the MTA's go (the event log and the tracking
+    journal); say so if the log cannot be written."""
+    track(config)
     json_file = config.log.json_file or None
     created = json_file is not None and not os.path.exists(json_file)
     failure = events.configure_command_logging(level=config.log.level, json_file=json_file)
@@ -57,3 +63,27 @@ def record(action: str, message_ids: Sequence[int] | None, count: int) -> None:
     uid, user = operator()
     ids = "all" if message_ids is None else ",".join(map(str, message_ids))
     events.emit(events.QUEUE_ADMIN, user=user, uid=uid, action=action, ids=ids, count=count)
+
+
+def track(config: Config) -> None:
+    """Record this command's steps of messages' lives (an operator's action, a message
+    submitted) in the tracking journal the MTA keeps, written when the command ends. A
+    journal that cannot be opened costs those records, not the command."""
+    if not config.tracking.enabled or not Path(config.server.data_dir).is_dir():
+        return
+    path = Path(config.tracking.path)
+    created = not path.exists()
+    try:
+        journal = Journal(path, retention=None)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"waypost: the tracking journal {path} cannot be used: {exc}", file=sys.stderr)
+        return
+    if created and os.geteuid() == 0:
+        _give_to_directory_owner(path)
+    stop = record_into(journal)
+
+    def close() -> None:
+        stop()
+        journal.close()
+
+    atexit.register(close)

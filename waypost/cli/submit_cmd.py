@@ -19,9 +19,11 @@ from waypost.address import (
     parse_oraddress,
 )
 from waypost.arrival import Arrival, Source, UnroutableError
+from waypost.cli import audit
 from waypost.cli.common import CommandError, add_config_option, load
 from waypost.clock import SystemClock
 from waypost.config import Config
+from waypost.intake import record_queued
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
 from waypost.mixer.address_map import AddressMapper
 from waypost.service import ServiceError, build_intake, database_path, prepare_data_dir
@@ -206,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     )
     message = Message(envelope=envelope, content=content)
     try:
-        new = build_intake(config, SystemClock()).admit(message, Arrival(source=Source.SUBMIT))
+        uid, user = audit.operator()
+        arrival = Arrival(source=Source.SUBMIT, peer=f"{user} (uid {uid})")
+        new = build_intake(config, SystemClock()).admit(message, arrival)
     except UnroutableError as exc:
         raise CommandError(f"not queued: no route for {exc}") from None
     if args.create:
@@ -225,5 +229,7 @@ def run(args: argparse.Namespace) -> int:
             db.close()
     except StoreError as exc:
         raise CommandError(f"not queued: the MTA database refused it: {exc}") from None
+    audit.track(config)
+    record_queued(message_id, new, arrival)
     print(f"queued as {message_id} ({mts_id})")
     return 0
