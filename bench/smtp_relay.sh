@@ -20,6 +20,12 @@
 #                            [--waypost-port 12525] [--postfix-port 12527]
 #                            [--sink-port 12526] [--only waypost|postfix]
 #                            [--hold SECONDS] [--log-level warning]
+#                            [--observe default|compare]
+#
+# --observe compare runs Waypost twice a round, with message tracking and the
+# metrics endpoint (scraped every second, as Prometheus would) on
+# ("Waypost-observed") and off ("Waypost-plain"), and prints their CPU ratio.
+# The default runs Waypost on its defaults (tracking on, metrics off).
 #
 # "other CPU" is what the machine spent on anything but the MTA, smtp-source
 # and smtp-sink during a run (other users' work, interrupts): a run with much
@@ -43,6 +49,9 @@ KEEP=0
 ONLY=""
 HOLD=0
 LOG_LEVEL=warning
+OBSERVE=default
+METRICS_PORT=12529
+SCRAPE_PID=""
 TIMEOUT_MIN=120
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -61,6 +70,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift 2 ;;
         --hold) HOLD=$2; shift 2 ;;
         --log-level) LOG_LEVEL=$2; shift 2 ;;
+        --observe) OBSERVE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -69,6 +79,7 @@ done
 die() { echo "smtp_relay.sh: $*" >&2; exit 1; }
 
 case "$ONLY" in ""|waypost|postfix) ;; *) die "--only takes waypost or postfix" ;; esac
+case "$OBSERVE" in default|compare) ;; *) die "--observe takes default or compare" ;; esac
 
 [ "$(id -u)" = 0 ] || die "run as root (Postfix is started and stopped by this script)"
 REPO=$(pwd)
@@ -152,6 +163,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_pid "$SOURCE_PID"
+    stop_pid "$SCRAPE_PID"
     stop_pid "$WAYPOST_PID"
     stop_postfix
     stop_sink
@@ -175,9 +187,10 @@ start_sink() {  # RUNDIR
     "$PY" "$HELPER" wait-port "$SINK_PORT" --timeout 10 || die "smtp-sink did not start"
 }
 
-start_waypost() {  # RUNDIR
+start_waypost() {  # RUNDIR OBSERVE
     "$PY" "$HELPER" waypost-config --data-dir "$1/waypost-data" --port "$WAYPOST_PORT" \
-        --sink-port "$SINK_PORT" --log-level "$LOG_LEVEL" --out "$1/waypost.toml"
+        --sink-port "$SINK_PORT" --log-level "$LOG_LEVEL" --out "$1/waypost.toml" \
+        --observe "${2:-default}" --metrics-port "$METRICS_PORT"
     "$WAYPOST" config check "$1/waypost.toml" >/dev/null
     "$WAYPOST" serve -c "$1/waypost.toml" > "$1/waypost.log" 2>&1 &
     WAYPOST_PID=$!
@@ -239,18 +252,25 @@ run_once() {  # ROUND MTA
     dir="$WORK/round$round-$mta"
     mkdir -p "$dir"
     start_sink "$dir"
-    if [ "$mta" = Waypost ]; then
+    if [ "$mta" = Waypost-observed ]; then
+        start_waypost "$dir" on; pid=$WAYPOST_PID
+        # Scraped every second during the run, as a Prometheus server would.
+        ( while true; do curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; sleep 1; done ) &
+        SCRAPE_PID=$!
+    elif [ "$mta" = Waypost-plain ]; then
+        start_waypost "$dir" off; pid=$WAYPOST_PID
+    elif [ "$mta" = Waypost ]; then
         start_waypost "$dir"; pid=$WAYPOST_PID
     else
         start_postfix "$dir"; pid=$PF_MASTER; tree=--tree
     fi
     sleep 1   # let start-up work settle before the CPU counters are read
-    if [ "$mta" = Waypost ] && [ "$HOLD" != 0 ]; then
+    if [ "$mta" != Postfix ] && [ "$HOLD" != 0 ]; then
         echo "Waypost pid $pid: starting the load in $HOLD s" >&2
         sleep "$HOLD"
     fi
     port=$WAYPOST_PORT
-    [ "$mta" = Waypost ] || port=$POSTFIX_PORT
+    [ "$mta" != Postfix ] || port=$POSTFIX_PORT
     mach0=$("$PY" "$HELPER" machine-cpu)
     sink0=$("$PY" "$HELPER" cpu "$SINK_PID")
     cpu0=$("$PY" "$HELPER" cpu "$pid" $tree)
@@ -268,7 +288,7 @@ run_once() {  # ROUND MTA
         [ "$(date +%s)" -lt "$deadline" ] || die "$mta: the sink did not get $MESSAGES messages in ${TIMEOUT}s"
         sleep 0.02
     done
-    if [ "$mta" = Waypost ]; then
+    if [ "$mta" != Postfix ]; then
         until waypost_queue_empty "$dir"; do
             [ "$(date +%s)" -lt "$deadline" ] || die "$mta: the queue is not empty after ${TIMEOUT}s"
             sleep 0.1
@@ -283,7 +303,8 @@ run_once() {  # ROUND MTA
     sink1=$("$PY" "$HELPER" cpu "$SINK_PID")
     mach1=$("$PY" "$HELPER" machine-cpu)
     tsink=$(cut -d' ' -f1 "$dir/sink.done")
-    if [ "$mta" = Waypost ]; then
+    if [ "$mta" != Postfix ]; then
+        stop_pid "$SCRAPE_PID"; SCRAPE_PID=""
         stop_pid "$WAYPOST_PID"; WAYPOST_PID=""
         if grep -qE '^[^ ]+ (WARNING|ERROR|CRITICAL) ' "$dir/waypost.log"; then
             echo "  (Waypost logged warnings or errors: $dir/waypost.log)" >&2
@@ -308,7 +329,18 @@ run_once() {  # ROUND MTA
 echo "smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE -> MTA -> smtp-sink; $ROUNDS round(s); $(nproc) CPUs; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "Postfix $(postconf -dh mail_version); $("$WAYPOST" --version 2>/dev/null || echo Waypost); $("$PY" -V)"
 for ((r = 1; r <= ROUNDS; r++)); do
-    [ "$ONLY" = postfix ] || run_once "$r" Waypost
+    if [ "$ONLY" != postfix ]; then
+        if [ "$OBSERVE" = compare ]; then
+            # Alternating which goes first, so that drift within a round favours neither.
+            if (( r % 2 )); then
+                run_once "$r" Waypost-plain; run_once "$r" Waypost-observed
+            else
+                run_once "$r" Waypost-observed; run_once "$r" Waypost-plain
+            fi
+        else
+            run_once "$r" Waypost
+        fi
+    fi
     [ "$ONLY" = waypost ] || run_once "$r" Postfix
 done
 "$PY" "$HELPER" summary "$RESULTS"

@@ -52,13 +52,25 @@ tls = "none"
 
 [x400]
 listen = []
-
+{_observing(args.observe, args.metrics_port)}
 [[route]]
 match = "*"
 next_hop = "smtp:[127.0.0.1]:{args.sink_port}"
 """
     Path(args.out).write_text(text)
     return 0
+
+
+def _observing(mode: str, metrics_port: int) -> str:
+    """`default`: the defaults (tracking on, metrics off); `off`: neither; `on`: both."""
+    if mode == "default":
+        return ""
+    if mode == "off":
+        return "\n[tracking]\nenabled = false\n"
+    return (
+        "\n[tracking]\nenabled = true\n"
+        f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{metrics_port}"\n'
+    )
 
 
 COUNTERS = re.compile(rb"mesg=(\d+)[\r\n]")
@@ -234,7 +246,7 @@ def summary(args: argparse.Namespace) -> int:
                 )
     medians: dict[str, tuple[float, ...]] = {}
     print(f"\nMedians over {len(rounds)} round(s):\n\n{header}")
-    for mta in ("Waypost", "Postfix"):
+    for mta in sorted({r["mta"] for r in rows}, key=lambda m: (m == "Postfix", m)):
         figs = [_figures(r) for r in rows if r["mta"] == mta]
         if not figs:
             continue
@@ -251,7 +263,30 @@ def summary(args: argparse.Namespace) -> int:
             f"\nWaypost / Postfix, messages/s end to end (medians): {w[1] / p[1]:.2f}x; "
             f"CPU per message: {w[3] / p[3]:.2f}x"
         )
+    if "Waypost-observed" in medians and "Waypost-plain" in medians:
+        on, off = medians["Waypost-observed"], medians["Waypost-plain"]
+        print(
+            f"\nTracking and metrics on / off, CPU per message (medians): {on[3] / off[3]:.3f}x; "
+            f"messages/s end to end: {on[1] / off[1]:.3f}x"
+        )
+        ratios = _paired(rows, "Waypost-observed", "Waypost-plain")
+        if ratios:
+            shown = ", ".join(f"{r:.3f}" for r in ratios)
+            print(f"Per round, CPU per message on / off: {shown}")
     return 0
+
+
+def _paired(rows: list[dict[str, str]], a: str, b: str) -> list[float]:
+    """CPU per message of `a` over `b` in each round that ran both."""
+    by_round: dict[tuple[str, str], float] = {
+        (r["round"], r["mta"]): _figures(r)[3] for r in rows if r["mta"] in (a, b)
+    }
+    rounds = sorted({rnd for rnd, _ in by_round}, key=int)
+    return [
+        by_round[(n, a)] / by_round[(n, b)]
+        for n in rounds
+        if (n, a) in by_round and (n, b) in by_round
+    ]
 
 
 def main() -> int:
@@ -263,6 +298,8 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--sink-port", type=int, required=True)
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--observe", choices=("default", "off", "on"), default="default")
+    p.add_argument("--metrics-port", type=int, default=12529)
     p.add_argument("--out", required=True)
     p.set_defaults(run=waypost_config)
 

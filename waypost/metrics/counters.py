@@ -4,6 +4,7 @@ store's commits: each fact is counted by the call that logs it, whatever the log
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -133,6 +134,8 @@ class Counters:
             events.X400_TRANSFER_FAILED.id: lambda f: self._assoc_failed(f, "outbound"),
             events.SMTP_CONNECTION_REFUSED.id: lambda f: self.smtp_refused.inc(),
         }
+        # (metric, labels) → its child; bounded, as the labels are.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._event_counters = {
             (c, s): self.events.labels(c.value, s.name.lower())
             for c in events.Category
@@ -165,18 +168,26 @@ class Counters:
         hop = str(fields.get("next_hop") or "")
         return self.hop(hop), transport_of(hop)
 
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: each message counts several."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _queued(self, f: Mapping[str, object]) -> None:
         source = str(f.get("source") or "")
-        self.received.labels(source).inc()
-        self.received_bytes.labels(source).inc(_number(f.get("size")))
+        self._child(self.received, source).inc()
+        self._child(self.received_bytes, source).inc(_number(f.get("size")))
 
     def _delivered(self, f: Mapping[str, object]) -> None:
         labels = self._hop(f)
-        self.delivered.labels(*labels).inc()
-        self.delivered_bytes.labels(*labels).inc(_number(f.get("size")))
+        self._child(self.delivered, *labels).inc()
+        self._child(self.delivered_bytes, *labels).inc(_number(f.get("size")))
 
     def _deferred(self, f: Mapping[str, object]) -> None:
-        self.deferred.labels(*self._hop(f)).inc()
+        self._child(self.deferred, *self._hop(f)).inc()
 
     def _failed(self, f: Mapping[str, object], reason: str) -> None:
         self.failed.labels(*self._hop(f), reason).inc()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from waypost.store.listing import like_pattern
-from waypost.tracking.journal import COLUMNS, Record
+from waypost.tracking.journal import COLUMNS, Record, first_id_at
 
 # Lives followed through links (reports, conversions) at most, and records shown at most.
 MAX_MESSAGES = 1000
@@ -19,7 +19,8 @@ MAX_RECORDS = 100_000
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrackQuery:
     """Every condition given must hold for a record to start a search; times are Unix
-    seconds. `remote_id` is what a previous hop called the message (`queued as …`)."""
+    seconds (`find` applies them). `remote_id` is what a previous hop called the message
+    (`queued as …`)."""
 
     message_id: int | None = None
     msgid: str | None = None
@@ -51,12 +52,6 @@ class TrackQuery:
         if self.recipient is not None:
             clauses.append("recipient LIKE ? ESCAPE '\\'")
             args.append(like_pattern(self.recipient))
-        if self.since is not None:
-            clauses.append("at >= ?")
-            args.append(self.since)
-        if self.until is not None:
-            clauses.append("at <= ?")
-            args.append(self.until)
         return (" AND ".join(clauses) or "1"), args
 
 
@@ -87,6 +82,13 @@ def find(conn: sqlite3.Connection, query: TrackQuery, *, limit: int = 100) -> li
     """The lives of the messages whose records match, with the messages linked to them,
     in the order they were first seen; at most `limit` starting messages."""
     condition, args = query.where()
+    # A time range is a range of ids (records are written in time order).
+    if query.since is not None:
+        condition += " AND id >= ?"
+        args.append(first_id_at(conn, query.since))
+    if query.until is not None:
+        condition += " AND id < ?"
+        args.append(first_id_at(conn, query.until + 0.001))
     seeds = conn.execute(
         f"SELECT DISTINCT message_id, linked_id FROM records WHERE {condition} ORDER BY id LIMIT ?",
         [*args, limit * 20],

@@ -3,13 +3,14 @@ call that logs the event (`events.observe`), so the log and the journal cannot d
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
 
 from waypost import events
 from waypost.events import EventDefinition
-from waypost.tracking.journal import Journal, Record
+from waypost.tracking.journal import Journal
 
 # `250 2.0.0 Ok: queued as 4F2A` (Postfix, Waypost), `… id=1a2b3c-000Abc-XY` (Exim),
 # `… Message accepted for delivery` carries none.
@@ -35,43 +36,49 @@ def _str(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-Make = Callable[[Mapping[str, object], float], list[Record]]
+# A record as the journal writes it: the columns of journal.COLUMNS, in order.
+Row = tuple[object, ...]
+Make = Callable[[Mapping[str, object], float], list[Row]]
 
 
-def _queued(f: Mapping[str, object], at: float) -> list[Record]:
+def _fields(extra: Mapping[str, object]) -> str:
+    return json.dumps(extra, ensure_ascii=False, default=str) if extra else "{}"
+
+
+def _queued(f: Mapping[str, object], at: float) -> list[Row]:
     message_id = _int(f.get("message_id"))
-    mts_id, msgid = _str(f.get("mts_id")), _str(f.get("msgid"))
-    received = Record(
-        at=at,
-        kind="received",
-        message_id=message_id,
-        mts_id=mts_id,
-        msgid=msgid,
-        sender=_str(f.get("sender")),
-        detail=f"from {f.get('source')} {f.get('peer') or ''}".rstrip(),
-        fields={
-            k: f[k]
-            for k in ("source", "peer", "tls", "auth", "size", "recipients")
-            if f.get(k) not in (None, "")
-        },
-    )
-    routes = f.get("routes") or ()
-    routed = [
-        Record(
-            at=at,
-            kind="routed",
-            message_id=message_id,
-            mts_id=mts_id,
-            recipient=str(address),
-            next_hop=str(hop),
+    extra = {
+        k: f[k]
+        for k in ("source", "peer", "tls", "auth", "size", "recipients")
+        if f.get(k) not in (None, "")
+    }
+    detail = f"from {f.get('source')} {f.get('peer') or ''}".rstrip()
+    rows: list[Row] = [
+        (
+            at,
+            "received",
+            message_id,
+            _str(f.get("mts_id")),
+            _str(f.get("msgid")),
+            _str(f.get("sender")),
+            None,
+            None,
+            None,
+            None,
+            detail,
+            _fields(extra),
         )
-        for address, hop in routes  # type: ignore[attr-defined]
     ]
-    return [received, *routed]
+    routes = f.get("routes") or ()
+    for address, hop in routes:  # type: ignore[attr-defined]
+        rows.append(
+            (at, "routed", message_id, None, None, None, address, hop, None, None, "", "{}")
+        )
+    return rows
 
 
 def _outcome(kind: str) -> Make:
-    def make(f: Mapping[str, object], at: float) -> list[Record]:
+    def make(f: Mapping[str, object], at: float) -> list[Row]:
         detail = str(f.get("detail") or f.get("error") or "")
         hop = _str(f.get("next_hop"))
         remote = None
@@ -80,89 +87,90 @@ def _outcome(kind: str) -> Make:
             if remote is None and hop is not None and hop.startswith("x400:"):
                 remote = _str(f.get("mts_id"))  # X.400 relays keep the MTS identifier
         extra = {k: f[k] for k in ("attempts", "next_attempt", "remote_mta") if f.get(k)}
+        recipient = _str(f.get("recipient"))
+        message_id = _int(f.get("message_id"))
         return [
-            Record(
-                at=at,
-                kind=kind,
-                message_id=_int(f.get("message_id")),
-                mts_id=_str(f.get("mts_id")),
-                recipient=_str(f.get("recipient")),
-                next_hop=hop,
-                remote_id=remote,
-                detail=detail,
-                fields=extra,
+            (
+                at,
+                kind,
+                message_id,
+                None,
+                None,
+                None,
+                recipient,
+                hop,
+                remote,
+                None,
+                detail,
+                _fields(extra),
             )
         ]
 
     return make
 
 
-def _report(f: Mapping[str, object], at: float) -> list[Record]:
-    return [
-        Record(
-            at=at,
-            kind="report",
-            message_id=_int(f.get("message_id")),
-            linked_id=_int(f.get("report_id")),
-            recipient=_str(f.get("to")),
-            detail=f"{f.get('kind')} report for {f.get('recipients')} recipient(s)",
-        )
-    ]
+def _report(f: Mapping[str, object], at: float) -> list[Row]:
+    detail = f"{f.get('kind')} report for {f.get('recipients')} recipient(s)"
+    message_id, report_id = _int(f.get("message_id")), _int(f.get("report_id"))
+    to = _str(f.get("to"))
+    return [(at, "report", message_id, None, None, None, to, None, None, report_id, detail, "{}")]
 
 
-def _converted(f: Mapping[str, object], at: float) -> list[Record]:
+def _converted(f: Mapping[str, object], at: float) -> list[Row]:
     """A conversion from the queue: a record of the message converted, linked to the new
     one."""
+    new_id = _int(f.get("new_message_id"))
+    detail = (
+        f"{f.get('conversion')}: {f.get('recipients')} recipient(s) now message "
+        f"{f.get('new_message_id')} ({f.get('new_mts_id') or ''})"
+    )
+    extra = {"new_mts_id": f["new_mts_id"]} if f.get("new_mts_id") else {}
+    message_id = _int(f.get("message_id"))
     return [
-        Record(
-            at=at,
-            kind="converted",
-            message_id=_int(f.get("message_id")),
-            linked_id=_int(f.get("new_message_id")),
-            detail=f"{f.get('conversion')}: {f.get('recipients')} recipient(s) now message "
-            f"{f.get('new_message_id')} ({f.get('new_mts_id') or ''})",
-            fields={"new_mts_id": f["new_mts_id"]} if f.get("new_mts_id") else {},
+        (
+            at,
+            "converted",
+            message_id,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            new_id,
+            detail,
+            _fields(extra),
         )
     ]
 
 
-def _converted_on_arrival(f: Mapping[str, object], at: float) -> list[Record]:
+def _converted_on_arrival(f: Mapping[str, object], at: float) -> list[Row]:
     """A conversion on arrival: only the converted message was stored, so the record is
     in its life, under the MTS identifier the message arrived with."""
-    return [
-        Record(
-            at=at,
-            kind="converted",
-            message_id=_int(f.get("new_message_id")),
-            mts_id=_str(f.get("mts_id")),
-            detail=f"{f.get('conversion')} on arrival; it came as {f.get('mts_id')}",
-        )
-    ]
+    detail = f"{f.get('conversion')} on arrival; it came as {f.get('mts_id')}"
+    message_id, mts_id = _int(f.get("new_message_id")), _str(f.get("mts_id"))
+    return [(at, "converted", message_id, mts_id, None, None, None, None, None, None, detail, "{}")]
 
 
-def _operator(f: Mapping[str, object], at: float) -> list[Record]:
+def _operator(f: Mapping[str, object], at: float) -> list[Row]:
     ids = str(f.get("ids") or "")
     detail = f"{f.get('action')} by {f.get('user')}"
     if ids == "all":
-        return [Record(at=at, kind="operator", detail=detail + " on the whole queue")]
+        detail += " on the whole queue"
+        return [(at, "operator", None, None, None, None, None, None, None, None, detail, "{}")]
     return [
-        Record(at=at, kind="operator", message_id=int(i), detail=detail)
+        (at, "operator", int(i), None, None, None, None, None, None, None, detail, "{}")
         for i in ids.split(",")
         if i.isdigit()
     ]
 
 
-def _quarantined(f: Mapping[str, object], at: float) -> list[Record]:
+def _quarantined(f: Mapping[str, object], at: float) -> list[Row]:
     if f.get("kind") != "message":
         return []
-    return [
-        Record(
-            at=at,
-            kind="quarantined",
-            message_id=_int(f.get("object_id")),
-            detail=str(f.get("reason") or ""),
-        )
-    ]
+    reason = str(f.get("reason") or "")
+    message_id = _int(f.get("object_id"))
+    return [(at, "quarantined", message_id, None, None, None, None, None, None, None, reason, "{}")]
 
 
 MAKERS: dict[EventDefinition, Make] = {
@@ -184,6 +192,6 @@ def record_into(journal: Journal) -> Callable[[], None]:
     """Write the records of every tracked event into `journal`; returns how to stop."""
 
     def observer(event: EventDefinition, fields: Mapping[str, object]) -> None:
-        journal.extend(_BY_ID[event.id](fields, time.time()))
+        journal.add_rows(_BY_ID[event.id](fields, time.time()))
 
     return events.observe(MAKERS, observer)
