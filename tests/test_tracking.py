@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from waypost import events
 from waypost.message import header_message_id
-from waypost.tracking.journal import Journal, Record, Retention, connect
+from waypost.tracking.journal import Journal, Record, Retention, connect, first_id_at
 from waypost.tracking.query import TrackQuery, find
 from waypost.tracking.recorder import record_into, remote_id
 
@@ -227,3 +227,17 @@ def test_commands_record_what_they_do_to_a_message(tmp_path: Path) -> None:
     assert records[2]["detail"].startswith("hold by ")
     assert _waypost(config, "track", "--message-id", "nothing@x").returncode == 1
     assert _waypost(config, "track").returncode == 1  # nothing to look for: said so
+
+
+def test_a_time_is_found_among_the_ids(journal: Journal) -> None:
+    journal.extend(Record(at=100.0 + i, kind="received", message_id=i) for i in range(50))
+    journal.flush()
+    conn = connect(journal.path, readonly=True)
+    assert first_id_at(conn, 0.0) == 1
+    assert first_id_at(conn, 110.0) == 11
+    assert first_id_at(conn, 110.5) == 12
+    assert first_id_at(conn, 1000.0) == 51  # after the last
+    since = find(conn, TrackQuery(since=140.0))
+    assert [life.message_id for life in since] == list(range(40, 50))
+    window = find(conn, TrackQuery(since=105.0, until=107.0))
+    assert [life.message_id for life in window] == [5, 6, 7]
