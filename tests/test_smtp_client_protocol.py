@@ -1055,3 +1055,25 @@ def test_dot_stuffed_data_reads_back_as_the_content(pieces: list[bytes]) -> None
     if expected and not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert read == expected
+
+
+def test_the_trace_shows_each_line_and_the_content_as_its_size() -> None:
+    client = connect("PIPELINING", "SIZE 10000")
+    client.trace = []
+    client.send_message(envelope("a@example.net"), CONTENT)
+    client.data_to_send()
+    client.receive_data(reply(250, "2.1.0 ok") + reply(250, "2.1.5 ok") + reply(354, "go"))
+    client.data_to_send()
+    client.receive_data(reply(250, "2.0.0 Ok: queued as 4F2A", "second line"))
+    done(client)
+    assert client.trace == [
+        (">", "MAIL FROM:<alice@example.org> SIZE=22"),
+        (">", "RCPT TO:<a@example.net>"),
+        (">", "DATA"),
+        ("<", "250 2.1.0 ok"),
+        ("<", "250 2.1.5 ok"),
+        ("<", "354 go"),
+        (">", f"(content, {len(CONTENT) + 3} octets)"),
+        ("<", "250-2.0.0 Ok: queued as 4F2A"),
+        ("<", "250 second line"),
+    ]

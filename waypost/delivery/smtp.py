@@ -124,6 +124,8 @@ class SmtpSession:
         self.writer = writer
         self.settings = settings
         self.client = ClientConnection(local_hostname=settings.helo_name)
+        if events.enabled(events.SMTP_TRACE):  # the smtp category at its maximum level
+            self.client.trace = []
         self.messages = 0
         self.idle_since = time.monotonic()
         self.alive = True
@@ -248,6 +250,8 @@ class SmtpSession:
                 self.client.connection_lost()
                 continue
             self.client.receive_data(data)
+            if self.client.trace:
+                self._trace()
 
     def _timeout_for(self, waiting: str | None) -> float:
         """RFC 5321 §4.5.3.2: the greeting and the opening exchange within connect_timeout,
@@ -258,7 +262,17 @@ class SmtpSession:
             return self.settings.data_timeout
         return self.settings.command_timeout
 
+    def _trace(self) -> None:
+        """The lines sent and read since the last time, as events 1790."""
+        trace = self.client.trace
+        assert trace is not None
+        for direction, line in trace:
+            events.emit(events.SMTP_TRACE, peer=self.remote, direction=direction, line=line)
+        trace.clear()
+
     async def _flush(self) -> None:
+        if self.client.trace:
+            self._trace()
         out = self.client.data_to_send()
         if out:
             self.writer.write(out)

@@ -182,6 +182,9 @@ class ClientConnection:
         self._needs_rset = False
         self._after_rset: tuple[_Cmd, bytes] | None = None
         self._current: _Cmd | None = None
+        # What was sent and read, for the protocol trace, when the driver asks for it (a
+        # list it empties): (`>` or `<`, a line); the content as its size.
+        self.trace: list[tuple[str, str]] | None = None
 
     # --- what the driver calls -------------------------------------------------
 
@@ -204,6 +207,12 @@ class ClientConnection:
                 return
             if reply is None:
                 return
+            if self.trace is not None:
+                last = len(reply.lines) - 1
+                self.trace += [
+                    ("<", f"{reply.code}{' ' if i == last else '-'}{line}")
+                    for i, line in enumerate(reply.lines)
+                ]
             self._on_reply(reply)
 
     def next_event(self) -> Event | Literal[NeedData.NEED_DATA]:
@@ -289,6 +298,8 @@ class ClientConnection:
     def _send(self, cmd: _Cmd, data: bytes, index: int = -1) -> None:
         self._out += data
         self._pending.append((cmd, index))
+        if self.trace is not None:
+            self.trace += [(">", line) for line in _traced(cmd, data)]
 
     def _begin(self, cmd: _Cmd, data: bytes) -> None:
         # A transaction that ended before its data needs RSET before the next command;
@@ -501,3 +512,14 @@ _HANDLERS = {
     _Cmd.DISCARD: ClientConnection._on_end,
     _Cmd.QUIT: ClientConnection._on_quit,
 }
+
+
+def _traced(cmd: _Cmd, data: bytes) -> list[str]:
+    """What the protocol trace shows of what one command sent: its lines, or for the
+    content its size."""
+    if cmd is _Cmd.END or cmd is _Cmd.DISCARD:
+        first, _, rest = data.partition(b"\r\n")
+        if first[:4].upper() == b"BDAT":
+            return [f"{first.decode('ascii', 'backslashreplace')} (content, {len(rest)} octets)"]
+        return [f"(content, {len(data)} octets)"]
+    return [line.decode("utf-8", "backslashreplace") for line in data.splitlines()]
