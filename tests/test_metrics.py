@@ -145,3 +145,24 @@ async def test_an_endpoint_address_in_use_stops_the_start(tmp_path: Path) -> Non
                 await svc.start_http()
         finally:
             await svc.stop()
+
+
+async def test_the_samples_for_the_console_total_every_label_set(tmp_path: Path) -> None:
+    svc = await running_service(
+        tmp_path,
+        f'[server]\ndata_dir = "data"\n[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        "[console]\nenabled = true\n"  # the counters are kept for the console too
+        '[[route]]\nmatch = "later.example"\nnext_hop = "smtp:[127.0.0.1]:1"\n',
+        background=False,
+    )
+    try:
+        assert svc.metrics is not None and svc.metrics_server is None
+        for n in range(2):
+            await svc.submit(make_message((f"x{n}@later.example",)))
+        await svc.metrics.refresh()
+        found = svc.metrics.samples()
+    finally:
+        await svc.stop()
+    assert found["messages_received_total"] == 2
+    assert found["queue recipients"] == 2
+    assert found["delivered_total"] == 0
