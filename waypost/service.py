@@ -22,7 +22,7 @@ from waypost import __version__, events
 from waypost.address import parse_oraddress
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
-from waypost.config import EMBEDDED, Config, ConfigError, build_routing_table, load_config
+from waypost.config import EMBEDDED, Config, ConfigError, load_config
 from waypost.config.values import parse_address
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
@@ -46,6 +46,7 @@ from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
+from waypost.setup.intake import build_intake, database_path
 from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
@@ -203,17 +204,6 @@ def open_logs(config: Config) -> None:
         events.emit(events.LOG_REOPENED, path=json_file)
 
 
-def build_intake(config: Config, clock: Clock) -> Intake:
-    """The intake as the configuration sets it up: its routing table, domain and limits."""
-    return Intake(
-        build_routing_table(config),
-        clock=clock,
-        x400_domain=config.x400.global_domain,
-        max_received=config.smtp.max_hops,
-        gateway=config.mixer.enabled,
-    )
-
-
 def mime_mailboxes(config: Config) -> MimeMailboxes | None:
     """`[local] mime_mailboxes`, with the gateway's mappings for the addresses in the
     heading (or, without a gateway, its fallbacks at this MTA's names)."""
@@ -240,12 +230,6 @@ def px_lookup(config: Config, clock: Clock) -> PxLookup | None:
     return PxLookup.with_nameservers(
         mixer.dns_nameservers, x400_root=mixer.dns_x400_root or ".", clock=clock
     )
-
-
-def database_path(config: Config) -> str:
-    """The MTA database of a loaded Config (its loader put it under the data directory
-    unless a path was given)."""
-    return config.store.path
 
 
 def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:

@@ -63,7 +63,7 @@ from waypost.arrival import Arrival, Source
 from waypost.clock import SystemClock
 from waypost.config import load_config
 from waypost.message import ContentType, Envelope, Message, ObjectKind, Recipient, ReportRequest
-from waypost.service import build_intake, database_path
+from waypost.setup.intake import build_intake, database_path
 from waypost.store.database import Database
 from waypost.x400.ipm_bodies import BilaterallyDefined, FileTransfer, IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage, decode_ipm, encode_ipm

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from waypost.cli.common import CommandError, add_config_option, load
-from waypost.service import database_path
+from waypost.setup.intake import database_path
 from waypost.store import check
 
 

@@ -28,7 +28,7 @@ from waypost.clock import SystemClock
 from waypost.config import Config
 from waypost.message import Envelope
 from waypost.nexthop import NextHop, parse_next_hop
-from waypost.service import build_intake
+from waypost.setup.intake import build_intake
 from waypost.store import admin
 from waypost.store.database import Database, translate
 from waypost.store.listing import QueueFilter, count_rows, select_rows

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from waypost.cli.common import CommandError, load
 from waypost.config import Config
-from waypost.service import database_path
+from waypost.setup.intake import database_path
 from waypost.store.base import RecipientState, StoreError
 from waypost.store.database import Database
 

@@ -37,7 +37,7 @@ from waypost.local_submit.dropfile import (
 )
 from waypost.local_submit.showq import read_listing
 from waypost.routing import RoutingTable
-from waypost.service import build_intake, database_path
+from waypost.setup.intake import build_intake, database_path
 
 EX_OK = 0
 EX_USAGE = 64

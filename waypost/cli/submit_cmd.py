@@ -26,7 +26,8 @@ from waypost.config import Config
 from waypost.intake import record_queued
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
 from waypost.mixer.address_map import AddressMapper
-from waypost.service import ServiceError, build_intake, database_path, prepare_data_dir
+from waypost.service import ServiceError, prepare_data_dir
+from waypost.setup.intake import build_intake, database_path
 from waypost.setup.mixer import build_mapper
 from waypost.store.base import StoreError
 from waypost.store.database import Database
