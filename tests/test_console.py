@@ -282,6 +282,15 @@ async def test_a_post_from_another_site_is_refused(client: Client, console: Cons
     )
     assert response.status == 403
     assert states(console.db_path, mid) == ["queued"]
+    ours = f"http://{client.host}:{client.port}"
+    for origin, status in (("null", 403), (ours, 200)):
+        response = await client.post(
+            "/actions",
+            data={"csrf": csrf, "action": "hold", "ids": str(mid)},
+            headers={"Origin": origin},
+        )
+        assert response.status == status, origin
+    assert states(console.db_path, mid) == ["held"]
 
 
 async def test_another_sessions_token_is_refused(console: Console) -> None:

@@ -27,7 +27,9 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: a browser would then send `Origin: null` with our own forms, which
+    # the session middleware refuses as another site's.
+    "Referrer-Policy": "same-origin",
 }
 # Pages name senders, recipients and subjects: never kept by a browser or a proxy.
 NO_STORE = "no-store"
