@@ -82,7 +82,7 @@ def mta(tmp_path: Path) -> Iterator[tuple[ServeProcess, int, int]]:
 
 
 def console_listening(event: dict[str, Any]) -> bool:
-    return event["name"] == "http-listening" and event["fields"].get("service") == "console"
+    return bool(event["name"] == "http-listening" and event["fields"].get("service") == "console")
 
 
 @pytest.fixture
