@@ -6,6 +6,7 @@ test-artifacts/console/."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import smtplib
 import threading
@@ -93,22 +94,31 @@ def console_url(mta: tuple[ServeProcess, int, int]) -> Iterator[str]:
     if any(console_listening(e) for e in serve.events()):
         yield f"http://127.0.0.1:{port}"
         return
+    recent = RecentEvents()
     ctx = ConsoleContext(
         db_path=str(serve.data_dir / "mta.db"),
         tracking_path=str(serve.data_dir / "tracking.db"),
         users_path=str(serve.directory / "console-users"),
         session_timeout=3600.0,
-        recent=RecentEvents(),
+        recent=recent,
         samples=None,
         peers=lambda: [],
         queue_changed=lambda: None,
         hostname="reload.test",
     )
+    # The console's own events (logins, the operator's actions) reach its events page, as
+    # the service's logging will send them.
+    logger = logging.getLogger("waypost")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(recent)
     console = ConsoleInThread(ctx, port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         console.stop()
+        logger.removeHandler(recent)
+        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -230,3 +240,14 @@ def test_an_operator_holds_releases_and_tracks_a_message(
     )
     assert msgid in page.inner_text("section.life h3")
     shots.take("tracking")
+
+    page.click("nav >> text=Overview")
+    assert page.inner_text("#message-count") == "3"
+    shots.take("overview")
+    page.click("nav >> text=Events")
+    page.select_option("select[name=category]", "queue")
+    page.click("form.filter button")
+    audit = page.inner_text("table.events")
+    assert "Operator operator (console) (uid -) ran hold on message ids" in audit
+    assert "ran release" in audit
+    shots.take("events")
