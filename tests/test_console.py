@@ -19,10 +19,10 @@ from helpers import new_message
 from waypost import events
 from waypost.console import ConsoleContext, PeerView, RecentEvents, auth, build_app
 from waypost.console.charts import Sampler, rates, sparkline
-from waypost.console.qshape import bucket_of, shape
 from waypost.console.render import SESSIONS
 from waypost.smtp.auth import hash_password
 from waypost.store.database import Database
+from waypost.store.qshape import bucket_of, shape
 
 PASSWORD = "correct horse"
 TOWN = "smtp:[192.0.2.1]:25"

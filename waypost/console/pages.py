@@ -7,9 +7,10 @@ import time
 
 from aiohttp import web
 
-from waypost.console import qshape, queue_view, store_access
+from waypost.console import queue_view, store_access
 from waypost.console.render import CONTEXT, SAMPLER, render
 from waypost.events import Category, Severity
+from waypost.store import qshape
 from waypost.store.admin import Action
 from waypost.tracking.query import Life, TrackQuery
 

@@ -1,5 +1,6 @@
 """Queues by next hop and message age, as Postfix's qshape shows them: how many recipients
-not yet delivered wait for each next hop, in age buckets that double."""
+wait for each next hop, in age buckets that double (`waypost queue list --shape`, the
+console's queues page)."""
 
 from __future__ import annotations
 
