@@ -4,6 +4,7 @@ events, and the pages that say what failed instead of a traceback."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -452,7 +453,7 @@ async def test_a_bug_is_a_500_page_and_an_event(
     def broken() -> list[PeerView]:
         raise RuntimeError("boom")
 
-    ctx = ConsoleContext(**{**console.ctx.__dict__, "peers": broken})
+    ctx = dataclasses.replace(console.ctx, peers=broken)
     async with TestClient(TestServer(build_app(ctx))) as client:
         await log_in(client)
         response = await client.get("/peers")

@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from waypost import events
-from waypost.console.render import CONTEXT, SESSION, SESSIONS, render, session_of, url_part
+from waypost.console.render import (
+    CONTEXT,
+    SESSION,
+    SESSIONS,
+    Handler,
+    render,
+    session_of,
+    url_part,
+)
 from waypost.smtp.auth import AuthUsers, UsersFileError
 
 COOKIE = "waypost_console"
@@ -19,8 +26,6 @@ FAILED_LOGIN_DELAY = 1.0
 # Reachable without a session.
 PUBLIC_PATHS = ("/login",)
 PUBLIC_PREFIXES = ("/static/",)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_public(path: str) -> bool:

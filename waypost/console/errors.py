@@ -3,15 +3,11 @@ status, and never a traceback."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from waypost import events
-from waypost.console.render import render
+from waypost.console.render import Handler, render
 from waypost.store.base import StoreError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class PageError(Exception):

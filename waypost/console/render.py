@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +20,8 @@ CONTEXT = web.AppKey("console_context", ConsoleContext)
 SESSIONS = web.AppKey("console_sessions", Sessions)
 SAMPLER = web.AppKey("console_sampler", Sampler)
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+# What a middleware wraps.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The request's session, set by the authentication middleware.
 SESSION = web.RequestKey("console_session", Session)
 
