@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import new_message
 
@@ -24,6 +24,7 @@ from waypost.console.render import SESSIONS
 from waypost.smtp.auth import hash_password
 from waypost.store.database import Database
 from waypost.store.qshape import bucket_of, shape
+from waypost.tracking.journal import Journal, Record
 
 PASSWORD = "correct horse"
 TOWN = "smtp:[192.0.2.1]:25"
@@ -512,3 +513,50 @@ async def test_the_overview_shows_totals_and_charts(client: Client, console: Con
     page = await (await client.get("/")).text()
     assert 'data-state="queued">1<' in page
     assert "<polyline" in page and "queue length" in page
+
+
+async def test_tracking_search_and_a_messages_records(console: Console, tmp_path: Path) -> None:
+    mid = enqueue(console.db_path, ("a@town.example",))
+    path = tmp_path / "tracking.db"
+    journal = Journal(path)
+    msgid = "<tracked.1@example.org>"
+    journal.extend(
+        [
+            Record(
+                at=1e9, kind="received", message_id=mid, msgid=msgid, sender="alice@example.org"
+            ),
+            Record(
+                at=1e9 + 1,
+                kind="deferred",
+                message_id=mid,
+                recipient="a@town.example",
+                next_hop=TOWN,
+                detail="4.4.1 connect failed",
+            ),
+            Record(at=1e9, kind="received", message_id=mid + 1, msgid="<other@example.org>"),
+        ]
+    )
+    journal.flush()
+    journal.close()
+    ctx = dataclasses.replace(console.ctx, tracking_path=str(path))
+    async with TestClient(TestServer(build_app(ctx))) as client:
+        await log_in(client)
+        found = await (await client.get("/track", params={"msgid": "tracked.1@example.org"})).text()
+        assert "4.4.1 connect failed" in found and "&lt;tracked.1@example.org&gt;" in found
+        assert "other@example.org" not in found
+        nothing = await (await client.get("/track", params={"sender": "nobody@*"})).text()
+        assert 'id="nothing-found"' in nothing
+        bad = await (await client.get("/track", params={"queue_id": "12a"})).text()
+        assert "A queue id is a number" in bad
+        page = await (await client.get(f"/messages/{mid}")).text()
+        assert 'class="record deferred"' in page
+    off = await (await log_in_and_get(console.ctx, "/track?msgid=x")).text()
+    assert "Tracking is off" in off
+
+
+async def log_in_and_get(ctx: ConsoleContext, path: str) -> ClientResponse:
+    async with TestClient(TestServer(build_app(ctx))) as client:
+        await log_in(client)
+        response = await client.get(path)
+        await response.read()
+        return response
