@@ -560,3 +560,22 @@ async def log_in_and_get(ctx: ConsoleContext, path: str) -> ClientResponse:
         response = await client.get(path)
         await response.read()
         return response
+
+
+async def test_a_damaged_message_is_shown_not_a_500(
+    client: Client, console: Console, heard: list[tuple[str, dict[str, object]]]
+) -> None:
+    mid = enqueue(console.db_path, ("a@town.example",))
+    db = Database.open(str(console.db_path))
+    db.conn.execute(
+        "UPDATE messages SET received_at = 'garbage', envelope = x'00' WHERE id = ?", (mid,)
+    )
+    db.close()
+    await log_in(client)
+    response = await client.get(f"/messages/{mid}")
+    page = await response.text()
+    assert response.status == 200
+    assert "does not decode" in page
+    assert (await client.get(f"/queues/{TOWN}")).status == 200
+    assert (await client.get("/queues")).status == 200
+    assert not [name for name, _ in heard if name == "unexpected-error"]

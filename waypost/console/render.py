@@ -36,6 +36,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["age"] = age
+    env.filters["since"] = since
     env.filters["urlpart"] = url_part
     return env
 
@@ -58,7 +59,6 @@ def render(
             csrf=session.csrf if session else "",
             flash=session.take_flash() if session else None,
             path=request.path,
-            now=time.time(),
             **values,
         )
     )
@@ -86,6 +86,13 @@ def age(seconds: object) -> str:
         if value >= size:
             return f"{int(value // size)}{unit}"
     return f"{int(value)}s"
+
+
+def since(at: object) -> str:
+    """How long ago a Unix time was; `-` for a damaged one (a row read back is not trusted)."""
+    if not isinstance(at, (int, float)) or isinstance(at, bool):
+        return "-"
+    return age(time.time() - at)
 
 
 def url_part(text: object) -> str:
