@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from waypost.console.recent import RecentEvents
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class PeerView:
     """One adjacent X.400 MTA as the console shows it: its associations open each way, and
     the attempts to open one that failed."""
