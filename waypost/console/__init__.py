@@ -1,6 +1,5 @@
-"""The web console: queues, messages, peers, events and metrics, and operator actions.
-
-The service starts it with `start_console(ConsoleContext(...), host, port)`."""
+"""The web console: queues, messages, peers, events and metrics, and operator actions;
+the service starts it with `start_console(ConsoleContext(...), host, port)`."""
 
 from __future__ import annotations
 

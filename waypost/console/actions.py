@@ -1,6 +1,5 @@
-"""Operator actions on queued messages — hold, release, retry, delete, bounce, reroute —
-each confirmed on a page of its own, then run in a worker thread, logged as event 1403
-and reported back in a message on the next page."""
+"""Operator actions on queued messages (hold, release, retry, delete, bounce, reroute):
+confirmed on a page of their own, run in a worker thread, logged as event 1403."""
 
 from __future__ import annotations
 

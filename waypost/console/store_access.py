@@ -1,6 +1,5 @@
 """The console's reads and writes of the MTA database and the tracking journal, each in a
-worker thread with a short-lived connection of its own, as `waypost queue` does while the
-MTA runs: the event loop never waits on SQLite."""
+worker thread on a short-lived connection of its own: the event loop never waits on SQLite."""
 
 from __future__ import annotations
 

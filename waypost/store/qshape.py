@@ -1,6 +1,5 @@
-"""Queues by next hop and message age, as Postfix's qshape shows them: how many recipients
-wait for each next hop, in age buckets that double (`waypost queue list --shape`, the
-console's queues page)."""
+"""Queues by next hop and message age, as Postfix's qshape shows them: recipients waiting
+for each next hop in age buckets that double (`queue list --shape`, the console)."""
 
 from __future__ import annotations
 
