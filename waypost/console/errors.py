@@ -35,9 +35,9 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return _page(
             request,
             503,
-            "The MTA database could not do what was asked",
-            f"{exc}. Nothing was changed by this request; try again, and if it persists "
-            "run `waypost check`.",
+            "The MTA's data could not be read or changed",
+            f"{exc}. This request changed nothing; try again, and if it fails again, "
+            "`waypost check` verifies the MTA database.",
         )
     except Exception as exc:
         # Our own bug: logged where bugs are reported, and a plain page for the browser.
