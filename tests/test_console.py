@@ -552,6 +552,10 @@ async def test_tracking_search_and_a_messages_records(console: Console, tmp_path
         assert 'class="record deferred"' in page
     off = await (await log_in_and_get(console.ctx, "/track?msgid=x")).text()
     assert "Tracking is off" in off
+    path.unlink()
+    missing = await log_in_and_get(ctx, f"/messages/{mid}")
+    assert missing.status == 200
+    assert "No tracking records: no tracking journal at" in await missing.text()
 
 
 async def log_in_and_get(ctx: ConsoleContext, path: str) -> ClientResponse:

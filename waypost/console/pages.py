@@ -12,6 +12,7 @@ from waypost.console.render import CONTEXT, SAMPLER, render
 from waypost.events import Category, Severity
 from waypost.store import qshape
 from waypost.store.admin import Action
+from waypost.store.base import StoreError
 from waypost.tracking.query import Life, TrackQuery
 
 # The fields of the tracking search: the form's names, and what each one asks.
@@ -22,7 +23,8 @@ TRACK_FIELDS = (
     ("sender", "Sender"),
     ("recipient", "Recipient"),
 )
-# The actions offered on a message, in the order of their buttons; reroute has its own form.
+# The actions offered on a message, in the order of their buttons (reroute, with its next
+# hop field, is beside them).
 ACTIONS = (Action.HOLD, Action.RELEASE, Action.RETRY, Action.BOUNCE, Action.DELETE)
 
 
@@ -68,9 +70,21 @@ async def message(request: web.Request) -> web.StreamResponse:
             track_id=message_id if ctx.tracking_path else None,
         )
     lives: list[Life] = []
+    tracking_problem: str | None = None
     if ctx.tracking_path is not None:
-        lives = await store_access.track(ctx.tracking_path, TrackQuery(message_id=message_id))
-    return render(request, "message.html", m=detail, lives=lives, actions=ACTIONS)
+        # The journal is a record, not the queue: without it the message is still shown.
+        try:
+            lives = await store_access.track(ctx.tracking_path, TrackQuery(message_id=message_id))
+        except StoreError as exc:
+            tracking_problem = str(exc)
+    return render(
+        request,
+        "message.html",
+        m=detail,
+        lives=lives,
+        tracking_problem=tracking_problem,
+        actions=ACTIONS,
+    )
 
 
 async def track(request: web.Request) -> web.StreamResponse:
