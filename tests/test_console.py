@@ -4,6 +4,7 @@ events, and the pages that say what failed instead of a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -174,12 +175,20 @@ async def test_a_wrong_password_is_refused_with_an_event(
     assert (await client.get("/", allow_redirects=False)).status == 303
 
 
-async def test_a_refused_login_is_slowed(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refused_logins_are_slowed_and_one_at_a_time(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0.3)
-    started = time.monotonic()
-    response = await client.post("/login", data={"username": "nobody", "password": "x"})
-    assert response.status == 401
-    assert time.monotonic() - started >= 0.3
+    app = build_app(console.ctx)
+    async with TestClient(TestServer(app)) as client:
+        started = time.monotonic()
+        guesses = [
+            client.post("/login", data={"username": "nobody", "password": str(n)}) for n in range(3)
+        ]
+        responses = await asyncio.gather(*guesses)
+        assert [r.status for r in responses] == [401, 401, 401]
+        assert time.monotonic() - started >= 0.9
+        assert len(app[auth.LOGIN_TURNS]) == 0
 
 
 async def test_a_missing_users_file_is_explained(client: Client, console: Console) -> None:

@@ -43,6 +43,7 @@ def build_app(ctx: ConsoleContext) -> web.Application:
     app[SESSIONS] = Sessions(ctx.session_timeout)
     app[SAMPLER] = Sampler(ctx.samples)
     app[TEMPLATES] = environment()
+    app[auth.LOGIN_TURNS] = auth.LoginTurns()
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_sampling)
     app.router.add_get("/login", auth.login_form)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -96,8 +98,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", ""))[:200]
     password = str(form.get("password", ""))[:1000]
     target = local_target(str(form.get("next", "/")))
+    client = request.remote or "-"
     try:
-        ok = await asyncio.to_thread(_verify, ctx.users_path, username, password)
+        # One attempt at a time from each client, each refusal answered late: many
+        # guesses sent at once wait in line rather than being checked together.
+        async with request.app[LOGIN_TURNS].turn(client):
+            ok = await asyncio.to_thread(_verify, ctx.users_path, username, password)
+            if not ok:
+                events.emit(events.CONSOLE_LOGIN_FAILED, client=client, username=username)
+                await asyncio.sleep(FAILED_LOGIN_DELAY)
     except UsersFileError as exc:
         return render(
             request,
@@ -108,10 +117,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             username=username,
             next=target,
         )
-    client = request.remote or "-"
     if not ok:
-        events.emit(events.CONSOLE_LOGIN_FAILED, client=client, username=username)
-        await asyncio.sleep(FAILED_LOGIN_DELAY)
         return render(
             request,
             "login.html",
@@ -145,6 +151,34 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/login")
     response.del_cookie(COOKIE, path="/")
     raise response
+
+
+class LoginTurns:
+    """A turn per client address for login attempts; a client's entry goes with its last
+    waiting attempt, so the table holds only clients trying now."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, client: str) -> AsyncIterator[None]:
+        lock, waiting = self._turns.get(client, (asyncio.Lock(), 0))
+        self._turns[client] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._turns[client]
+            if waiting == 1:
+                del self._turns[client]
+            else:
+                self._turns[client] = (lock, waiting - 1)
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+
+LOGIN_TURNS = web.AppKey("console_login_turns", LoginTurns)
 
 
 def _verify(users_path: str, username: str, password: str) -> bool:
