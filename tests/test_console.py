@@ -14,12 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import ClientConnectionError, ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import new_message
 
 from waypost import events
-from waypost.console import ConsoleContext, PeerView, RecentEvents, auth, build_app
+from waypost.console import (
+    ConsoleContext,
+    PeerView,
+    RecentEvents,
+    auth,
+    build_app,
+    start_console,
+)
 from waypost.console.charts import Sampler, rates, sparkline
 from waypost.console.render import SESSIONS
 from waypost.smtp.auth import hash_password
@@ -592,3 +599,23 @@ async def test_a_damaged_message_is_shown_not_a_500(
     assert (await client.get(f"/queues/{TOWN}")).status == 200
     assert (await client.get("/queues")).status == 200
     assert not [name for name, _ in heard if name == "unexpected-error"]
+
+
+async def test_start_console_listens_says_so_and_closes(console: Console) -> None:
+    heard: list[dict[str, object]] = []
+    stop = events.observe([events.HTTP_LISTENING], lambda e, f: heard.append(dict(f)))
+    try:
+        server = await start_console(console.ctx, "127.0.0.1", 0)
+    finally:
+        stop()
+    try:
+        assert heard == [{"service": "console", "address": server.address}]
+        url = f"http://{server.address}/login"
+        async with ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+            assert "Log in to the console" in await response.text()
+    finally:
+        await server.close()
+    async with ClientSession() as session:
+        with pytest.raises(ClientConnectionError):
+            await session.get(f"http://{server.address}/login")
