@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from waypost import content_summary
 from waypost.cli import content_view, queue_json
 from waypost.cli.common import EXIT_OK, CommandError, add_config_option, load
 from waypost.delivery.mailbox_reader import MAILDIR, Mailbox, StoredFile, Stores
@@ -104,7 +105,7 @@ def run_show(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read {stored.path}: {exc.strerror or exc}") from None
     if stored.mailbox.kind == MAILDIR:
         if args.json:
-            document = {**_file_fields(stored), "headers": content_view.headers(data)}
+            document = {**_file_fields(stored), "headers": content_summary.headers(data)}
             document["message"] = data.decode("utf-8", "replace")
             queue_json.print_line(document)
         else:
@@ -114,10 +115,10 @@ def run_show(args: argparse.Namespace) -> int:
         envelope, content = decode_object(data)
     except ValueError as exc:  # BERError, AddressError
         raise CommandError(f"{stored.path} is not a readable P1 object: {exc}") from None
-    kind = content_view.kind_of(envelope)
+    kind = content_summary.kind_of(envelope)
     if args.json:
         document = {**_file_fields(stored), **_envelope_document(envelope)}
-        document.update(content_view.document(kind, content))
+        document.update(content_summary.document(kind, content))
         queue_json.print_line(document)
         return EXIT_OK
     _print_envelope(stored, envelope)
@@ -152,7 +153,7 @@ def _headline(stored: StoredFile) -> tuple[str, str]:
             with stored.path.open("rb") as file:
                 head = file.read(16384)
             found = {"from": "", "subject": ""}
-            for line in content_view.headers(head):
+            for line in content_summary.headers(head):
                 name, _, value = line.partition(":")
                 if name.lower() in found and not found[name.lower()]:
                     found[name.lower()] = value.strip()
@@ -160,7 +161,7 @@ def _headline(stored: StoredFile) -> tuple[str, str]:
         envelope, content = decode_object(stored.path.read_bytes())
     except (OSError, ValueError) as exc:
         return "(unreadable)", str(exc)
-    kind = content_view.kind_of(envelope)
+    kind = content_summary.kind_of(envelope)
     try:
         if kind == "report":
             return envelope.originator or "(a report)", (

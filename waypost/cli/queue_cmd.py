@@ -29,13 +29,10 @@ from waypost.config import Config
 from waypost.message import Envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.setup.intake import build_intake
-from waypost.store import admin
+from waypost.store import admin, qshape
 from waypost.store.database import Database, translate
 from waypost.store.listing import QueueFilter, count_rows, select_rows
 from waypost.store.validate import is_number
-
-# qshape's age buckets, in minutes.
-SHAPE_BUCKETS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
 
 
 def add_parser(verbs: Any) -> None:
@@ -202,11 +199,10 @@ def _print_list(db: Database, where: QueueFilter, limit: int | None, now: float)
 def _print_shape(rows: Any, now: float) -> None:
     table: dict[str, Counter[int]] = defaultdict(Counter)
     for row in rows:
-        # A damaged arrival time counts as the oldest: it is the one to look at.
-        minutes = (now - row.received_at) / 60 if is_number(row.received_at) else math.inf
-        bucket = next((i for i, limit in enumerate(SHAPE_BUCKETS) if minutes < limit), 9)
+        age = now - row.received_at if is_number(row.received_at) else math.inf
+        bucket = qshape.bucket_of(age)
         table[str(row.next_hop)][bucket] += 1
-    headers = [f"{b}" for b in SHAPE_BUCKETS] + [f"{SHAPE_BUCKETS[-1]}+"]
+    headers = qshape.HEADINGS
     width = max([len("TOTAL"), *(len(h) for h in table)])
     print(f"{'':<{width}} {'T':>6} " + " ".join(f"{h:>6}" for h in headers))
     totals: Counter[int] = Counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from waypost import content_summary
 from waypost.cli import content_view, queue_json, queue_select
 from waypost.cli.common import EXIT_OK, CommandError, format_time
 from waypost.message import Envelope, EnvelopeError, ObjectKind, decode_envelope
@@ -40,7 +41,7 @@ def run_show(args: argparse.Namespace) -> int:
         if row is None:
             raise CommandError(f"no message {args.message_id} in the queue")
         envelope, problem = _envelope(row[3])
-        kind = content_view.kind_of(envelope)
+        kind = content_summary.kind_of(envelope)
         content = _content(db, args.message_id)
         if args.body:
             if content is None:
@@ -135,7 +136,7 @@ def _print_json(
     else:
         document.update(queue_json.envelope_fields(envelope))
     document["recipients"] = [queue_json.recipient(r) for r in db.queue_rows(message_id=message_id)]
-    document.update(content_view.document(kind, content))
+    document.update(content_summary.document(kind, content))
     if content is None and kind != "probe":
         document["content_error"] = "missing"
     queue_json.print_line(document)
