@@ -5,11 +5,8 @@ test-artifacts/console/."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import smtplib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -20,7 +17,6 @@ import pytest
 from helpers import free_port
 from serve_process import WAIT, ServeProcess
 
-from waypost.console import ConsoleContext, ConsoleServer, RecentEvents, start_console
 from waypost.smtp.auth import hash_password
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
@@ -49,24 +45,6 @@ def mta_config(smtp_port: int, down_port: int, console_port: int, users: Path) -
     )
 
 
-class ConsoleInThread:
-    """The console in this process, on an event loop of its own thread, over a serve
-    process's database and tracking journal (see the `console_url` fixture)."""
-
-    def __init__(self, ctx: ConsoleContext, port: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        started = asyncio.run_coroutine_threadsafe(start_console(ctx, "127.0.0.1", port), self.loop)
-        self.server: ConsoleServer = started.result(WAIT)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(WAIT)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(WAIT)
-        self.loop.close()
-
-
 @pytest.fixture
 def mta(tmp_path: Path) -> Iterator[tuple[ServeProcess, int, int]]:
     """A running MTA: (its process, its SMTP port, its console's port)."""
@@ -87,38 +65,11 @@ def console_listening(event: dict[str, Any]) -> bool:
 
 
 @pytest.fixture
-def console_url(mta: tuple[ServeProcess, int, int]) -> Iterator[str]:
-    """The console's address. Until `waypost serve` starts the console itself, it is started
-    here, beside the serve process, on that process's MTA database and tracking journal."""
+def console_url(mta: tuple[ServeProcess, int, int]) -> str:
+    """The address of the console `waypost serve` started."""
     serve, _, port = mta
-    if any(console_listening(e) for e in serve.events()):
-        yield f"http://127.0.0.1:{port}"
-        return
-    recent = RecentEvents()
-    ctx = ConsoleContext(
-        db_path=str(serve.data_dir / "mta.db"),
-        tracking_path=str(serve.data_dir / "tracking.db"),
-        users_path=str(serve.directory / "console-users"),
-        session_timeout=3600.0,
-        recent=recent,
-        samples=None,
-        peers=lambda: [],
-        queue_changed=lambda: None,
-        hostname="reload.test",
-    )
-    # The console's own events (logins, the operator's actions) reach its events page, as
-    # the service's logging will send them.
-    logger = logging.getLogger("waypost")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(recent)
-    console = ConsoleInThread(ctx, port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        console.stop()
-        logger.removeHandler(recent)
-        logger.setLevel(level)
+    serve.wait_for(console_listening)
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

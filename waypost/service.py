@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import sqlite3
@@ -24,6 +25,7 @@ from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, load_config
 from waypost.config.values import parse_address
+from waypost.console import ConsoleContext, ConsoleServer, PeerView, RecentEvents, start_console
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
@@ -191,6 +193,20 @@ def running_pid(data_dir: Path) -> int | None:
         os.close(fd)
 
 
+# The last events logged, for the console (one per process; its logging handler is put
+# back after each reconfiguration of the log).
+RECENT_EVENTS = RecentEvents()
+# Seconds between two snapshots of the queue for the console's charts.
+SNAPSHOT_INTERVAL = 5.0
+
+
+def keep_recent_events() -> None:
+    """The console's handler among the `waypost` logger's (configure_logging replaces them)."""
+    root = logging.getLogger("waypost")
+    if RECENT_EVENTS not in root.handlers:
+        root.addHandler(RECENT_EVENTS)
+
+
 def open_logs(config: Config) -> None:
     """Log as [log] says; again at a reload, which reopens `json_file` by its name (after a
     rotation, the renamed file gets no more lines). OSError when it cannot be opened."""
@@ -200,6 +216,8 @@ def open_logs(config: Config) -> None:
     events.configure_logging(
         level=config.log.level, json_file=json_file, categories=config.log.categories
     )
+    if config.console.enabled:
+        keep_recent_events()
     if json_file:
         events.emit(events.LOG_REOPENED, path=json_file)
 
@@ -324,6 +342,7 @@ class Service:
         # The counters and gauges: kept when the metrics endpoint or the console is on.
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
+        self.console: ConsoleServer | None = None
         self._untrack: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -525,15 +544,62 @@ class Service:
             await self.x400.start()
 
     async def start_http(self) -> None:
-        """The metrics endpoint, when on."""
-        if self.config.metrics.enabled and self.metrics is not None:
-            host, port = parse_address(self.config.metrics.listen)
+        """The metrics endpoint and the console, each when on."""
+        config = self.config
+        if config.metrics.enabled and self.metrics is not None:
+            host, port = parse_address(config.metrics.listen)
             server = MetricsServer(self.metrics)
             try:
                 await server.start(host, port)
             except OSError as exc:
                 raise ListenError("metrics", host, port, exc) from None
             self.metrics_server = server
+        if config.console.enabled:
+            host, port = parse_address(config.console.listen)
+            try:
+                self.console = await start_console(self._console_context(), host, port)
+            except OSError as exc:
+                raise ListenError("console", host, port, exc) from None
+
+    def _console_context(self) -> ConsoleContext:
+        config = self.config
+        return ConsoleContext(
+            db_path=database_path(config),
+            tracking_path=config.tracking.path if config.tracking.enabled else None,
+            users_path=config.console.users,
+            session_timeout=config.console.session_timeout,
+            recent=RECENT_EVENTS,
+            samples=self.metrics.samples if self.metrics is not None else None,
+            peers=self._peers,
+            queue_changed=self._queue_changed,
+            hostname=config.server.hostname,
+        )
+
+    def _peers(self) -> list[PeerView]:
+        """Each configured adjacent MTA with its associations now and its failures."""
+        inbound = self.x400.associations() if self.x400 is not None else {}
+        outbound = dict(self.x400_deliverer.associations()) if self.x400_deliverer else {}
+        failed: dict[str, float] = {}
+        if self.metrics is not None:
+            for metric in self.metrics.counters.associations_failed.collect():
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        name = sample.labels["peer"]
+                        failed[name] = failed.get(name, 0.0) + sample.value
+        return [
+            PeerView(
+                name=peer.name,
+                address=peer.address,
+                inbound=inbound.get(peer.name, 0),
+                outbound=outbound.get(peer.name, 0),
+                failed=int(failed.get(peer.name, 0)),
+            )
+            for peer in self.config.x400.peer
+        ]
+
+    def _queue_changed(self) -> None:
+        """An operator made mail due in the console: try it now, down next hops too."""
+        self.manager.forget_back_offs()
 
     async def start_local_submission(self) -> None:
         """Pickup of what `waypost-sendmail` drops, and the sockets it and `mailq` use."""
@@ -625,13 +691,28 @@ class Service:
         self.config = config
 
     def run_background(self) -> list[asyncio.Task[None]]:
-        """Start the queue manager and the report generator."""
+        """Start the queue manager and the report generator (and, for the console's charts,
+        the metrics' snapshots)."""
         self._tasks = [asyncio.create_task(self.manager.run())]
         if self.reports is not None:
             self._tasks.append(asyncio.create_task(self.reports.run()))
+        if self.config.console.enabled and self.metrics is not None:
+            self._tasks.append(asyncio.create_task(self._snapshots(self.metrics)))
         return self._tasks
 
+    async def _snapshots(self, metrics: Metrics) -> None:
+        """A snapshot of the queue every few seconds, which a scrape would otherwise take:
+        the console's charts sample it."""
+        while True:
+            try:
+                await metrics.refresh()
+            except Exception as exc:  # the charts go stale; the MTA goes on
+                events.emit(events.UNEXPECTED_ERROR, component="metrics", error=repr(exc))
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+
     async def stop(self) -> None:
+        if self.console is not None:
+            await self.console.close()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.local_submission is not None:
@@ -679,6 +760,8 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
     loop.add_signal_handler(signal.SIGUSR1, flush_asked.set)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    if config.console.enabled:
+        keep_recent_events()
     data_dir = prepare_data_dir(config.server.data_dir)
     lock = RunLock.acquire(data_dir)
     try:
