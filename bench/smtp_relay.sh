@@ -255,7 +255,7 @@ run_once() {  # ROUND MTA
     if [ "$mta" = Waypost-observed ]; then
         start_waypost "$dir" on; pid=$WAYPOST_PID
         # Scraped every second during the run, as a Prometheus server would.
-        ( while true; do curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; sleep 1; done ) &
+        ( while [ -z "${NOSCRAPE:-}" ]; do curl -s -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics"; sleep 1; done ) &
         SCRAPE_PID=$!
     elif [ "$mta" = Waypost-plain ]; then
         start_waypost "$dir" off; pid=$WAYPOST_PID

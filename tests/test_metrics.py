@@ -166,3 +166,16 @@ async def test_the_samples_for_the_console_total_every_label_set(tmp_path: Path)
     assert found["messages_received_total"] == 2
     assert found["queue recipients"] == 2
     assert found["delivered_total"] == 0
+
+
+def test_counting_every_event_does_not_turn_the_protocol_trace_on() -> None:
+    # An observed event is always emitted (events.enabled is true for it): were the trace
+    # counted, every SMTP session would build its trace whatever the log level.
+    counters = Counters(CollectorRegistry(), max_next_hops=1, peers=[])
+    stop = counters.observe()
+    try:
+        assert events.enabled(events.DELIVERED)
+        assert not events.enabled(events.SMTP_TRACE)
+        assert not events.enabled(events.X400_TRACE)
+    finally:
+        stop()

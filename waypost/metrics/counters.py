@@ -101,7 +101,7 @@ class Counters:
         )
         self.events = Counter(
             "waypost_events",
-            "Events emitted, logged or not, by category and severity.",
+            "Events emitted, logged or not, by category and severity (the trace apart).",
             ["category", "severity"],
             registry=r,
         )
@@ -140,11 +140,14 @@ class Counters:
             (c, s): self.events.labels(c.value, s.name.lower())
             for c in events.Category
             for s in events.Severity
+            if s > events.Severity.DEBUG
         }
 
     def observe(self) -> Callable[[], None]:
-        """Count every event from now on; returns how to stop."""
-        return events.observe(events.catalogue(), self._event)
+        """Count every event from now on but the protocol trace's; returns how to stop.
+        (An event observed is always emitted: observing the trace would write it.)"""
+        counted = [e for e in events.catalogue() if e.severity > events.Severity.DEBUG]
+        return events.observe(counted, self._event)
 
     def committed(self, operations: int, seconds: float) -> None:
         """The store's commit hook (in its writer thread: prometheus_client is thread-safe)."""
