@@ -26,6 +26,7 @@
 # metrics endpoint (scraped every second, as Prometheus would) on
 # ("Waypost-observed") and off ("Waypost-plain"), and prints their CPU ratio.
 # The default runs Waypost on its defaults (tracking on, metrics off).
+# NOSCRAPE=1 in the environment leaves the scraping out.
 #
 # "other CPU" is what the machine spent on anything but the MTA, smtp-source
 # and smtp-sink during a run (other users' work, interrupts): a run with much
