@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from waypost.message import ContentType, Envelope, ObjectKind
+from waypost.message import ContentType, Envelope, EnvelopeError, ObjectKind, decode_envelope
 from waypost.x400.ipm import summarize_ipm
 from waypost.x400.p1_report import decode_report_content
 
@@ -78,3 +78,14 @@ def document(kind: str, content: bytes | None) -> dict[str, Any]:
     except ValueError as exc:
         return {"content_error": str(exc)}
     return {"headers": headers(content)}
+
+
+def decoded_envelope(blob: object) -> tuple[Envelope | None, str | None]:
+    """A stored envelope decoded, or why it does not decode (a damaged row is shown, not
+    fatal to the page or the listing)."""
+    try:
+        if not isinstance(blob, bytes):
+            raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
+        return decode_envelope(blob), None
+    except EnvelopeError as exc:
+        return None, str(exc)

@@ -12,7 +12,6 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from waypost import events
 from waypost.cli import audit, queue_json, queue_select, queue_show
 from waypost.cli.common import (
     EXIT_FAILED,
@@ -290,14 +289,8 @@ def run_reroute(args: argparse.Namespace) -> int:
         raise CommandError(f"reroute failed: {translate(exc)}") from None
     finally:
         db.close()
+    admin.log_rerouted(result)
     for moved in result.rerouted:
-        events.emit(
-            events.RECIPIENT_REROUTED,
-            message_id=moved.message_id,
-            recipient=moved.address,
-            old=moved.old,
-            new=moved.new,
-        )
         print(f"{moved.message_id}: {moved.address}: {moved.old} -> {moved.new}")
     audit.record("reroute", targets, result.routed)
     print(f"reroute: {result.routed} recipients routed again, {len(result.rerouted)} changed")

@@ -9,7 +9,7 @@ from typing import Any
 from waypost import content_summary
 from waypost.cli import content_view, queue_json, queue_select
 from waypost.cli.common import EXIT_OK, CommandError, format_time
-from waypost.message import Envelope, EnvelopeError, ObjectKind, decode_envelope
+from waypost.message import Envelope, ObjectKind
 from waypost.store.base import StoreError
 from waypost.store.database import Database
 
@@ -40,7 +40,7 @@ def run_show(args: argparse.Namespace) -> int:
         ).fetchone()
         if row is None:
             raise CommandError(f"no message {args.message_id} in the queue")
-        envelope, problem = _envelope(row[3])
+        envelope, problem = content_summary.decoded_envelope(row[3])
         kind = content_summary.kind_of(envelope)
         content = _content(db, args.message_id)
         if args.body:
@@ -54,16 +54,6 @@ def run_show(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return EXIT_OK
-
-
-def _envelope(blob: object) -> tuple[Envelope | None, str | None]:
-    """The decoded envelope, or why it does not decode."""
-    try:
-        if not isinstance(blob, bytes):
-            raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
-        return decode_envelope(blob), None
-    except EnvelopeError as exc:
-        return None, str(exc)
 
 
 def _content(db: Database, message_id: int) -> bytes | None:

@@ -128,12 +128,5 @@ async def _reroute(db_path: str, ids: list[int], hop: NextHop, now: float) -> in
         return str(hop)
 
     result = await store_access.writing(db_path, lambda db: admin.reroute(db, ids, choose, now))
-    for moved in result.rerouted:
-        events.emit(
-            events.RECIPIENT_REROUTED,
-            message_id=moved.message_id,
-            recipient=moved.address,
-            old=moved.old,
-            new=moved.new,
-        )
+    admin.log_rerouted(result)
     return result.routed

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waypost import content_summary
-from waypost.message import Envelope, EnvelopeError, ObjectKind, decode_envelope
+from waypost.message import Envelope, ObjectKind
 from waypost.store.base import RecipientState, StoreError
 from waypost.store.database import Database, QueueRow
 from waypost.store.listing import QueueFilter, count_rows, select_rows
@@ -104,7 +104,7 @@ def message_detail(db: Database, message_id: int) -> MessageDetail | None:
     if row is None:
         return None
     mts_id, originator, blob, size, received_at, expires_at, state = row
-    envelope, problem = _envelope(blob)
+    envelope, problem = content_summary.decoded_envelope(blob)
     kind = content_summary.kind_of(envelope)
     try:
         content: bytes | None = db.read_content(message_id)
@@ -125,16 +125,6 @@ def message_detail(db: Database, message_id: int) -> MessageDetail | None:
         content=content_summary.document(kind, content),
         content_missing=content is None and kind != "probe",
     )
-
-
-def _envelope(blob: object) -> tuple[Envelope | None, str | None]:
-    """The decoded envelope, or why it does not decode."""
-    try:
-        if not isinstance(blob, bytes):
-            raise EnvelopeError(f"envelope is {type(blob).__name__}, not a blob")
-        return decode_envelope(blob), None
-    except EnvelopeError as exc:
-        return None, str(exc)
 
 
 def message_exists(db: Database, message_id: int) -> bool:

@@ -7,6 +7,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from waypost import events
 from waypost.message import Envelope
 from waypost.store.database import Database
 from waypost.store.validate import check_message_row
@@ -157,3 +158,15 @@ def reroute(
         f"SELECT count(*) FROM recipients WHERE state = 'leased' AND {where}", args
     ).fetchone()[0]
     return RerouteResult(routed=routed, rerouted=changed, in_delivery=int(in_delivery))
+
+
+def log_rerouted(result: RerouteResult) -> None:
+    """Event 1406 for each recipient whose next hop `reroute` changed."""
+    for moved in result.rerouted:
+        events.emit(
+            events.RECIPIENT_REROUTED,
+            message_id=moved.message_id,
+            recipient=moved.address,
+            old=moved.old,
+            new=moved.new,
+        )
