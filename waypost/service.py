@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from waypost import __version__, events
 from waypost.address import parse_oraddress
@@ -25,7 +26,7 @@ from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, load_config
 from waypost.config.values import parse_address
-from waypost.console import ConsoleContext, ConsoleServer, PeerView, RecentEvents, start_console
+from waypost.console.recent import RecentEvents
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.local import LocalDeliverer
@@ -41,8 +42,6 @@ from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
 from waypost.local_submit.server import LocalSubmission
 from waypost.message import Message
-from waypost.metrics.gauges import LiveSources
-from waypost.metrics.server import Metrics, MetricsServer
 from waypost.mixer.address_map import AddressMapper, Gateway
 from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
@@ -76,6 +75,11 @@ from waypost.store.sqlite import SQLiteStore
 from waypost.tracking.journal import Journal, Retention
 from waypost.tracking.recorder import record_into
 from waypost.x400.association import X400Server
+
+if TYPE_CHECKING:
+    from waypost.console.app import ConsoleServer
+    from waypost.console.context import ConsoleContext, PeerView
+    from waypost.metrics.server import Metrics, MetricsServer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -428,6 +432,11 @@ class Service:
         config = self.config
         if not (config.metrics.enabled or config.console.enabled):
             return
+        # Imported here: only a service that serves them pays for prometheus-client and
+        # aiohttp, not every `waypost` command that imports this module.
+        from waypost.metrics.gauges import LiveSources  # noqa: PLC0415
+        from waypost.metrics.server import Metrics  # noqa: PLC0415
+
         self.metrics = Metrics(
             self.store.queue_summary,
             LiveSources(
@@ -546,6 +555,10 @@ class Service:
     async def start_http(self) -> None:
         """The metrics endpoint and the console, each when on."""
         config = self.config
+        # Imported here for the reason start_metrics gives.
+        from waypost.console.app import start_console  # noqa: PLC0415
+        from waypost.metrics.server import MetricsServer  # noqa: PLC0415
+
         if config.metrics.enabled and self.metrics is not None:
             host, port = parse_address(config.metrics.listen)
             server = MetricsServer(self.metrics)
@@ -562,6 +575,8 @@ class Service:
                 raise ListenError("console", host, port, exc) from None
 
     def _console_context(self) -> ConsoleContext:
+        from waypost.console.context import ConsoleContext  # noqa: PLC0415 - see start_metrics
+
         config = self.config
         return ConsoleContext(
             db_path=database_path(config),
@@ -577,6 +592,8 @@ class Service:
 
     def _peers(self) -> list[PeerView]:
         """Each configured adjacent MTA with its associations now and its failures."""
+        from waypost.console.context import PeerView  # noqa: PLC0415 - see start_metrics
+
         inbound = self.x400.associations() if self.x400 is not None else {}
         outbound = dict(self.x400_deliverer.associations()) if self.x400_deliverer else {}
         failed: dict[str, float] = {}
