@@ -5,8 +5,10 @@ directory, fsync and synchronous_commit on, stopped by its PID).
 Three workloads, each run with both drivers in turns, N operations each:
 
   enqueue   20 concurrent clients, each inserting one message (1 KiB content) and its
-            recipient and committing: one durable commit per message, as a 250 needs;
-  batched   the same rows, 100 messages per transaction (the store's group commit);
+            recipient in one statement, committed: one durable commit per message, as a
+            250 needs;
+  batched   the same statement, 100 messages per transaction by executemany (which both
+            drivers pipeline): the store's group commit;
   claim     claiming 50 due recipients at a time with FOR UPDATE SKIP LOCKED, leasing
             them, then settling them as delivered (two transactions a batch).
 
@@ -57,14 +59,21 @@ CREATE TABLE recipients (
 );
 CREATE INDEX recipients_due ON recipients (due_at) WHERE due_at IS NOT NULL;
 """
-INSERT_MESSAGE = (
-    "INSERT INTO messages (mts_id, originator, envelope, content, received_at) "
-    "VALUES ($1, $2, $3, $4, $5) RETURNING id"
-)
-INSERT_RECIPIENT = (
+# One statement a message, its recipient with it: one round trip, and a batch of them is
+# one executemany (which both drivers pipeline).
+ENQUEUE_SQL = (
+    "WITH m AS (INSERT INTO messages (mts_id, originator, envelope, content, received_at) "
+    "VALUES ($1, $2, $3, $4, $5) RETURNING id) "
     "INSERT INTO recipients (message_id, address, next_hop, state, due_at) "
-    "VALUES ($1, $2, $3, 'queued', $4)"
+    "SELECT id, $6, $7, 'queued', 0.0 FROM m"
 )
+
+
+def enqueue_args(n: int, count: int) -> list[tuple[object, ...]]:
+    now = time.time()
+    return [(f"m{n}.{i}", "a@b", b"envelope", CONTENT, now, "r@x", "smtp:x") for i in range(count)]
+
+
 CLAIM_SQL = (
     "UPDATE recipients SET state = 'leased', lease_owner = $1, lease_until = $2, due_at = NULL "
     "WHERE id IN (SELECT id FROM recipients WHERE due_at <= $3 ORDER BY due_at "
@@ -167,59 +176,18 @@ def _tree(root: int) -> Iterator[int]:
 # -- the drivers ------------------------------------------------------------------------
 
 
-class Asyncpg:
-    name = "asyncpg"
+class Connections:
+    """The same pool for both drivers: connections taken from a queue and put back, with
+    nothing run between (asyncpg's own Pool resets each connection it takes back, a round
+    trip a message that would be measured against asyncpg)."""
 
-    async def open(self, dsn: str, size: int) -> None:
-        import asyncpg  # noqa: PLC0415 - an optional package, for this benchmark only
+    conns: list[Any]
 
-        parts = dict(item.split("=", 1) for item in dsn.split())
-        self.pool = await asyncpg.create_pool(
-            host=parts["host"], port=int(parts["port"]), user=parts["user"],
-            database=parts["dbname"], min_size=size, max_size=size,
-        )  # fmt: skip
-
-    async def close(self) -> None:
-        await self.pool.close()
-
-    async def execute(self, sql: str) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(sql)
-
-    async def enqueue(self, n: int, count: int) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            for i in range(count):
-                mid = await conn.fetchval(
-                    INSERT_MESSAGE, f"m{n}.{i}", "a@b", b"envelope", CONTENT, time.time()
-                )
-                await conn.execute(INSERT_RECIPIENT, mid, "r@x", "smtp:x", 0.0)
-
-    async def claim(self, owner: str) -> int:
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                rows = await conn.fetch(CLAIM_SQL, owner, time.time() + 300, time.time(), CLAIM)
-            if rows:
-                async with conn.transaction():
-                    await conn.execute(SETTLE_SQL, [r[0] for r in rows])
-        return len(rows)
-
-
-class Psycopg:
-    name = "psycopg"
-
-    async def open(self, dsn: str, size: int) -> None:
-        import psycopg  # noqa: PLC0415 - an optional package, for this benchmark only
-
-        self.conns = [
-            await psycopg.AsyncConnection.connect(dsn, autocommit=True) for _ in range(size)
-        ]
+    def fill(self, conns: list[Any]) -> None:
+        self.conns = conns
         self.free: asyncio.Queue[Any] = asyncio.Queue()
-        for conn in self.conns:
+        for conn in conns:
             self.free.put_nowait(conn)
-
-    async def close(self) -> None:
-        for conn in self.conns:
-            await conn.close()
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> Any:
@@ -229,20 +197,65 @@ class Psycopg:
         finally:
             self.free.put_nowait(conn)
 
+    async def close(self) -> None:
+        for conn in self.conns:
+            await conn.close()
+
+
+class Asyncpg(Connections):
+    name = "asyncpg"
+
+    async def open(self, dsn: str, size: int) -> None:
+        import asyncpg  # noqa: PLC0415 - an optional package, for this benchmark only
+
+        parts = dict(item.split("=", 1) for item in dsn.split())
+        where = {"host": parts["host"], "port": int(parts["port"]), "user": parts["user"]}
+        self.fill([await asyncpg.connect(database=parts["dbname"], **where) for _ in range(size)])
+
+    async def execute(self, sql: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(sql)
+
+    async def enqueue(self, n: int, count: int) -> None:
+        async with self._conn() as conn:
+            if count == 1:
+                await conn.execute(ENQUEUE_SQL, *enqueue_args(n, 1)[0])
+                return
+            async with conn.transaction():
+                await conn.executemany(ENQUEUE_SQL, enqueue_args(n, count))
+
+    async def claim(self, owner: str) -> int:
+        async with self._conn() as conn:
+            async with conn.transaction():
+                rows = await conn.fetch(CLAIM_SQL, owner, time.time() + 300, time.time(), CLAIM)
+            if rows:
+                async with conn.transaction():
+                    await conn.execute(SETTLE_SQL, [r[0] for r in rows])
+        return len(rows)
+
+
+class Psycopg(Connections):
+    name = "psycopg"
+
+    async def open(self, dsn: str, size: int) -> None:
+        import psycopg  # noqa: PLC0415 - an optional package, for this benchmark only
+
+        connect = psycopg.AsyncConnection.connect
+        self.fill([await connect(dsn, autocommit=True) for _ in range(size)])
+
     async def execute(self, sql: str) -> None:
         async with self._conn() as conn:
             await conn.execute(sql)
             await conn.commit()
 
     async def enqueue(self, n: int, count: int) -> None:
-        message, recipient = psycopg_sql(INSERT_MESSAGE), psycopg_sql(INSERT_RECIPIENT)
-        async with self._conn() as conn, conn.transaction():
-            for i in range(count):
-                cur = await conn.execute(
-                    message, (f"m{n}.{i}", "a@b", b"envelope", CONTENT, time.time())
-                )
-                row = await cur.fetchone()
-                await conn.execute(recipient, (row[0], "r@x", "smtp:x", 0.0))
+        sql = psycopg_sql(ENQUEUE_SQL)
+        async with self._conn() as conn:
+            if count == 1:
+                await conn.execute(sql, enqueue_args(n, 1)[0])
+                return
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(sql, enqueue_args(n, count))
 
     async def claim(self, owner: str) -> int:
         claim, settle = psycopg_sql(CLAIM_SQL), psycopg_sql(SETTLE_SQL)
