@@ -555,11 +555,10 @@ class Service:
     async def start_http(self) -> None:
         """The metrics endpoint and the console, each when on."""
         config = self.config
-        # Imported here for the reason start_metrics gives.
-        from waypost.console.app import start_console  # noqa: PLC0415
-        from waypost.metrics.server import MetricsServer  # noqa: PLC0415
-
         if config.metrics.enabled and self.metrics is not None:
+            # Imported here for the reason start_metrics gives.
+            from waypost.metrics.server import MetricsServer  # noqa: PLC0415
+
             host, port = parse_address(config.metrics.listen)
             server = MetricsServer(self.metrics)
             try:
@@ -568,6 +567,8 @@ class Service:
                 raise ListenError("metrics", host, port, exc) from None
             self.metrics_server = server
         if config.console.enabled:
+            from waypost.console.app import start_console  # noqa: PLC0415
+
             host, port = parse_address(config.console.listen)
             try:
                 self.console = await start_console(self._console_context(), host, port)

@@ -14,8 +14,8 @@ from typing import Any
 
 from waypost.cli.common import EXIT_FAILED, EXIT_OK, CommandError, add_config_option, load
 from waypost.cli.queue_select import age
-from waypost.tracking.journal import Record, connect
-from waypost.tracking.query import Life, TrackQuery, find
+from waypost.tracking.journal import Record
+from waypost.tracking.query import Life, TrackQuery, search
 
 
 def add_parser(verbs: Any) -> None:
@@ -76,11 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise CommandError(f"no tracking journal at {path} (tracking.enabled, nothing tracked yet)")
     try:
-        conn = connect(path, readonly=True)
-        try:
-            lives = find(conn, query, limit=max(1, args.limit))
-        finally:
-            conn.close()
+        lives = search(path, query, limit=max(1, args.limit))
     except sqlite3.Error as exc:
         raise CommandError(f"cannot read the tracking journal {path}: {exc}") from None
     for life in lives:

@@ -11,8 +11,7 @@ from typing import TypeVar
 
 from waypost.store.base import StoreError
 from waypost.store.database import Database, translate
-from waypost.tracking import journal
-from waypost.tracking.query import Life, TrackQuery, find
+from waypost.tracking.query import Life, TrackQuery, search
 
 T = TypeVar("T")
 
@@ -59,10 +58,6 @@ def _track(path: str, query: TrackQuery, limit: int) -> list[Life]:
     if not os.path.exists(path):
         raise NoDatabaseError(f"no tracking journal at {path} yet (nothing was tracked)")
     try:
-        conn = journal.connect(path, readonly=True)
-        try:
-            return find(conn, query, limit=limit)
-        finally:
-            conn.close()
+        return search(path, query, limit=limit)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the tracking journal {path}: {exc}") from None

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from waypost.metrics.labels import OTHER, transport_of
 from waypost.store.base import HopState, QueueSummary
-from waypost.store.listing import QUEUE_STATES
+from waypost.store.qshape import WAITING_STATES
 
 # How long a next hop whose queue emptied is still shown, with 0 recipients.
 SHOW_EMPTIED = 3600.0
@@ -111,7 +111,7 @@ class QueueCollector(Collector):
             if now - seen > SHOW_EMPTIED:
                 del self._seen[name]
                 continue
-            for state in QUEUE_STATES:
+            for state in WAITING_STATES:
                 if (name, state) not in shown:
                     recipients.add_metric([name, transport_of(name), state], 0)
             by_hop.setdefault(name, (0, 0.0))

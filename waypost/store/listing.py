@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from waypost.store.base import HopState, QueueSummary
 from waypost.store.database import Database, QueueRow
+from waypost.store.qshape import WAITING_STATES
 
 _COLUMNS = (
     "r.message_id, r.id, r.address, m.originator, r.next_hop, r.state, r.attempts, "
@@ -88,18 +89,14 @@ def count_rows(db: Database, where: QueueFilter) -> int:
     return int(row[0])
 
 
-# Recipient states still in the queue, as the metrics show them.
-QUEUE_STATES = ("queued", "deferred", "leased", "held")
-
-
 def queue_summary(db: Database) -> QueueSummary:
     """One pass over the recipients still in the queue, grouped by next hop and state."""
-    marks = ", ".join("?" for _ in QUEUE_STATES)
+    marks = ", ".join("?" for _ in WAITING_STATES)
     rows = db.conn.execute(
         "SELECT r.next_hop, r.state, count(*), coalesce(sum(m.size), 0), min(m.received_at) "
         "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
         f"WHERE r.state IN ({marks}) GROUP BY r.next_hop, r.state",
-        QUEUE_STATES,
+        WAITING_STATES,
     ).fetchall()
     hops = [
         HopState(str(hop), str(state), int(count), int(octets or 0), float(oldest or 0.0))

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,7 +84,7 @@ class Record:
             self.remote_id,
             self.linked_id,
             self.detail,
-            json.dumps(self.fields, ensure_ascii=False, default=str) if self.fields else "{}",
+            fields_json(self.fields),
         )
 
     @classmethod
@@ -109,6 +109,11 @@ class Record:
             detail=str(detail or ""),
             fields=extra if isinstance(extra, dict) else {"value": extra},
         )
+
+
+def fields_json(fields: Mapping[str, object]) -> str:
+    """A record's other fields as the journal keeps them: a JSON object."""
+    return json.dumps(fields, ensure_ascii=False, default=str) if fields else "{}"
 
 
 def _text(value: object) -> str | None:

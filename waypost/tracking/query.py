@@ -7,9 +7,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from waypost.store.listing import like_pattern
-from waypost.tracking.journal import COLUMNS, Record, first_id_at
+from waypost.tracking.journal import COLUMNS, Record, connect, first_id_at
 
 # Lives followed through links (reports, conversions) at most, and records shown at most.
 MAX_MESSAGES = 1000
@@ -76,6 +77,16 @@ class Life:
     @property
     def msgid(self) -> str | None:
         return next((r.msgid for r in self.records if r.msgid), None)
+
+
+def search(path: str | Path, query: TrackQuery, *, limit: int = 100) -> list[Life]:
+    """`find` in the journal at `path`, on a read-only connection of its own (for
+    `waypost track` and the console); sqlite3.Error when it cannot be read."""
+    conn = connect(path, readonly=True)
+    try:
+        return find(conn, query, limit=limit)
+    finally:
+        conn.close()
 
 
 def find(conn: sqlite3.Connection, query: TrackQuery, *, limit: int = 100) -> list[Life]:

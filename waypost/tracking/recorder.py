@@ -3,14 +3,13 @@ call that logs the event (`events.observe`), so the log and the journal cannot d
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
 
 from waypost import events
 from waypost.events import EventDefinition
-from waypost.tracking.journal import Journal
+from waypost.tracking.journal import Journal, fields_json
 
 # `250 2.0.0 Ok: queued as 4F2A` (Postfix, Waypost), `… id=1a2b3c-000Abc-XY` (Exim),
 # `… Message accepted for delivery` carries none.
@@ -41,10 +40,6 @@ Row = tuple[object, ...]
 Make = Callable[[Mapping[str, object], float], list[Row]]
 
 
-def _fields(extra: Mapping[str, object]) -> str:
-    return json.dumps(extra, ensure_ascii=False, default=str) if extra else "{}"
-
-
 def _queued(f: Mapping[str, object], at: float) -> list[Row]:
     message_id = _int(f.get("message_id"))
     extra = {
@@ -66,7 +61,7 @@ def _queued(f: Mapping[str, object], at: float) -> list[Row]:
             None,
             None,
             detail,
-            _fields(extra),
+            fields_json(extra),
         )
     ]
     routes = f.get("routes") or ()
@@ -102,7 +97,7 @@ def _outcome(kind: str) -> Make:
                 remote,
                 None,
                 detail,
-                _fields(extra),
+                fields_json(extra),
             )
         ]
 
@@ -139,7 +134,7 @@ def _converted(f: Mapping[str, object], at: float) -> list[Row]:
             None,
             new_id,
             detail,
-            _fields(extra),
+            fields_json(extra),
         )
     ]
 
