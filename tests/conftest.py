@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 from collections.abc import Generator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from pg_server import PgServer, pg_bin
+from store_backends import BACKENDS, Backend
 
 from waypost import events
 
@@ -59,3 +62,34 @@ def _fresh_event_budgets() -> None:
     """Each test starts with every peer's budget of rate-limited events whole: most tests
     speak from 127.0.0.1, and one test's events must not use up the next one's."""
     events.limit_rate()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Generator[PgServer, None, None]:
+    """One private PostgreSQL server for the whole run (each test takes a database of its
+    own from it: see pg_dsn). Without PostgreSQL installed the tests that need it are
+    skipped, and in CI fail."""
+    if pg_bin() is None:
+        if REQUIRE_INTEROP:
+            pytest.fail("PostgreSQL is not installed (scripts/install-system-tools.sh)")
+        pytest.skip("PostgreSQL is not installed")
+    server = PgServer.initdb()
+    yield server
+    server.remove()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """The connection string of a new, empty database on the test run's server."""
+    return pg_server.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each MTA database in turn, on a database of the test's own."""
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "mta.db"))
+    return Backend("postgresql", request.getfixturevalue("pg_dsn"))

@@ -312,6 +312,59 @@ STORE_OPEN_FAILED = _define(
     "Cannot open the MTA database {path}: {reason}",
     "Check the data directory's path, permissions and free space.",
 )
+STORE_RECONNECTED = _define(
+    1206,
+    "store-reconnected",
+    S.WARNING,
+    C.STORE,
+    "Connection to the MTA database {path} lost and opened again",
+    "None if it happens once (a database server restarted or failed over); if often, "
+    "look at the network and the database server's log.",
+)
+STORE_MIGRATED = _define(
+    1207,
+    "store-migrated",
+    S.INFO,
+    C.STORE,
+    "MTA database {path} brought from schema version {old} to {new}",
+    "None.",
+)
+NODE_JOINED = _define(
+    1220,
+    "node-joined",
+    S.INFO,
+    C.STORE,
+    "Node {node} ({run}) joined the cluster on {path}; {nodes} nodes running",
+    "None.",
+)
+NODE_LEFT = _define(
+    1221,
+    "node-left",
+    S.INFO,
+    C.STORE,
+    "Node {node} ({run}) left the cluster and handed back {count} leased recipients",
+    "None.",
+)
+NODE_LOST = _define(
+    1222,
+    "node-lost",
+    S.ERROR,
+    C.STORE,
+    "Node {node} ({run}) sent no heartbeat for {silent}s; node {by} took over its "
+    "{count} leased recipients",
+    "Find out why the node stopped (its log, its machine); its work goes on on the other "
+    "nodes. A recipient it was delivering may be delivered twice.",
+)
+NODE_DECLARED_LOST = _define(
+    1223,
+    "node-declared-lost",
+    S.ERROR,
+    C.STORE,
+    "This node ({node}, {run}) was declared lost by the cluster after {silent}s "
+    "without a heartbeat; it joins again",
+    "Look for what stalled the node or its connection to the database; its leases were "
+    "taken over, so some recipients may be delivered twice.",
+)
 TRACKING_UNAVAILABLE = _define(
     1210,
     "tracking-unavailable",

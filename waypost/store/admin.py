@@ -23,7 +23,7 @@ class Action(enum.StrEnum):
 
 def _scope(message_ids: Sequence[int] | None) -> tuple[str, list[object]]:
     if message_ids is None:
-        return "1", []
+        return "TRUE", []
     return f"message_id IN ({', '.join('?' for _ in message_ids)})", list(message_ids)
 
 
@@ -40,21 +40,21 @@ def apply(db: Database, action: Action, message_ids: Sequence[int] | None, now: 
             f"WHERE state IN ('queued', 'deferred') AND {where}",
             [now, *args],
         )
-        return cur.rowcount
+        return int(cur.rowcount)
     if action is Action.RELEASE:
         cur = conn.execute(
             "UPDATE recipients SET state = 'queued', due_at = ?, updated_at = ? "
             f"WHERE state = 'held' AND {where}",
             [now, now, *args],
         )
-        return cur.rowcount
+        return int(cur.rowcount)
     if action is Action.RETRY:
         cur = conn.execute(
             "UPDATE recipients SET due_at = ?, updated_at = ? "
             f"WHERE state IN ('queued', 'deferred') AND {where}",
             [now, now, *args],
         )
-        return cur.rowcount
+        return int(cur.rowcount)
     ids = _message_ids(db, where, args)
     if action is Action.DELETE:
         changed = 0

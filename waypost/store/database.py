@@ -6,10 +6,12 @@ command line runs them directly. Callers own the transaction.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from waypost.handoff import Claim, Result
 from waypost.message import Envelope, encode_envelope
@@ -30,7 +32,7 @@ from waypost.store.base import (
 from waypost.store.schema import connect, create
 from waypost.store.validate import check_message_row, check_recipient_row
 
-_CLAIM_SQL = """
+CLAIM_SQL = """
 SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, r.state, r.due_at,
        r.attempts, r.report, r.lease_owner,
        m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state,
@@ -127,11 +129,58 @@ class QueueRow:
 
 
 class Database:
-    """Operations on the MTA database over one connection."""
+    """Operations on the MTA database over one connection: SQLite's, or (a subclass,
+    store.postgresql) PostgreSQL's through an adapter that speaks sqlite3's dialect of the
+    DB-API, so that one body of SQL serves both."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    # What the claim reads (the PostgreSQL subclass locks the rows it reads, skipping those
+    # another node is claiming).
+    claim_sql = CLAIM_SQL
+    begin_sql = "BEGIN IMMEDIATE"
+    # The driver's errors, which `translate` makes the store's.
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    def __init__(self, conn: Any, path: str) -> None:
+        # sqlite3.Connection, or an adapter with the same methods (execute, executemany,
+        # executescript, rollback, in_transaction, close).
         self.conn = conn
+        # Where it is, for messages: the SQLite file, or the PostgreSQL server.
         self.path = path
+
+    def translate(self, exc: Exception) -> StoreError:
+        """The driver's error as the store's."""
+        return translate(exc) if isinstance(exc, sqlite3.Error) else StoreError(str(exc))
+
+    def healthy(self) -> bool:
+        """False once the connection is lost (a database server that went away)."""
+        return True
+
+    def begin(self, *, durable: bool) -> None:
+        """Open the group commit's transaction. Not `durable`: a commit whose loss in a
+        power cut costs nothing (only leases taken), which need not wait for the disk."""
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(self.begin_sql)
+
+    def commit(self, *, durable: bool) -> None:
+        self.conn.execute("COMMIT")
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = FULL")
+
+    def abandon(self, *, durable: bool) -> None:
+        """Roll back after a failure, whatever state the connection was left in."""
+        with contextlib.suppress(*self.errors):
+            if self.conn.in_transaction:
+                self.conn.rollback()
+        if not durable:
+            with contextlib.suppress(*self.errors):
+                self.conn.execute("PRAGMA synchronous = FULL")
+
+    def insert_returning_id(self, sql: str, args: Sequence[object]) -> int:
+        """Run one INSERT; the id of the row it made."""
+        row_id = self.conn.execute(sql, args).lastrowid
+        assert row_id is not None
+        return int(row_id)
 
     @classmethod
     def open(cls, path: str, *, readonly: bool = False, create_schema: bool = True) -> Database:
@@ -148,8 +197,8 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """BEGIN (IMMEDIATE, on SQLite) … COMMIT, rolled back on any error."""
+        self.conn.execute(self.begin_sql)
         try:
             yield
         except BaseException:
@@ -179,7 +228,7 @@ class Database:
         """The message's row and its content, without recipients; its id."""
         envelope = new.message.envelope
         content = new.message.content
-        cur = self.conn.execute(
+        message_id = self.insert_returning_id(
             "INSERT INTO messages (mts_id, originator, envelope, size, received_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -191,8 +240,6 @@ class Database:
                 now + lifetime,
             ),
         )
-        message_id = cur.lastrowid
-        assert message_id is not None
         self.conn.execute(
             "INSERT INTO content (message_id, data) VALUES (?, ?)", (message_id, content)
         )
@@ -200,7 +247,7 @@ class Database:
 
     def claim(self, now: float, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
         """Lease due recipients; bad rows met on the way are quarantined, not returned."""
-        rows = self.conn.execute(_CLAIM_SQL, (now, limit)).fetchall()
+        rows = self.conn.execute(self.claim_sql, (now, limit)).fetchall()
         envelopes: dict[int, Envelope | None] = {}
         claims: list[Claim] = []
         bad: list[Quarantined] = []
@@ -396,15 +443,14 @@ class Database:
         claims: list[Claim] = []
         for index, (rcpt, hop) in enumerate(zip(envelope.recipients, new.next_hops, strict=True)):
             next_hop = str(hop)
-            cur = self.conn.execute(
+            recipient_id = self.insert_returning_id(
                 "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, "
                 "due_at, lease_owner, updated_at) VALUES (?, ?, ?, ?, 'leased', ?, ?, ?)",
                 (message_id, index, rcpt.address, next_hop, lease_until, hand_over.owner, now),
             )
-            assert cur.lastrowid is not None
             claims.append(
                 Claim(
-                    recipient_id=cur.lastrowid,
+                    recipient_id=recipient_id,
                     message_id=message_id,
                     rcpt_index=index,
                     address=rcpt.address,
@@ -544,7 +590,7 @@ class Database:
         if next_hop is not None:
             sql += " AND next_hop = ?"
             args.append(next_hop)
-        return self.conn.execute(sql, args).rowcount
+        return int(self.conn.execute(sql, args).rowcount)
 
     def next_due(self) -> float | None:
         row = self.conn.execute(
@@ -558,10 +604,10 @@ class Database:
         """Queue again every leased recipient (at start-up: their workers are gone)."""
         cur = self.conn.execute(
             "UPDATE recipients SET state = 'queued', due_at = ?, lease_owner = NULL, "
-            "updated_at = ? WHERE state = 'leased' AND lease_owner IS NOT ?",
+            "updated_at = ? WHERE state = 'leased' AND lease_owner IS DISTINCT FROM ?",
             (now, now, except_owner),
         )
-        return cur.rowcount
+        return int(cur.rowcount)
 
     # -- counts and listings for operators ----------------------------------
 

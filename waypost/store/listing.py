@@ -51,7 +51,7 @@ class QueueFilter:
         if self.younger_than is not None:
             clauses.append("m.received_at > ?")
             args.append(self.now - self.younger_than)
-        return (" AND ".join(clauses) or "1"), args
+        return (" AND ".join(clauses) or "TRUE"), args
 
 
 def like_pattern(pattern: str) -> str:

@@ -1,0 +1,149 @@
+"""The MTA database's operations on one PostgreSQL connection: SQLite's (store.database),
+with what PostgreSQL does differently — rows claimed under lock, skipping those another
+node is claiming; one statement per enqueued message; commits that need not be durable."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import psycopg
+import psycopg.conninfo
+
+from waypost.message import encode_envelope
+from waypost.store.base import NewMessage, StoreCorruptError, StoreError
+from waypost.store.database import CLAIM_SQL, Database
+from waypost.store.postgresql.connection import PgConnection
+from waypost.store.postgresql.schema import SCHEMA_VERSION, migrate, schema_version
+
+# The rows read are locked until the claim's transaction commits; rows another node has
+# locked are skipped, not waited for, so that nodes claiming together take different work.
+CLAIM_SQL_LOCKED = CLAIM_SQL.rstrip() + " FOR UPDATE OF r SKIP LOCKED\n"
+
+# The message, its content and its recipients by one statement: one round trip per
+# message, whatever its number of recipients.
+_ENQUEUE_SQL = """
+WITH m AS (
+    INSERT INTO messages (mts_id, originator, envelope, size, received_at, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?) RETURNING id
+), c AS (
+    INSERT INTO content (message_id, data) SELECT id, ? FROM m
+), r AS (
+    INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at,
+                            updated_at)
+    SELECT m.id, x.n - 1, x.address, x.next_hop, 'queued', ?, ?
+    FROM m, unnest(?::text[], ?::text[]) WITH ORDINALITY AS x(address, next_hop, n)
+)
+SELECT id FROM m
+"""
+
+
+class PgDatabase(Database):
+    """Operations on the MTA database over one PostgreSQL connection."""
+
+    claim_sql = CLAIM_SQL_LOCKED
+    begin_sql = "BEGIN"
+    errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    conn: PgConnection
+    # (found, now) when this connection created or migrated the schema.
+    migrated: tuple[int, int] = (SCHEMA_VERSION, SCHEMA_VERSION)
+
+    @classmethod
+    def connect(cls, dsn: str, *, readonly: bool = False, create_schema: bool = True) -> PgDatabase:
+        """A connection to the database `dsn` names; with `create_schema` the schema is
+        created or migrated first (see schema.migrate)."""
+        try:
+            conn = PgConnection.connect(dsn)
+        except psycopg.Error as exc:
+            raise StoreError(_reason(exc)) from None
+        db = cls(conn, describe(dsn))
+        try:
+            if create_schema and not readonly:
+                db.migrated = migrate(conn)
+            else:
+                found = schema_version(conn)
+                if found != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the database's schema is version {found}, this Waypost's is "
+                        f"{SCHEMA_VERSION}" + (": run `waypost serve` once" if not found else "")
+                    )
+            if readonly:
+                conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            conn.close()
+            raise db.translate(exc) from None
+        except StoreError:
+            conn.close()
+            raise
+        return db
+
+    def translate(self, exc: Exception) -> StoreError:
+        if isinstance(exc, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted):
+            return StoreCorruptError(_reason(exc))
+        return StoreError(_reason(exc))
+
+    def healthy(self) -> bool:
+        return self.conn.healthy
+
+    def begin(self, *, durable: bool) -> None:
+        self.conn.execute("BEGIN")
+        if not durable:
+            # Only leases: the server answers before its WAL reaches the disk (the next
+            # durable commit flushes it), as SQLite's synchronous=NORMAL does.
+            self.conn.execute("SET LOCAL synchronous_commit = off")
+
+    def commit(self, *, durable: bool) -> None:
+        self.conn.execute("COMMIT")
+
+    def abandon(self, *, durable: bool) -> None:
+        if self.conn.healthy and self.conn.in_transaction:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.rollback()
+
+    def insert_returning_id(self, sql: str, args: Sequence[object]) -> int:
+        row = self.conn.execute(sql + " RETURNING id", args).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
+        envelope = new.message.envelope
+        content = new.message.content
+        due = max(now, envelope.deferred_delivery or now)
+        row = self.conn.execute(
+            _ENQUEUE_SQL,
+            (
+                envelope.mts_id,
+                envelope.originator,
+                encode_envelope(envelope),
+                len(content),
+                now,
+                now + lifetime,
+                content,
+                due,
+                now,
+                [rcpt.address for rcpt in envelope.recipients],
+                [str(hop) for hop in new.next_hops],
+            ),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def describe(dsn: str) -> str:
+    """The connection string without its password, for messages and events."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "PostgreSQL"
+    shown = " ".join(
+        f"{key}={value}"
+        for key, value in parts.items()
+        if key in {"host", "hostaddr", "port", "dbname", "user", "service"}
+    )
+    return f"PostgreSQL {shown}".strip()
+
+
+def _reason(exc: Exception) -> str:
+    """The server's or libpq's message, on one line."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
