@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite uses (Postfix's smtp-source/smtp-sink, swaks,
 # tshark, sqlite3; systemd-analyze and logrotate for packaging/; a system Python for the
-# sendmail tests; NSD, an authoritative DNS server serving PX records; Prometheus; Chromium)
-# when they are missing.
+# sendmail tests; NSD, an authoritative DNS server serving PX records; Prometheus; Chromium;
+# PostgreSQL; Dovecot's LMTP server) when they are missing.
 # Postfix itself is installed unconfigured, not started.
 set -euo pipefail
 need=()
@@ -24,6 +24,11 @@ command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need+=(log
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 # The console's browser tests drive Debian's Chromium headless with Playwright.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The PostgreSQL store's tests make their own server (initdb in a temporary directory, as
+# `postgres`); the package's own cluster is not wanted (see createcluster.conf below).
+[ -x /usr/bin/pg_config ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# LMTP delivery is tested against Dovecot's LMTP server, started by the test.
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-core dovecot-lmtpd)
 # swaks needs Net::SSLeay for --tls; it is only a recommendation of the swaks package.
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#need[@]} -eq 0 ]; then
@@ -38,5 +43,10 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 echo "postfix postfix/mailname string waypost-test.localdomain" | debconf-set-selections
 # wireshark-common asks whether non-root users may capture; answer no, without asking.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# postgresql-common makes and starts a cluster of its own at install unless told not to.
+if [[ " ${need[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

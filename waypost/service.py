@@ -47,7 +47,7 @@ from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
-from waypost.setup.intake import build_intake, database_path
+from waypost.setup.intake import build_intake, database_location, database_path
 from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
@@ -70,6 +70,7 @@ from waypost.smtp.server import SmtpServer
 from waypost.store.base import NewMessage, StoreCorruptError, StoreError
 from waypost.store.check import check_database
 from waypost.store.check.structure import describe_error, reports_damage
+from waypost.store.group_commit import GroupCommitStore
 from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
 from waypost.tracking.journal import Journal, Retention
@@ -317,13 +318,40 @@ def pickup_settings(config: Config) -> PickupSettings:
     )
 
 
+async def open_store(config: Config, clock: Clock) -> GroupCommitStore:
+    """The MTA database the configuration names, open: this machine's SQLite file, or the
+    PostgreSQL database this node shares with the cluster's others (joined as [cluster])."""
+    if config.store.backend == "postgresql":
+        # Imported here: a Waypost on SQLite (and every command) does without the driver.
+        from waypost.store.postgresql.store import NodeSettings, PostgresStore  # noqa: PLC0415
+
+        cluster = config.cluster
+        return await PostgresStore.open(
+            config.store.dsn,
+            clock=clock,
+            lifetime=config.queue.max_lifetime,
+            max_batch=config.store.max_batch,
+            node=NodeSettings(
+                name=cluster.node,
+                heartbeat_interval=cluster.heartbeat_interval,
+                node_timeout=cluster.node_timeout,
+            ),
+        )
+    return await SQLiteStore.open(
+        database_path(config),
+        clock=clock,
+        lifetime=config.queue.max_lifetime,
+        max_batch=config.store.max_batch,
+    )
+
+
 class Service:
     """A running Waypost: the store, the routing table, the queue manager."""
 
     def __init__(
         self,
         config: Config,
-        store: SQLiteStore,
+        store: GroupCommitStore,
         intake: Intake,
         manager: QueueManager,
     ) -> None:
@@ -355,17 +383,13 @@ class Service:
         clock = clock or SystemClock()
         intake = build_intake(config, clock)
         prepare_data_dir(config.server.data_dir)
+        where = database_location(config)
         try:
-            store = await SQLiteStore.open(
-                database_path(config),
-                clock=clock,
-                lifetime=config.queue.max_lifetime,
-                max_batch=config.store.max_batch,
-            )
+            store = await open_store(config, clock)
         except StoreError as exc:
-            events.emit(events.STORE_OPEN_FAILED, path=database_path(config), reason=str(exc))
+            events.emit(events.STORE_OPEN_FAILED, path=str(where), reason=str(exc))
             code = EXIT_DATABASE_UNUSABLE if isinstance(exc, StoreCorruptError) else EXIT_FAILED
-            raise ServiceError(f"cannot open {database_path(config)}: {exc}", code) from None
+            raise ServiceError(f"cannot open {where}: {exc}", code) from None
         released = await store.release_leases()
         messages, recipients = await store.counts()
         events.emit(events.STORE_OPENED, path=store.path, messages=messages, recipients=recipients)
@@ -408,6 +432,8 @@ class Service:
             clock=clock,
             policy=retry_policy(config),
             settings=queue_settings(config),
+            # In a cluster, leases name this node's run: what the others take over.
+            owner=store.owner,
         )
         reports = ReportGenerator(
             store,
@@ -816,7 +842,11 @@ async def run(config: Config, *, on_ready: Callable[[Service], None] | None = No
 async def _start(config: Config, lock: RunLock) -> Service:
     """The check the last stop calls for, the store, the delivery agents and the listeners;
     a ServiceError names what stopped the start."""
-    if lock.previous_pid is not None:
+    if config.store.backend != "sqlite":
+        # PostgreSQL keeps its own data safe across crashes (its WAL); an unclean stop of
+        # this node left only leases, which joining the cluster hands back.
+        lock.check_pending = False
+    elif lock.previous_pid is not None:
         check_after_unclean_stop(database_path(config), lock.previous_pid)
         lock.check_pending = False
     else:

@@ -21,6 +21,7 @@ _ADMD_WRITTEN = re.compile(r"(?:\A|[/;])\s*(?:admd|a)\s*=", re.IGNORECASE)
 def check_values(config: Config) -> Iterator[tuple[str, str]]:
     """(key, reason) for every value the schema accepted but Waypost cannot use."""
     yield from _server(config)
+    yield from _store(config)
     yield from _queue(config)
     yield from _local(config)
     yield from _smtp(config)
@@ -37,6 +38,33 @@ def check_values(config: Config) -> Iterator[tuple[str, str]]:
 def _server(config: Config) -> Iterator[tuple[str, str]]:
     if not is_domain_name(config.server.hostname):
         yield "server.hostname", f"{config.server.hostname!r} is not a valid host name"
+
+
+def _store(config: Config) -> Iterator[tuple[str, str]]:
+    store, cluster = config.store, config.cluster
+    if store.backend == "postgresql":
+        if not store.dsn.strip():
+            yield "store.dsn", 'is needed with backend = "postgresql" (a libpq connection string)'
+        else:
+            # Imported here: only a configuration that uses PostgreSQL loads its driver.
+            import psycopg  # noqa: PLC0415
+            from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+            try:
+                conninfo_to_dict(store.dsn)
+            except psycopg.Error as exc:
+                yield "store.dsn", f"is not a valid libpq connection string: {exc}"
+    elif store.dsn.strip():
+        yield "store.dsn", 'is for backend = "postgresql"; the SQLite database is store.path'
+    if cluster.node_timeout < 2 * cluster.heartbeat_interval:
+        yield (
+            "cluster.node_timeout",
+            f"{cluster.node_timeout:g} is less than twice cluster.heartbeat_interval "
+            f"({cluster.heartbeat_interval:g}): a node would be declared lost between two "
+            "heartbeats",
+        )
+    if cluster.node and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", cluster.node):
+        yield "cluster.node", f"{cluster.node!r}: letters, digits, '.', '_' and '-', at most 63"
 
 
 def _queue(config: Config) -> Iterator[tuple[str, str]]:

@@ -125,12 +125,26 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     session_timeout: Seconds = 8 * 3600.0
 
 
-class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """[store]: the MTA database."""
+StoreBackend = Literal["sqlite", "postgresql"]
 
+
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[store]: the MTA database: an SQLite file, or a PostgreSQL database that the nodes of
+    a cluster share."""
+
+    backend: StoreBackend = "sqlite"
     path: PathText = ""
+    dsn: str = ""
     lease_seconds: Seconds = 300.0
     max_batch: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+
+
+class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[cluster]: this node among those sharing a PostgreSQL MTA database."""
+
+    node: str = ""  # the host's name when empty
+    heartbeat_interval: Seconds = 5.0
+    node_timeout: Seconds = 30.0
 
 
 class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -333,6 +347,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
     store: StoreConfig = StoreConfig()
+    cluster: ClusterConfig = ClusterConfig()
     queue: QueueConfig = QueueConfig()
     local: LocalConfig = LocalConfig()
     smtp: SmtpConfig = SmtpConfig()

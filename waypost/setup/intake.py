@@ -7,6 +7,7 @@ from __future__ import annotations
 from waypost.clock import Clock
 from waypost.config import Config, build_routing_table
 from waypost.intake import Intake
+from waypost.store.location import DatabaseLocation
 
 
 def build_intake(config: Config, clock: Clock) -> Intake:
@@ -24,3 +25,10 @@ def database_path(config: Config) -> str:
     """The MTA database of a loaded Config (its loader put it under the data directory
     unless a path was given)."""
     return config.store.path
+
+
+def database_location(config: Config) -> DatabaseLocation:
+    """The MTA database the configuration names: its SQLite file or its PostgreSQL database."""
+    if config.store.backend == "postgresql":
+        return DatabaseLocation("postgresql", config.store.dsn)
+    return DatabaseLocation("sqlite", config.store.path)

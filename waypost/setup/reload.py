@@ -27,7 +27,12 @@ from waypost.x400.settings import X400Settings
 RESTART_ONLY = (
     "server.data_dir",
     "server.hostname",
+    "store.backend",
     "store.path",
+    "store.dsn",
+    "cluster.node",
+    "cluster.heartbeat_interval",
+    "cluster.node_timeout",
     "store.lease_seconds",
     "store.max_batch",
     "queue.delivery_concurrency",

@@ -56,6 +56,10 @@ class StoreCorruptError(StoreError):
     """The database file itself is damaged (SQLite reports corruption)."""
 
 
+class NoDatabaseError(StoreError):
+    """The MTA database does not exist yet (a command never creates it)."""
+
+
 class BadContentError(StoreError):
     """A message's content is missing or does not match its recorded size."""
 

@@ -123,6 +123,11 @@ class GroupCommitStore:
         self.on_enqueued: Callable[[float], None] | None = None
         self.on_commit: Callable[[int, float], None] | None = None
 
+    @property
+    def owner(self) -> str | None:
+        """The lease owner the queue manager must claim as; None: one of its own."""
+        return None
+
     def open_database(self, *, create_schema: bool) -> Database:
         """A new connection to the database (the writer's creates the schema)."""
         raise NotImplementedError

@@ -11,7 +11,7 @@ import psycopg
 import psycopg.conninfo
 
 from waypost.message import encode_envelope
-from waypost.store.base import NewMessage, StoreCorruptError, StoreError
+from waypost.store.base import NewMessage, NoDatabaseError, StoreCorruptError, StoreError
 from waypost.store.database import CLAIM_SQL, Database
 from waypost.store.postgresql.connection import PgConnection
 from waypost.store.postgresql.schema import SCHEMA_VERSION, migrate, schema_version
@@ -62,10 +62,14 @@ class PgDatabase(Database):
                 db.migrated = migrate(conn)
             else:
                 found = schema_version(conn)
+                if not found:
+                    raise NoDatabaseError(
+                        f"no MTA database in {describe(dsn)} (no Waypost has used it)"
+                    )
                 if found != SCHEMA_VERSION:
                     raise StoreError(
                         f"the database's schema is version {found}, this Waypost's is "
-                        f"{SCHEMA_VERSION}" + (": run `waypost serve` once" if not found else "")
+                        f"{SCHEMA_VERSION}: start this Waypost's `waypost serve` to migrate it"
                     )
             if readonly:
                 conn.execute("SET default_transaction_read_only = on")

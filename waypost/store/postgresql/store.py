@@ -69,7 +69,7 @@ class PostgresStore(GroupCommitStore):
         return store
 
     @property
-    def owner(self) -> str:
+    def owner(self) -> str | None:
         """The lease owner this node's queue manager claims as: its run."""
         return self.member.run
 
