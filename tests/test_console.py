@@ -31,6 +31,7 @@ from waypost.console.charts import Sampler, rates, sparkline
 from waypost.console.render import SESSIONS
 from waypost.smtp.auth import hash_password
 from waypost.store.database import Database
+from waypost.store.location import DatabaseLocation
 from waypost.store.qshape import bucket_of, shape
 from waypost.tracking.journal import Journal, Record
 
@@ -102,7 +103,7 @@ class Console:
         self.woken = 0
         self.recent = RecentEvents()
         self.ctx = ConsoleContext(
-            db_path=str(self.db_path),
+            database=DatabaseLocation("sqlite", str(self.db_path)),
             tracking_path=None,
             users_path=str(self.users),
             session_timeout=3600.0,

@@ -143,9 +143,7 @@ def test_a_database_newer_than_this_waypost_is_refused(pg: Backend) -> None:
 
 async def test_nodes_starting_together_create_the_schema_once(pg: Backend) -> None:
     stores = await asyncio.gather(*(pg.open(node=f"n{i}") for i in range(4)))
-    assert pg.sql("SELECT value FROM meta WHERE key = 'schema_version'") == [
-        (str(SCHEMA_VERSION),)
-    ]
+    assert pg.sql("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
     for store in stores:
         await store.close()
 

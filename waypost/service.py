@@ -606,7 +606,7 @@ class Service:
 
         config = self.config
         return ConsoleContext(
-            db_path=database_path(config),
+            database=database_location(config),
             tracking_path=config.tracking.path if config.tracking.enabled else None,
             users_path=config.console.users,
             session_timeout=config.console.session_timeout,
@@ -651,7 +651,7 @@ class Service:
         self.local_submission = LocalSubmission(
             pickup_settings(self.config),
             public_dir(data_dir),
-            database_path(self.config),
+            database_location(self.config),
             self.admit,
         )
         await self.local_submission.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from waypost.cli.common import CommandError, add_config_option, load
-from waypost.setup.intake import database_path
+from waypost.setup.intake import database_location
 from waypost.store import check
 
 
@@ -17,7 +17,8 @@ def add_parser(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "check",
         help="verify and repair the MTA database",
-        description="Verify the MTA database offline: SQLite integrity, the schema, every "
+        description="Verify the MTA database (SQLite: offline; PostgreSQL: while the nodes "
+        "run): SQLite integrity, the schema, every "
         "message and recipient, references, orphaned content, leases and indexes. With "
         "--repair, move every bad object to quarantine (nothing is deleted silently). "
         "Exit codes: 0 clean, 1 problems found, 3 repaired and now clean, 4 the database "
@@ -30,7 +31,7 @@ def add_parser(verbs: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _refuse_if_running(db_path: str, data_dir: str) -> None:
+def refuse_if_running(db_path: str, data_dir: str) -> None:
     """The checker works offline: refuse to run beside a Waypost that owns the database
     (its pid file is in the data directory, wherever `store.path` puts the database)."""
     pid_file = Path(data_dir) / "waypost.pid"
@@ -53,10 +54,24 @@ def run(args: argparse.Namespace) -> int:
         db_path, data_dir = args.db, str(Path(args.db).parent)
     else:
         config = load(args)
-        db_path, data_dir = database_path(config), config.server.data_dir
-    _refuse_if_running(db_path, data_dir)
+        where = database_location(config)
+        if not where.is_sqlite:
+            return _run_shared(args, where.target)
+        db_path, data_dir = where.target, config.server.data_dir
+    refuse_if_running(db_path, data_dir)
     report = check.check_database(db_path, repair=args.repair)
     for line in check.render_lines(report, verbose=args.verbose):
         print(line)
     # The code the report prints is the code the command exits with (README: 0, 1, 3, 4).
+    return report.exit_code
+
+
+def _run_shared(args: argparse.Namespace, dsn: str) -> int:
+    """The PostgreSQL MTA database, checked while the cluster's nodes run (they need not
+    stop: see store.check.postgresql)."""
+    from waypost.store.check.postgresql import list_objects  # noqa: PLC0415 - lazy driver
+
+    report = check.check_shared_database(dsn, repair=args.repair)
+    for line in check.render_lines(report, verbose=args.verbose, objects=lambda: list_objects(dsn)):
+        print(line)
     return report.exit_code

@@ -27,9 +27,11 @@ from collections.abc import Iterator, Sequence
 from waypost import __version__, events
 from waypost.cli import (
     check_cmd,
+    cluster_cmd,
     config_cmd,
     events_cmd,
     mailbox_cmd,
+    migrate_cmd,
     password_cmd,
     queue_cmd,
     reload_cmd,
@@ -45,6 +47,8 @@ VERBS = (
     serve_cmd,
     reload_cmd,
     check_cmd,
+    migrate_cmd,
+    cluster_cmd,
     submit_cmd,
     queue_cmd,
     track_cmd,

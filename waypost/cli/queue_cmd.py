@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import signal
-import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ from waypost.message import Envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.setup.intake import build_intake
 from waypost.store import admin, qshape
-from waypost.store.database import Database, translate
+from waypost.store.database import Database
 from waypost.store.listing import QueueFilter, count_rows, select_rows
 from waypost.store.validate import is_number
 
@@ -165,8 +164,8 @@ def run_list(args: argparse.Namespace) -> int:
             queue_json.print_messages(select_rows(db, where, args.limit))
         else:
             _print_list(db, where, args.limit, now)
-    except sqlite3.Error as exc:
-        raise CommandError(f"reading the queue failed: {translate(exc)}") from None
+    except db.errors as exc:
+        raise CommandError(f"reading the queue failed: {db.translate(exc)}") from None
     finally:
         db.close()
     return EXIT_OK
@@ -243,8 +242,8 @@ def run_admin(args: argparse.Namespace) -> int:
     try:
         with db.transaction():
             changed = admin.apply(db, action, targets, time.time())
-    except sqlite3.Error as exc:
-        raise CommandError(f"{action} failed: {translate(exc)}") from None
+    except db.errors as exc:
+        raise CommandError(f"{action} failed: {db.translate(exc)}") from None
     finally:
         db.close()
     audit.record(action.value, targets, changed)
@@ -285,8 +284,8 @@ def run_reroute(args: argparse.Namespace) -> int:
     try:
         with db.transaction():
             result = admin.reroute(db, targets, choose, time.time())
-    except sqlite3.Error as exc:
-        raise CommandError(f"reroute failed: {translate(exc)}") from None
+    except db.errors as exc:
+        raise CommandError(f"reroute failed: {db.translate(exc)}") from None
     finally:
         db.close()
     admin.log_rerouted(result)

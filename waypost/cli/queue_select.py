@@ -8,12 +8,11 @@ import argparse
 import json
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 from waypost.cli.common import CommandError, load
 from waypost.config import Config
-from waypost.setup.intake import database_path
-from waypost.store.base import RecipientState, StoreError
+from waypost.setup.intake import database_location
+from waypost.store.base import NoDatabaseError, RecipientState, StoreError
 from waypost.store.database import Database
 
 EXIT_USAGE = 2
@@ -24,13 +23,13 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def open_queue(args: argparse.Namespace, config: Config | None = None) -> Database:
     """The MTA database of the configuration; it must exist already."""
-    path = database_path(config if config is not None else load(args))
-    if not Path(path).exists():
-        raise CommandError(f"no MTA database at {path} (nothing was ever queued)")
+    where = database_location(config if config is not None else load(args))
     try:
-        return Database.open(path, create_schema=False)
+        return where.open()
+    except NoDatabaseError as exc:
+        raise CommandError(str(exc)) from None
     except StoreError as exc:
-        raise CommandError(f"cannot open {path}: {exc}") from None
+        raise CommandError(f"cannot open {where}: {exc}") from None
 
 
 def age(text: str) -> float:

@@ -37,7 +37,7 @@ from waypost.local_submit.dropfile import (
 )
 from waypost.local_submit.showq import read_listing
 from waypost.routing import RoutingTable
-from waypost.setup.intake import build_intake, database_path
+from waypost.setup.intake import build_intake, database_location
 
 EX_OK = 0
 EX_USAGE = 64
@@ -255,10 +255,13 @@ def _ask(path: Path, name: str) -> str:
 def _list_queue(config: Config) -> int:
     """Read the database when this user may (root, the MTA's user); otherwise ask the
     running MTA over its showq socket."""
-    database = database_path(config)
-    if os.access(database, os.R_OK) and os.access(Path(database).parent, os.W_OK):
+    where = database_location(config)
+    database = str(where)
+    # An SQLite file this user may read directly; anything else through the running MTA.
+    readable = where.is_sqlite and os.access(database, os.R_OK)
+    if readable and os.access(Path(database).parent, os.W_OK):
         try:
-            sys.stdout.write(read_listing(database))
+            sys.stdout.write(read_listing(where))
         except Exception as exc:
             raise SendmailError(
                 f"cannot read the queue from {database}: {exc}", EX_UNAVAILABLE

@@ -27,10 +27,9 @@ from waypost.intake import record_queued
 from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
 from waypost.mixer.address_map import AddressMapper
 from waypost.service import ServiceError, prepare_data_dir
-from waypost.setup.intake import build_intake, database_path
+from waypost.setup.intake import build_intake, database_location
 from waypost.setup.mixer import build_mapper
 from waypost.store.base import StoreError
-from waypost.store.database import Database
 from waypost.x400.ipm import build_ipm
 
 MAX_SUBMIT_BYTES = 64 * 1024 * 1024
@@ -175,7 +174,10 @@ def _x400_message(
 def _refuse_without_database(config: Config) -> None:
     """A database that does not exist is one no Waypost reads: mail queued there would be
     stranded (a wrong -c, a relative path, a typo), so it is created only on request."""
-    db_path = database_path(config)
+    where = database_location(config)
+    if not where.is_sqlite:
+        return  # a shared database: DatabaseLocation.open refuses one that has no schema
+    db_path = where.target
     if not os.path.exists(db_path):
         raise CommandError(
             f"no MTA database at {db_path}: no Waypost has used the data directory "
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         except ServiceError as exc:
             raise CommandError(f"not queued: {exc}") from None
     try:
-        db = Database.open(database_path(config))
+        db = database_location(config).open(create_schema=args.create)
         try:
             with db.transaction():
                 # (admit returns None only for P1 arrivals: a submission always has recipients)

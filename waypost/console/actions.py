@@ -16,6 +16,7 @@ from waypost.console.render import CONTEXT, render, session_of
 from waypost.message import Envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.store import admin
+from waypost.store.location import DatabaseLocation
 
 REROUTE = "reroute"
 NAMES = (*(a.value for a in admin.Action), REROUTE)
@@ -101,11 +102,11 @@ async def run(request: web.Request) -> web.StreamResponse:
     )
     now = time.time()
     if asked.next_hop is not None:
-        changed = await _reroute(ctx.db_path, asked.ids, asked.next_hop, now)
+        changed = await _reroute(ctx.database, asked.ids, asked.next_hop, now)
     else:
         action = admin.Action(asked.action)
         changed = await store_access.writing(
-            ctx.db_path, lambda db: admin.apply(db, action, asked.ids, now)
+            ctx.database, lambda db: admin.apply(db, action, asked.ids, now)
         )
     events.emit(
         events.QUEUE_ADMIN,
@@ -123,10 +124,10 @@ async def run(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(back)
 
 
-async def _reroute(db_path: str, ids: list[int], hop: NextHop, now: float) -> int:
+async def _reroute(database: DatabaseLocation, ids: list[int], hop: NextHop, now: float) -> int:
     def choose(_envelope: Envelope, _index: int, _old: str) -> str:
         return str(hop)
 
-    result = await store_access.writing(db_path, lambda db: admin.reroute(db, ids, choose, now))
+    result = await store_access.writing(database, lambda db: admin.reroute(db, ids, choose, now))
     admin.log_rerouted(result)
     return result.routed

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from waypost.console.recent import RecentEvents
+from waypost.store.location import DatabaseLocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class ConsoleContext:
     """The running MTA as the console sees it. `users_path` is read again at each login, so
     that an operator added with `waypost password-hash` needs no restart."""
 
-    db_path: str
+    database: DatabaseLocation
     tracking_path: str | None
     users_path: str
     session_timeout: float

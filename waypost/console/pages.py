@@ -30,7 +30,7 @@ ACTIONS = (Action.HOLD, Action.RELEASE, Action.RETRY, Action.BOUNCE, Action.DELE
 
 async def overview(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
-    totals = await store_access.reading(ctx.db_path, queue_view.totals)
+    totals = await store_access.reading(ctx.database, queue_view.totals)
     return render(
         request,
         "overview.html",
@@ -43,14 +43,14 @@ async def overview(request: web.Request) -> web.StreamResponse:
 async def queues(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     now = time.time()
-    shape = await store_access.reading(ctx.db_path, lambda db: qshape.read_shape(db, now))
+    shape = await store_access.reading(ctx.database, lambda db: qshape.read_shape(db, now))
     return render(request, "queues.html", shape=shape, headings=qshape.HEADINGS)
 
 
 async def next_hop(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     hop = request.match_info["hop"]
-    listing = await store_access.reading(ctx.db_path, lambda db: queue_view.hop_messages(db, hop))
+    listing = await store_access.reading(ctx.database, lambda db: queue_view.hop_messages(db, hop))
     return render(request, "hop.html", hop=hop, listing=listing, actions=ACTIONS)
 
 
@@ -58,7 +58,7 @@ async def message(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     message_id = int(request.match_info["id"])
     detail = await store_access.reading(
-        ctx.db_path, lambda db: queue_view.message_detail(db, message_id)
+        ctx.database, lambda db: queue_view.message_detail(db, message_id)
     )
     if detail is None:
         return render(

@@ -1,5 +1,6 @@
 """The console's reads and writes of the MTA database and the tracking journal, each in a
-worker thread on a short-lived connection of its own: the event loop never waits on SQLite."""
+worker thread on a short-lived connection of its own: the event loop never waits on the
+database."""
 
 from __future__ import annotations
 
@@ -9,42 +10,38 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from waypost.store.base import StoreError
-from waypost.store.database import Database, translate
+from waypost.store.base import NoDatabaseError, StoreError
+from waypost.store.database import Database
+from waypost.store.location import DatabaseLocation
 from waypost.tracking.query import Life, TrackQuery, search
 
 T = TypeVar("T")
 
 
-class NoDatabaseError(StoreError):
-    """The MTA database (or the tracking journal) does not exist yet."""
-
-
-async def reading(path: str, read: Callable[[Database], T]) -> T:
+async def reading(database: DatabaseLocation, read: Callable[[Database], T]) -> T:
     """`read(db)` on a read-only connection, in a thread."""
-    return await asyncio.to_thread(_with_database, path, read, readonly=True)
+    return await asyncio.to_thread(_with_database, database, read, readonly=True)
 
 
-async def writing(path: str, write: Callable[[Database], T]) -> T:
+async def writing(database: DatabaseLocation, write: Callable[[Database], T]) -> T:
     """`write(db)` inside one transaction (BEGIN IMMEDIATE), in a thread."""
 
     def in_transaction(db: Database) -> T:
         with db.transaction():
             return write(db)
 
-    return await asyncio.to_thread(_with_database, path, in_transaction, readonly=False)
+    return await asyncio.to_thread(_with_database, database, in_transaction, readonly=False)
 
 
-def _with_database(path: str, use: Callable[[Database], T], *, readonly: bool) -> T:
-    # Never create the database: one missing means the wrong configuration, not an
-    # empty queue, and a file created here would belong to the wrong process.
-    if not os.path.exists(path):
-        raise NoDatabaseError(f"no MTA database at {path} yet (nothing was ever queued)")
-    db = Database.open(path, readonly=readonly, create_schema=False)
+def _with_database(
+    database: DatabaseLocation, use: Callable[[Database], T], *, readonly: bool
+) -> T:
+    # Never created here (DatabaseLocation.open): NoDatabaseError when it is missing.
+    db = database.open(readonly=readonly)
     try:
         return use(db)
-    except sqlite3.Error as exc:
-        raise translate(exc) from None
+    except db.errors as exc:
+        raise db.translate(exc) from None
     finally:
         db.close()
 

@@ -22,6 +22,7 @@ from waypost.local_submit.dropfile import (
 )
 from waypost.local_submit.pickup import Pickup, PickupSettings
 from waypost.local_submit.showq import read_listing
+from waypost.store.location import DatabaseLocation
 
 _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 ASK_TIMEOUT = 10.0  # a submitter that connects and says nothing
@@ -33,7 +34,9 @@ MAX_SOCKET_PATH = 107
 class LocalSubmission:
     """Pickup and the sockets, started with the MTA and stopped with it."""
 
-    def __init__(self, settings: PickupSettings, public: Path, database: str, admit: Admit) -> None:
+    def __init__(
+        self, settings: PickupSettings, public: Path, database: DatabaseLocation, admit: Admit
+    ) -> None:
         self.settings = settings
         self.public = public
         self.database = database

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from waypost.store.database import Database, QueueRow
+from waypost.store.database import QueueRow
+from waypost.store.location import DatabaseLocation
 
 # What is still to be delivered; quarantined rows are the operator's (`waypost queue list`).
 SHOWN_STATES = ("queued", "deferred", "leased", "held")
@@ -14,11 +15,13 @@ _MARKS = {"leased": "*", "held": "!"}  # Postfix: * in the active queue, ! on ho
 HEADING = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
 
 
-def read_listing(database: str) -> str:
-    """The whole listing from the database at `database` (raises StoreError, sqlite3.Error)."""
-    db = Database.open(database, readonly=True, create_schema=False)
+def read_listing(database: DatabaseLocation) -> str:
+    """The whole listing from the MTA database (raises StoreError)."""
+    db = database.open(readonly=True)
     try:
         return "".join(line + "\n" for line in mailq_lines(db.queue_rows(states=SHOWN_STATES)))
+    except db.errors as exc:
+        raise db.translate(exc) from None
     finally:
         db.close()
 

@@ -151,6 +151,10 @@ class Database:
         """The driver's error as the store's."""
         return translate(exc) if isinstance(exc, sqlite3.Error) else StoreError(str(exc))
 
+    def after_copy(self) -> None:
+        """After rows were inserted with their ids (store.migrate): new ids follow them.
+        (SQLite's AUTOINCREMENT keeps up by itself.)"""
+
     def healthy(self) -> bool:
         """False once the connection is lost (a database server that went away)."""
         return True

@@ -1,10 +1,12 @@
-"""Moving bad objects aside: a copy of the row goes to `quarantine`, nothing is deleted silently."""
+"""Moving bad objects aside: a copy of the row goes to `quarantine`, nothing is deleted silently.
+
+`conn` is sqlite3's connection, or PostgreSQL's through its adapter (store.postgresql)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
+from typing import Any
 
 _MESSAGE_COLUMNS = "id, mts_id, originator, envelope, size, received_at, expires_at, state"
 _RECIPIENT_COLUMNS = (
@@ -13,7 +15,7 @@ _RECIPIENT_COLUMNS = (
 )
 
 
-def _row_json(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> str:
+def _row_json(cursor: Any, row: tuple[object, ...]) -> str:
     names = [d[0] for d in cursor.description]
     doc: dict[str, object] = {}
     for name, value in zip(names, row, strict=True):
@@ -25,7 +27,7 @@ def _row_json(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> str:
 
 
 def _record(
-    conn: sqlite3.Connection,
+    conn: Any,
     kind: str,
     object_id: int | None,
     reason: str,
@@ -41,7 +43,7 @@ def _record(
 
 
 def quarantine_recipient(
-    conn: sqlite3.Connection, recipient_id: int, reason: str, now: float, *, remove: bool = False
+    conn: Any, recipient_id: int, reason: str, now: float, *, remove: bool = False
 ) -> bool:
     """Set one recipient aside. With `remove` (its message is gone) the row leaves the queue;
     otherwise it stays, in state quarantined, so that its message is kept for inspection."""
@@ -61,7 +63,7 @@ def quarantine_recipient(
     return True
 
 
-def quarantine_message(conn: sqlite3.Connection, message_id: int, reason: str, now: float) -> bool:
+def quarantine_message(conn: Any, message_id: int, reason: str, now: float) -> bool:
     """Set a message and all its recipients aside; the rows stay for `waypost queue show`."""
     cur = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
     row = cur.fetchone()
@@ -78,7 +80,7 @@ def quarantine_message(conn: sqlite3.Connection, message_id: int, reason: str, n
     return True
 
 
-def quarantine_content(conn: sqlite3.Connection, message_id: int, reason: str, now: float) -> bool:
+def quarantine_content(conn: Any, message_id: int, reason: str, now: float) -> bool:
     """Move content that belongs to no message out of the content table."""
     row = conn.execute(
         "SELECT message_id, CAST(data AS BLOB) FROM content WHERE message_id = ?", (message_id,)

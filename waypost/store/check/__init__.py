@@ -27,7 +27,7 @@ a file unusable, `scan` checks the rows, `repair` mends them, `report` and
 `render` hold and show the result.
 """
 
-from waypost.store.check.checker import check_database
+from waypost.store.check.checker import check_database, check_shared_database
 from waypost.store.check.render import RECOVERY_PROCEDURE, recovery_procedure, render, render_lines
 from waypost.store.check.report import (
     EXIT_CLEAN,
@@ -52,6 +52,7 @@ __all__ = [
     "Problem",
     "Repair",
     "check_database",
+    "check_shared_database",
     "list_objects",
     "recovery_procedure",
     "render",

@@ -42,6 +42,25 @@ def check_database(path: str, *, repair: bool = False, now: float | None = None)
     return report
 
 
+def check_shared_database(
+    dsn: str, *, repair: bool = False, now: float | None = None
+) -> CheckReport:
+    """`check_database` for the PostgreSQL MTA database `dsn` names (the nodes may be
+    running: see check.postgresql)."""
+    # Imported here: a check of an SQLite file does without the PostgreSQL driver.
+    from waypost.store.check.postgresql import check_postgresql  # noqa: PLC0415
+    from waypost.store.postgresql.database import describe  # noqa: PLC0415
+
+    started = time.perf_counter()
+    when = time.time() if now is None else now
+    events.emit(events.CHECK_STARTED, path=describe(dsn))
+    notices: list[Notice] = []
+    report = check_postgresql(dsn, repair=repair, now=when, notices=notices)
+    report = replace(report, seconds=time.perf_counter() - started)
+    _emit_events(report, notices)
+    return report
+
+
 def _check(path: str) -> CheckReport:
     """The check alone: it only reads."""
     try:

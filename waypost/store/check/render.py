@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from waypost.store.check.report import (
     EXIT_CLEAN,
@@ -64,8 +64,13 @@ def render(report: CheckReport, verbose: bool = False) -> str:
     return "\n".join(render_lines(report, verbose))
 
 
-def render_lines(report: CheckReport, verbose: bool = False) -> Generator[str, None, None]:
-    """The report as readable lines, like mtacheck's; `verbose` adds every object, streamed."""
+def render_lines(
+    report: CheckReport,
+    verbose: bool = False,
+    objects: Callable[[], Iterable[str]] | None = None,
+) -> Generator[str, None, None]:
+    """The report as readable lines, like mtacheck's; `verbose` adds every object, streamed
+    (from `objects`, when given: those of a database other than an SQLite file)."""
     yield f"Waypost check of {report.path}"
     if report.fatal is not None:
         yield f"FATAL ({report.fatal_kind}): {report.fatal}"
@@ -77,13 +82,14 @@ def render_lines(report: CheckReport, verbose: bool = False) -> Generator[str, N
         yield f"Result: the database cannot be used (exit code {report.exit_code})"
         return
     indexes = [p for p in report.problems if p.action is Repair.REINDEX]
-    yield "SQLite integrity: " + (
-        "ok"
-        if not indexes
-        else "ok but for index "
-        + ", ".join(str(p.object_id) for p in indexes)
-        + " (disagrees with its table)"
-    )
+    if objects is None:  # PostgreSQL guards its own pages and indexes
+        yield "SQLite integrity: " + (
+            "ok"
+            if not indexes
+            else "ok but for index "
+            + ", ".join(str(p.object_id) for p in indexes)
+            + " (disagrees with its table)"
+        )
     schema = [p for p in report.problems if p.action in SCHEMA_REPAIRS]
     yield f"Schema: version {report.schema_version or 'not recorded'}, " + (
         "tables and indexes ok" if not schema else plural(len(schema), "problem")
@@ -93,7 +99,10 @@ def render_lines(report: CheckReport, verbose: bool = False) -> Generator[str, N
         yield "Objects (after repair):" if repaired else "Objects:"
         # Until a repair has rebuilt them, damaged indexes must not steer the listing.
         unindexed = bool(indexes) and report.after is None
-        yield from (f"  {line}" for line in list_objects(report.path, unindexed=unindexed))
+        listed = (
+            objects() if objects is not None else list_objects(report.path, unindexed=unindexed)
+        )
+        yield from (f"  {line}" for line in listed)
     yield from _sections(report)
     if report.problems:
         yield f"Problems ({len(report.problems):,}):"

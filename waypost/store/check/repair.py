@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from waypost import events
 from waypost.store import quarantine
@@ -40,7 +40,7 @@ def repair_database(path: str, damaged: frozenset[str], now: float) -> Repaired:
                 _repair_schema(conn, problem)
             # The indexes are sound again, so the scan may use them.
             scan = scan_rows(conn, unindexed=False)
-            notices = [notice for p in scan.problems for notice in _repair_row(conn, p, now)]
+            notices = [notice for p in scan.problems for notice in repair_row(conn, p, now)]
             conn.execute("COMMIT")
         except Exception:
             _rollback(conn)
@@ -69,7 +69,7 @@ def _repair_schema(conn: sqlite3.Connection, problem: Problem) -> None:
         conn.execute(f'REINDEX "{name}"')
 
 
-def _repair_row(conn: sqlite3.Connection, problem: Problem, now: float) -> list[Notice]:
+def repair_row(conn: Any, problem: Problem, now: float) -> list[Notice]:
     """Apply one row repair; returns the events to emit once the transaction commits."""
     object_id = problem.object_id
     assert isinstance(object_id, int)
@@ -93,7 +93,7 @@ def _repair_row(conn: sqlite3.Connection, problem: Problem, now: float) -> list[
     return [(events.OBJECT_QUARANTINED, moved)]
 
 
-def _requeue(conn: sqlite3.Connection, recipient_id: int, now: float) -> list[Notice]:
+def _requeue(conn: Any, recipient_id: int, now: float) -> list[Notice]:
     """Queue again a recipient leased by a worker that no longer exists."""
     row = conn.execute(
         "SELECT message_id, lease_owner FROM recipients WHERE id = ? AND state = 'leased'",

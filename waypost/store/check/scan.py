@@ -24,6 +24,10 @@ ORDER BY m.id
 """
 # Ordered like the messages, so that one pass over both pairs every recipient
 # with its message (a merge join: nothing proportional to the queue is kept).
+# PostgreSQL's: typeof is SQLite's; a bytea column holds nothing else ('blob' in SQLite's words).
+_PG_MESSAGE_SQL = _MESSAGE_SQL.replace(
+    "typeof(c.data)", "CASE WHEN c.data IS NULL THEN NULL ELSE 'blob' END"
+)
 _RECIPIENT_SQL = """
 SELECT id, message_id, rcpt_index, address, next_hop, state, due_at, attempts, report,
        lease_owner
@@ -49,8 +53,19 @@ class Scanner:
     that is not UTF-8 is a problem of its row, not an exception.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, listing: bool, unindexed: bool) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        listing: bool,
+        unindexed: bool,
+        live_owners: frozenset[str] | None = None,
+    ) -> None:
+        # sqlite3's connection, or PostgreSQL's through its adapter (when `live_owners` is
+        # given: the runs of the cluster's running nodes, whose leases are not stale).
         self.conn = conn
+        self.live_owners = live_owners
+        self.message_sql = _MESSAGE_SQL if live_owners is None else _PG_MESSAGE_SQL
         self.listing = listing
         # A damaged recipients index must not steer the scan: read the table itself.
         self.recipient_sql = _RECIPIENT_SQL.format(hint="NOT INDEXED" if unindexed else "")
@@ -69,7 +84,7 @@ class Scanner:
             row = self.conn.execute("SELECT count(*) FROM quarantine").fetchone()
             self.quarantine_entries = int(row[0])
         except sqlite3.OperationalError:
-            pass  # no quarantine table: the schema check reports it
+            pass  # no quarantine table: the schema check reports it (PostgreSQL: never)
 
     def _problem(self, kind: str, object_id: int, reason: str, action: Repair) -> str:
         # Bad text in a reason must not make writing the reason fail in turn.
@@ -82,7 +97,7 @@ class Scanner:
         rows = iter(self.conn.execute(self.recipient_sql))
         r = next(rows, None)
         lines: list[str] = []  # one message's recipient lines, when listing
-        for m in self.conn.execute(_MESSAGE_SQL):
+        for m in self.conn.execute(self.message_sql):
             mid = m[0]
             self.messages += 1
             while r is not None and _sorts_before(r[1], mid):
@@ -179,11 +194,18 @@ class Scanner:
                 f"envelope recipient {index} already has recipient row {first}",
                 Repair.QUARANTINE_RECIPIENT,
             )
+        if state == _LEASED and self.live_owners is not None and r[9] in self.live_owners:
+            return "ok leased"  # by a node of the cluster that is running
         if state == _LEASED:
+            where = (
+                "the check runs offline"
+                if self.live_owners is None
+                else "no running node of the cluster"
+            )
             return self._problem(
                 "recipient",
                 rid,
-                f"is leased by {r[9]!r}, a worker that no longer exists (the check runs offline)",
+                f"is leased by {r[9]!r}, a worker that no longer exists ({where})",
                 Repair.REQUEUE,
             )
         return f"ok {state}"
@@ -262,9 +284,9 @@ def _content_problem(exists: bool, kind: object, length: object, size: object) -
     return None
 
 
-def scan_rows(conn: sqlite3.Connection, *, unindexed: bool) -> Scanner:
+def scan_rows(conn: Any, *, unindexed: bool, live_owners: frozenset[str] | None = None) -> Scanner:
     """Scan every row; the scanner holds the problems and counts."""
-    scan = Scanner(conn, listing=False, unindexed=unindexed)
+    scan = Scanner(conn, listing=False, unindexed=unindexed, live_owners=live_owners)
     for _ in scan.run():
         pass
     return scan

@@ -86,6 +86,13 @@ class PgDatabase(Database):
             return StoreCorruptError(_reason(exc))
         return StoreError(_reason(exc))
 
+    def after_copy(self) -> None:
+        for table in ("messages", "recipients", "quarantine"):
+            self.conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+            )
+
     def healthy(self) -> bool:
         return self.conn.healthy
 
