@@ -70,7 +70,10 @@ def test_parse_next_hop(
     [
         ("", "empty"),
         ("smpt:[relay]", "unknown transport 'smpt'"),
-        ("lmtp:x", "unknown transport 'lmtp'"),
+        ("lmtp:x", "write 'lmtp:[host]:port' or 'lmtp:unix:/path/to/socket'"),
+        ("lmtp:unix:relative/socket", "a UNIX socket needs an absolute path"),
+        ("lmtp:[store.example]:0", "port 0 must be a number from 1 to 65535"),
+        ("uucp:x", "unknown transport 'uucp'"),
         ("local:elsewhere", "'local' takes no destination"),
         ("smtp", "write 'smtp:'"),
         ("smtp:[relay.example", "missing ']'"),

@@ -1077,3 +1077,75 @@ def test_the_trace_shows_each_line_and_the_content_as_its_size() -> None:
         ("<", "250-2.0.0 Ok: queued as 4F2A"),
         ("<", "250 second line"),
     ]
+
+
+# --- LMTP (RFC 2033) ---------------------------------------------------------------
+
+
+def lmtp_connect(*keywords: str) -> ClientConnection:
+    client = ClientConnection(local_hostname="client.example", lmtp=True)
+    client.receive_data(reply(220, "store.example LMTP ready"))
+    assert client.data_to_send() == b"LHLO client.example\r\n"
+    client.receive_data(reply(250, "store.example", *keywords))
+    [ready] = drain(client)
+    assert isinstance(ready, Ready)
+    return client
+
+
+def test_lmtp_gives_each_recipient_its_own_reply_after_the_data() -> None:
+    client = lmtp_connect("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING")
+    client.send_message(envelope("a@x", "b@x", "c@x", "d@x"), CONTENT)
+    sent = client.data_to_send()
+    assert sent.startswith(b"MAIL FROM:<alice@example.org>")
+    assert sent.endswith(b"DATA\r\n")  # never BDAT, though CHUNKING is offered
+    client.receive_data(
+        reply(250, "2.1.0 ok")
+        + reply(250, "2.1.5 ok")
+        + reply(550, "5.1.1 <b@x> no such user")
+        + reply(250, "2.1.5 ok")
+        + reply(250, "2.1.5 ok")
+        + reply(354, "go ahead")
+    )
+    assert client.data_to_send() == CONTENT + b".\r\n"
+    assert drain(client) == []
+    # One reply per accepted recipient, in RCPT order: a, c, d.
+    client.receive_data(reply(250, "2.0.0 <a@x> saved"))
+    assert drain(client) == []
+    client.receive_data(reply(452, "4.2.2 <c@x> mailbox full") + reply(250, "2.0.0 <d@x> saved"))
+    event = done(client)
+    assert results(event) == [
+        (0, Result.DELIVERED, "250 2.0.0 <a@x> saved"),
+        (1, Result.FAILED, "550 5.1.1 <b@x> no such user"),
+        (2, Result.DEFERRED, "452 4.2.2 <c@x> mailbox full"),
+        (3, Result.DELIVERED, "250 2.0.0 <d@x> saved"),
+    ]
+    # The session goes on: the next transaction needs no RSET.
+    client.send_message(envelope("e@x"), CONTENT)
+    assert client.data_to_send().startswith(b"MAIL FROM:")
+
+
+def test_lmtp_connection_lost_between_recipient_replies() -> None:
+    client = lmtp_connect("PIPELINING")
+    client.send_message(envelope("a@x", "b@x"), CONTENT)
+    client.data_to_send()
+    client.receive_data(reply(250) + reply(250) + reply(250) + reply(354))
+    client.data_to_send()
+    client.receive_data(reply(250, "2.0.0 <a@x> saved"))
+    client.receive_data(b"")
+    event, closed = drain(client)
+    assert isinstance(event, TransactionDone)
+    assert results(event)[0][1] is Result.DELIVERED
+    index, result, detail = results(event)[1]
+    assert (index, result) == (1, Result.DEFERRED)
+    assert "may be delivered twice" in detail
+    assert isinstance(closed, Closed)
+
+
+def test_lmtp_refused_lhlo_has_no_helo_fallback() -> None:
+    client = ClientConnection(local_hostname="client.example", lmtp=True)
+    client.receive_data(reply(220, "store.example"))
+    client.data_to_send()
+    client.receive_data(reply(500, "5.5.1 what is LHLO"))
+    [closed] = drain(client)
+    assert isinstance(closed, Closed) and "LHLO refused" in closed.detail
+    assert client.data_to_send() == b"QUIT\r\n"

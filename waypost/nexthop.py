@@ -1,5 +1,6 @@
 """Next hops: where a recipient goes after this MTA, parsed once from its text form
-(`local`, `smtp:[host]:port`, `x400:MTA`, `error:text`) and carried typed from then on."""
+(`local`, `smtp:[host]:port`, `lmtp:[host]:port`, `lmtp:unix:/path`, `x400:MTA`,
+`error:text`) and carried typed from then on."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Transport(enum.StrEnum):
 
     LOCAL = "local"
     SMTP = "smtp"
+    LMTP = "lmtp"
     X400 = "x400"
     GATEWAY = "gateway"
     ERROR = "error"
@@ -27,6 +29,9 @@ GATEWAYS = ("mixer",)
 
 TRANSPORTS = tuple(t.value for t in Transport)
 SMTP_PORT = 25
+# No port is assigned to LMTP (RFC 2033 §5 forbids port 25); 24 is what message stores
+# (Dovecot, Cyrus) listen on by custom.
+LMTP_PORT = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,8 @@ class NextHop:
     * `local`: delivered here.
     * `smtp` with a port: connect to `destination` (host name or IP address), no MX lookup.
     * `smtp` without a port: MX lookup of `destination` (port 25).
+    * `lmtp`: a message store's LMTP server (RFC 2033), at `destination` and `port`, or
+      with no port at the UNIX socket whose path is `destination`; final delivery.
     * `x400`: `destination` is an adjacent MTA, configured elsewhere.
     * `gateway`: `destination` names the gateway (`mixer`: X.400 ⇄ Internet mail) that
       converts the message for the other world and submits it again.
@@ -59,7 +66,17 @@ class NextHop:
             return "local"
         if self.transport == "smtp" and self.port is not None:
             return f"smtp:[{self.destination}]:{self.port}"
+        if self.transport == "lmtp":
+            if self.port is None:
+                return f"lmtp:unix:{self.destination}"
+            return f"lmtp:[{self.destination}]:{self.port}"
         return f"{self.transport}:{self.destination}"
+
+    @property
+    def final(self) -> bool:
+        """Whether the recipient is delivered into its mailbox by this hop (no MTA after it):
+        a success is then "delivered", not "relayed" (RFC 3464 §2.3.3)."""
+        return self.transport in (Transport.LOCAL, Transport.LMTP)
 
     @property
     def mx_lookup(self) -> bool:
@@ -94,6 +111,8 @@ def parse_next_hop(text: str) -> NextHop:
                 "or 'smtp:[host]:port' (that host)"
             )
         return _parse_smtp(rest)
+    if transport == "lmtp":
+        return _parse_lmtp(rest)
     if transport == "x400":
         if not rest:
             raise ValueError("x400 needs the name of an adjacent MTA: 'x400:NAME'")
@@ -151,6 +170,20 @@ def _parse_smtp(rest: str) -> NextHop:
     else:
         raise ValueError(f"write an IP address in brackets: 'smtp:[{rest}]'")
     return NextHop(Transport.SMTP, _host_name(rest))
+
+
+def _parse_lmtp(rest: str) -> NextHop:
+    """`lmtp:unix:/path`, `lmtp:[host]:port` or `lmtp:[host]` (port 24); never an MX lookup."""
+    if rest[:5].lower() == "unix:":
+        path = rest[5:].strip()
+        if not path.startswith("/") or not path.isprintable():
+            raise ValueError(f"'lmtp:{rest}': a UNIX socket needs an absolute path, 'lmtp:unix:/…'")
+        return NextHop(Transport.LMTP, path)
+    if not rest.startswith("["):
+        raise ValueError(f"'lmtp:{rest}': write 'lmtp:[host]:port' or 'lmtp:unix:/path/to/socket'")
+    hop = _parse_smtp(rest)  # the same [host]:port, with SMTP's checks
+    port = LMTP_PORT if rest.endswith("]") else hop.port
+    return NextHop(Transport.LMTP, hop.destination, port)
 
 
 def _bracketed_host(inner: str) -> str:

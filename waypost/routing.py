@@ -92,8 +92,12 @@ class RoutingTable:
         local_oraddresses: Iterable[str] = (),
         *,
         x400_peers: Collection[str] | None = None,
+        local_hop: NextHop = LOCAL,
     ) -> None:
         self._local: dict[str, str] = {}
+        # Where mailboxes of the local domains go: this machine's Maildirs (`local`), or a
+        # message store's LMTP server that every node of a cluster reaches.
+        self._local_hop = local_hop
         self._exact: dict[str, _Rule] = {}
         self._suffix: dict[str, _Rule] = {}  # keyed without the leading dot
         self._default: _Rule | None = None
@@ -112,13 +116,14 @@ class RoutingTable:
         local_oraddresses: Iterable[str] = (),
         *,
         x400_peers: Collection[str] | None = None,
+        local_hop: NextHop = LOCAL,
     ) -> tuple[RoutingTable, list[RouteError]]:
         """The table of the good entries and a RouteError for each bad one, in one pass.
 
         The errors are those the constructor raises the first of; a bad entry is
         left out, so it makes no duplicate of a later one.
         """
-        table = cls()
+        table = cls(local_hop=local_hop)
         return table, table._add(routes, local_domains, local_oraddresses, x400_peers)
 
     def _add(
@@ -260,8 +265,9 @@ class RoutingTable:
         local = self._local.get(key)
         if local is not None:
             lines.append(f"domain {domain} is local ({local})")
-            lines.append(f"chosen: local{_note(LOCAL)}")
-            return Decision(canonical, LOCAL, tuple(lines), rule=local)
+            hop = self._local_hop
+            lines.append(f"chosen: {hop}{_note(hop)}")
+            return Decision(canonical, hop, tuple(lines), rule=local)
         lines.append(f"domain {domain} is not local")
 
         candidates: list[tuple[_Rule, str]] = []
@@ -438,6 +444,8 @@ def _count(prefix: ORAddress) -> str:
 def _note(hop: NextHop, *, recipient_domain: bool = False) -> str:
     if hop.transport == "local":
         return " (delivered here)"
+    if hop.transport == "lmtp":
+        return " (delivered into the message store by LMTP)"
     if hop.transport == "x400":
         return " (an adjacent X.400 MTA)"
     if hop.transport == "error":

@@ -29,6 +29,7 @@ from waypost.config.values import parse_address
 from waypost.console.recent import RecentEvents
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
+from waypost.delivery.lmtp import LmtpDeliverer
 from waypost.delivery.local import LocalDeliverer
 from waypost.delivery.maildir import MaildirStore
 from waypost.delivery.mime_mailboxes import MimeMailboxes
@@ -364,6 +365,7 @@ class Service:
         # The [[smtp.listener]] servers (submission ports), in the configuration's order.
         self.smtp_listeners: list[SmtpServer] = []
         self.smtp_deliverer: SmtpDeliverer | None = None
+        self.lmtp_deliverer: SmtpDeliverer | None = None
         # The MIXER gateway, when on: it converts a message for the other world on arrival.
         self.gateway: GatewayDeliverer | None = None
         self.x400: X400Server | None = None
@@ -401,6 +403,7 @@ class Service:
             hostname=config.server.hostname,
         )
         smtp_deliverer = SmtpDeliverer(client_settings(config))
+        lmtp_deliverer = LmtpDeliverer(client_settings(config))
         x400_deliverer = X400Deliverer(x400_settings(config))
         deliverers: dict[str, Deliverer] = {
             "local": LocalDeliverer(
@@ -414,6 +417,7 @@ class Service:
                 mime_mailboxes(config),
             ),
             "smtp": smtp_deliverer,
+            "lmtp": lmtp_deliverer,
             "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
@@ -446,6 +450,7 @@ class Service:
         manager.on_report_owed = reports.wake
         service = cls(config, store, intake, manager)
         service.smtp_deliverer = smtp_deliverer
+        service.lmtp_deliverer = lmtp_deliverer
         service.gateway = gateway
         service.x400_deliverer = x400_deliverer
         service.reports = reports
@@ -719,8 +724,9 @@ class Service:
             server.reconfigure(listener.config, listener.limits)
         if self.x400 is not None:
             self.x400.reconfigure(settings.x400, settings.x400_limits)
-        if self.smtp_deliverer is not None:
-            self.smtp_deliverer.reconfigure(settings.client)
+        for deliverer in (self.smtp_deliverer, self.lmtp_deliverer):
+            if deliverer is not None:
+                deliverer.reconfigure(settings.client)
         if self.x400_deliverer is not None:
             self.x400_deliverer.reconfigure(settings.x400)
         self.manager.policy = settings.retry
@@ -775,8 +781,9 @@ class Service:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.smtp_deliverer is not None:
-            await self.smtp_deliverer.close()
+        for deliverer in (self.smtp_deliverer, self.lmtp_deliverer):
+            if deliverer is not None:
+                await deliverer.close()
         if self.x400_deliverer is not None:
             await self.x400_deliverer.close()
         await self.store.close()

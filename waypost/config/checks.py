@@ -12,6 +12,7 @@ from waypost.address import AddressError, mailbox_name, parse_domain, parse_orad
 from waypost.address.oraddress import parse_global_domain
 from waypost.config.schema import Config, SmtpConfig, X400PeerConfig
 from waypost.config.values import is_domain_name, parse_address, selector_bytes
+from waypost.nexthop import parse_next_hop
 
 MAX_SELECTOR = 32  # octets
 # An ADMD attribute as written, in the slash or the semicolon form (`/ADMD= /`, `;a= `).
@@ -78,6 +79,14 @@ def _queue(config: Config) -> Iterator[tuple[str, str]]:
 
 def _local(config: Config) -> Iterator[tuple[str, str]]:
     local = config.local
+    if local.lmtp.strip():
+        try:
+            hop = parse_next_hop(local.lmtp)
+        except ValueError as exc:
+            yield "local.lmtp", str(exc)
+        else:
+            if hop.transport != "lmtp":
+                yield "local.lmtp", f"{local.lmtp!r} is not 'lmtp:[host]:port' or 'lmtp:unix:/path'"
     for i, domain in enumerate(local.domains):
         try:
             parse_domain(domain)

@@ -28,6 +28,7 @@ def routing_errors(config: Config, *, check_peers: bool) -> list[ConfigError]:
 
 def _build(config: Config, *, check_peers: bool) -> tuple[RoutingTable, list[ConfigError]]:
     # Imported here: routing is a layer above config.
+    from waypost.nexthop import LOCAL, parse_next_hop  # noqa: PLC0415
     from waypost.routing import RouteEntry, RoutingTable  # noqa: PLC0415
 
     # The gateway's own domain and O/R address route to it (RFC 2156 §4's fallbacks),
@@ -46,6 +47,7 @@ def _build(config: Config, *, check_peers: bool) -> tuple[RoutingTable, list[Con
         [*implicit, *(RouteEntry(match=r.match, next_hop=r.next_hop) for r in config.route)],
         local_domains=config.local.domains,
         local_oraddresses=config.local.oraddresses,
+        local_hop=parse_next_hop(config.local.lmtp) if config.local.lmtp.strip() else LOCAL,
         x400_peers=[peer.name for peer in config.x400.peer] if check_peers else None,
     )
     return table, [ConfigError(config.source, error.key, error.reason) for error in errors]

@@ -165,6 +165,9 @@ class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     domains: tuple[str, ...] = ("localhost",)
     oraddresses: tuple[str, ...] = ()
     maildir: PathText = ""
+    # Mailboxes of the local domains delivered by LMTP to a message store (an lmtp: next
+    # hop) instead of into the Maildirs: what a cluster's nodes share.
+    lmtp: str = ""
     mailboxes: tuple[str, ...] = ()
     x400_store: PathText = ""
     x400_mailboxes: tuple[str, ...] = ()

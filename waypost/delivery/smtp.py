@@ -118,46 +118,55 @@ class SmtpSession:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         settings: ClientSettings,
+        *,
+        lmtp: bool = False,
     ) -> None:
         self.key = (host, port)
         self.reader = reader
         self.writer = writer
         self.settings = settings
-        self.client = ClientConnection(local_hostname=settings.helo_name)
+        self.lmtp = lmtp
+        self.client = ClientConnection(local_hostname=settings.helo_name, lmtp=lmtp)
         if events.enabled(events.SMTP_TRACE):  # the smtp category at its maximum level
             self.client.trace = []
         self.messages = 0
         self.idle_since = time.monotonic()
         self.alive = True
         self.dsn = False
-        self.remote = f"{host}:{port}"
+        # Port 0: `host` is the path of a UNIX socket (an LMTP server's, usually).
+        self.remote = f"{host}:{port}" if port else f"unix:{host}"
 
     @classmethod
-    async def open(cls, host: str, port: int, settings: ClientSettings) -> SmtpSession:
+    async def open(
+        cls, host: str, port: int, settings: ClientSettings, *, lmtp: bool = False
+    ) -> SmtpSession:
         """A session ready for a transaction. Opportunistic TLS whose handshake fails is
         given up for this connection and the host connected to again in clear text, as Exim
         does (its `hosts_try_tls`): a host that offers STARTTLS but no suite we accept (CBC
         only, say) still gets its mail, as it would from a client without TLS (RFC 3207 §4.1
         leaves this to the client's policy); "required" defers instead."""
         try:
-            return await cls._open(host, port, settings)
+            return await cls._open(host, port, settings, lmtp)
         except TlsHandshakeError as exc:
             if settings.tls is not TlsPolicy.OPPORTUNISTIC:
                 raise
             events.emit(events.SMTP_TLS_FALLBACK, host=f"{host}:{port}", error=exc.detail)
-            return await cls._open(host, port, dataclasses.replace(settings, tls=TlsPolicy.NONE))
+            plain = dataclasses.replace(settings, tls=TlsPolicy.NONE)
+            return await cls._open(host, port, plain, lmtp)
 
     @classmethod
-    async def _open(cls, host: str, port: int, settings: ClientSettings) -> SmtpSession:
+    async def _open(cls, host: str, port: int, settings: ClientSettings, lmtp: bool) -> SmtpSession:
+        connecting = (
+            asyncio.open_connection(host, port, limit=1 << 20)
+            if port
+            else asyncio.open_unix_connection(host, limit=1 << 20)
+        )
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=1 << 20), settings.connect_timeout
-            )
+            reader, writer = await asyncio.wait_for(connecting, settings.connect_timeout)
         except (OSError, TimeoutError) as exc:
-            raise SmtpHostError(
-                f"4.4.1 connect to {host}:{port} failed: {exc or 'timeout'}"
-            ) from None
-        session = cls(host, port, reader, writer, settings)
+            where = f"{host}:{port}" if port else f"unix:{host}"
+            raise SmtpHostError(f"4.4.1 connect to {where} failed: {exc or 'timeout'}") from None
+        session = cls(host, port, reader, writer, settings, lmtp=lmtp)
         await session._until_ready()
         return session
 
@@ -308,6 +317,9 @@ def _closed_detail(event: Closed, remote: str) -> str:
 class SmtpDeliverer:
     """The delivery agent for next hops `smtp:…`, with a cache of idle connections."""
 
+    # The LMTP agent is this one speaking LMTP (delivery.lmtp).
+    lmtp = False
+
     def __init__(self, settings: ClientSettings, *, mx: Resolver = resolve_mx) -> None:
         self.settings = settings
         self.mx = mx
@@ -328,7 +340,7 @@ class SmtpDeliverer:
     async def deliver(self, handoff: Handoff) -> list[Attempt]:
         claims = list(handoff.recipients)
         try:
-            targets = await resolve(handoff.next_hop, self.mx)
+            targets = await self.targets(handoff.next_hop)
         except SmtpHostError as exc:
             return _hop_failed(claims, exc)
         indexes = [c.rcpt_index for c in claims]
@@ -357,6 +369,10 @@ class SmtpDeliverer:
             return [_attempt(claims[o.index], o, session) for o in outcomes]
         return _hop_failed(claims, unusable[-1][1] if unusable else SmtpHostError(_NO_HOST))
 
+    async def targets(self, hop: NextHop) -> list[tuple[str, int]]:
+        """The hosts (and ports) to try for a hop, in order."""
+        return await resolve(hop, self.mx)
+
     async def _session(self, host: str, port: int) -> SmtpSession:
         idle = self._idle.get((host, port))
         while idle:
@@ -365,7 +381,7 @@ class SmtpDeliverer:
             if session.alive and fresh and not session.reader.at_eof():
                 return session
             await session.quit()
-        return await SmtpSession.open(host, port, self.settings)
+        return await SmtpSession.open(host, port, self.settings, lmtp=self.lmtp)
 
     def _park(self, session: SmtpSession) -> None:
         if not session.alive:
@@ -426,5 +442,6 @@ def _attempt(claim: Claim, outcome: RecipientOutcome, session: SmtpSession) -> A
         result=outcome.result,
         detail=outcome.detail,
         remote_mta=session.remote if outcome.remote else None,
-        passed_on=outcome.result is Result.DELIVERED and session.dsn,
+        # Into a mailbox by LMTP is final: this MTA reports it, whatever the store offers.
+        passed_on=outcome.result is Result.DELIVERED and session.dsn and not session.lmtp,
     )

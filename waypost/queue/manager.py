@@ -497,8 +497,8 @@ class QueueManager:
             if not attempt.passed_on and should_report(
                 claim.envelope, recipient, ReportKind.SUCCESS
             ):
-                local = hop == Transport.LOCAL
-                report = ReportOwed.DELIVERY if local else ReportOwed.RELAYED
+                final = self._next_hop(hop).final  # parsed already, to deliver it
+                report = ReportOwed.DELIVERY if final else ReportOwed.RELAYED
             return Settlement(
                 recipient_id=claim.recipient_id,
                 result=Result.DELIVERED,

@@ -1,5 +1,6 @@
 """A sans-I/O SMTP client (RFC 5321, with PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN,
-STARTTLS and CHUNKING): bytes in, events out, one outcome per recipient.
+STARTTLS and CHUNKING), and LMTP client (RFC 2033, `lmtp=True`): bytes in, events out, one
+outcome per recipient.
 
 No socket, clock, TLS or logging inside: the delivery agent owns them and drives
 the machine like this::
@@ -21,7 +22,7 @@ the machine like this::
         elif isinstance(event, Closed):         # nothing more will happen
             write(client.data_to_send()); close(); break
 
-The API: `ClientConnection(*, local_hostname, prefer_chunking=False,
+The API: `ClientConnection(*, local_hostname, prefer_chunking=False, lmtp=False,
 max_reply_line=2048, max_reply_lines=100)`; `receive_data(bytes)`,
 `next_event() -> Event | NEED_DATA`, `data_to_send() -> bytes`;
 `send_message(envelope, content, recipients=None)` (recipients default to the
@@ -58,6 +59,7 @@ downgrade is done: 8-bit content goes to a server without 8BITMIME as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import deque
 from collections.abc import Sequence
@@ -122,6 +124,7 @@ class ClientState(enum.Enum):
 class _Cmd(enum.Enum):
     GREETING = "the greeting"
     EHLO = "EHLO"
+    LHLO = "LHLO"
     HELO = "HELO"
     STARTTLS = "STARTTLS"
     RSET = "RSET"
@@ -129,6 +132,9 @@ class _Cmd(enum.Enum):
     RCPT = "RCPT TO"
     DATA = "DATA"
     END = "the end of data"
+    # RFC 2033 §4.2: after the end of data an LMTP server replies once for each recipient
+    # it accepted, in the order of their RCPT commands.
+    RCPT_END = "the end of data (a recipient's reply)"
     DISCARD = "the empty end of data"
     QUIT = "QUIT"
 
@@ -140,6 +146,8 @@ class _Transaction:
     accepted: list[int] = field(default_factory=list)
     mail_refused: ReceivedReply | None = None
     next_rcpt: int = 0
+    # LMTP: how many replies to the end of data are still to come.
+    replies_owed: int = 0
 
     def refuse(self, indexes: Sequence[int], reply: ReceivedReply) -> None:
         result = Result.DEFERRED if reply.code < 500 else Result.FAILED
@@ -165,11 +173,15 @@ class ClientConnection:
         prefer_chunking: bool = False,
         max_reply_line: int = 2048,
         max_reply_lines: int = 100,
+        lmtp: bool = False,
     ) -> None:
         if not local_hostname or not local_hostname.isprintable() or " " in local_hostname:
             raise ValueError(f"bad local host name {local_hostname!r}")
         self.local_hostname = local_hostname
-        self.prefer_chunking = prefer_chunking
+        self.lmtp = lmtp
+        # LMTP sends the data after DATA's 354, when the recipients accepted are known and
+        # so is the number of replies that will follow it (never BDAT … LAST, pipelined).
+        self.prefer_chunking = prefer_chunking and not lmtp
         self.state = ClientState.GREETING
         self.capabilities = Capabilities()
         self.tls = False
@@ -313,7 +325,10 @@ class ClientConnection:
 
     def _hello(self) -> None:
         self.state = ClientState.HELLO
-        self._send(_Cmd.EHLO, f"EHLO {self.local_hostname}\r\n".encode())
+        if self.lmtp:
+            self._send(_Cmd.LHLO, f"LHLO {self.local_hostname}\r\n".encode())  # RFC 2033 §4.1
+        else:
+            self._send(_Cmd.EHLO, f"EHLO {self.local_hostname}\r\n".encode())
 
     def _send_data_command(self, transaction: _Transaction) -> None:
         if not transaction.plan.chunked:
@@ -341,7 +356,7 @@ class ClientConnection:
                 what = f"4.4.2 {detail} after {waiting.value}"
                 if reason is CloseReason.PROTOCOL_ERROR:
                     what = f"4.5.0 {detail} (after {waiting.value})"
-                if waiting is _Cmd.END:
+                if waiting is _Cmd.END or waiting is _Cmd.RCPT_END:
                     what += (
                         ", before the server's reply: the message may have been"
                         " accepted, and may be delivered twice"
@@ -387,7 +402,10 @@ class ClientConnection:
             self._refused(reply, "greeting refused")
 
     def _on_ehlo(self, reply: ReceivedReply, _: int) -> None:
-        if reply.code // 100 == 5:
+        if self.lmtp:
+            # No HELO to fall back on in LMTP; and its data never goes by BDAT (see above).
+            self._opened(reply, dataclasses.replace(parse_ehlo(reply), chunking=False))
+        elif reply.code // 100 == 5:
             self._send(_Cmd.HELO, f"HELO {self.local_hostname}\r\n".encode())
         else:
             self._opened(reply, parse_ehlo(reply))
@@ -397,7 +415,7 @@ class ClientConnection:
 
     def _opened(self, reply: ReceivedReply, capabilities: Capabilities) -> None:
         if reply.code // 100 != 2 or self._greeting is None:
-            self._refused(reply, "EHLO/HELO refused")
+            self._refused(reply, "LHLO refused" if self.lmtp else "EHLO/HELO refused")
             return
         self.capabilities = capabilities
         self.state = ClientState.READY
@@ -462,7 +480,9 @@ class ClientConnection:
         transaction = self._transaction
         assert transaction is not None
         if reply.code == 354:
-            if transaction.accepted:
+            if transaction.accepted and self.lmtp:
+                self._send_lmtp_content(transaction)
+            elif transaction.accepted:
                 self._send(_Cmd.END, transaction.plan.content)
             else:
                 # RFC 2920 §3.1: every RCPT was refused, yet DATA was accepted:
@@ -492,6 +512,31 @@ class ClientConnection:
                 transaction.refuse(transaction.accepted, reply)
         self._finish(transaction)
 
+    def _send_lmtp_content(self, transaction: _Transaction) -> None:
+        self._out += transaction.plan.content
+        if self.trace is not None:
+            self.trace += [(">", line) for line in _traced(_Cmd.END, transaction.plan.content)]
+        transaction.replies_owed = len(transaction.accepted)
+        self._pending.extend((_Cmd.RCPT_END, index) for index in transaction.accepted)
+
+    def _on_rcpt_end(self, reply: ReceivedReply, index: int) -> None:
+        transaction = self._transaction
+        assert transaction is not None
+        if reply.code // 100 == 2:
+            transaction.outcomes[index] = RecipientOutcome(
+                index=index,
+                result=Result.DELIVERED,
+                status=reply.status,
+                detail=str(reply),
+                remote=True,
+            )
+        else:
+            transaction.refuse([index], reply)
+        transaction.replies_owed -= 1
+        if transaction.replies_owed == 0:
+            self._needs_rset = False
+            self._finish(transaction)
+
     def _on_quit(self, reply: ReceivedReply, _: int) -> None:
         if self._reader.has_pending:
             self._close(CloseReason.PROTOCOL_ERROR, f"protocol error: data after {reply}")
@@ -502,6 +547,7 @@ class ClientConnection:
 _HANDLERS = {
     _Cmd.GREETING: ClientConnection._on_greeting,
     _Cmd.EHLO: ClientConnection._on_ehlo,
+    _Cmd.LHLO: ClientConnection._on_ehlo,
     _Cmd.HELO: ClientConnection._on_helo,
     _Cmd.STARTTLS: ClientConnection._on_starttls,
     _Cmd.RSET: ClientConnection._on_rset,
@@ -509,6 +555,7 @@ _HANDLERS = {
     _Cmd.RCPT: ClientConnection._on_rcpt,
     _Cmd.DATA: ClientConnection._on_data,
     _Cmd.END: ClientConnection._on_end,
+    _Cmd.RCPT_END: ClientConnection._on_rcpt_end,
     _Cmd.DISCARD: ClientConnection._on_end,
     _Cmd.QUIT: ClientConnection._on_quit,
 }
