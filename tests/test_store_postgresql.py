@@ -16,6 +16,7 @@ from waypost.clock import ManualClock
 from waypost.handoff import Result
 from waypost.store import Settlement, StoreError
 from waypost.store.postgresql.database import PgDatabase
+from waypost.store.postgresql.permits import ClusterGate, ClusterPermits
 from waypost.store.postgresql.schema import SCHEMA_VERSION
 from waypost.store.postgresql.store import NodeSettings, PostgresStore
 
@@ -172,3 +173,33 @@ async def test_the_store_reconnects_after_the_database_server_restarts(
         await store.close()
     finally:
         server.remove()
+
+
+async def test_the_limit_per_next_hop_holds_across_nodes(pg: Backend) -> None:
+    nodes = [await pg.open(node=f"n{i}") for i in range(2)]
+    gates = [node.delivery_gate(2) for node in nodes]
+    running: dict[str, int] = {"smtp:[a]:25": 0, "smtp:[b]:25": 0}
+    most: dict[str, int] = dict.fromkeys(running, 0)
+
+    async def deliver(gate: ClusterGate, hop: str) -> None:
+        async with gate.slot(hop):
+            running[hop] += 1
+            most[hop] = max(most[hop], running[hop])
+            await asyncio.sleep(0.05)
+            running[hop] -= 1
+
+    await asyncio.gather(*(deliver(gates[i % 2], hop) for i in range(8) for hop in running))
+    # Eight deliveries per hop from two nodes, never more than two at once for either.
+    assert most == dict.fromkeys(running, 2)
+    for node in nodes:
+        await node.close()
+
+
+async def test_a_dead_nodes_permits_go_back_to_the_cluster(pg: Backend) -> None:
+    hop = "x400:PEER"
+    holder, waiter = ClusterPermits(pg.where), ClusterPermits(pg.where)
+    assert await holder.try_acquire(hop, 1)
+    assert not await waiter.try_acquire(hop, 1)  # the one permit is taken
+    holder.close()  # the node's connection ends, as when its process dies
+    assert await waiter.try_acquire(hop, 1)
+    waiter.close()

@@ -436,8 +436,10 @@ class Service:
             clock=clock,
             policy=retry_policy(config),
             settings=queue_settings(config),
-            # In a cluster, leases name this node's run: what the others take over.
+            # In a cluster, leases name this node's run: what the others take over; and the
+            # limit of deliveries per next hop holds across the nodes.
             owner=store.owner,
+            gate=store.delivery_gate(config.queue.destination_concurrency),
         )
         reports = ReportGenerator(
             store,

@@ -14,7 +14,9 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from waypost import events
 from waypost.arrival import Arrival, Source
@@ -62,6 +64,23 @@ class QueueSettings:
 _GATEWAY = Arrival(source=Source.GATEWAY, peer="mixer")
 
 
+class HopGate(Protocol):
+    """Admits deliveries to a next hop, up to its limit of concurrent ones."""
+
+    def slot(self, hop: str) -> AbstractAsyncContextManager[object]: ...
+
+
+class LocalGate:
+    """The limit held on this node alone: a semaphore per next hop."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._per_hop: dict[str, asyncio.Semaphore] = {}
+
+    def slot(self, hop: str) -> AbstractAsyncContextManager[object]:
+        return self._per_hop.setdefault(hop, asyncio.Semaphore(self.limit))
+
+
 def worker_id() -> str:
     """A lease owner name unique to this process run."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -80,6 +99,7 @@ class QueueManager:
         settings: QueueSettings | None = None,
         owner: str | None = None,
         on_report_owed: Callable[[], None] | None = None,
+        gate: HopGate | None = None,
     ) -> None:
         self.store = store
         self.deliverers = dict(deliverers)
@@ -91,7 +111,9 @@ class QueueManager:
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots = asyncio.Semaphore(self.settings.delivery_concurrency)
-        self._per_hop: dict[str, asyncio.Semaphore] = {}
+        # At most destination_concurrency deliveries per next hop: on this node, or
+        # (a cluster's gate) across every node.
+        self.gate: HopGate = gate or LocalGate(self.settings.destination_concurrency)
         self._hops: dict[str, NextHop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = defaultdict(int)
@@ -217,10 +239,7 @@ class QueueManager:
         gateway's converted message is handed over and delivered in turn, within the same
         delivery slot. `content`: the message's content when it is in hand already."""
         try:
-            gate = self._per_hop.setdefault(
-                hop, asyncio.Semaphore(self.settings.destination_concurrency)
-            )
-            async with gate:
+            async with self.gate.slot(hop):
                 handed: list[tuple[Conversion, list[Settlement]]] = []
                 if not probe and self.destinations.down(hop) is not None:
                     # The hop went down while this waited for its turn: held like the rest.
@@ -426,6 +445,12 @@ class QueueManager:
             except BadContentError as exc:
                 await self.store.quarantine_message(message_id, str(exc))
                 return [], False
+            except StoreError as exc:
+                # The database is away for a moment (a failover, a lost connection): try
+                # again later; the store has said why.
+                events.emit(events.QUEUE_STORE_UNAVAILABLE, action="read a message", error=str(exc))
+                detail = "4.3.0 the MTA database is unavailable; tried again later"
+                return [_deferred(c, detail) for c in claims], False
         try:
             attempts = await deliverer.deliver(
                 Handoff(

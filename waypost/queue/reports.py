@@ -69,6 +69,10 @@ class ReportGenerator:
         while not self._stopping:
             try:
                 done = await self.run_once()
+            except StoreError as exc:
+                # The database is away (a failover, a full disk): the reports stay owed.
+                events.emit(events.QUEUE_STORE_UNAVAILABLE, action="send reports", error=str(exc))
+                done = 0
             except Exception as exc:  # the loop carries on; the reports stay owed
                 events.emit(events.UNEXPECTED_ERROR, component="report generator", error=repr(exc))
                 done = 0
@@ -179,7 +183,7 @@ class ReportGenerator:
         try:
             report_id = await self.store.complete_reports(owed.message_id, ids, new)
         except StoreError as exc:
-            events.emit(events.UNEXPECTED_ERROR, component="report generator", error=str(exc))
+            events.emit(events.QUEUE_STORE_UNAVAILABLE, action="record a report", error=str(exc))
             return 0
         if report_id is not None:
             self.sent += 1

@@ -128,6 +128,11 @@ class GroupCommitStore:
         """The lease owner the queue manager must claim as; None: one of its own."""
         return None
 
+    def delivery_gate(self, limit: int) -> Any:
+        """A gate holding the limit of deliveries per next hop across every node sharing
+        this database (queue.manager.HopGate); None: one node, whose own limit suffices."""
+        return None
+
     def open_database(self, *, create_schema: bool) -> Database:
         """A new connection to the database (the writer's creates the schema)."""
         raise NotImplementedError

@@ -14,6 +14,7 @@ from waypost.store.base import StoreError
 from waypost.store.group_commit import GroupCommitStore
 from waypost.store.postgresql import cluster
 from waypost.store.postgresql.database import PgDatabase, describe
+from waypost.store.postgresql.permits import ClusterGate, ClusterPermits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +48,7 @@ class PostgresStore(GroupCommitStore):
         self.member = cluster.new_member(self.node.name, __version__)
         self._released = 0
         self._membership: asyncio.Task[None] | None = None
+        self._gate: ClusterGate | None = None
 
     @classmethod
     async def open(
@@ -72,6 +74,11 @@ class PostgresStore(GroupCommitStore):
     def owner(self) -> str | None:
         """The lease owner this node's queue manager claims as: its run."""
         return self.member.run
+
+    def delivery_gate(self, limit: int) -> ClusterGate:
+        if self._gate is None:
+            self._gate = ClusterGate(ClusterPermits(self.dsn), limit)
+        return self._gate
 
     def open_database(self, *, create_schema: bool) -> PgDatabase:
         db = PgDatabase.connect(self.dsn, create_schema=create_schema)
@@ -145,6 +152,8 @@ class PostgresStore(GroupCommitStore):
             self._membership.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._membership
+        if self._gate is not None:
+            await self._gate.close()  # its permits go back to the cluster
         member, now = self.member, self.clock.now()
         try:
             count: int = await self._submit(lambda db: cluster.leave(db, member, now))
