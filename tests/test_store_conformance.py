@@ -307,7 +307,8 @@ async def test_the_queue_manager_hands_a_conversion_over_once(backend: Backend) 
     assert len(gateway.handoffs) == 1
     assert manager.counters["converted"] == 2
     assert local.addresses == ["converted@localhost"]
-    assert reads == 1  # the original only
+    # The original only, and on PostgreSQL not even that: its claim read the content along.
+    assert reads == (0 if backend.name == "postgresql" else 1)
     assert rows(backend) == []
     await store.close()
 

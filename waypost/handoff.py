@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from waypost.message import Envelope, Message, Notify, Recipient, ReportRequest
@@ -37,6 +37,9 @@ class Claim:
     last_error: str | None = None
     lease_was_expired: bool = False
     previous_owner: str | None = None
+    # The message's content when the claim read it along (a small message, from a database
+    # across the network: one round trip fewer); otherwise the queue reads it.
+    content: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

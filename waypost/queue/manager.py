@@ -440,6 +440,8 @@ class QueueManager:
             )
             return all_attempts(claims, Result.DEFERRED, detail), False
         if content is None:
+            content = claims[0].content  # read along by the claim, when it was
+        if content is None:
             try:
                 content = await self.store.read_content(message_id, size_hint=claims[0].size)
             except BadContentError as exc:

@@ -284,6 +284,10 @@ class Database:
                 bad.append(Quarantined(kind="recipient", object_id=rid, reason=why))
                 continue
             state = row[5]
+            # Content read along (PostgreSQL's claim, small messages): used only when whole.
+            content = row[19] if len(row) > 19 else None
+            if content is not None and len(content) != row[14]:
+                content = None  # the queue reads it, and finds it bad
             claims.append(
                 Claim(
                     recipient_id=rid,
@@ -299,6 +303,7 @@ class Database:
                     last_error=row[18],
                     lease_was_expired=state == RecipientState.LEASED,
                     previous_owner=row[9],
+                    content=content,
                 )
             )
             leases.append((now + lease_seconds, owner, now, rid))

@@ -368,10 +368,22 @@ class GroupCommitStore:
         # the log up to and including it. Everything else commits durably.
         durable = any(item.durable for item in pending)
         started = time.perf_counter()
+        # An operation alone in its transaction needs no savepoint: the transaction is one
+        # (two statements fewer: round trips, on PostgreSQL).
+        alone = len(pending) == 1
         try:
             db.begin(durable=durable)
             for item in pending:
-                if item.isolated:
+                if item.isolated and alone:
+                    try:
+                        item.result = item.operation(db)
+                    except Exception as exc:
+                        if isinstance(exc, db.errors) and not db.healthy():
+                            raise  # the connection failed, not the operation
+                        db.abandon(durable=durable)
+                        item.error = db.translate(exc) if isinstance(exc, db.errors) else exc
+                        return
+                elif item.isolated:
                     # Operations that may fail on their own run in a savepoint,
                     # so one failure does not undo the others in the batch.
                     conn.execute("SAVEPOINT op")
