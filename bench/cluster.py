@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from pg_server import PgServer, free_port  # noqa: E402
+from pg_server import PgServer, free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 COUNTERS = re.compile(rb"mesg=(\d+)[\r\n]")
@@ -201,7 +201,7 @@ def run_once(setup: str, args: argparse.Namespace, pg: PgServer, work: Path, n: 
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
             for port in ports
         ]
         total = per_node * nodes
@@ -272,7 +272,7 @@ def main() -> int:
         mine = [r for r in runs if r.setup == setup]
         rate = statistics.median(r.rate for r in mine)
         print(
-            f"  {setup:<7} {rate:>7.0f} msg/s ({rate / base:.2f}× {setups[0]}), Waypost "
+            f"  {setup:<7} {rate:>7.0f} msg/s ({rate / base:.2f} of {setups[0]}), Waypost "
             f"{statistics.median(r.waypost_us for r in mine):.0f} µs, PostgreSQL "
             f"{statistics.median(r.postgres_us for r in mine):.0f} µs, machine "
             f"{statistics.median(r.machine_us for r in mine):.0f} µs a message"

@@ -25,15 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from pg_server import PgServer  # noqa: E402
+from pg_server import PgServer
 
-from waypost.handoff import Claim, Result  # noqa: E402
-from waypost.message import Envelope, Message, Recipient, new_mts_id  # noqa: E402
-from waypost.nexthop import parse_next_hop  # noqa: E402
-from waypost.store import NewMessage, Settlement  # noqa: E402
-from waypost.store.group_commit import GroupCommitStore  # noqa: E402
-from waypost.store.postgresql.store import NodeSettings, PostgresStore  # noqa: E402
-from waypost.store.sqlite import SQLiteStore  # noqa: E402
+from waypost.handoff import Claim, Result
+from waypost.message import Envelope, Message, Recipient, new_mts_id
+from waypost.nexthop import parse_next_hop
+from waypost.store import NewMessage, Settlement
+from waypost.store.group_commit import GroupCommitStore
+from waypost.store.postgresql.store import NodeSettings, PostgresStore
+from waypost.store.sqlite import SQLiteStore
 
 BODY = b"Subject: bench\r\n\r\n" + b"x" * (1024 - 18)
 HOP = parse_next_hop("smtp:[127.0.0.1]:2526")
