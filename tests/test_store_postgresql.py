@@ -203,3 +203,12 @@ async def test_a_dead_nodes_permits_go_back_to_the_cluster(pg: Backend) -> None:
     holder.close()  # the node's connection ends, as when its process dies
     assert await waiter.try_acquire(hop, 1)
     waiter.close()
+
+
+async def test_a_permit_takes_one_lock(pg: Backend) -> None:
+    permits = ClusterPermits(pg.where)
+    for count in (1, 2, 3):
+        assert await permits.try_acquire("smtp:[a]:25", 10)
+        held = pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        assert held == [(count,)]
+    permits.close()

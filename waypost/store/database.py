@@ -55,7 +55,7 @@ _OPEN_STATES = (
 
 
 # An UPDATE's parameters recording one outcome (see Database._record_outcomes).
-_OutcomeRow = tuple[str, float | None, int, str | None, str | None, float, int, str]
+OutcomeRow = tuple[str, float | None, int, str | None, str | None, float, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +70,9 @@ class HandOver:
 
 def _settlement_rows(
     owner: str, outcomes: Sequence[Settlement], held: dict[int, int], now: float
-) -> list[_OutcomeRow]:
+) -> list[OutcomeRow]:
     """The UPDATE parameters for the outcomes of the recipients in `held`."""
-    rows: list[_OutcomeRow] = []
+    rows: list[OutcomeRow] = []
     for outcome in outcomes:
         rid = outcome.recipient_id
         if rid not in held:
@@ -255,7 +255,7 @@ class Database:
         envelopes: dict[int, Envelope | None] = {}
         claims: list[Claim] = []
         bad: list[Quarantined] = []
-        leases: list[tuple[float, str, float, int]] = []
+        leased: list[int] = []
         for row in rows:
             rid, mid = row[0], row[1]
             if row[10] is None:
@@ -306,13 +306,18 @@ class Database:
                     content=content,
                 )
             )
-            leases.append((now + lease_seconds, owner, now, rid))
+            leased.append(rid)
+        if leased:
+            self.take_leases(leased, now + lease_seconds, owner, now)
+        return ClaimBatch(claims=claims, quarantined=bad)
+
+    def take_leases(self, ids: Sequence[int], until: float, owner: str, now: float) -> None:
+        """Lease these recipients to `owner` until `until`."""
         self.conn.executemany(
             "UPDATE recipients SET state = 'leased', due_at = ?, lease_owner = ?, updated_at = ? "
             "WHERE id = ?",
-            leases,
+            [(until, owner, now, rid) for rid in ids],
         )
-        return ClaimBatch(claims=claims, quarantined=bad)
 
     def settle(self, owner: str, outcomes: Sequence[Settlement], now: float) -> int:
         """Record outcomes for recipients this owner still leases; finished messages go."""
@@ -352,7 +357,7 @@ class Database:
         self._record_outcomes(rows)
         self.remove_finished(set(held.values()))
 
-    def _record_outcomes(self, rows: list[_OutcomeRow]) -> None:
+    def _record_outcomes(self, rows: list[OutcomeRow]) -> None:
         # The same conditions as the read: an outcome given twice in one batch counts once.
         self.conn.executemany(
             "UPDATE recipients SET state = ?, due_at = ?, attempts = attempts + ?, "
@@ -417,7 +422,7 @@ class Database:
             ids.update(o.recipient_id for o in hand_over.outcomes)
         held = {owner: self._leases_held(owner, sorted(ids)) for owner, ids in wanted.items()}
         answers: list[tuple[int, list[Claim]] | None] = []
-        rows: list[_OutcomeRow] = []
+        rows: list[OutcomeRow] = []
         touched: set[int] = set()
         taken: set[int] = set()
         for hand_over in hand_overs:

@@ -12,7 +12,7 @@ import psycopg.conninfo
 
 from waypost.message import encode_envelope
 from waypost.store.base import NewMessage, NoDatabaseError, StoreCorruptError, StoreError
-from waypost.store.database import CLAIM_SQL, Database
+from waypost.store.database import CLAIM_SQL, Database, OutcomeRow
 from waypost.store.postgresql.connection import PgConnection
 from waypost.store.postgresql.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -129,6 +129,52 @@ class PgDatabase(Database):
         row = self.conn.execute(sql + " RETURNING id", args).fetchone()
         assert row is not None
         return int(row[0])
+
+    # Each of these is one statement over arrays where SQLite's runs one per row: on
+    # PostgreSQL every statement is a round trip, and psycopg's executemany costs this
+    # process more than the rows it sends.
+
+    def take_leases(self, ids: Sequence[int], until: float, owner: str, now: float) -> None:
+        self.conn.execute(
+            "UPDATE recipients SET state = 'leased', due_at = ?, lease_owner = ?, updated_at = ? "
+            "WHERE id = ANY(?)",
+            (until, owner, now, list(ids)),
+        )
+
+    def _leases_held(self, owner: str, ids: Sequence[int]) -> dict[int, int]:
+        rows = self.conn.execute(
+            "SELECT id, message_id FROM recipients WHERE id = ANY(?) "
+            "AND state = 'leased' AND lease_owner = ?",
+            (list(ids), owner),
+        ).fetchall()
+        return {int(rid): int(mid) for rid, mid in rows}
+
+    def _record_outcomes(self, rows: list[OutcomeRow]) -> None:
+        if not rows:
+            return
+        columns = list(zip(*rows, strict=True))
+        self.conn.execute(
+            "UPDATE recipients AS r SET state = v.state, due_at = v.due_at, "
+            "attempts = r.attempts + v.attempted, last_error = v.detail, lease_owner = NULL, "
+            "report = v.report, updated_at = v.now "
+            "FROM unnest(?::text[], ?::float8[], ?::int[], ?::text[], ?::text[], ?::float8[], "
+            "?::bigint[], ?::text[]) AS v(state, due_at, attempted, detail, report, now, id, "
+            "owner) WHERE r.id = v.id AND r.state = 'leased' AND r.lease_owner = v.owner",
+            [list(column) for column in columns],
+        )
+
+    def remove_finished(self, message_ids: set[int]) -> None:
+        if not message_ids:
+            return
+        self.conn.execute(
+            "WITH done AS (SELECT t.id FROM unnest(?::bigint[]) AS t(id) WHERE NOT EXISTS "
+            "(SELECT 1 FROM recipients WHERE message_id = t.id AND "
+            "(state NOT IN ('delivered', 'failed') OR report IS NOT NULL))), "
+            "r AS (DELETE FROM recipients WHERE message_id IN (SELECT id FROM done)), "
+            "c AS (DELETE FROM content WHERE message_id IN (SELECT id FROM done)) "
+            "DELETE FROM messages WHERE id IN (SELECT id FROM done)",
+            (sorted(message_ids),),
+        )
 
     def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
         envelope = new.message.envelope

@@ -53,16 +53,24 @@ class ClusterPermits:
 
     def _try(self, hop: str, limit: int) -> bool:
         held = self._slots[hop]
-        key = hop_key(hop)
-        conn = self._connection()
-        for slot in range(limit):
-            if slot in held:
-                continue
-            row = conn.execute("SELECT pg_try_advisory_lock(?, ?)", (key, slot)).fetchone()
-            if row is not None and row[0]:
-                held.append(slot)
-                return True
-        return False
+        free = [slot for slot in range(limit) if slot not in held]
+        if not free:
+            return False
+        # One round trip for all the slots: the scan hands its rows one at a time to the
+        # filter, and LIMIT 1 stops it at the first lock taken, so no other is taken (no
+        # sort or aggregate stands between them; a test counts the locks held).
+        row = (
+            self._connection()
+            .execute(
+                "SELECT s FROM unnest(?::int[]) AS s WHERE pg_try_advisory_lock(?, s) LIMIT 1",
+                (free, hop_key(hop)),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return False
+        held.append(int(row[0]))
+        return True
 
     def _give_back(self, hop: str, count: int) -> None:
         held = self._slots[hop]
@@ -103,6 +111,7 @@ class ClusterGate:
         self._busy: dict[str, int] = defaultdict(int)
         self._idle_since: dict[str, float] = {}
         self._freed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._asking: set[str] = set()
         self._reaper: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -121,9 +130,17 @@ class ClusterGate:
                 if self._busy[hop] == self._held[hop]:
                     self._idle_since.pop(hop, None)  # every permit in use again
                 return
-            if self._held[hop] < self.limit and await self.permits.try_acquire(hop, self.limit):
-                self._held[hop] += 1
-                continue
+            # One waiter at a time asks the cluster; the others wait for what it gets.
+            if self._held[hop] < self.limit and hop not in self._asking:
+                self._asking.add(hop)
+                try:
+                    got = await self.permits.try_acquire(hop, self.limit)
+                finally:
+                    self._asking.discard(hop)
+                if got:
+                    self._held[hop] += 1
+                    self._freed[hop].set()
+                    continue
             freed = self._freed[hop]
             freed.clear()
             with contextlib.suppress(TimeoutError):
