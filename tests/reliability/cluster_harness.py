@@ -3,7 +3,7 @@ database, SIGKILLed at random moments and restarted (one of them left down past 
 timeout, so that the others take its work over), with delivery accounting as in harness.py.
 
     smtplib (numbered, to any node) --SMTP--> N1 | N2 | N3 --SMTP--> smtp-sink
-    S (X.400, numbered) ---------------P1---> N1 ----P1 from any node----> R
+    S1, S2 (X.400, numbered) ----P1---> N1, N2 ----P1 from any node----> R
 
 The nodes share one X.400 identity (M-MTA): the cluster is one MTA to its peers. At the end
 every acknowledged message must be at its sink, and the shared queue empty; duplicates are
@@ -127,6 +127,7 @@ class ClusterResult:
     reconnects: int
     client_retries: int
     delivered_by: dict[str, int]
+    p1_in: dict[str, int]
     seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -188,7 +189,7 @@ def run_cluster_kills(
         else primary.dsn()
     )
     sink = Sink(root / "sink", sink_binary)
-    r_x400, s_x400 = free_port(), free_port()
+    r_x400 = free_port()
     ports = [(free_port(), free_port()) for _ in range(nodes)]
     members = [
         Serve(
@@ -200,7 +201,13 @@ def run_cluster_kills(
         for i, (smtp, x400) in enumerate(ports)
     ]
     r = Serve(root / "r", "R", r_config(r_x400), r_x400)
-    s = Serve(root / "s", "S", s_config(s_x400, ports[0][1]), s_x400)
+    # X.400 senders bind to different nodes: associations come in to any node.
+    senders_x400 = []
+    for i in range(min(2, nodes)):
+        port = free_port()
+        senders_x400.append(
+            Serve(root / f"s{i + 1}", f"S{i + 1}", s_config(port, ports[i][1]), port)
+        )
     smtp_tally, x400_tally = Tally(), Tally()
     killed: collections.Counter[str] = collections.Counter()
     failovers = 0
@@ -215,18 +222,24 @@ def run_cluster_kills(
         r.start()
         for member in members:
             member.start()
-        s.start()
+        for s in senders_x400:
+            s.start()
         smtp_ports = [smtp for smtp, _ in ports]
         per_sender = smtp_messages // nodes
         senders = [
             ClusterSender(smtp_ports, per_sender, smtp_tally, span / max(per_sender, 1), i)
             for i in range(nodes)
         ]
-        batches = max(1, -(-x400_messages // 5))
-        submitter = X400Submitter(s, x400_messages, x400_tally, 5, span / batches)
+        each = x400_messages // len(senders_x400)
+        batches = max(1, -(-each // 5))
+        submitters = [
+            X400Submitter(s, each, x400_tally, 5, span / batches, first=i * 100_000)
+            for i, s in enumerate(senders_x400)
+        ]
         for sender in senders:
             sender.start()
-        submitter.start()
+        for submitter in submitters:
+            submitter.start()
         for n, (victim, gap, downtime) in enumerate(zip(plan, gaps, downtimes, strict=True)):
             time.sleep(gap)
             if failover and replica is not None and n == len(plan) // 2:
@@ -240,35 +253,45 @@ def run_cluster_kills(
             member.start()
         for sender in senders:
             sender.join(timeout=drain_timeout)
-        submitter.join(timeout=drain_timeout)
-        assert not any(t.is_alive() for t in senders) and not submitter.is_alive()
-        if submitter.error is not None:
-            raise submitter.error
+        for submitter in submitters:
+            submitter.join(timeout=drain_timeout)
+        assert not any(t.is_alive() for t in [*senders, *submitters])
+        for submitter in submitters:
+            if submitter.error is not None:
+                raise submitter.error
+
+        def acknowledged() -> set[str]:
+            return set().union(*(submitter.acknowledged() for submitter in submitters))
 
         def drained() -> bool:
-            x400_tally.acked = submitter.acknowledged()
-            done = len(x400_tally.acked) == x400_messages and s.queued() == 0
-            return done and _queued(dsn) == 0
+            x400_tally.acked = acknowledged()
+            done = len(x400_tally.acked) == each * len(submitters)
+            return done and all(s.queued() == 0 for s in senders_x400) and _queued(dsn) == 0
 
         notes: list[str] = []
         try:
             wait_for(drained, drain_timeout, "the shared queue to drain")
         except AssertionError as exc:
             notes.append(f"NOT DRAINED: {exc}; {_queued(dsn)} recipients queued")
-        x400_tally.acked = submitter.acknowledged()
+        x400_tally.acked = acknowledged()
+        x400_tally.sent = each * len(submitters)
         smtp_tally.delivered = collections.Counter(
             {k: n for k, n in sink.message_ids().items() if k.startswith("<smtp-")}
         )
         x400_tally.delivered = x400_delivered(r.root / "data" / "x400store")
     finally:
-        for proc in [s, *members, r]:
+        for proc in [*senders_x400, *members, r]:
             proc.stop()
         sink.stop()
         for server in servers:
             server.remove()
     lost_events = [e for m in members for e in m.events(1222)]
     delivered_by = {m.name: len(m.events(1500)) for m in members}
-    for proc in [*members, r, s]:
+    p1_in = {
+        m.name: sum(1 for e in m.events(1420) if e["fields"].get("source") == "p1") for m in members
+    }
+    notes.append(f"messages arrived over P1, per node: {p1_in}")
+    for proc in [*members, r, *senders_x400]:
         if "Traceback" in proc.stderr():
             notes.append(f"{proc.name}: a Traceback in {proc.log_path}")
     notes.append(f"smtp clients: {sum(t.failures for t in senders)} attempts retried elsewhere")
@@ -282,6 +305,7 @@ def run_cluster_kills(
         reconnects=sum(len(m.events(1206)) for m in members),
         client_retries=sum(t.failures for t in senders),
         delivered_by=delivered_by,
+        p1_in=p1_in,
         seconds=time.monotonic() - began,
         notes=notes,
     )

@@ -378,13 +378,16 @@ class X400Submitter(threading.Thread):
     """Enqueues numbered X.400 messages into S's database in small batches, as
     `waypost submit` does, while S runs; maps S's message ids to subjects."""
 
-    def __init__(self, s: Serve, count: int, tally: Tally, batch: int, pace: float) -> None:
+    def __init__(
+        self, s: Serve, count: int, tally: Tally, batch: int, pace: float, first: int = 0
+    ) -> None:
         super().__init__(daemon=True)
         self.s = s
         self.count = count
         self.tally = tally
         self.batch = batch
         self.pace = pace
+        self.first = first  # the first message's number (several senders, one sink)
         self.subjects: dict[int, str] = {}
         self.error: BaseException | None = None
 
@@ -395,7 +398,7 @@ class X400Submitter(threading.Thread):
                 for start in range(0, self.count, self.batch):
                     with db.transaction():
                         for i in range(start, min(start + self.batch, self.count)):
-                            subject, new = x400_message(i)
+                            subject, new = x400_message(self.first + i)
                             self.subjects[db.enqueue(new, time.time(), 3600)] = subject
                     self.tally.sent = len(self.subjects)
                     time.sleep(self.pace)

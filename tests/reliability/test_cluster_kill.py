@@ -2,7 +2,7 @@
 acknowledged message reaches its sink, the shared queue drains, duplicates are counted.
 
 Three `waypost serve` nodes share one PostgreSQL MTA database; SMTP clients send to any
-node (the next one when theirs is down) and an X.400 MTA sends to one of them; nodes are
+node (the next one when theirs is down) and two X.400 MTAs bind to two of them; nodes are
 killed at random moments, the first one long enough for the others to declare it lost and
 take its leases over. `cluster_harness.py` has the topology.
 """
@@ -46,8 +46,9 @@ def test_nodes_killed_under_load_lose_nothing(tmp_path: Path) -> None:
     # The node left down past the timeout was declared lost by another, which took over.
     assert result.node_lost >= 1, result.table()
     assert result.client_retries > 0, "no client ever found its node down"
-    # The work was shared: every node delivered.
+    # The work was shared: every node delivered; X.400 came in to two of them.
     assert all(count > 0 for count in result.delivered_by.values()), result.table()
+    assert sum(1 for count in result.p1_in.values() if count) == 2, result.table()
     _nothing_lost(result, 60)
 
 
