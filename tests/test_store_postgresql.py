@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 from helpers import new_message
@@ -14,7 +15,7 @@ from store_backends import Backend
 
 from waypost.clock import ManualClock
 from waypost.handoff import Result
-from waypost.store import Settlement, StoreError
+from waypost.store import ReportOwed, Settlement, StoreError
 from waypost.store.postgresql.database import PgDatabase
 from waypost.store.postgresql.permits import ClusterGate, ClusterPermits
 from waypost.store.postgresql.schema import SCHEMA_VERSION
@@ -212,3 +213,58 @@ async def test_a_permit_takes_one_lock(pg: Backend) -> None:
         held = pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
         assert held == [(count,)]
     permits.close()
+
+
+def _settle_in(db: PgDatabase, owner: str, recipient_id: int) -> None:
+    db.settle(owner, [Settlement(recipient_id=recipient_id, result=Result.DELIVERED)], 2.0)
+
+
+def test_two_nodes_settling_a_messages_last_recipients_remove_it(pg: Backend) -> None:
+    """Each node settles one of a message's two recipients at the same moment: whichever
+    commits second must see both final and remove the message."""
+    first, second = PgDatabase.connect(pg.where), PgDatabase.connect(pg.where)
+    with first.transaction():
+        first.enqueue(new_message(("a@localhost", "b@localhost")), 1.0, 1000.0)
+        (a,) = first.claim(1.0, "node-a", 1, 60).claims
+        (b,) = first.claim(1.0, "node-b", 1, 60).claims
+    first.conn.execute("BEGIN")
+    _settle_in(first, "node-a", a.recipient_id)  # holds the message's row until it commits
+
+    def other_node() -> None:
+        with second.transaction():
+            _settle_in(second, "node-b", b.recipient_id)
+
+    thread = threading.Thread(target=other_node)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # waiting for the message's row
+    first.conn.execute("COMMIT")
+    thread.join(10)
+    assert pg.sql("SELECT count(*) FROM messages") == [(0,)]
+    assert pg.sql("SELECT count(*) FROM recipients") == [(0,)]
+    first.close()
+    second.close()
+
+
+def test_a_report_two_nodes_owe_is_sent_once(pg: Backend) -> None:
+    db = PgDatabase.connect(pg.where)
+    with db.transaction():
+        mid = db.enqueue(new_message(("a@localhost",)), 1.0, 1000.0)
+        (a,) = db.claim(1.0, "w", 1, 60).claims
+        failed = Settlement(
+            recipient_id=a.recipient_id,
+            result=Result.FAILED,
+            detail="5.1.1 unknown",
+            report=ReportOwed.NON_DELIVERY,
+        )
+        db.settle("w", [failed], 2.0)
+    # Both nodes' report generators read the same report owed, and both make it.
+    assert len(db.reports_owed(10)) == 1
+    reports = [new_message(("alice@example.org",), hop="smtp:") for _ in range(2)]
+    answers = []
+    for report in reports:
+        with db.transaction():
+            answers.append(db.complete_reports(mid, [a.recipient_id], report, 3.0, 1000.0))
+    assert answers[0] is not None and answers[1] is None
+    assert pg.sql("SELECT count(*) FROM messages") == [(1,)]  # the one report
+    db.close()

@@ -570,7 +570,11 @@ class Database:
         now: float,
         lifetime: float,
     ) -> int | None:
-        """Enqueue the report (if any) and mark it sent, in the same transaction."""
+        """Enqueue the report (if any) and mark it sent, in the same transaction; nothing, and
+        None, unless every one of the recipients still owes it (another node's report
+        generator sent it first: the rest, if any, stay owed for the next round)."""
+        if not self.still_owed(message_id, recipient_ids):
+            return None
         report_id = self.enqueue(report, now, lifetime) if report is not None else None
         self.conn.executemany(
             "UPDATE recipients SET report = NULL, updated_at = ? WHERE id = ? AND message_id = ?",
@@ -578,6 +582,18 @@ class Database:
         )
         self.remove_if_finished(message_id)
         return report_id
+
+    def still_owed(self, message_id: int, recipient_ids: Sequence[int]) -> bool:
+        """Whether each of these recipients of the message still owes its report (read
+        under the write lock this transaction holds: SQLite has one writer)."""
+        ids = sorted(set(recipient_ids))
+        marks = ", ".join("?" for _ in ids)
+        rows = self.conn.execute(
+            f"SELECT count(*) FROM recipients WHERE message_id = ? AND id IN ({marks}) "
+            "AND report IS NOT NULL",
+            (message_id, *ids),
+        ).fetchone()
+        return int(rows[0]) == len(ids)
 
     def read_content(self, message_id: int) -> bytes:
         row = self.conn.execute(

@@ -163,18 +163,44 @@ class PgDatabase(Database):
             [list(column) for column in columns],
         )
 
+    def still_owed(self, message_id: int, recipient_ids: Sequence[int]) -> bool:
+        # Locked rows: another node completing the same reports is waited for, and its
+        # completed ones then no longer match (READ COMMITTED reads them again).
+        ids = sorted(set(recipient_ids))
+        rows = self.conn.execute(
+            "SELECT id FROM recipients WHERE message_id = ? AND id = ANY(?) "
+            "AND report IS NOT NULL ORDER BY id FOR UPDATE",
+            (message_id, ids),
+        ).fetchall()
+        return len(rows) == len(ids)
+
+    def remove_if_finished(self, message_id: int) -> bool:
+        return bool(self._remove_finished([message_id]))
+
     def remove_finished(self, message_ids: set[int]) -> None:
+        self._remove_finished(sorted(message_ids))
+
+    def _remove_finished(self, message_ids: list[int]) -> int:
+        """Remove those of the messages whose every recipient is final with no report owed;
+        how many. The messages' rows are locked first, in id order: two nodes settling the
+        last two recipients of one message take turns, and the second, reading afresh
+        after the first committed, sees both final and removes it (in one statement, both
+        would see the other's recipient still leased, and neither would)."""
         if not message_ids:
-            return
+            return 0
         self.conn.execute(
+            "SELECT id FROM messages WHERE id = ANY(?) ORDER BY id FOR UPDATE", (message_ids,)
+        )
+        cur = self.conn.execute(
             "WITH done AS (SELECT t.id FROM unnest(?::bigint[]) AS t(id) WHERE NOT EXISTS "
             "(SELECT 1 FROM recipients WHERE message_id = t.id AND "
             "(state NOT IN ('delivered', 'failed') OR report IS NOT NULL))), "
             "r AS (DELETE FROM recipients WHERE message_id IN (SELECT id FROM done)), "
             "c AS (DELETE FROM content WHERE message_id IN (SELECT id FROM done)) "
             "DELETE FROM messages WHERE id IN (SELECT id FROM done)",
-            (sorted(message_ids),),
+            (message_ids,),
         )
+        return int(cur.rowcount)
 
     def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
         envelope = new.message.envelope
