@@ -27,17 +27,17 @@ import argparse
 import asyncio
 import contextlib
 import os
-import pwd
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import tempfile
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from pg_server import PgServer
 
 CONTENT = os.urandom(1024)
 CLIENTS = 20
@@ -90,87 +90,6 @@ def psycopg_sql(sql: str) -> str:
 
 
 # -- the cluster ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    if not found:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    return found[-1].parent
-
-
-class Cluster:
-    """initdb in a temporary directory; postgres on 127.0.0.1, stopped by its PID."""
-
-    def __init__(self, commit_delay: int) -> None:
-        self.bin = pg_bin()
-        self.dir = Path(tempfile.mkdtemp(prefix="waypost-pg-bench-"))
-        self.port = free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses root
-            user = pwd.getpwnam("postgres")
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        data = self.dir / "data"
-        subprocess.run(
-            [*self.as_user, str(self.bin / "initdb"), "-D", str(data), "-U", "waypost",
-             "--auth=trust", "-E", "UTF8"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        self.proc = subprocess.Popen(
-            [*self.as_user, str(self.bin / "postgres"), "-D", str(data), "-k", str(self.dir),
-             "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=on", "-c", "synchronous_commit=on",
-             "-c", f"commit_delay={commit_delay}", "-c", "max_connections=100"],
-            stdout=subprocess.DEVNULL, stderr=(self.dir / "log").open("wb"),
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        ready = [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
-        while subprocess.run(ready, check=False, capture_output=True).returncode:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit(f"postgres did not start: {(self.dir / 'log').read_text()}")
-            time.sleep(0.1)
-        self.dsn = f"host=127.0.0.1 port={self.port} user=waypost dbname=postgres"
-
-    def server_ticks(self) -> int:
-        """CPU ticks of the postgres processes alive now: the postmaster, its background
-        processes (the WAL writer) and the backends (measured before they close)."""
-        total = 0
-        for pid in _tree(self.proc.pid):
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # its own, not reaped children
-        return total
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _tree(root: int) -> Iterator[int]:
-    """The process and its descendants (runuser → postgres → its backends)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                ppid = int(Path(entry, "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        yield pid
-        todo += children.get(pid, [])
 
 
 # -- the drivers ------------------------------------------------------------------------
@@ -311,8 +230,8 @@ WORKLOADS: dict[str, Callable[[Any, int], Awaitable[int]]] = {
 }
 
 
-async def run_one(cluster: Cluster, driver: Any, workload: str, messages: int) -> dict[str, float]:
-    await driver.open(cluster.dsn, CLIENTS)
+async def run_one(cluster: PgServer, driver: Any, workload: str, messages: int) -> dict[str, float]:
+    await driver.open(cluster.dsn(), CLIENTS)
     try:
         if workload != "claim":
             await driver.execute(SCHEMA)
@@ -337,7 +256,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--commit-delay", type=int, default=0, help="µs (PostgreSQL's)")
     args = parser.parse_args()
-    cluster = Cluster(args.commit_delay)
+    cluster = PgServer.initdb(settings={"commit_delay": str(args.commit_delay)})
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         command = [str(cluster.bin / "postgres"), "--version"]
@@ -361,7 +280,7 @@ def main() -> int:
                         results.setdefault(("claim", driver.name), []).append(figures)
                         _print(rnd, "claim", driver.name, figures)
     finally:
-        cluster.stop()
+        cluster.remove()
     print("\nMedians:\n\n| workload | driver | ops/s | client CPU µs/op | server CPU µs/op |")
     print("|---|---|---:|---:|---:|")
     for (workload, name), runs in sorted(results.items()):
