@@ -14,10 +14,7 @@ primary under load instead, promotes its synchronous standby, and accounts the s
 from __future__ import annotations
 
 import collections
-import contextlib
 import random
-import smtplib
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +26,12 @@ from harness import (
     SMTP_SINK,
     Serve,
     Sink,
+    SmtpSender,
     Tally,
     X400Submitter,
     free_port,
     r_config,
     s_config,
-    smtp_message,
     tool,
     wait_for,
     x400_delivered,
@@ -66,54 +63,6 @@ def node_config(name: str, dsn: str, smtp_port: int, x400_port: int, r: int, sin
         f'[[route]]\nmatch = "{SMTP_DOMAIN}"\nnext_hop = "smtp:[127.0.0.1]:{sink}"\n'
         f'[[route]]\nmatch = "{R_DOMAIN}"\nnext_hop = "x400:R-MTA"\n'
     )
-
-
-class ClusterSender(threading.Thread):
-    """Sends `count` numbered messages, each to the node it is connected to; when that
-    node is down, to the next (as a client with several MX hosts, or behind a balancer)."""
-
-    def __init__(self, ports: list[int], count: int, tally: Tally, pace: float, first: int):
-        super().__init__(daemon=True)
-        self.ports = ports
-        self.count = count
-        self.tally = tally
-        self.pace = pace
-        self.at = first
-        self.name = first  # the messages' keys: unique to this sender
-        self.failures = 0
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        client: smtplib.SMTP | None = None
-        for i in range(self.count):
-            key = f"smtp-{self.name}-{i:06d}"
-            with self.lock:
-                self.tally.sent += 1
-            for _attempt in range(400):
-                try:
-                    if client is None:
-                        port = self.ports[self.at % len(self.ports)]
-                        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
-                        client.ehlo("client.test")
-                    refused = client.sendmail(
-                        "load@client.test", [f"x@{SMTP_DOMAIN}"], smtp_message(key)
-                    )
-                    if refused == {}:
-                        with self.lock:
-                            self.tally.acked.add(f"<{key}@client.test>")
-                    break
-                except (OSError, smtplib.SMTPException):
-                    self.failures += 1
-                    if client is not None:
-                        with contextlib.suppress(OSError):
-                            client.close()
-                    client = None
-                    self.at += 1  # the next node
-                    time.sleep(0.05)
-            time.sleep(self.pace)
-        if client is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                client.quit()
 
 
 @dataclass
@@ -216,7 +165,7 @@ def run_cluster_kills(
     # The first victim stays down until the others declare it lost and take its work.
     downtimes = [NODE_TIMEOUT + 2.0] + [rng.uniform(0.0, 0.5) for _ in plan[1:]]
     span = sum(gaps) + sum(downtimes) + 1.0 * len(plan) + 2.0
-    senders: list[ClusterSender] = []
+    senders: list[SmtpSender] = []
     try:
         sink.start()
         r.start()
@@ -227,7 +176,14 @@ def run_cluster_kills(
         smtp_ports = [smtp for smtp, _ in ports]
         per_sender = smtp_messages // nodes
         senders = [
-            ClusterSender(smtp_ports, per_sender, smtp_tally, span / max(per_sender, 1), i)
+            SmtpSender(
+                smtp_ports,
+                per_sender,
+                smtp_tally,
+                span / max(per_sender, 1),
+                name=f"{i}-",
+                first=i,
+            )
             for i in range(nodes)
         ]
         each = x400_messages // len(senders_x400)

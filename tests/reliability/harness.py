@@ -307,11 +307,24 @@ def smtp_message(key: str) -> str:
 
 
 class SmtpSender(threading.Thread):
-    """Sends `count` numbered messages to M, one connection reused; records each 250."""
+    """Sends `count` numbered messages, one connection reused; records each 250. With
+    several `ports` (a cluster's nodes) a refused attempt moves to the next one, as a client
+    with several MX hosts; `name` keeps the keys of several senders apart."""
 
-    def __init__(self, port: int, count: int, tally: Tally, pace: float) -> None:
+    def __init__(
+        self,
+        ports: int | list[int],
+        count: int,
+        tally: Tally,
+        pace: float,
+        *,
+        name: str = "",
+        first: int = 0,
+    ) -> None:
         super().__init__(daemon=True)
-        self.port = port
+        self.ports = [ports] if isinstance(ports, int) else ports
+        self.at = first
+        self.name = name
         self.count = count
         self.tally = tally
         self.pace = pace
@@ -321,13 +334,14 @@ class SmtpSender(threading.Thread):
     def run(self) -> None:
         client: smtplib.SMTP | None = None
         for i in range(self.count):
-            key = f"smtp-{i:06d}"
+            key = f"smtp-{self.name}{i:06d}"
             with self.lock:
                 self.tally.sent += 1
-            for _attempt in range(200):  # retry a message refused while M was down
+            for _attempt in range(400):  # retry a message refused while its MTA was down
                 try:
                     if client is None:
-                        client = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+                        port = self.ports[self.at % len(self.ports)]
+                        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
                         client.ehlo("client.test")
                     refused = client.sendmail(
                         "load@client.test", [f"x@{SMTP_DOMAIN}"], smtp_message(key)
@@ -342,7 +356,8 @@ class SmtpSender(threading.Thread):
                         with contextlib.suppress(OSError):
                             client.close()
                     client = None
-                    time.sleep(0.1)
+                    self.at += 1
+                    time.sleep(0.05 if len(self.ports) > 1 else 0.1)
             time.sleep(self.pace)
         if client is not None:
             try:

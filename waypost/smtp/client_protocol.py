@@ -157,6 +157,12 @@ class _Transaction:
             )
 
 
+def _delivered(index: int, reply: ReceivedReply) -> RecipientOutcome:
+    return RecipientOutcome(
+        index=index, result=Result.DELIVERED, status=reply.status, detail=str(reply), remote=True
+    )
+
+
 def _local(index: int, result: Result, detail: str) -> RecipientOutcome:
     return RecipientOutcome(
         index=index, result=result, status=detail.split(maxsplit=1)[0], detail=detail
@@ -501,13 +507,7 @@ class ClientConnection:
             if reply.code // 100 == 2:
                 self._needs_rset = False
                 for index in transaction.accepted:
-                    transaction.outcomes[index] = RecipientOutcome(
-                        index=index,
-                        result=Result.DELIVERED,
-                        status=reply.status,
-                        detail=str(reply),
-                        remote=True,
-                    )
+                    transaction.outcomes[index] = _delivered(index, reply)
             else:
                 transaction.refuse(transaction.accepted, reply)
         self._finish(transaction)
@@ -523,13 +523,7 @@ class ClientConnection:
         transaction = self._transaction
         assert transaction is not None
         if reply.code // 100 == 2:
-            transaction.outcomes[index] = RecipientOutcome(
-                index=index,
-                result=Result.DELIVERED,
-                status=reply.status,
-                detail=str(reply),
-                remote=True,
-            )
+            transaction.outcomes[index] = _delivered(index, reply)
         else:
             transaction.refuse([index], reply)
         transaction.replies_owed -= 1

@@ -100,6 +100,20 @@ def _settlement_rows(
     return rows
 
 
+def message_values(new: NewMessage, now: float, lifetime: float) -> tuple[object, ...]:
+    """A new message's row in `messages`: mts_id, originator, envelope, size, received_at,
+    expires_at."""
+    envelope = new.message.envelope
+    return (
+        envelope.mts_id,
+        envelope.originator,
+        encode_envelope(envelope),
+        len(new.message.content),
+        now,
+        now + lifetime,
+    )
+
+
 def translate(exc: sqlite3.Error) -> StoreError:
     """SQLite's errors as the store's: corruption is told apart from other failures."""
     text = str(exc)
@@ -230,19 +244,11 @@ class Database:
 
     def _insert_message(self, new: NewMessage, now: float, lifetime: float) -> int:
         """The message's row and its content, without recipients; its id."""
-        envelope = new.message.envelope
         content = new.message.content
         message_id = self.insert_returning_id(
             "INSERT INTO messages (mts_id, originator, envelope, size, received_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                envelope.mts_id,
-                envelope.originator,
-                encode_envelope(envelope),
-                len(content),
-                now,
-                now + lifetime,
-            ),
+            message_values(new, now, lifetime),
         )
         self.conn.execute(
             "INSERT INTO content (message_id, data) VALUES (?, ?)", (message_id, content)

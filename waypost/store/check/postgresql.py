@@ -57,18 +57,11 @@ def check_postgresql(dsn: str, *, repair: bool, now: float, notices: list[Notice
             )
         notices.extend(done)
         found = _report(path, scan)
-        return CheckReport(
-            path=path,
-            schema_version=SCHEMA_VERSION,
-            messages=found.messages,
-            recipients=found.recipients,
-            content=found.content,
+        return replace(
+            found,
             problems=tuple(replace(p, repaired=True) for p in found.problems),
             repair_requested=True,
             repaired=len(found.problems),
-            quarantined_messages=found.quarantined_messages,
-            quarantined_recipients=found.quarantined_recipients,
-            quarantine_entries=found.quarantine_entries,
             after=_check(db, path),
         )
     finally:

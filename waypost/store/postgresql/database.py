@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import psycopg
 import psycopg.conninfo
 
-from waypost.message import encode_envelope
 from waypost.store.base import NewMessage, NoDatabaseError, StoreCorruptError, StoreError
-from waypost.store.database import CLAIM_SQL, Database, OutcomeRow
+from waypost.store.database import CLAIM_SQL, Database, OutcomeRow, message_values
 from waypost.store.postgresql.connection import PgConnection
 from waypost.store.postgresql.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -204,18 +203,12 @@ class PgDatabase(Database):
 
     def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
         envelope = new.message.envelope
-        content = new.message.content
         due = max(now, envelope.deferred_delivery or now)
         row = self.conn.execute(
             _ENQUEUE_SQL,
             (
-                envelope.mts_id,
-                envelope.originator,
-                encode_envelope(envelope),
-                len(content),
-                now,
-                now + lifetime,
-                content,
+                *message_values(new, now, lifetime),
+                new.message.content,
                 due,
                 now,
                 [rcpt.address for rcpt in envelope.recipients],
