@@ -32,6 +32,7 @@ from harness import (
     free_port,
     r_config,
     s_config,
+    tally_rows,
     tool,
     wait_for,
     x400_delivered,
@@ -86,14 +87,8 @@ class ClusterResult:
             f"({self.takeovers} recipients taken over); database failovers {self.failovers}, "
             f"reconnections to it {self.reconnects}; "
             f"deliveries by node {self.delivered_by}; {self.seconds:.1f} s",
-            f"{'channel':<8}{'sent':>8}{'acked':>8}{'delivered':>11}{'duplicated':>12}{'lost':>6}",
         ]
-        for name, t in (("smtp", self.smtp), ("x400", self.x400)):
-            rows.append(
-                f"{name:<8}{t.sent:>8}{len(t.acked):>8}{len(set(t.delivered)):>11}"
-                f"{t.duplicated:>12}{len(t.lost):>6}"
-            )
-        return "\n".join(rows + self.notes)
+        return "\n".join(rows + tally_rows(self.smtp, self.x400) + self.notes)
 
 
 def _queued(dsn: str) -> int:

@@ -505,14 +505,19 @@ class Result:
             f"kills: {kills}; of M: {self.under_load_kills} while clients sent; "
             f"with messages for the victim in M's queue: {mid}; "
             f"smtp-source runs {self.bulk_runs}; {self.seconds:.1f} s",
-            f"{'channel':<8}{'sent':>8}{'acked':>8}{'delivered':>11}{'duplicated':>12}{'lost':>6}",
         ]
-        for name, t in (("smtp", self.smtp), ("x400", self.x400)):
-            rows.append(
-                f"{name:<8}{t.sent:>8}{len(t.acked):>8}{len(set(t.delivered)):>11}"
-                f"{t.duplicated:>12}{len(t.lost):>6}"
-            )
-        return "\n".join(rows + self.notes)
+        return "\n".join(rows + tally_rows(self.smtp, self.x400) + self.notes)
+
+
+def tally_rows(smtp: Tally, x400: Tally) -> list[str]:
+    """The accounting of both channels, as a table's lines."""
+    rows = [f"{'channel':<8}{'sent':>8}{'acked':>8}{'delivered':>11}{'duplicated':>12}{'lost':>6}"]
+    for name, t in (("smtp", smtp), ("x400", x400)):
+        rows.append(
+            f"{name:<8}{t.sent:>8}{len(t.acked):>8}{len(set(t.delivered)):>11}"
+            f"{t.duplicated:>12}{len(t.lost):>6}"
+        )
+    return rows
 
 
 def run_kill_under_load(
