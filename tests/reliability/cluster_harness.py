@@ -114,11 +114,13 @@ def run_cluster_kills(
     kills: int,
     kill_gap: tuple[float, float] = (1.0, 2.5),
     failover: bool = False,
+    sink_delay: int = 0,
     drain_timeout: float = 90.0,
 ) -> ClusterResult:
     """The run: `kills` SIGKILLs of random nodes, the first of them left down past the node
     timeout; with `failover`, the database primary is killed too, halfway, and its
-    synchronous replica promoted (the nodes' connection string names both)."""
+    synchronous replica promoted (the nodes' connection string names both). `sink_delay`
+    makes every SMTP delivery last that many seconds, so that kills find leases held."""
     sink_binary = tool(SMTP_SINK)
     assert sink_binary, f"{SMTP_SINK} is not installed"
     began = time.monotonic()
@@ -132,7 +134,7 @@ def run_cluster_kills(
         if replica
         else primary.dsn()
     )
-    sink = Sink(root / "sink", sink_binary)
+    sink = Sink(root / "sink", sink_binary, delay=sink_delay)
     r_x400 = free_port()
     ports = [(free_port(), free_port()) for _ in range(nodes)]
     members = [

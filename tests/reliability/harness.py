@@ -178,8 +178,10 @@ class Serve:
 class Sink:
     """`smtp-sink -d DIR/%M. 127.0.0.1:PORT 100`: one file per transaction; SIGKILL, restart."""
 
-    def __init__(self, directory: Path, binary: str) -> None:
+    def __init__(self, directory: Path, binary: str, *, delay: int = 0) -> None:
         self.binary = binary
+        # Seconds smtp-sink waits before it answers DATA (its -w): deliveries that last.
+        self.delay = delay
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -190,7 +192,15 @@ class Sink:
         user = ["-u", pwd.getpwuid(os.getuid()).pw_name] if os.geteuid() == 0 else []
         with (self.dir.parent / "sink.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, *user, "-d", f"{self.dir}/%M.", f"127.0.0.1:{self.port}", "100"],
+                [
+                    self.binary,
+                    *user,
+                    *(["-w", str(self.delay)] if self.delay else []),
+                    "-d",
+                    f"{self.dir}/%M.",
+                    f"127.0.0.1:{self.port}",
+                    "100",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
