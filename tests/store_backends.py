@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from waypost.clock import Clock, ManualClock
+from waypost.store.base import Lifetimes
 from waypost.store.database import Database
 from waypost.store.group_commit import GroupCommitStore
 from waypost.store.postgresql.database import PgDatabase
@@ -27,7 +28,7 @@ class Backend:
         self,
         clock: Clock | None = None,
         *,
-        lifetime: float = 1000.0,
+        lifetime: float | Lifetimes = 1000.0,
         node: str = "n1",
         node_timeout: float = 30.0,
     ) -> GroupCommitStore:

@@ -38,7 +38,7 @@ from waypost.store.check import (
     render,
     render_lines,
 )
-from waypost.store.schema import INDEXES
+from waypost.store.schema import INDEXES, SCHEMA_VERSION
 
 REPAIR_TIME = LATER + 100.0
 CLAIM_TIME = LATER + 10 * 86400.0
@@ -135,7 +135,7 @@ def test_clean_database_checks_clean(tmp_path: Path, recorded: list[logging.LogR
     assert report.exit_code == EXIT_CLEAN
     assert report.clean and report.fatal is None and report.problems == ()
     assert (report.messages, report.recipients, report.content) == (20, 50, 20)
-    assert report.schema_version == 1
+    assert report.schema_version == SCHEMA_VERSION
     assert event_names(recorded) == ["check-started", "check-finished"]
     text = render(report)
     assert "Messages: 20 checked, 0 bad" in text
@@ -551,7 +551,7 @@ def test_missing_quarantine_table_and_schema_version_are_repaired(tmp_path: Path
     repaired = check_database(str(path), repair=True, now=REPAIR_TIME)
     assert repaired.exit_code == EXIT_REPAIRED, render(repaired)
     assert [e[:2] for e in quarantine_table(path)] == [("message", 1)]
-    assert check_database(str(path)).schema_version == 1
+    assert check_database(str(path)).schema_version == SCHEMA_VERSION
 
 
 def test_unknown_schema_version_is_fatal_and_untouched(tmp_path: Path) -> None:
@@ -576,7 +576,7 @@ def test_a_damaged_schema_version_is_repaired(tmp_path: Path) -> None:
     report = check_database(str(path), repair=True)
     assert keys(report) == {("meta", "schema_version")}
     assert report.exit_code == EXIT_REPAIRED
-    assert check_database(str(path)).schema_version == 1
+    assert check_database(str(path)).schema_version == SCHEMA_VERSION
 
 
 def test_a_lost_data_table_is_fatal(tmp_path: Path) -> None:

@@ -57,12 +57,20 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in result.stdout, result.stdout
 
 
-def submit(tmp_path: Path, config: Path, *rcpts: str, sender: str = "alice@example.org") -> int:
+def submit(
+    tmp_path: Path,
+    config: Path,
+    *rcpts: str,
+    sender: str = "alice@example.org",
+    priority: str = "normal",
+) -> int:
     result = waypost(
         "submit",
         "-c",
         str(config),
         "--create",
+        "--priority",
+        priority,
         "-",
         "--from",
         sender,
@@ -140,6 +148,21 @@ def test_submit_then_queue_commands(tmp_path: Path) -> None:
     lines = {line.split()[0]: line.split()[1:] for line in shape.stdout.splitlines()[1:]}
     assert lines["smtp:[127.0.0.1]:2526"][0] == "2" and lines["local"][0] == "1"
     assert lines["TOTAL"][:2] == ["3", "3"]  # all younger than 5 minutes
+
+    urgent = submit(tmp_path, config, "dan@remote.example", priority="urgent")
+    by_priority = waypost("queue", "list", "--shape", "priority", "-c", str(config), cwd=tmp_path)
+    assert [line.split()[:2] for line in by_priority.stdout.splitlines()[1:]] == [
+        ["urgent", "1"],
+        ["normal", "3"],
+        ["TOTAL", "4"],
+    ]
+    only = waypost("queue", "list", "--priority", "urgent", "-c", str(config), cwd=tmp_path)
+    assert "dan@remote.example" in only.stdout and "-- 1 recipients" in only.stdout
+    shown = waypost("queue", "show", str(urgent), "-c", str(config), cwd=tmp_path)
+    assert "Priority:       urgent" in shown.stdout
+    typo = waypost("queue", "list", "--priority", "high", "-c", str(config), cwd=tmp_path)
+    assert typo.returncode == 2 and "unknown priority 'high'" in typo.stderr
+    waypost("queue", "delete", str(urgent), "-c", str(config), cwd=tmp_path)
 
     show = waypost("queue", "show", str(first), "-c", str(config), cwd=tmp_path)
     assert show.returncode == 0

@@ -27,7 +27,7 @@ from waypost.config import (
     parse_address,
     toml_value,
 )
-from waypost.config.schema import MixerMappingConfig, SmtpListenerConfig
+from waypost.config.schema import AftnPeerConfig, MixerMappingConfig, SmtpListenerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "waypost.toml"
@@ -94,7 +94,11 @@ def test_defaults_are_the_documented_values() -> None:
     queue = config.queue
     assert queue.poll_interval == 1.0
     assert queue.batch_size == 256
-    assert (queue.min_backoff, queue.max_backoff, queue.max_lifetime) == (300, 4000, 432000)
+    assert (queue.min_backoff, queue.max_backoff) == (300, 4000)
+    # Urgent, normal and non-urgent: Exchange's MTA's 2, 7 and 10 days.
+    lifetimes = (queue.max_lifetime_urgent, queue.max_lifetime, queue.max_lifetime_non_urgent)
+    assert lifetimes == (2 * 86400, 7 * 86400, 10 * 86400)
+    assert queue.urgent_share == 0.1
     assert (queue.delivery_concurrency, queue.destination_concurrency) == (20, 10)
     local = config.local
     assert (local.domains, local.oraddresses, local.maildir, local.mailboxes) == (
@@ -472,6 +476,11 @@ def schema_constraints() -> list[tuple[str, str, int | float, str]]:
             if isinstance(info, msgspec.inspect.IntType):
                 reason = f"must be from {info.ge} to {info.le}, not {info.le + 1}"
                 cases.append((section, field.name, info.le + 1, reason))
+            elif (
+                isinstance(info, msgspec.inspect.FloatType) and info.le is not None and info.le < 1
+            ):
+                reason = f"must be from {info.ge:g} to {info.le:g}, not 1"  # a share
+                cases.append((section, field.name, 1, reason))
             elif isinstance(info, msgspec.inspect.FloatType):
                 reason = "must be a number of seconds greater than 0, not 0"
                 cases.append((section, field.name, 0, reason))
@@ -600,9 +609,9 @@ def test_example_file_shows_every_key_with_its_default() -> None:
     example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     defaults = tomllib.loads(dump_defaults())
     for section, values in defaults.items():
-        # x400.peer is shown by an example peer, smtp.listener and mixer.mapping by
-        # commented-out ones.
-        tables = {("x400", "peer"), ("smtp", "listener"), ("mixer", "mapping")}
+        # x400.peer is shown by an example peer, smtp.listener, mixer.mapping and amhs.peer
+        # by commented-out ones.
+        tables = {("x400", "peer"), ("smtp", "listener"), ("mixer", "mapping"), ("amhs", "peer")}
         shown = {k: v for k, v in example[section].items() if (section, k) not in tables}
         assert shown == {
             k: v for k, v in values.items() if (section, k) not in tables - {("x400", "peer")}
@@ -620,6 +629,7 @@ def section_fields() -> list[tuple[str, str]]:
     keys += [("x400.peer", f.name) for f in msgspec.structs.fields(X400PeerConfig)]
     keys += [("smtp.listener", f.name) for f in msgspec.structs.fields(SmtpListenerConfig)]
     keys += [("mixer.mapping", f.name) for f in msgspec.structs.fields(MixerMappingConfig)]
+    keys += [("amhs.peer", f.name) for f in msgspec.structs.fields(AftnPeerConfig)]
     return keys
 
 
@@ -640,7 +650,7 @@ def docs_tables() -> dict[str, dict[str, list[str]]]:
 
 def test_every_key_is_documented() -> None:
     tables = docs_tables()
-    assert set(tables) == {*SECTIONS, "x400.peer", "smtp.listener", "mixer.mapping"}
+    assert set(tables) == {*SECTIONS, "x400.peer", "smtp.listener", "mixer.mapping", "amhs.peer"}
     documented = {(section, key) for section, rows in tables.items() for key in rows}
     assert documented == set(section_fields())
 

@@ -133,7 +133,8 @@ async def test_low_threshold_opens_up_to_max_associations(
 ) -> None:
     caplog.set_level(logging.INFO, logger="waypost")
     parameters = f"max_associations = {max_associations}\nthreshold = 1\n"
-    queue = "delivery_concurrency = 64\ndestination_concurrency = 16\n"
+    # Every slot for this normal mail: none kept for urgent messages.
+    queue = "delivery_concurrency = 64\ndestination_concurrency = 16\nurgent_share = 0\n"
     async with pair(tmp_path, parameters, queue) as (a, b):
         total = 80
         await asyncio.gather(*(a.submit(message(n)) for n in range(total)))

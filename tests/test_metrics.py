@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from waypost import events
+from waypost.message import Priority
 from waypost.metrics.counters import Counters
 from waypost.metrics.gauges import QueueCollector, Snapshot, bounded
 from waypost.metrics.labels import OTHER, LabelBudget
@@ -117,15 +118,27 @@ async def test_a_service_serves_its_queue_on_the_endpoint(tmp_path: Path) -> Non
         await svc.start_http()
         for _ in range(3):
             await svc.submit(make_message(("x@later.example",)))
+        await svc.submit(make_message(("y@later.example",), priority=Priority.URGENT))
         text = await asyncio.to_thread(_scrape, port)
     finally:
         await svc.stop()
     found = samples(text)
     hop = (("next_hop", "smtp:[127.0.0.1]:1"), ("state", "queued"), ("transport", "smtp"))
-    assert found[("waypost_queue_recipients", hop)] == 3
-    assert found[("waypost_queue_messages", ())] == 3
-    assert found[("waypost_messages_received_total", (("source", "submit"),))] == 3
-    assert found[("waypost_store_enqueue_seconds_count", ())] == 3
+    assert found[("waypost_queue_recipients", hop)] == 4
+    assert found[("waypost_queue_messages", ())] == 4
+    assert found[("waypost_messages_received_total", (("source", "submit"),))] == 4
+    assert found[("waypost_store_enqueue_seconds_count", ())] == 4
+    by_priority = {
+        labels: value
+        for (name, labels), value in found.items()
+        if name == "waypost_queue_priority_recipients" and ("state", "queued") in labels
+    }
+    assert by_priority == {
+        (("priority", "urgent"), ("state", "queued")): 1,
+        (("priority", "normal"), ("state", "queued")): 3,
+        (("priority", "non-urgent"), ("state", "queued")): 0,
+    }
+    assert found[("waypost_queue_priority_oldest_age_seconds", (("priority", "non-urgent"),))] == 0
     assert ("process_cpu_seconds_total", ()) in found
 
 

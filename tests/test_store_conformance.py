@@ -14,10 +14,11 @@ from store_backends import Backend
 
 from waypost.clock import ManualClock
 from waypost.handoff import Attempt, Conversion, Handoff, Result
-from waypost.message import decode_envelope
+from waypost.message import Priority, decode_envelope
 from waypost.queue.manager import QueueManager
 from waypost.queue.policy import RetryPolicy
 from waypost.store import BadContentError, ReportOwed, Settlement, StoreError
+from waypost.store.base import Lifetimes
 from waypost.store.database import HandOver
 
 
@@ -553,4 +554,86 @@ async def test_settling_twice_counts_once(backend: Backend) -> None:
     assert await store.settle("w", [outcome, outcome]) == 2  # both answered…
     assert await store.settle("w", [outcome]) == 0  # …but the lease is gone now
     assert backend.states()[a.recipient_id] == "delivered"
+    await store.close()
+
+
+# -- priority (X.411 §8.2.1.1.1.8; ICAO Doc 9880 Part II: SS urgent, GG/KK non-urgent) ------
+
+
+async def test_claims_take_urgent_then_normal_then_non_urgent(backend: Backend) -> None:
+    clock = ManualClock()
+    store = await backend.open(clock)
+    order = [Priority.NON_URGENT, Priority.NORMAL, Priority.URGENT, Priority.NORMAL]
+    ids = [await store.enqueue(new_message((f"{p.name}@localhost",), priority=p)) for p in order]
+    await clock.advance(1)
+    claimed = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    # Urgent first, then normal in the order they came due, then non-urgent.
+    assert [c.message_id for c in claimed] == [ids[2], ids[1], ids[3], ids[0]]
+    assert backend.sql("SELECT rank FROM recipients ORDER BY message_id") == [
+        (2,),
+        (1,),
+        (0,),
+        (1,),
+    ]
+    await store.close()
+
+
+async def test_a_claim_of_a_few_takes_the_urgent_ones_past_a_backlog(backend: Backend) -> None:
+    clock = ManualClock()
+    store = await backend.open(clock)
+    for _ in range(30):
+        await store.enqueue(new_message(("n@localhost",)))
+    await clock.advance(10)  # the backlog has waited longer
+    urgent = await store.enqueue(new_message(("u@localhost",), priority=Priority.URGENT))
+    first = (await store.claim(owner="w", limit=2, lease_seconds=60)).claims
+    assert first[0].message_id == urgent
+    assert first[1].envelope.priority is Priority.NORMAL
+    await store.close()
+
+
+async def test_an_urgent_only_claim_leaves_the_rest(backend: Backend) -> None:
+    clock = ManualClock()
+    store = await backend.open(clock)
+    await store.enqueue(new_message(("n@localhost",)))
+    await clock.advance(5)
+    assert await store.next_due(urgent_only=True) is None
+    assert (await store.claim(owner="w", limit=10, lease_seconds=60, urgent_only=True)).claims == []
+    await clock.advance(5)
+    urgent = await store.enqueue(
+        new_message(("u@localhost",), priority=Priority.URGENT, deferred_delivery=clock.now() + 30)
+    )
+    assert await store.next_due(urgent_only=True) == clock.now() + 30
+    assert await store.next_due() == clock.now() - 10  # the normal one, due already
+    await clock.advance(30)
+    claimed = (await store.claim(owner="w", limit=10, lease_seconds=60, urgent_only=True)).claims
+    assert [c.message_id for c in claimed] == [urgent]
+    assert len((await store.claim(owner="w", limit=10, lease_seconds=60)).claims) == 1
+    await store.close()
+
+
+async def test_each_priority_has_its_own_lifetime(backend: Backend) -> None:
+    clock = ManualClock()
+    lifetimes = Lifetimes(urgent=100.0, normal=700.0, non_urgent=1000.0)
+    store = await backend.open(clock, lifetime=lifetimes)
+    for priority in (Priority.URGENT, Priority.NORMAL, Priority.NON_URGENT):
+        await store.enqueue(new_message(("a@localhost",), priority=priority))
+    now = clock.now()
+    expiry = [e - now for (e,) in backend.sql("SELECT expires_at FROM messages ORDER BY id")]
+    assert expiry == [100.0, 700.0, 1000.0]
+    claims = (await store.claim(owner="w", limit=10, lease_seconds=60)).claims
+    assert sorted(c.expires_at - now for c in claims) == [100.0, 700.0, 1000.0]
+    await store.close()
+
+
+async def test_a_converted_message_keeps_its_priority_rank(backend: Backend) -> None:
+    clock = ManualClock()
+    store = await backend.open(clock, lifetime=Lifetimes(urgent=50.0))
+    await store.enqueue(new_message(("a@gw.example",), hop="gateway:mixer"))
+    (claim,) = (await store.claim(owner="w", limit=1, lease_seconds=60)).claims
+    converted = new_message(("b@localhost",), priority=Priority.URGENT)
+    handed = await store.hand_over_leased("w", [delivered(claim.recipient_id)], converted, 60)
+    assert handed is not None
+    new_id, (leased,) = handed
+    assert leased.expires_at == clock.now() + 50.0
+    assert backend.sql("SELECT rank FROM recipients WHERE message_id = ?", (new_id,)) == [(0,)]
     await store.close()

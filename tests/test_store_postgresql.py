@@ -196,20 +196,50 @@ async def test_the_limit_per_next_hop_holds_across_nodes(pg: Backend) -> None:
         await node.close()
 
 
+async def test_the_cluster_keeps_a_hops_reserved_slot_for_urgent_deliveries(pg: Backend) -> None:
+    nodes = [await pg.open(node=f"n{i}") for i in range(2)]
+    gates = [node.delivery_gate(3, reserved=1) for node in nodes]
+    hop = "x400:PEER"
+    release = asyncio.Event()
+    busy: list[str] = []
+
+    async def deliver(gate: ClusterGate, name: str, *, urgent: bool) -> None:
+        async with gate.slot(hop, urgent=urgent):
+            busy.append(name)
+            await release.wait()
+
+    # Two normal deliveries, one from each node, take the two slots others may use.
+    normal = [asyncio.create_task(deliver(g, f"n{i}", urgent=False)) for i, g in enumerate(gates)]
+    while len(busy) < 2:
+        await asyncio.sleep(0.01)
+    late = asyncio.create_task(deliver(gates[0], "late", urgent=False))
+    await asyncio.sleep(0.3)
+    assert "late" not in busy  # the third slot is not for it …
+    urgent = asyncio.create_task(deliver(gates[1], "urgent", urgent=True))
+    while "urgent" not in busy:  # … but for the urgent one, on either node
+        await asyncio.sleep(0.01)
+    assert "late" not in busy
+    release.set()
+    await asyncio.gather(*normal, urgent, late)
+    assert busy[-1] == "late"
+    for node in nodes:
+        await node.close()
+
+
 async def test_a_dead_nodes_permits_go_back_to_the_cluster(pg: Backend) -> None:
     hop = "x400:PEER"
     holder, waiter = ClusterPermits(pg.where), ClusterPermits(pg.where)
-    assert await holder.try_acquire(hop, 1)
-    assert not await waiter.try_acquire(hop, 1)  # the one permit is taken
+    assert await holder.try_acquire(hop, 1) is not None
+    assert await waiter.try_acquire(hop, 1) is None  # the one permit is taken
     holder.close()  # the node's connection ends, as when its process dies
-    assert await waiter.try_acquire(hop, 1)
+    assert await waiter.try_acquire(hop, 1) is not None
     waiter.close()
 
 
 async def test_a_permit_takes_one_lock(pg: Backend) -> None:
     permits = ClusterPermits(pg.where)
     for count in (1, 2, 3):
-        assert await permits.try_acquire("smtp:[a]:25", 10)
+        assert await permits.try_acquire("smtp:[a]:25", 10) is not None
         held = pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
         assert held == [(count,)]
     permits.close()

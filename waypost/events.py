@@ -931,6 +931,14 @@ X400_IDLE_ASSOCIATION_LOST = _define(
     "transfers use a new one",
     "None: the adjacent MTA restarted or dropped the association; nothing is deferred.",
 )
+X400_PERMANENT_OPEN_FAILED = _define(
+    1829,
+    "x400-permanent-open-failed",
+    S.WARNING,
+    C.X400,
+    "Permanent association to {peer} could not be opened: {error}; tried again at {retry_at}",
+    "Check the peer's address and state; transfers to it open their own associations meanwhile.",
+)
 X400_FIELD_KEPT = _define(
     1826,
     "x400-field-kept",

@@ -17,11 +17,26 @@ import msgspec
 
 
 class Priority(enum.IntEnum):
-    """X.411 Priority."""
+    """X.411 Priority (X.411 §8.2.1.1.1.8)."""
 
     NORMAL = 0
     NON_URGENT = 1
     URGENT = 2
+
+    @property
+    def rank(self) -> int:
+        """The order the queue serves it in: urgent 0, normal 1, non-urgent 2."""
+        return _RANKS[self]
+
+    @property
+    def label(self) -> str:
+        """Its name as X.411 and RFC 2156 write it: urgent, normal, non-urgent."""
+        return self.name.lower().replace("_", "-")
+
+
+_RANKS = {Priority.URGENT: 0, Priority.NORMAL: 1, Priority.NON_URGENT: 2}
+# The priorities in the order the queue serves them.
+BY_RANK = (Priority.URGENT, Priority.NORMAL, Priority.NON_URGENT)
 
 
 class ReportRequest(enum.IntEnum):

@@ -48,6 +48,7 @@ from waypost.net import sdnotify
 from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
+from waypost.queue.slots import reserved_slots
 from waypost.setup.intake import build_intake, database_location, database_path
 from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
@@ -56,6 +57,7 @@ from waypost.setup.reload import (
     changed_keys,
     client_settings,
     keep_restart_only,
+    lifetimes,
     queue_settings,
     retry_policy,
     run_time_settings,
@@ -330,7 +332,7 @@ async def open_store(config: Config, clock: Clock) -> GroupCommitStore:
         return await PostgresStore.open(
             config.store.dsn,
             clock=clock,
-            lifetime=config.queue.max_lifetime,
+            lifetime=lifetimes(config),
             max_batch=config.store.max_batch,
             node=NodeSettings(
                 name=cluster.node,
@@ -341,7 +343,7 @@ async def open_store(config: Config, clock: Clock) -> GroupCommitStore:
     return await SQLiteStore.open(
         database_path(config),
         clock=clock,
-        lifetime=config.queue.max_lifetime,
+        lifetime=lifetimes(config),
         max_batch=config.store.max_batch,
     )
 
@@ -439,7 +441,10 @@ class Service:
             # In a cluster, leases name this node's run: what the others take over; and the
             # limit of deliveries per next hop holds across the nodes.
             owner=store.owner,
-            gate=store.delivery_gate(config.queue.destination_concurrency),
+            gate=store.delivery_gate(
+                config.queue.destination_concurrency,
+                reserved_slots(config.queue.destination_concurrency, config.queue.urgent_share),
+            ),
         )
         reports = ReportGenerator(
             store,
@@ -733,7 +738,7 @@ class Service:
             self.x400_deliverer.reconfigure(settings.x400)
         self.manager.policy = settings.retry
         self.manager.settings = settings.queue
-        self.store.lifetime = config.queue.max_lifetime
+        self.store.lifetime = lifetimes(config)
         if self.reports is not None:
             self.reports.poll_interval = config.queue.poll_interval
         if self.local_submission is not None:
@@ -746,6 +751,8 @@ class Service:
         """Start the queue manager and the report generator (and, for the console's charts,
         the metrics' snapshots)."""
         self._tasks = [asyncio.create_task(self.manager.run())]
+        if self.x400_deliverer is not None:
+            self.x400_deliverer.keep_permanent()
         if self.reports is not None:
             self._tasks.append(asyncio.create_task(self.reports.run()))
         if self.config.console.enabled and self.metrics is not None:

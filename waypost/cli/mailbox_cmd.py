@@ -185,7 +185,7 @@ def _print_envelope(stored: StoredFile, envelope: Envelope) -> None:
     for recipient in envelope.recipients:
         print(f"Recipient:      {recipient.address}")
     print(f"Content type:   {envelope.content_type}")
-    print(f"Priority:       {envelope.priority.name.lower()}")
+    print(f"Priority:       {envelope.priority.label}")
     for hop in envelope.trace:
         print(f"Trace:          {hop.domain} {_when(hop.arrival)} {hop.action}")
 

@@ -4,11 +4,10 @@ messages."""
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import time
-from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from waypost.cli import audit, queue_json, queue_select, queue_show
@@ -24,13 +23,12 @@ from waypost.cli.common import (
 from waypost.cli.mta_signal import signal_mta
 from waypost.clock import SystemClock
 from waypost.config import Config
-from waypost.message import Envelope
+from waypost.message import BY_RANK, Envelope
 from waypost.nexthop import NextHop, parse_next_hop
 from waypost.setup.intake import build_intake
 from waypost.store import admin, qshape
-from waypost.store.database import Database
+from waypost.store.database import Database, QueueRow
 from waypost.store.listing import QueueFilter, count_rows, select_rows
-from waypost.store.validate import is_number
 
 
 def add_parser(verbs: Any) -> None:
@@ -43,7 +41,8 @@ def add_parser(verbs: Any) -> None:
         "list",
         help="list queued recipients",
         description="One line per recipient: message id, age, size, state, attempts, next "
-        "hop, recipient and the last error. --shape groups by next hop and age like qshape; "
+        "hop, recipient and the last error. --shape groups by next hop (or, with --shape "
+        "priority, by priority: urgent, normal, non-urgent) and age like qshape; "
         "--json prints one JSON object per message (docs/operations.md lists the fields). "
         "Address patterns: the whole address, @domain, or * and ? wildcards; ages: 90s, "
         "5m, 3h, 2d, 1w.",
@@ -65,11 +64,20 @@ def add_parser(verbs: Any) -> None:
         "--younger-than", type=queue_select.age, metavar="AGE", help="only mail newer than this"
     )
     listing.add_argument(
+        "--priority",
+        type=queue_select.priority,
+        help="only messages of this priority: urgent, normal, non-urgent",
+    )
+    listing.add_argument(
         "--limit", type=queue_select.count, default=None, help="at most this many recipients"
     )
     form = listing.add_mutually_exclusive_group()
     form.add_argument(
-        "--shape", action="store_true", help="counts by next hop and age (minutes), like qshape"
+        "--shape",
+        nargs="?",
+        const="next-hop",
+        choices=("next-hop", "priority"),
+        help="counts by next hop (or by priority) and age in minutes, like qshape",
     )
     form.add_argument(
         "--json", action="store_true", help="one JSON object per message, like postqueue -j"
@@ -155,11 +163,12 @@ def run_list(args: argparse.Namespace) -> int:
         recipient=args.recipient,
         older_than=args.older_than,
         younger_than=args.younger_than,
+        priority=args.priority,
         now=now,
     )
     try:
         if args.shape:
-            _print_shape(select_rows(db, where), now)
+            _print_shape(select_rows(db, where), now, by_priority=args.shape == "priority")
         elif args.json:
             queue_json.print_messages(select_rows(db, where, args.limit))
         else:
@@ -194,27 +203,19 @@ def _print_list(db: Database, where: QueueFilter, limit: int | None, now: float)
         print(f"-- {total} recipients")
 
 
-def _print_shape(rows: Any, now: float) -> None:
-    table: dict[str, Counter[int]] = defaultdict(Counter)
-    for row in rows:
-        age = now - row.received_at if is_number(row.received_at) else math.inf
-        bucket = qshape.bucket_of(age)
-        table[str(row.next_hop)][bucket] += 1
-    headers = qshape.HEADINGS
-    width = max([len("TOTAL"), *(len(h) for h in table)])
-    print(f"{'':<{width}} {'T':>6} " + " ".join(f"{h:>6}" for h in headers))
-    totals: Counter[int] = Counter()
-    for hop in sorted(table, key=lambda h: -sum(table[h].values())):
-        counts = table[hop]
-        totals.update(counts)
-        print(
-            f"{hop:<{width}} {sum(counts.values()):>6} "
-            + " ".join(f"{counts[i]:>6}" for i in range(10))
-        )
-    print(
-        f"{'TOTAL':<{width}} {sum(totals.values()):>6} "
-        + " ".join(f"{totals[i]:>6}" for i in range(10))
-    )
+def _print_shape(rows: Iterable[QueueRow], now: float, *, by_priority: bool) -> None:
+    """qshape's table: one line per next hop (the busiest first), or per priority (the most
+    urgent first), then the total."""
+    if by_priority:
+        table = qshape.shape(((row.priority.label, row.received_at) for row in rows), now)
+        order = [p.label for p in BY_RANK]
+        table.rows.sort(key=lambda r: order.index(r.next_hop) if r.next_hop in order else 9)
+    else:
+        table = qshape.shape(((row.next_hop, row.received_at) for row in rows), now)
+    width = max([len("TOTAL"), *(len(r.next_hop) for r in table.rows)])
+    print(f"{'':<{width}} {'T':>6} " + " ".join(f"{h:>6}" for h in qshape.HEADINGS))
+    for row in (*table.rows, table.total):
+        print(f"{row.next_hop:<{width}} {row.total:>6} " + " ".join(f"{n:>6}" for n in row.buckets))
 
 
 def run_quarantine(args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ def envelope_fields(envelope: Envelope) -> dict[str, Any]:
         "object_kind": envelope.object_kind.value,
         "content_type": str(envelope.content_type),
         "content_length": envelope.content_length,
-        "priority": envelope.priority.name.lower(),
+        "priority": envelope.priority.label,
         "envid": envelope.envid,
         "ret": None if envelope.ret is None else str(envelope.ret),
         "trace": [

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from waypost.cli.common import CommandError, load
 from waypost.config import Config
+from waypost.message import BY_RANK, Priority
 from waypost.setup.intake import database_location
 from waypost.store.base import NoDatabaseError, RecipientState, StoreError
 from waypost.store.database import Database
@@ -54,6 +55,15 @@ def state(text: str) -> str:
     if text not in STATES:
         raise argparse.ArgumentTypeError(f"unknown state {text!r}: choose from {', '.join(STATES)}")
     return text
+
+
+def priority(text: str) -> Priority:
+    """A priority (an argparse type): urgent, normal or non-urgent."""
+    for value in Priority:
+        if text.lower() == value.label:
+            return value
+    choices = ", ".join(p.label for p in BY_RANK)
+    raise argparse.ArgumentTypeError(f"unknown priority {text!r}: choose from {choices}")
 
 
 def message_id(text: str) -> str:

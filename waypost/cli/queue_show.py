@@ -86,7 +86,7 @@ def _print_text(
         if envelope.content_length is not None:
             print(f"  Content length: {envelope.content_length} bytes")
         print(f"  Content type:   {envelope.content_type}")
-        print(f"  Priority:       {envelope.priority.name.lower()}")
+        print(f"  Priority:       {envelope.priority.label}")
         if envelope.envid or envelope.ret:
             print(f"  DSN:            ENVID={envelope.envid} RET={envelope.ret}")
         for hop in envelope.trace:

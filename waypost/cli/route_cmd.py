@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from waypost.address import AddressError, format_slash, is_oraddress_text, parse_oraddress
 from waypost.address.mailbox import parse_mailbox
+from waypost.amhs.addressing import Register, is_aftn_address
 from waypost.cli.common import EXIT_FAILED, EXIT_OK, add_config_option, load
 from waypost.clock import SystemClock
 from waypost.config import build_routing_table
@@ -16,6 +18,7 @@ from waypost.mixer.address_map import AddressMapper
 from waypost.nexthop import Transport
 from waypost.routing import RoutingTable
 from waypost.service import px_lookup
+from waypost.setup.amhs import build_register
 from waypost.setup.mixer import build_mapper
 
 
@@ -23,8 +26,9 @@ def add_parser(verbs: Any) -> None:
     parser: argparse.ArgumentParser = verbs.add_parser(
         "route",
         help="explain how addresses are routed",
-        description="Explain the routing decision for mail domains and X.400 O/R addresses. "
-        "Exit code 1 if any address has no route.",
+        description="Explain the routing decision for mail domains, X.400 O/R addresses and "
+        "AFTN addresses (eight letters: their AMHS O/R address from the register of AMHS "
+        "management domains, then its route). Exit code 1 if any address has no route.",
     )
     add_config_option(parser)
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
@@ -36,8 +40,17 @@ def run(args: argparse.Namespace) -> int:
     table = build_routing_table(config)
     mapper = build_mapper(config) if config.mixer.enabled else None
     px = px_lookup(config, SystemClock()) if mapper is not None else None
+    register, problems = build_register(config)
+    for key, reason in problems:
+        print(f"{key}: {reason}", file=sys.stderr)
     code = EXIT_OK
-    for address in args.addresses:
+    for given in args.addresses:
+        address: str | None = given
+        if is_aftn_address(given.strip().upper()):
+            address = _aftn(register, given.strip().upper())
+        if address is None:
+            code = EXIT_FAILED
+            continue
         with_dns = mapper
         if px is not None and mapper is not None:
             try:
@@ -62,6 +75,29 @@ async def _with_dns(px: PxLookup, mapper: AddressMapper, address: str) -> Addres
         return mapper
     found = await px.domain_entry(domain)
     return mapper.with_entries(domain_to_oraddress=[found]) if found else mapper
+
+
+def _aftn(register: Register | None, aftn: str) -> str | None:
+    """Print how an AFTN address maps to its AMHS O/R address (ICAO Doc 9880 Part II), and
+    return that; None when it does not map."""
+    if register is None:
+        print(
+            f"{aftn}: an AFTN address, and no register of AMHS management domains is "
+            "configured ([amhs] register)"
+        )
+        return None
+    domain = register.domain_of(aftn)
+    if domain is None:
+        print(f"{aftn}: NO ROUTE")
+        print(f"  no AMHS management domain in the register holds location indicator {aftn[:4]}")
+        return None
+    oraddress = format_slash(domain.oraddress(aftn))
+    print(
+        f"{aftn}: AFTN address of AMHS management domain {domain.prmd} "
+        f"({domain.scheme.value} addressing, register prefix {domain.prefix})"
+    )
+    print(f"  its AMHS O/R address is {oraddress}")
+    return oraddress
 
 
 def _explain(table: RoutingTable, mapper: AddressMapper | None, address: str) -> bool:

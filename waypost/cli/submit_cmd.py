@@ -19,16 +19,17 @@ from waypost.address import (
     parse_oraddress,
 )
 from waypost.arrival import Arrival, Source, UnroutableError
-from waypost.cli import audit
+from waypost.cli import audit, queue_select
 from waypost.cli.common import CommandError, add_config_option, load
 from waypost.clock import SystemClock
 from waypost.config import Config
 from waypost.intake import record_queued
-from waypost.message import ContentType, Envelope, Message, Recipient, new_mts_id
+from waypost.message import ContentType, Envelope, Message, Priority, Recipient, new_mts_id
 from waypost.mixer.address_map import AddressMapper
 from waypost.service import ServiceError, prepare_data_dir
 from waypost.setup.intake import build_intake, database_location
 from waypost.setup.mixer import build_mapper
+from waypost.setup.reload import lifetimes
 from waypost.store.base import StoreError
 from waypost.x400.ipm import build_ipm
 
@@ -75,6 +76,13 @@ def add_parser(verbs: Any) -> None:
         "--subject",
         default="",
         help="with an X.400 originator: the subject of the P22 message the text is wrapped in",
+    )
+    parser.add_argument(
+        "--priority",
+        type=queue_select.priority,
+        default=Priority.NORMAL,
+        help="the message's X.411 priority: urgent, normal (the default) or non-urgent; the "
+        "queue serves urgent messages first and each priority has its own lifetime",
     )
     parser.add_argument(
         "file",
@@ -207,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             for i, r in enumerate(recipients)
         ],
         content_type=content_type,
+        priority=args.priority,
         arrival=time.time(),
     )
     message = Message(envelope=envelope, content=content)
@@ -227,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             with db.transaction():
                 # (admit returns None only for P1 arrivals: a submission always has recipients)
                 assert new is not None
-                message_id = db.enqueue(new, time.time(), config.queue.max_lifetime)
+                message_id = db.enqueue(new, time.time(), lifetimes(config))
         finally:
             db.close()
     except StoreError as exc:

@@ -28,6 +28,7 @@ def check_values(config: Config) -> Iterator[tuple[str, str]]:
     yield from _smtp(config)
     yield from _x400(config)
     yield from _mixer(config)
+    yield from _amhs(config)
     yield from _listen("metrics", (config.metrics.listen,), single=True)
     yield from _listen("console", (config.console.listen,), single=True)
     for i, route in enumerate(config.route):
@@ -195,6 +196,12 @@ def _peer(key: str, peer: X400PeerConfig) -> Iterator[tuple[str, str]]:
         parse_address(peer.address)
     except ValueError as exc:
         yield f"{key}.address", str(exc)
+    if peer.permanent_associations > peer.max_associations:
+        yield (
+            f"{key}.permanent_associations",
+            f"at most max_associations ({peer.max_associations}), not "
+            f"{peer.permanent_associations}",
+        )
     for field in ("t_selector", "s_selector", "p_selector"):
         try:
             if len(selector_bytes(getattr(peer, field))) > MAX_SELECTOR:
@@ -236,6 +243,26 @@ def _mixer(config: Config) -> Iterator[tuple[str, str]]:
                 f"mixer.dns_nameservers[{i}]",
                 f"{server!r} is not an IP address, IP:port or [IPv6]:port",
             )
+
+
+def _amhs(config: Config) -> Iterator[tuple[str, str]]:
+    """The gateway's address, listeners and AFTN stations; the register file is read where
+    it is loaded (waypost.setup.amhs)."""
+    amhs = config.amhs
+    if amhs.enabled and not amhs.register:
+        yield "amhs.register", "must be given when amhs.enabled is true"
+    if amhs.enabled and not amhs.aftn_address:
+        yield "amhs.aftn_address", "must be given when amhs.enabled is true"
+    yield from _listen("amhs", amhs.listen)
+    seen: set[str] = set()
+    for i, peer in enumerate(amhs.peer):
+        if peer.name in seen:
+            yield f"amhs.peer[{i}].name", f"{peer.name!r} is configured twice"
+        seen.add(peer.name)
+        try:
+            parse_address(peer.address)
+        except ValueError as exc:
+            yield f"amhs.peer[{i}].address", str(exc)
 
 
 def _nameserver(text: str) -> bool:

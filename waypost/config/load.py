@@ -246,6 +246,7 @@ def _normalise(config: Config, base: str) -> Config:
             maildir=in_data_dir(config.local.maildir, MAILDIR_ROOT),
             x400_store=in_data_dir(config.local.x400_store, X400_STORE_ROOT),
         ),
+        amhs=replace(config.amhs, register=given(config.amhs.register)),
         tracking=replace(config.tracking, path=in_data_dir(config.tracking.path, TRACKING_FILE)),
         console=replace(config.console, users=in_data_dir(config.console.users, CONSOLE_USERS)),
     )

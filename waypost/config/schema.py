@@ -154,9 +154,16 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
     min_backoff: Seconds = 300.0
     max_backoff: Seconds = 4000.0
-    max_lifetime: Seconds = 432000.0
+    # How long a message may wait before it expires, by its priority (Exchange's MTA
+    # defaults: 2, 7 and 10 days; EUR Doc 020 recommends 7 days for AMHS).
+    max_lifetime: Seconds = 7 * 86400.0
+    max_lifetime_urgent: Seconds = 2 * 86400.0
+    max_lifetime_non_urgent: Seconds = 10 * 86400.0
     delivery_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 20
     destination_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 10
+    # The share of delivery slots (in all, and per next hop) only urgent messages may use,
+    # so that a backlog of others never makes one wait for a slot.
+    urgent_share: Annotated[float, Meta(ge=0.0, le=0.5, description="must be from 0 to 0.5")] = 0.1
 
 
 class LocalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -270,6 +277,9 @@ class X400PeerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     transfer_interval: Seconds = 120.0
     threshold: Annotated[int, Meta(ge=1, le=1_000_000)] = 50
     max_associations: Annotated[int, Meta(ge=1, le=64)] = 4
+    # Associations kept open at all times (reopened when lost), so that an urgent message
+    # never waits for one to open: an AMHS backbone's permanent associations.
+    permanent_associations: Annotated[int, Meta(ge=0, le=64)] = 0
     connect_timeout: Seconds = 30.0
     answer_timeout: Seconds = 120.0
     two_way_alternate: bool = True
@@ -332,6 +342,60 @@ class MixerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     dns_nameservers: tuple[str, ...] = ()
 
 
+# The end of the ATS message header in an IPM's text (ICAO Doc 9880 Part II): a blank line
+# of CRLF, one of LF, or none.
+EndOfHeading = Literal["crlf", "lf", "none"]
+# How AFTN messages are framed on a TCP connection (docs/amhs.md): IA-5 (SOH … ETX) or the
+# ITA-2 teleprinter form in ASCII (ZCZC … NNNN).
+AftnFraming = Literal["ia5", "ita2"]
+AftnAddress = Annotated[
+    str, Meta(pattern=r"\A([A-Z]{8})?\Z", description="must be an AFTN address: eight letters A-Z")
+]
+
+
+class AftnPeerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One [[amhs.peer]]: an AFTN station (a switch or a terminal) Waypost sends AFTN messages
+    to over TCP, the next hop `aftn:NAME`."""
+
+    name: PeerName
+    address: str
+    framing: AftnFraming = "ia5"
+    # The channel designator of the transmission identifications Waypost sends it (three
+    # letters, Annex 10 Volume II §4.4.15.1.1), numbered 001 to 999 and round again.
+    channel: Annotated[
+        str, Meta(pattern=r"\A[A-Z]{3}\Z", description="must be three letters A-Z")
+    ] = "WPT"
+    connect_timeout: Seconds = 30.0
+
+
+class AmhsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[amhs]: the ATS Message Handling Service — the register of AMHS management domains
+    that maps AFTN addresses to O/R addresses, the ATS message header's form, and the
+    AFTN/AMHS gateway: its AFTN address, its AFTN listeners and the AFTN stations it sends
+    to."""
+
+    enabled: bool = False
+    # The register of AMHS management domains: a CSV or LDIF file (docs/amhs.md).
+    register: PathText = ""
+    end_of_heading: EndOfHeading = "crlf"
+    # The gateway's own AFTN address: the originator of its AFTN service messages.
+    aftn_address: AftnAddress = ""
+    listen: tuple[str, ...] = ()
+    framing: AftnFraming = "ia5"
+    peer: tuple[AftnPeerConfig, ...] = ()
+    # The longest AFTN text an AMHS message may convert to (Annex 10 Volume II: 1800
+    # characters); a longer one is refused with a non-delivery report.
+    max_text_length: Annotated[int, Meta(ge=100, le=100_000)] = 1800
+    # Every ATS message transferred is recorded whole for this long (ICAO Annex 10 Volume II
+    # §3.5.1.5 asks 30 days at the least).
+    record_retention: Seconds = 30 * 86400.0
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """`listen` as (host, port) pairs; valid in a loaded Config."""
+        return _addresses(self.listen)
+
+
 class RouteConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One [[route]] entry; waypost.routing gives `match` and `next_hop` their meaning."""
 
@@ -357,6 +421,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     smtp_client: SmtpClientConfig = SmtpClientConfig()
     x400: X400Config = X400Config()
     mixer: MixerConfig = MixerConfig()
+    amhs: AmhsConfig = AmhsConfig()
     tracking: TrackingConfig = TrackingConfig()
     metrics: MetricsConfig = MetricsConfig()
     console: ConsoleConfig = ConsoleConfig()

@@ -7,8 +7,13 @@ at least one is open, fewer than `max_associations` are open or opening, and
 the transfers waiting for the peer (itself included) number at least
 `threshold` times that; otherwise it waits for one to be free. The transfers
 waiting are the queue manager's concurrent deliveries to this next hop, so
-`[queue] destination_concurrency` (and `delivery_concurrency`) must be at
-least `max_associations` for all of them to be used. One message goes over
+`[queue] destination_concurrency` (and `delivery_concurrency`) less the share
+kept for urgent messages must be at least `max_associations` for all of them to
+be used. An urgent transfer goes before those waiting, and opens another
+association (up to `max_associations`) whatever the threshold.
+`permanent_associations` of them are opened at the start, never released for
+being idle, and opened again when lost (after `open_interval` when an open
+fails): urgent messages never wait for an association to open. One message goes over
 an association at a time, many in turn; an idle association is released
 after `association_lifetime`. `connect_timeout` bounds the TCP connection,
 `answer_timeout` each wait for the bind answer or a transfer confirmation,
@@ -59,7 +64,7 @@ import msgspec
 from waypost import events
 from waypost.asn1 import BERError
 from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
-from waypost.message import ContentType, Envelope, ObjectKind
+from waypost.message import ContentType, Envelope, ObjectKind, Priority
 from waypost.nexthop import Transport
 from waypost.osi.rtse import SessionConnectionIdentifier
 from waypost.osi.stack import (
@@ -147,6 +152,8 @@ class _Outbound:
     # While idle: reads what the peer says unasked (an abort, a release, its FIN).
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     transfers: int = 0  # confirmed over this association
+    # One of the peer's permanent associations: never released for being idle.
+    kept: bool = False
 
     @property
     def reused(self) -> bool:
@@ -155,7 +162,7 @@ class _Outbound:
 
     @property
     def alive(self) -> bool:
-        fresh = time.monotonic() - self.last_used < self.peer.association_lifetime
+        fresh = self.kept or time.monotonic() - self.last_used < self.peer.association_lifetime
         return fresh and self.assoc.state is State.OPEN and not self.reader.at_eof()
 
     async def next_event(self, timeout: float) -> Event:
@@ -265,7 +272,11 @@ class _Pool:
         self._opener = opener
         self._background = background
         self._idle: deque[_Outbound] = deque()
+        # Transfers waiting for an association: urgent ones are served first.
+        self._urgent_waiters: deque[asyncio.Future[_Outbound | None]] = deque()
         self._waiters: deque[asyncio.Future[_Outbound | None]] = deque()
+        self.kept = 0  # permanent associations open (idle or in use)
+        self._kept_changed = asyncio.Event()
         self.opened = 0  # open or being opened, idle or in use
         self.opening = 0  # being opened
         self.waiting = 0  # transfers in acquire()
@@ -276,8 +287,10 @@ class _Pool:
         self._grow_after = 0.0  # monotonic: no additional open before it
         self.retired = False  # the peer's settings were reloaded: this pool opens no more
 
-    async def acquire(self) -> _Outbound:
-        """An association for one transfer; raises OpenFailedError when there is none to have."""
+    async def acquire(self, *, urgent: bool = False) -> _Outbound:
+        """An association for one transfer; raises OpenFailedError when there is none to have.
+        An urgent transfer goes before the others waiting, and may open another association
+        (up to max_associations) however few are waiting."""
         self.waiting += 1
         try:
             while True:
@@ -292,13 +305,13 @@ class _Pool:
                         return conn
                     self.discard(conn)  # it ended while the watcher stopped
                     continue
-                if self._may_open():
+                if self._may_open(urgent=urgent):
                     conn = await self._open()
                     if conn is not None:
                         return conn
                     continue  # only an additional open failed: look again
                 # Something is open or opening, so a release or a failure will wake us.
-                conn = await self._wait()
+                conn = await self._wait(urgent=urgent)
                 if conn is not None:
                     return conn
         finally:
@@ -311,17 +324,23 @@ class _Pool:
             return
         if self.retired:
             self.opened -= 1
+            self._lost(conn)
             self._background(conn.release())
             self._wake(everyone=True)
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+        if not conn.kept and self.kept < self.peer.permanent_associations:
+            conn.kept = True  # adopted: one permanent association fewer to open
+            self.kept += 1
+        for waiters in (self._urgent_waiters, self._waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(conn)
+                    return
         conn.last_used = time.monotonic()
         loop = asyncio.get_running_loop()
-        conn.timer = loop.call_later(self.peer.association_lifetime, self._expire, conn)
+        if not conn.kept:
+            conn.timer = loop.call_later(self.peer.association_lifetime, self._expire, conn)
         conn.watcher = loop.create_task(self._watch(conn))
         self._idle.append(conn)
 
@@ -335,20 +354,30 @@ class _Pool:
         self._idle.remove(conn)
         self._cancel_timer(conn)
         self.opened -= 1
+        self._lost(conn)
         events.emit(events.X400_IDLE_ASSOCIATION_LOST, peer=self.peer.name, reason=reason)
         self._background(conn.close())
 
     def discard(self, conn: _Outbound) -> None:
         """`conn` is broken (or its state unknown): close it; a waiter may open another."""
         self.opened -= 1
+        self._lost(conn)
         self._background(conn.close())
         self._wake(everyone=False)
+
+    def _lost(self, conn: _Outbound) -> None:
+        """`conn` leaves the pool: a permanent one is opened again (keep_open)."""
+        if conn.kept:
+            conn.kept = False
+            self.kept -= 1
+            self._kept_changed.set()
 
     async def close(self) -> None:
         conns = list(self._idle)
         self._idle.clear()
         for conn in conns:
             self._cancel_timer(conn)
+            self._lost(conn)
         self.opened -= len(conns)
         await asyncio.gather(*(c.release() for c in conns), return_exceptions=True)
 
@@ -359,10 +388,50 @@ class _Pool:
             if conn.alive:
                 return conn
             self.opened -= 1
+            self._lost(conn)
             self._background(conn.release())
         return None
 
-    def _may_open(self) -> bool:
+    async def keep_open(self) -> None:
+        """Keep `permanent_associations` open until the pool is retired: each one lost is
+        opened again at once, and after a failed open, again after `open_interval` (so
+        that an urgent message never waits for an association to open)."""
+        while not self.retired:
+            wanted = self.peer.permanent_associations
+            if self.kept >= wanted or self.opened >= self.peer.max_associations:
+                self._kept_changed.clear()
+                await self._kept_changed.wait()
+                continue
+            now = time.monotonic()
+            wait = max(self._next_open, self._grow_after if self.opened else 0.0) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                conn = await self._open()
+            except OpenFailedError as exc:
+                self._permanent_failed(exc.detail, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+                continue
+            if conn is None:  # an additional open failed; _open_failed said why
+                continue
+            if self.retired:
+                self.opened -= 1
+                await conn.release()
+                return
+            conn.kept = True
+            self.kept += 1
+            self.release(conn)
+
+    def _permanent_failed(self, error: str, retry_after: float) -> None:
+        events.emit(
+            events.X400_PERMANENT_OPEN_FAILED,
+            peer=self.peer.name,
+            error=error,
+            retry_at=_iso(time.time() + retry_after),
+        )
+
+    def _may_open(self, *, urgent: bool = False) -> bool:
         """Open another association now? Raises OpenFailedError inside the open interval."""
         now = time.monotonic()
         if self.opened == 0:
@@ -370,10 +439,11 @@ class _Pool:
                 raise self._failure(now, attempted=False)
             return True
         # No second association before the first is open: a dead peer costs one open.
+        # An urgent transfer does not wait for others to pile up (`threshold`).
         return (
             self.opened > self.opening
             and self.opened < self.peer.max_associations
-            and self.waiting >= self.peer.threshold * self.opened
+            and (urgent or self.waiting >= self.peer.threshold * self.opened)
             and now >= self._grow_after
         )
 
@@ -438,9 +508,10 @@ class _Pool:
             )
         return OpenFailedError(detail, retry_after, final=False, attempted=attempted)
 
-    async def _wait(self) -> _Outbound | None:
+    async def _wait(self, *, urgent: bool = False) -> _Outbound | None:
         waiter: asyncio.Future[_Outbound | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        waiters = self._urgent_waiters if urgent else self._waiters
+        waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -450,23 +521,25 @@ class _Pool:
                     self.release(conn)
             else:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+                    waiters.remove(waiter)
             raise
 
     def _wake(self, *, everyone: bool) -> None:
-        """Let waiters look again (None: no association handed over)."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                if not everyone:
-                    return
+        """Let waiters look again, the urgent first (None: no association handed over)."""
+        for waiters in (self._urgent_waiters, self._waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    if not everyone:
+                        return
 
     def _expire(self, conn: _Outbound) -> None:
         conn.timer = None
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)
             self.opened -= 1
+            self._lost(conn)
             self._background(conn.release())
 
     @staticmethod
@@ -485,6 +558,26 @@ class X400Deliverer:
         self._closing: set[asyncio.Future[None]] = set()
         self._interrupted = _Interrupted()
         self._connections = itertools.count(1)
+        # Each pool's keeper of its permanent associations, once started.
+        self._keepers: dict[str, asyncio.Task[None]] | None = None
+
+    def keep_permanent(self) -> None:
+        """Open the peers' permanent associations and keep them open (at the MTA's start,
+        and for the peers a reload configures)."""
+        if self._keepers is None:
+            self._keepers = {}
+        for peer in self.config.peer:
+            if peer.permanent_associations and peer.name not in self._keepers:
+                pool = self._pool(peer.name)
+                assert pool is not None
+                self._keepers[peer.name] = asyncio.create_task(pool.keep_open())
+
+    def _stop_keeper(self, name: str) -> None:
+        task = self._keepers.pop(name, None) if self._keepers is not None else None
+        if task is not None:
+            task.cancel()
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def flush(self) -> None:
         """An operator asked to try now: every peer's open interval ends (the queue
@@ -503,7 +596,10 @@ class X400Deliverer:
             if peers.get(name) != pool.peer:
                 del self._pools[name]
                 pool.retired = True
+                self._stop_keeper(name)
                 self._background(pool.close())
+        if self._keepers is not None:
+            self.keep_permanent()
 
     def associations(self) -> list[tuple[str, int]]:
         """(peer, associations open or being opened) for each peer with a pool."""
@@ -548,9 +644,10 @@ class X400Deliverer:
         if recovered is not None:
             return recovered if recovered else _delivered(peer, claims)
         free_retries = peer.max_associations  # each costs an idle association, at most all
+        urgent = handoff.envelope.priority is Priority.URGENT
         while True:
             try:
-                conn = await pool.acquire()
+                conn = await pool.acquire(urgent=urgent)
             except OpenFailedError as exc:
                 return exc.attempts(claims)
             if events.enabled(events.X400_TRACE):
@@ -699,6 +796,8 @@ class X400Deliverer:
         task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        for name in list(self._keepers or ()):
+            self._stop_keeper(name)
         pools = list(self._pools.values())
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         await asyncio.gather(*self._closing, return_exceptions=True)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from waypost.message import BY_RANK
 from waypost.metrics.labels import OTHER, transport_of
-from waypost.store.base import HopState, QueueSummary
+from waypost.store.base import HopState, PriorityState, QueueSummary
 from waypost.store.qshape import WAITING_STATES
 
 # How long a next hop whose queue emptied is still shown, with 0 recipients.
@@ -69,6 +70,34 @@ def bounded(hops: list[HopState], limit: int) -> list[HopState]:
     return list(merged.values())
 
 
+def _by_priority(states: list[PriorityState], now: float) -> Iterator[Metric]:
+    """The queue by priority: every priority and state shown, 0 when it has none, so that an
+    alert on urgent mail waiting has a series to watch."""
+    recipients = GaugeMetricFamily(
+        "waypost_queue_priority_recipients",
+        "Recipients in the queue, by their message's priority and state.",
+        labels=["priority", "state"],
+    )
+    oldest = GaugeMetricFamily(
+        "waypost_queue_priority_oldest_age_seconds",
+        "Age of the oldest message of each priority in the queue.",
+        labels=["priority"],
+    )
+    counts = {(s.priority, s.state): s.recipients for s in states}
+    firsts: dict[str, float] = {}
+    for s in states:
+        firsts[s.priority] = min(firsts.get(s.priority, s.oldest), s.oldest)
+    names = [p.label for p in BY_RANK]
+    names += sorted({s.priority for s in states} - set(names))  # a damaged rank, if any
+    for name in names:
+        for state in WAITING_STATES:
+            recipients.add_metric([name, state], counts.get((name, state), 0))
+        first = firsts.get(name)
+        oldest.add_metric([name], max(0.0, now - first) if first else 0.0)
+    yield recipients
+    yield oldest
+
+
 class QueueCollector(Collector):
     """Yields the gauges of the latest snapshot (see module docstring)."""
 
@@ -122,6 +151,7 @@ class QueueCollector(Collector):
         yield recipients
         yield octets
         yield oldest
+        yield from _by_priority(snap.queue.priorities, now)
         yield GaugeMetricFamily(
             "waypost_queue_messages", "Messages in the queue.", value=snap.queue.messages
         )

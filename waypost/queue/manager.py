@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from waypost import events
@@ -33,10 +34,11 @@ from waypost.handoff import (
     should_report,
 )
 from waypost.intake import record_queued
-from waypost.message import Envelope, ObjectKind
+from waypost.message import Envelope, ObjectKind, Priority
 from waypost.nexthop import NextHop, Transport, parse_next_hop
 from waypost.queue.destinations import Admission, Destinations, iso
 from waypost.queue.policy import RetryPolicy
+from waypost.queue.slots import Slots, reserved_slots
 from waypost.store.base import (
     BadContentError,
     NewMessage,
@@ -58,6 +60,8 @@ class QueueSettings:
     poll_interval: float = 1.0
     delivery_concurrency: int = 20
     destination_concurrency: int = 10
+    # The share of slots (in all, and per next hop) kept for urgent messages.
+    urgent_share: float = 0.1
 
 
 # How a converted message arrives, for its first tracking record.
@@ -65,20 +69,37 @@ _GATEWAY = Arrival(source=Source.GATEWAY, peer="mixer")
 
 
 class HopGate(Protocol):
-    """Admits deliveries to a next hop, up to its limit of concurrent ones."""
+    """Admits deliveries to a next hop, up to its limit of concurrent ones, a share of them
+    kept for urgent messages."""
 
-    def slot(self, hop: str) -> AbstractAsyncContextManager[object]: ...
+    def slot(self, hop: str, *, urgent: bool = False) -> AbstractAsyncContextManager[object]: ...
 
 
 class LocalGate:
-    """The limit held on this node alone: a semaphore per next hop."""
+    """The limit held on this node alone: slots per next hop."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, urgent_share: float = 0.0) -> None:
         self.limit = limit
-        self._per_hop: dict[str, asyncio.Semaphore] = {}
+        self.reserved = reserved_slots(limit, urgent_share)
+        self._per_hop: dict[str, Slots] = {}
 
-    def slot(self, hop: str) -> AbstractAsyncContextManager[object]:
-        return self._per_hop.setdefault(hop, asyncio.Semaphore(self.limit))
+    def slot(self, hop: str, *, urgent: bool = False) -> AbstractAsyncContextManager[object]:
+        slots = self._per_hop.get(hop)
+        if slots is None:
+            slots = self._per_hop[hop] = Slots(self.limit, self.reserved)
+        return slots.slot(urgent=urgent)
+
+
+@dataclass(order=True)
+class _Job:
+    """One message's claimed recipients for one next hop, waiting for a delivery slot:
+    ordered by priority (Priority.rank), then as claimed."""
+
+    rank: int
+    seq: int
+    hop: str = field(compare=False)
+    claims: list[Claim] = field(compare=False)
+    probe: bool = field(compare=False)
 
 
 def worker_id() -> str:
@@ -110,10 +131,19 @@ class QueueManager:
         self.on_report_owed = on_report_owed
         self._wake = asyncio.Event()
         self._stopping = False
-        self._slots = asyncio.Semaphore(self.settings.delivery_concurrency)
+        concurrency = self.settings.delivery_concurrency
+        self._slots = Slots(concurrency, reserved_slots(concurrency, self.settings.urgent_share))
+        # Claimed work waiting for a slot, the most urgent first.
+        self._jobs: list[_Job] = []
+        self._seq = 0
+        # The claim asked for only urgent work (the jobs waiting were a batch already):
+        # wake when they fall to half a batch.
+        self._jobs_full = False
         # At most destination_concurrency deliveries per next hop: on this node, or
         # (a cluster's gate) across every node.
-        self.gate: HopGate = gate or LocalGate(self.settings.destination_concurrency)
+        self.gate: HopGate = gate or LocalGate(
+            self.settings.destination_concurrency, self.settings.urgent_share
+        )
         self._hops: dict[str, NextHop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = defaultdict(int)
@@ -147,6 +177,7 @@ class QueueManager:
         while not self._stopping:
             # Cleared before the claim: work enqueued from here on wakes the wait below.
             self._wake.clear()
+            asked = self._room()
             try:
                 claimed = await self.run_once()
             except StoreError as exc:
@@ -158,24 +189,39 @@ class QueueManager:
                 # could not claim stays due, and leases it took expire.
                 events.emit(events.UNEXPECTED_ERROR, component="queue manager", error=repr(exc))
                 claimed = 0
-            if claimed >= self.settings.batch_size:
-                continue  # a full batch: more may be due now
-            # Fewer than a batch: everything due was taken, so wait for new work (or the
-            # next due time) rather than claiming again at once for nothing.
+            if claimed >= asked:
+                continue  # as many as asked for: more may be due now
+            # Fewer: everything due was taken, so wait for new work (or the next due time)
+            # rather than claiming again at once for nothing.
             await self._idle()
+
+    def _room(self) -> int:
+        """How many recipients the next claim asks for: a batch less the jobs waiting; a
+        whole batch of urgent ones only, when a batch is waiting already."""
+        room = self.settings.batch_size - self._waiting()
+        return room if room > 0 else self.settings.batch_size
 
     async def stop(self) -> None:
         """Stop claiming and let the deliveries in flight finish."""
         self._stopping = True
         self._wake.set()
-        if self._tasks:
+        # Claimed work not yet started stays leased: released when the MTA starts again
+        # (or, in a cluster, when this node leaves), delivered then.
+        self._jobs.clear()
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def run_once(self) -> int:
-        """Claim one batch of due work and start delivering it; returns how many were claimed."""
-        free = self.settings.batch_size
+        """Claim one batch of due work and start delivering it, the most urgent first;
+        returns how many were claimed. While a batch waits for delivery slots already,
+        only urgent work is claimed, to go before it."""
+        urgent_only = self._waiting() >= self.settings.batch_size
+        self._jobs_full = urgent_only
         batch = await self.store.claim(
-            owner=self.owner, limit=free, lease_seconds=self.settings.lease_seconds
+            owner=self.owner,
+            limit=self._room(),
+            lease_seconds=self.settings.lease_seconds,
+            urgent_only=urgent_only,
         )
         self.counters["quarantined"] += len(batch.quarantined)
         groups: dict[tuple[str, int], list[Claim]] = defaultdict(list)
@@ -202,21 +248,36 @@ class QueueManager:
             # its deferred recipients due after these are deferred, never before.
             await self._record(held)
         for hop, claims, probe in starts:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._transfer(hop, claims, probe=probe))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._seq += 1
+            rank = claims[0].envelope.priority.rank
+            heapq.heappush(self._jobs, _Job(rank, self._seq, hop, claims, probe))
+        self._start_jobs()
         return len(batch.claims) + len(batch.quarantined)
 
+    def _start_jobs(self) -> None:
+        """Start the waiting jobs, the most urgent first, while there are slots for them:
+        the reserved share only for urgent ones."""
+        while self._jobs and not self._stopping:
+            job = self._jobs[0]
+            if not self._slots.free_for(urgent=job.rank == 0):
+                return  # the most urgent cannot start: neither can any other
+            heapq.heappop(self._jobs)
+            self._slots.take()
+            task = asyncio.create_task(self._transfer(job.hop, job.claims, probe=job.probe))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def drain(self) -> None:
-        """Wait for the deliveries in flight (for tests)."""
+        """Wait for the deliveries in flight and those waiting for a slot (for tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _idle(self) -> None:
         timeout = self.settings.poll_interval
         with contextlib.suppress(StoreError):
-            due = await self.store.next_due()
+            # While a batch waits for slots, only urgent work is claimed, so only its due
+            # time matters (the rest is due already, most likely).
+            due = await self.store.next_due(urgent_only=self._jobs_full)
             if due is not None:
                 timeout = max(0.0, min(timeout, due - self.clock.now()))
         if self._wake.is_set():
@@ -229,8 +290,16 @@ class QueueManager:
             await self._send(hop, claims, probe=probe)
         finally:
             self._slots.release()
+            self._start_jobs()
             if not self._tasks - {asyncio.current_task()}:
                 self._wake.set()
+            elif self._jobs_full and 2 * self._waiting() <= self.settings.batch_size:
+                self._jobs_full = False
+                self._wake.set()  # room for more than urgent work: claim again
+
+    def _waiting(self) -> int:
+        """Recipients claimed and waiting for a slot."""
+        return sum(len(job.claims) for job in self._jobs)
 
     async def _send(
         self, hop: str, claims: list[Claim], *, probe: bool = False, content: bytes | None = None
@@ -238,8 +307,9 @@ class QueueManager:
         """Deliver one message's claimed recipients for one hop and record the outcomes; a
         gateway's converted message is handed over and delivered in turn, within the same
         delivery slot. `content`: the message's content when it is in hand already."""
+        urgent = claims[0].envelope.priority is Priority.URGENT
         try:
-            async with self.gate.slot(hop):
+            async with self.gate.slot(hop, urgent=urgent):
                 handed: list[tuple[Conversion, list[Settlement]]] = []
                 if not probe and self.destinations.down(hop) is not None:
                     # The hop went down while this waited for its turn: held like the rest.

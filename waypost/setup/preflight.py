@@ -15,6 +15,7 @@ from pathlib import Path
 from waypost.config import Config, ConfigError, read_config
 from waypost.config.convert import schema_order
 from waypost.config.schema import SECTIONS
+from waypost.setup.amhs import amhs_problems
 from waypost.setup.mixer import mixer_problems
 from waypost.setup.smtp import load_smtp_files
 
@@ -37,6 +38,7 @@ def check_configuration(
         *(_places(config) if places else []),
         *load_smtp_files(config)[1],
         *mixer_problems(config),
+        *amhs_problems(config),
     ]
     errors += [ConfigError(config.source, key, reason) for key, reason in found]
     return config, sorted(errors, key=lambda error: schema_order(error.key, SECTIONS))

@@ -18,6 +18,7 @@ from waypost.routing import RoutingTable
 from waypost.setup.smtp import ListenerSetup, smtp_limits, smtp_listeners, smtp_server_config
 from waypost.setup.x400 import x400_settings
 from waypost.smtp.server import SmtpServerConfig
+from waypost.store.base import Lifetimes
 from waypost.x400.settings import X400Settings
 
 # What a running MTA cannot take over (as Postfix's "requires restart" parameters): where
@@ -37,6 +38,7 @@ RESTART_ONLY = (
     "store.max_batch",
     "queue.delivery_concurrency",
     "queue.destination_concurrency",
+    "queue.urgent_share",
     "local.maildir",
     "local.mailboxes",
     "local.x400_store",
@@ -157,6 +159,14 @@ def retry_policy(config: Config) -> RetryPolicy:
     )
 
 
+def lifetimes(config: Config) -> Lifetimes:
+    """[queue]'s lifetimes by priority, as the store applies them."""
+    q = config.queue
+    return Lifetimes(
+        urgent=q.max_lifetime_urgent, normal=q.max_lifetime, non_urgent=q.max_lifetime_non_urgent
+    )
+
+
 def queue_settings(config: Config) -> QueueSettings:
     """[queue]'s scheduling and concurrency, and [store]'s lease, for the queue manager."""
     q = config.queue
@@ -166,6 +176,7 @@ def queue_settings(config: Config) -> QueueSettings:
         poll_interval=q.poll_interval,
         delivery_concurrency=q.delivery_concurrency,
         destination_concurrency=q.destination_concurrency,
+        urgent_share=q.urgent_share,
     )
 
 

@@ -41,6 +41,7 @@ def peer_settings(peer: X400PeerConfig) -> PeerSettings:
         transfer_interval=peer.transfer_interval,
         threshold=peer.threshold,
         max_associations=peer.max_associations,
+        permanent_associations=peer.permanent_associations,
         connect_timeout=peer.connect_timeout,
         answer_timeout=peer.answer_timeout,
         two_way_alternate=peer.two_way_alternate,

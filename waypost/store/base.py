@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from waypost.handoff import Claim, Result
-from waypost.message import Envelope, Message
+from waypost.message import Envelope, Message, Priority
 from waypost.nexthop import NextHop
 
 
@@ -62,6 +62,36 @@ class NoDatabaseError(StoreError):
 
 class BadContentError(StoreError):
     """A message's content is missing or does not match its recorded size."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """How long a message may wait in the queue, by its priority: past it, its recipients
+    expire and are reported. Exchange's MTA defaults: urgent 2 days, normal 7, non-urgent
+    10 (the EUR AMHS Manual recommends 7 days for the MTS)."""
+
+    urgent: float = 2 * 86400.0
+    normal: float = 7 * 86400.0
+    non_urgent: float = 10 * 86400.0
+
+    @classmethod
+    def uniform(cls, seconds: float) -> Lifetimes:
+        """The same lifetime whatever the priority."""
+        return cls(seconds, seconds, seconds)
+
+    def of(self, priority: Priority) -> float:
+        if priority is Priority.URGENT:
+            return self.urgent
+        if priority is Priority.NON_URGENT:
+            return self.non_urgent
+        return self.normal
+
+
+def lifetime_of(lifetime: float | Lifetimes, envelope: Envelope) -> float:
+    """The lifetime of a message with this envelope."""
+    if isinstance(lifetime, Lifetimes):
+        return lifetime.of(envelope.priority)
+    return lifetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,12 +178,25 @@ class HopState:
 
 
 @dataclass(frozen=True, slots=True)
+class PriorityState:
+    """The recipients of one priority (urgent, normal, non-urgent) in one state: how many,
+    and when the oldest of their messages arrived."""
+
+    priority: str
+    state: str
+    recipients: int
+    oldest: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSummary:
-    """The queue by next hop and state, and the reports owed (for the metrics)."""
+    """The queue by next hop and state, by priority and state, and the reports owed (for
+    the metrics)."""
 
     hops: list[HopState]
     messages: int
     reports_owed: int
+    priorities: list[PriorityState] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -163,8 +206,11 @@ class Store(Protocol):
         """Store the message and its recipients; returns the message id once durable."""
         ...
 
-    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
-        """Lease up to `limit` due recipients (queued, deferred, or with an expired lease)."""
+    async def claim(
+        self, *, owner: str, limit: int, lease_seconds: float, urgent_only: bool = False
+    ) -> ClaimBatch:
+        """Lease up to `limit` due recipients (queued, deferred, or with an expired lease),
+        the most urgent first; with `urgent_only`, only urgent ones."""
         ...
 
     async def settle(self, owner: str, outcomes: Sequence[Settlement]) -> int:
@@ -211,8 +257,8 @@ class Store(Protocol):
         transaction; returns the report's message id."""
         ...
 
-    async def next_due(self) -> float | None:
-        """When the next recipient becomes due, if any."""
+    async def next_due(self, *, urgent_only: bool = False) -> float | None:
+        """When the next recipient (the next urgent one) becomes due, if any."""
         ...
 
     async def make_due(self, *, next_hop: str | None = None) -> int:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from waypost.handoff import Claim, Result
-from waypost.message import Envelope, encode_envelope
+from waypost.message import BY_RANK, Envelope, Priority, encode_envelope
 from waypost.store import quarantine
 from waypost.store.base import (
     BadContentError,
     ClaimBatch,
+    Lifetimes,
     MessageState,
     NewMessage,
     OwedRecipient,
@@ -28,8 +29,9 @@ from waypost.store.base import (
     Settlement,
     StoreCorruptError,
     StoreError,
+    lifetime_of,
 )
-from waypost.store.schema import connect, create
+from waypost.store.schema import SCHEMA_VERSION, connect, create, recorded_version
 from waypost.store.validate import check_message_row, check_recipient_row
 
 CLAIM_SQL = """
@@ -38,8 +40,11 @@ SELECT r.id, r.message_id, r.rcpt_index, r.address, r.next_hop, r.state, r.due_a
        m.id, m.mts_id, m.originator, m.envelope, m.size, m.received_at, m.expires_at, m.state,
        r.last_error
 FROM recipients AS r LEFT JOIN messages AS m ON m.id = r.message_id
-WHERE r.due_at <= ? ORDER BY r.due_at LIMIT ?
+WHERE r.rank = ? AND r.due_at <= ? ORDER BY r.due_at LIMIT ?
 """
+# The ranks a claim takes in turn (0 urgent, 1 normal, 2 non-urgent: Priority.rank); an
+# urgent-only claim takes the first.
+RANKS = tuple(p.rank for p in BY_RANK)
 
 # Bound parameters per statement when ids are listed in an IN (...): well under SQLite's limit.
 _CHUNK = 500
@@ -100,7 +105,11 @@ def _settlement_rows(
     return rows
 
 
-def message_values(new: NewMessage, now: float, lifetime: float) -> tuple[object, ...]:
+# How long a message may wait: one lifetime, or one by priority.
+Lifetime = float | Lifetimes
+
+
+def message_values(new: NewMessage, now: float, lifetime: Lifetime) -> tuple[object, ...]:
     """A new message's row in `messages`: mts_id, originator, envelope, size, received_at,
     expires_at."""
     envelope = new.message.envelope
@@ -110,7 +119,7 @@ def message_values(new: NewMessage, now: float, lifetime: float) -> tuple[object
         encode_envelope(envelope),
         len(new.message.content),
         now,
-        now + lifetime,
+        now + lifetime_of(lifetime, envelope),
     )
 
 
@@ -140,6 +149,12 @@ class QueueRow:
     received_at: float
     size: int
     report: str | None
+    # Its message's priority, in the order the queue serves it (Priority.rank).
+    rank: int = 1
+
+    @property
+    def priority(self) -> Priority:
+        return BY_RANK[self.rank] if 0 <= self.rank < len(BY_RANK) else Priority.NORMAL
 
 
 class Database:
@@ -153,6 +168,9 @@ class Database:
     begin_sql = "BEGIN IMMEDIATE"
     # The driver's errors, which `translate` makes the store's.
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    # (found, now) when this connection created or upgraded the schema.
+    migrated: tuple[int, int] = (SCHEMA_VERSION, SCHEMA_VERSION)
 
     def __init__(self, conn: Any, path: str) -> None:
         # sqlite3.Connection, or an adapter with the same methods (execute, executemany,
@@ -204,11 +222,27 @@ class Database:
     def open(cls, path: str, *, readonly: bool = False, create_schema: bool = True) -> Database:
         try:
             conn = connect(path, readonly=readonly)
-            if create_schema and not readonly:
-                create(conn)
         except sqlite3.Error as exc:
             raise translate(exc) from None
-        return cls(conn, path)
+        db = cls(conn, path)
+        if not create_schema or readonly:
+            found = recorded_version(conn)
+            if found is not None and found != SCHEMA_VERSION:
+                conn.close()
+                raise StoreError(
+                    f"the database's schema is version {found}, this Waypost's is "
+                    f"{SCHEMA_VERSION}: start this Waypost's `waypost serve` to migrate it"
+                )
+        elif create_schema:
+            try:
+                db.migrated = create(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise translate(exc) from None
+            except StoreError:
+                conn.close()
+                raise
+        return db
 
     def close(self) -> None:
         self.conn.close()
@@ -226,15 +260,17 @@ class Database:
 
     # -- the hot path -------------------------------------------------------
 
-    def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
+    def enqueue(self, new: NewMessage, now: float, lifetime: Lifetime) -> int:
         """Insert one message, its content and its recipients; returns the message id."""
         message_id = self._insert_message(new, now, lifetime)
-        due = max(now, new.message.envelope.deferred_delivery or now)
+        envelope = new.message.envelope
+        due = max(now, envelope.deferred_delivery or now)
+        rank = envelope.priority.rank
         self.conn.executemany(
             "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at, "
-            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            "updated_at, rank) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
             [
-                (message_id, index, rcpt.address, str(hop), due, now)
+                (message_id, index, rcpt.address, str(hop), due, now, rank)
                 for index, (rcpt, hop) in enumerate(
                     zip(new.message.envelope.recipients, new.next_hops, strict=True)
                 )
@@ -242,7 +278,7 @@ class Database:
         )
         return message_id
 
-    def _insert_message(self, new: NewMessage, now: float, lifetime: float) -> int:
+    def _insert_message(self, new: NewMessage, now: float, lifetime: Lifetime) -> int:
         """The message's row and its content, without recipients; its id."""
         content = new.message.content
         message_id = self.insert_returning_id(
@@ -255,9 +291,16 @@ class Database:
         )
         return message_id
 
-    def claim(self, now: float, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
-        """Lease due recipients; bad rows met on the way are quarantined, not returned."""
-        rows = self.conn.execute(self.claim_sql, (now, limit)).fetchall()
+    def claim(
+        self, now: float, owner: str, limit: int, lease_seconds: float, *, urgent_only: bool = False
+    ) -> ClaimBatch:
+        """Lease due recipients, the most urgent first, the longest due first within a
+        priority; bad rows met on the way are quarantined, not returned."""
+        rows: list[Any] = []
+        for rank in RANKS[:1] if urgent_only else RANKS:
+            rows += self.conn.execute(self.claim_sql, (rank, now, limit - len(rows))).fetchall()
+            if len(rows) >= limit:
+                break
         envelopes: dict[int, Envelope | None] = {}
         claims: list[Claim] = []
         bad: list[Quarantined] = []
@@ -378,7 +421,7 @@ class Database:
         outcomes: Sequence[Settlement],
         new: NewMessage,
         now: float,
-        lifetime: float,
+        lifetime: Lifetime,
     ) -> int | None:
         """Settle `outcomes` and enqueue `new` together, or neither when any of the
         recipients is no longer leased by `owner` (see Store.hand_over)."""
@@ -404,7 +447,7 @@ class Database:
         outcomes: Sequence[Settlement],
         new: NewMessage,
         now: float,
-        lifetime: float,
+        lifetime: Lifetime,
         lease_seconds: float,
     ) -> tuple[int, list[Claim]] | None:
         """`hand_over`, with the new message's recipients leased to `owner` in the same
@@ -416,7 +459,7 @@ class Database:
         return handed
 
     def hand_over_many(
-        self, hand_overs: Sequence[HandOver], now: float, lifetime: float
+        self, hand_overs: Sequence[HandOver], now: float, lifetime: Lifetime
     ) -> list[tuple[int, list[Claim]] | None]:
         """`hand_over_leased` for each, in the same transaction, each all or nothing on its
         own: the leases are read in one statement per owner, the outcomes recorded in one,
@@ -449,7 +492,7 @@ class Database:
         return answers
 
     def _enqueue_handed_over(
-        self, hand_over: HandOver, now: float, lifetime: float
+        self, hand_over: HandOver, now: float, lifetime: Lifetime
     ) -> tuple[int, list[Claim]]:
         """The converted message, its recipients inserted leased to the owner when they are
         due now (with their claims), else queued for when they come due."""
@@ -460,13 +503,24 @@ class Database:
         message_id = self._insert_message(new, now, lifetime)
         size = len(new.message.content)
         lease_until = now + hand_over.lease_seconds
+        expires_at = now + lifetime_of(lifetime, envelope)
+        rank = envelope.priority.rank
         claims: list[Claim] = []
         for index, (rcpt, hop) in enumerate(zip(envelope.recipients, new.next_hops, strict=True)):
             next_hop = str(hop)
             recipient_id = self.insert_returning_id(
                 "INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, "
-                "due_at, lease_owner, updated_at) VALUES (?, ?, ?, ?, 'leased', ?, ?, ?)",
-                (message_id, index, rcpt.address, next_hop, lease_until, hand_over.owner, now),
+                "due_at, lease_owner, updated_at, rank) VALUES (?, ?, ?, ?, 'leased', ?, ?, ?, ?)",
+                (
+                    message_id,
+                    index,
+                    rcpt.address,
+                    next_hop,
+                    lease_until,
+                    hand_over.owner,
+                    now,
+                    rank,
+                ),
             )
             claims.append(
                 Claim(
@@ -477,7 +531,7 @@ class Database:
                     next_hop=next_hop,
                     attempts=0,
                     received_at=now,
-                    expires_at=now + lifetime,
+                    expires_at=expires_at,
                     size=size,
                     envelope=envelope,
                 )
@@ -574,7 +628,7 @@ class Database:
         recipient_ids: Sequence[int],
         report: NewMessage | None,
         now: float,
-        lifetime: float,
+        lifetime: Lifetime,
     ) -> int | None:
         """Enqueue the report (if any) and mark it sent, in the same transaction; nothing, and
         None, unless every one of the recipients still owes it (another node's report
@@ -628,13 +682,20 @@ class Database:
             args.append(next_hop)
         return int(self.conn.execute(sql, args).rowcount)
 
-    def next_due(self) -> float | None:
-        row = self.conn.execute(
-            "SELECT due_at FROM recipients WHERE due_at IS NOT NULL ORDER BY due_at LIMIT 1"
-        ).fetchone()
-        if row is None or not isinstance(row[0], (int, float)):
-            return None
-        return float(row[0])
+    def next_due(self, *, urgent_only: bool = False) -> float | None:
+        """When the next recipient (the next urgent one) becomes due: the earliest of each
+        rank's, each one seek into the index."""
+        earliest: float | None = None
+        for rank in RANKS[:1] if urgent_only else RANKS:
+            row = self.conn.execute(
+                "SELECT due_at FROM recipients WHERE rank = ? AND due_at IS NOT NULL "
+                "ORDER BY due_at LIMIT 1",
+                (rank,),
+            ).fetchone()
+            if row is not None and isinstance(row[0], (int, float)):
+                due = float(row[0])
+                earliest = due if earliest is None else min(earliest, due)
+        return earliest
 
     def release_leases(self, now: float, *, except_owner: str | None = None) -> int:
         """Queue again every leased recipient (at start-up: their workers are gone)."""
@@ -667,7 +728,7 @@ class Database:
     ) -> Iterator[QueueRow]:
         sql = (
             "SELECT r.message_id, r.id, r.address, m.originator, r.next_hop, r.state, "
-            "r.attempts, r.last_error, r.due_at, m.received_at, m.size, r.report "
+            "r.attempts, r.last_error, r.due_at, m.received_at, m.size, r.report, r.rank "
             "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id"
         )
         where: list[str] = []

@@ -24,13 +24,14 @@ from waypost.handoff import Claim
 from waypost.store import quarantine
 from waypost.store.base import (
     ClaimBatch,
+    Lifetimes,
     NewMessage,
     OwedReport,
     QueueSummary,
     Settlement,
     StoreError,
 )
-from waypost.store.database import Database, HandOver
+from waypost.store.database import Database, HandOver, Lifetime
 from waypost.store.listing import queue_summary
 
 T = TypeVar("T")
@@ -85,6 +86,7 @@ class _Gathered(Generic[T]):
 
 # Content up to this size is read on the event loop's thread (see read_content).
 INLINE_READ_LIMIT = 256 * 1024
+DEFAULT_LIFETIMES = Lifetimes()
 
 
 class GroupCommitStore:
@@ -99,12 +101,13 @@ class GroupCommitStore:
         path: str,
         *,
         clock: Clock | None = None,
-        lifetime: float = 432000.0,
+        lifetime: Lifetime = DEFAULT_LIFETIMES,
         max_batch: int = 1000,
     ) -> None:
         self.path = path
         self.clock: Clock = clock or SystemClock()
-        self.lifetime = lifetime
+        # One lifetime, or one by priority (Lifetimes).
+        self.lifetime: Lifetime = lifetime
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,9 +131,10 @@ class GroupCommitStore:
         """The lease owner the queue manager must claim as; None: one of its own."""
         return None
 
-    def delivery_gate(self, limit: int) -> Any:
+    def delivery_gate(self, limit: int, reserved: int = 0) -> Any:
         """A gate holding the limit of deliveries per next hop across every node sharing
-        this database (queue.manager.HopGate); None: one node, whose own limit suffices."""
+        this database (queue.manager.HopGate), `reserved` of them for urgent messages;
+        None: one node, whose own limit suffices."""
         return None
 
     def open_database(self, *, create_schema: bool) -> Database:
@@ -158,10 +162,14 @@ class GroupCommitStore:
             self.on_enqueued(time.perf_counter() - started)
         return result
 
-    async def claim(self, *, owner: str, limit: int, lease_seconds: float) -> ClaimBatch:
+    async def claim(
+        self, *, owner: str, limit: int, lease_seconds: float, urgent_only: bool = False
+    ) -> ClaimBatch:
         now = self.clock.now()
         batch: ClaimBatch = await self._submit(
-            lambda db: db.claim(now, owner, limit, lease_seconds), isolated=True, durable=False
+            lambda db: db.claim(now, owner, limit, lease_seconds, urgent_only=urgent_only),
+            isolated=True,
+            durable=False,
         )
         for bad in batch.quarantined:
             events.emit(
@@ -256,14 +264,14 @@ class GroupCommitStore:
         )
         return report_id
 
-    async def next_due(self) -> float | None:
+    async def next_due(self, *, urgent_only: bool = False) -> float | None:
         if not self.inline_reads:
-            return await self._read(lambda db: db.next_due())
-        # One row from an index: cheaper on the event loop's thread than a thread hop
-        # (a WAL reader never waits for the writer).
+            return await self._read(lambda db: db.next_due(urgent_only=urgent_only))
+        # A row from an index per rank: cheaper on the event loop's thread than a thread
+        # hop (a WAL reader never waits for the writer).
         db = self._inline_db()
         try:
-            return db.next_due()
+            return db.next_due(urgent_only=urgent_only)
         except db.errors as exc:
             raise db.translate(exc) from None
 

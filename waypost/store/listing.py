@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from waypost.store.base import HopState, QueueSummary
+from waypost.message import BY_RANK, Priority
+from waypost.store.base import HopState, PriorityState, QueueSummary
 from waypost.store.database import Database, QueueRow
 from waypost.store.qshape import WAITING_STATES
 
 _COLUMNS = (
     "r.message_id, r.id, r.address, m.originator, r.next_hop, r.state, r.attempts, "
-    "r.last_error, r.due_at, m.received_at, m.size, r.report"
+    "r.last_error, r.due_at, m.received_at, m.size, r.report, r.rank"
 )
 
 
@@ -27,6 +28,7 @@ class QueueFilter:
     recipient: str | None = None
     older_than: float | None = None
     younger_than: float | None = None
+    priority: Priority | None = None
     now: float = 0.0
 
     def where(self) -> tuple[str, list[object]]:
@@ -45,6 +47,9 @@ class QueueFilter:
         if self.recipient is not None:
             clauses.append("r.address LIKE ? ESCAPE '\\'")
             args.append(like_pattern(self.recipient))
+        if self.priority is not None:
+            clauses.append("r.rank = ?")
+            args.append(self.priority.rank)
         if self.older_than is not None:
             clauses.append("m.received_at <= ?")
             args.append(self.now - self.older_than)
@@ -102,6 +107,28 @@ def queue_summary(db: Database) -> QueueSummary:
         HopState(str(hop), str(state), int(count), int(octets or 0), float(oldest or 0.0))
         for hop, state, count, octets, oldest in rows
     ]
+    ranked = db.conn.execute(
+        "SELECT r.rank, r.state, count(*), min(m.received_at) "
+        "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+        f"WHERE r.state IN ({marks}) GROUP BY r.rank, r.state",
+        WAITING_STATES,
+    ).fetchall()
+    priorities = [
+        PriorityState(_priority_name(rank), str(state), int(count), float(oldest or 0.0))
+        for rank, state, count, oldest in ranked
+    ]
     messages = db.conn.execute("SELECT count(*) FROM messages WHERE state = 'active'").fetchone()
     owed = db.conn.execute("SELECT count(*) FROM recipients WHERE report IS NOT NULL").fetchone()
-    return QueueSummary(hops=hops, messages=int(messages[0]), reports_owed=int(owed[0]))
+    return QueueSummary(
+        hops=hops,
+        messages=int(messages[0]),
+        reports_owed=int(owed[0]),
+        priorities=priorities,
+    )
+
+
+def _priority_name(rank: object) -> str:
+    """A rank as the priority's name: urgent, normal, non-urgent."""
+    if isinstance(rank, int) and 0 <= rank < len(BY_RANK):
+        return BY_RANK[rank].label
+    return f"rank {rank!r}"

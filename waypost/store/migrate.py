@@ -37,6 +37,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "lease_owner",
             "report",
             "updated_at",
+            "rank",
         ),
     ),
     ("quarantine", ("id", "kind", "object_id", "reason", "row", "data", "quarantined_at")),

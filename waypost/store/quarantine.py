@@ -11,7 +11,7 @@ from typing import Any
 _MESSAGE_COLUMNS = "id, mts_id, originator, envelope, size, received_at, expires_at, state"
 _RECIPIENT_COLUMNS = (
     "id, message_id, rcpt_index, address, next_hop, state, due_at, attempts, last_error, "
-    "lease_owner, report, updated_at"
+    "lease_owner, report, updated_at, rank"
 )
 
 

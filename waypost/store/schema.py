@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from typing import Any
 
-SCHEMA_VERSION = 1
+from waypost.message import EnvelopeError, Priority, decode_envelope
+from waypost.store.base import StoreError
+
+SCHEMA_VERSION = 2
+# The versions an older Waypost wrote that this one brings up to date on opening (upgrade).
+UPGRADABLE = (1,)
 
 # Messages and their recipients are separate rows: one recipient's progress
 # never rewrites the message. Content lives in its own table so that scans of
@@ -41,12 +48,15 @@ CREATE TABLE IF NOT EXISTS recipients (
     last_error  TEXT,
     lease_owner TEXT,
     report      TEXT,
-    updated_at  REAL NOT NULL
+    updated_at  REAL NOT NULL,
+    rank        INTEGER NOT NULL DEFAULT 1
 );
 -- due_at is set only while a recipient waits for a time (queued, deferred,
 -- leased: the lease's expiry), so this one index finds all due work,
--- including work whose lease has run out.
-CREATE INDEX IF NOT EXISTS recipients_due ON recipients (due_at) WHERE due_at IS NOT NULL;
+-- including work whose lease has run out. rank is its message's priority in the
+-- order the queue serves it (0 urgent, 1 normal, 2 non-urgent): the claim reads
+-- each rank's due work in turn, each one seek into the index.
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients (rank, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_message ON recipients (message_id);
 CREATE INDEX IF NOT EXISTS recipients_report ON recipients (report) WHERE report IS NOT NULL;
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -115,10 +125,71 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def create(conn: sqlite3.Connection) -> None:
-    """Create the tables if they are missing and record the schema version."""
+def create(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Create the tables if they are missing, or bring an older Waypost's up to date, and
+    record the schema version; (the version found, the version now)."""
+    found = recorded_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database's schema is version {found}, newer than this Waypost's "
+            f"({SCHEMA_VERSION}): upgrade Waypost"
+        )
+    if found in UPGRADABLE:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            upgrade(conn, found)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+        return found, SCHEMA_VERSION
     conn.executescript(SCHEMA)
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+    return found or SCHEMA_VERSION, SCHEMA_VERSION
+
+
+def recorded_version(conn: sqlite3.Connection) -> int | None:
+    """The schema version the database records; None when it records none (a new file)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or not str(row[0]).isdigit():
+        return None
+    return int(row[0])
+
+
+def upgrade(conn: sqlite3.Connection, found: int) -> None:
+    """Bring a database of schema version `found` to SCHEMA_VERSION, inside the caller's
+    transaction (the open, or `waypost check --repair`)."""
+    if found == 1:
+        # 2: each recipient's rank, from its message's priority.
+        conn.execute("ALTER TABLE recipients ADD COLUMN rank INTEGER NOT NULL DEFAULT 1")
+        conn.executemany(
+            "UPDATE recipients SET rank = ? WHERE message_id = ?", list(ranks_to_set(conn))
+        )
+        conn.execute("DROP INDEX IF EXISTS recipients_due")
+        conn.execute(
+            "CREATE INDEX recipients_due ON recipients (rank, due_at) WHERE due_at IS NOT NULL"
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+        (str(SCHEMA_VERSION),),
+    )
+
+
+def ranks_to_set(conn: Any) -> Iterator[tuple[int, int]]:
+    """(rank, message id) for each message not of normal priority, read from its envelope;
+    an envelope that does not decode is left normal, for the checker to find."""
+    for message_id, blob in conn.execute("SELECT id, envelope FROM messages"):
+        try:
+            rank = decode_envelope(bytes(blob)).priority.rank
+        except (EnvelopeError, TypeError):
+            continue
+        if rank != Priority.NORMAL.rank:
+            yield rank, message_id

@@ -3,9 +3,10 @@ writer of store.group_commit."""
 
 from __future__ import annotations
 
+from waypost import events
 from waypost.clock import Clock
-from waypost.store.database import Database
-from waypost.store.group_commit import GroupCommitStore
+from waypost.store.database import Database, Lifetime
+from waypost.store.group_commit import DEFAULT_LIFETIMES, GroupCommitStore
 
 
 class SQLiteStore(GroupCommitStore):
@@ -17,7 +18,7 @@ class SQLiteStore(GroupCommitStore):
         path: str,
         *,
         clock: Clock | None = None,
-        lifetime: float = 432000.0,
+        lifetime: Lifetime = DEFAULT_LIFETIMES,
         max_batch: int = 1000,
     ) -> SQLiteStore:
         store = cls(path, clock=clock, lifetime=lifetime, max_batch=max_batch)
@@ -25,4 +26,8 @@ class SQLiteStore(GroupCommitStore):
         return store
 
     def open_database(self, *, create_schema: bool) -> Database:
-        return Database.open(self.path, create_schema=create_schema)
+        db = Database.open(self.path, create_schema=create_schema)
+        found, now = db.migrated
+        if found != now:
+            events.emit(events.STORE_MIGRATED, path=self.path, old=found, new=now)
+        return db

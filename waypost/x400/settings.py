@@ -37,6 +37,8 @@ class PeerSettings:
     connect_timeout: float
     answer_timeout: float
     two_way_alternate: bool
+    # Kept open at all times, reopened when lost (not released after association_lifetime).
+    permanent_associations: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

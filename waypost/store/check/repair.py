@@ -7,11 +7,12 @@ import sqlite3
 from typing import Any, NamedTuple
 
 from waypost import events
+from waypost.message import decode_envelope
 from waypost.store import quarantine
 from waypost.store.check.report import Problem, Repair
 from waypost.store.check.scan import Scanner, scan_rows
 from waypost.store.check.structure import Structure, check_structure, reference_sql
-from waypost.store.schema import SCHEMA_VERSION, connect
+from waypost.store.schema import SCHEMA_VERSION, connect, recorded_version, upgrade
 
 # An event to emit once a repair has committed: (definition, fields).
 Notice = tuple[events.EventDefinition, dict[str, object]]
@@ -67,6 +68,10 @@ def _repair_schema(conn: sqlite3.Connection, problem: Problem) -> None:
         )
     elif problem.action is Repair.REINDEX:
         conn.execute(f'REINDEX "{name}"')
+    elif problem.action is Repair.UPGRADE:
+        found = recorded_version(conn)
+        assert found is not None
+        upgrade(conn, found)
 
 
 def repair_row(conn: Any, problem: Problem, now: float) -> list[Notice]:
@@ -75,6 +80,9 @@ def repair_row(conn: Any, problem: Problem, now: float) -> list[Notice]:
     assert isinstance(object_id, int)
     if problem.action is Repair.REQUEUE:
         return _requeue(conn, object_id, now)
+    if problem.action is Repair.SET_RANK:
+        _set_rank(conn, object_id, now)
+        return []
     reason = f"waypost check: {problem.reason}"
     # quarantine.* looked up at each call, not bound once: tests replace them.
     if problem.action is Repair.QUARANTINE_MESSAGE:
@@ -91,6 +99,21 @@ def repair_row(conn: Any, problem: Problem, now: float) -> list[Notice]:
         return []
     moved = {"kind": problem.kind, "object_id": object_id, "reason": problem.reason}
     return [(events.OBJECT_QUARANTINED, moved)]
+
+
+def _set_rank(conn: Any, recipient_id: int, now: float) -> None:
+    """Give a recipient the rank of its message's priority (the scan found them valid)."""
+    row = conn.execute(
+        "SELECT m.envelope FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+        "WHERE r.id = ?",
+        (recipient_id,),
+    ).fetchone()
+    if row is not None:
+        rank = decode_envelope(bytes(row[0])).priority.rank
+        conn.execute(
+            "UPDATE recipients SET rank = ?, updated_at = ? WHERE id = ?",
+            (rank, now, recipient_id),
+        )
 
 
 def _requeue(conn: Any, recipient_id: int, now: float) -> list[Notice]:

@@ -36,10 +36,12 @@ class Repair(enum.StrEnum):
     SET_VERSION = "set-version"
     CREATE_INDEX = "create-index"
     REINDEX = "reindex"
+    UPGRADE = "upgrade"
+    SET_RANK = "set-rank"
 
 
 SCHEMA_REPAIRS = frozenset(
-    {Repair.CREATE_TABLE, Repair.SET_VERSION, Repair.CREATE_INDEX, Repair.REINDEX}
+    {Repair.CREATE_TABLE, Repair.SET_VERSION, Repair.CREATE_INDEX, Repair.REINDEX, Repair.UPGRADE}
 )
 QUARANTINE_REPAIRS = frozenset(
     {
@@ -76,6 +78,11 @@ _REPAIR_TEXT: dict[Repair, tuple[str, str]] = {
     ),
     Repair.CREATE_INDEX: ("repair recreates it", "recreated"),
     Repair.REINDEX: ("repair rebuilds it from its table", "rebuilt from its table"),
+    Repair.UPGRADE: (
+        f"repair (or the next start) brings it to version {SCHEMA_VERSION}",
+        f"brought to version {SCHEMA_VERSION}",
+    ),
+    Repair.SET_RANK: ("repair sets it from the priority", "set from the priority"),
 }
 
 

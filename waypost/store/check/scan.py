@@ -30,7 +30,7 @@ _PG_MESSAGE_SQL = _MESSAGE_SQL.replace(
 )
 _RECIPIENT_SQL = """
 SELECT id, message_id, rcpt_index, address, next_hop, state, due_at, attempts, report,
-       lease_owner
+       lease_owner, {rank}
 FROM recipients {hint} ORDER BY message_id, id
 """
 _ORPHAN_CONTENT_SQL = """
@@ -68,7 +68,11 @@ class Scanner:
         self.message_sql = _MESSAGE_SQL if live_owners is None else _PG_MESSAGE_SQL
         self.listing = listing
         # A damaged recipients index must not steer the scan: read the table itself.
-        self.recipient_sql = _RECIPIENT_SQL.format(hint="NOT INDEXED" if unindexed else "")
+        # A database of schema version 1 (before priorities) has no rank to check.
+        self.ranked = live_owners is not None or _has_rank(conn)
+        self.recipient_sql = _RECIPIENT_SQL.format(
+            hint="NOT INDEXED" if unindexed else "", rank="rank" if self.ranked else "NULL"
+        )
         self.messages = 0
         self.recipients = 0
         self.content = 0
@@ -194,6 +198,16 @@ class Scanner:
                 f"envelope recipient {index} already has recipient row {first}",
                 Repair.QUARANTINE_RECIPIENT,
             )
+        if self.ranked and r[10] != envelope.priority.rank:
+            # Claimed by rank, one rank at a time: a recipient of a rank no claim reads
+            # would never be delivered.
+            return self._problem(
+                "recipient",
+                rid,
+                f"has rank {r[10]!r}, its message's priority ({envelope.priority.name.lower()}) "
+                f"is rank {envelope.priority.rank}",
+                Repair.SET_RANK,
+            )
         if state == _LEASED and self.live_owners is not None and r[9] in self.live_owners:
             return "ok leased"  # by a node of the cluster that is running
         if state == _LEASED:
@@ -221,6 +235,10 @@ class Scanner:
             )
             if self.listing:
                 yield f"content {message_id} {status}"
+
+
+def _has_rank(conn: Any) -> bool:
+    return any(row[1] == "rank" for row in conn.execute('PRAGMA table_info("recipients")'))
 
 
 def _sorts_before(message_id: Any, mid: int) -> bool:

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from waypost.store.check.report import FatalKind, Problem, Repair
-from waypost.store.schema import INDEXES, SCHEMA_VERSION, connect, create
+from waypost.store.schema import INDEXES, SCHEMA_VERSION, UPGRADABLE, connect, create
+
+# The columns an upgrade from an older schema adds: (table, column) names as one set.
+ADDED_COLUMNS = frozenset({"rank"})
 
 # Tables whose loss loses queued mail: no repair can bring them back.
 DATA_TABLES = ("messages", "content", "recipients")
@@ -177,9 +180,12 @@ def check_structure(conn: sqlite3.Connection, damaged: frozenset[str]) -> Struct
     lost = [t for t in DATA_TABLES if t not in tables]
     if lost:
         raise FatalError(FatalKind.SCHEMA, f"table {', '.join(lost)} is missing: its rows are lost")
+    version, version_problem = _schema_version(conn, has_meta="meta" in tables)
+    # What the upgrade adds is not there yet in an older Waypost's database.
+    added = ADDED_COLUMNS if version in UPGRADABLE else frozenset()
     for table in ours:
         have = {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
-        missing = sorted(_reference().columns[table] - have)
+        missing = sorted(_reference().columns[table] - have - added)
         if missing:
             raise FatalError(FatalKind.SCHEMA, f"table {table} lacks column {', '.join(missing)}")
     problems = [
@@ -187,7 +193,6 @@ def check_structure(conn: sqlite3.Connection, damaged: frozenset[str]) -> Struct
         for table in SIDE_TABLES
         if table not in tables
     ]
-    version, version_problem = _schema_version(conn, has_meta="meta" in tables)
     if version_problem is not None:
         problems.append(version_problem)
     problems.extend(
@@ -225,6 +230,14 @@ def _schema_version(
     text = value.decode("utf-8", "replace").strip()
     if text == str(SCHEMA_VERSION):
         return SCHEMA_VERSION, None
+    if text.isascii() and text.isdigit() and int(text) in UPGRADABLE:
+        older = int(text)
+        return older, Problem(
+            kind="meta",
+            object_id="schema_version",
+            reason=f"is {older}, an older Waypost's",
+            action=Repair.UPGRADE,
+        )
     if text.isascii() and text.isdigit():
         raise FatalError(
             FatalKind.VERSION,

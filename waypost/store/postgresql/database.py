@@ -11,7 +11,7 @@ import psycopg
 import psycopg.conninfo
 
 from waypost.store.base import NewMessage, NoDatabaseError, StoreCorruptError, StoreError
-from waypost.store.database import CLAIM_SQL, Database, OutcomeRow, message_values
+from waypost.store.database import CLAIM_SQL, Database, Lifetime, OutcomeRow, message_values
 from waypost.store.postgresql.connection import PgConnection
 from waypost.store.postgresql.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -43,8 +43,8 @@ WITH m AS (
     INSERT INTO content (message_id, data) SELECT id, ? FROM m
 ), r AS (
     INSERT INTO recipients (message_id, rcpt_index, address, next_hop, state, due_at,
-                            updated_at)
-    SELECT m.id, x.n - 1, x.address, x.next_hop, 'queued', ?, ?
+                            updated_at, rank)
+    SELECT m.id, x.n - 1, x.address, x.next_hop, 'queued', ?, ?, ?
     FROM m, unnest(?::text[], ?::text[]) WITH ORDINALITY AS x(address, next_hop, n)
 )
 SELECT id FROM m
@@ -201,7 +201,7 @@ class PgDatabase(Database):
         )
         return int(cur.rowcount)
 
-    def enqueue(self, new: NewMessage, now: float, lifetime: float) -> int:
+    def enqueue(self, new: NewMessage, now: float, lifetime: Lifetime) -> int:
         envelope = new.message.envelope
         due = max(now, envelope.deferred_delivery or now)
         row = self.conn.execute(
@@ -211,6 +211,7 @@ class PgDatabase(Database):
                 new.message.content,
                 due,
                 now,
+                envelope.priority.rank,
                 [rcpt.address for rcpt in envelope.recipients],
                 [str(hop) for hop in new.next_hops],
             ),

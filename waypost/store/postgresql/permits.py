@@ -51,11 +51,11 @@ class ClusterPermits:
             self._conn = PgConnection.connect(self.dsn, application_name="waypost permits")
         return self._conn
 
-    def _try(self, hop: str, limit: int) -> bool:
+    def _try(self, hop: str, limit: int) -> int | None:
         held = self._slots[hop]
         free = [slot for slot in range(limit) if slot not in held]
         if not free:
-            return False
+            return None
         # One round trip for all the slots: the scan hands its rows one at a time to the
         # filter, and LIMIT 1 stops it at the first lock taken, so no other is taken (no
         # sort or aggregate stands between them; a test counts the locks held).
@@ -68,29 +68,32 @@ class ClusterPermits:
             .fetchone()
         )
         if row is None:
-            return False
-        held.append(int(row[0]))
-        return True
+            return None
+        slot = int(row[0])
+        held.append(slot)
+        return slot
 
-    def _give_back(self, hop: str, count: int) -> None:
+    def _give_back(self, hop: str, slots: list[int]) -> None:
         held = self._slots[hop]
         conn = self._connection()
-        for _ in range(min(count, len(held))):
-            slot = held.pop()
-            conn.execute("SELECT pg_advisory_unlock(?, ?)", (hop_key(hop), slot))
+        for slot in slots:
+            if slot in held:
+                held.remove(slot)
+                conn.execute("SELECT pg_advisory_unlock(?, ?)", (hop_key(hop), slot))
 
-    async def try_acquire(self, hop: str, limit: int) -> bool:
-        """One more permit for `hop`, if fewer than `limit` are held cluster-wide."""
+    async def try_acquire(self, hop: str, limit: int) -> int | None:
+        """One more permit for `hop` among its slots 0 … limit - 1, if one is free
+        cluster-wide: its slot; None if none is."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, self._try, hop, limit)
         except psycopg.Error:
-            return False  # the database is away: no permit now; asked again later
+            return None  # the database is away: no permit now; asked again later
 
-    async def give_back(self, hop: str, count: int) -> None:
+    async def give_back(self, hop: str, slots: list[int]) -> None:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(psycopg.Error):
-            await loop.run_in_executor(self._thread, self._give_back, hop, count)
+            await loop.run_in_executor(self._thread, self._give_back, hop, slots)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
@@ -102,43 +105,53 @@ class ClusterGate:
     """At most `limit` deliveries per next hop across the cluster: a delivery needs one of
     this node's permits for the hop, and the node takes permits from the cluster (up to the
     limit in all) while it has deliveries waiting, giving back those it has not used for
-    LINGER seconds."""
+    LINGER seconds. The last `reserved` slots of a hop are urgent messages' alone: other
+    deliveries use and ask for permits below them only."""
 
-    def __init__(self, permits: ClusterPermits, limit: int) -> None:
+    def __init__(self, permits: ClusterPermits, limit: int, reserved: int = 0) -> None:
         self.permits = permits
         self.limit = limit
-        self._held: dict[str, int] = defaultdict(int)
+        self.reserved = reserved
+        # The permits held and unused, by slot; and how many are in use.
+        self._free: dict[str, list[int]] = defaultdict(list)
         self._busy: dict[str, int] = defaultdict(int)
         self._idle_since: dict[str, float] = {}
         self._freed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._asking: set[str] = set()
+        self._asking: set[tuple[str, bool]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def slot(self, hop: str) -> AsyncIterator[None]:
-        await self._acquire(hop)
+    async def slot(self, hop: str, *, urgent: bool = False) -> AsyncIterator[None]:
+        slot = await self._acquire(hop, self.limit if urgent else self.limit - self.reserved)
         try:
             yield
         finally:
-            self._release(hop)
+            self._release(hop, slot)
 
-    async def _acquire(self, hop: str) -> None:
+    async def _acquire(self, hop: str, cap: int) -> int:
+        """A permit below `cap` for this delivery: its slot."""
         wait = RETRY[0]
         while True:
-            if self._busy[hop] < self._held[hop]:
+            free = self._free[hop]
+            usable = [slot for slot in free if slot < cap]
+            if usable:
+                slot = min(usable)
+                free.remove(slot)
                 self._busy[hop] += 1
-                if self._busy[hop] == self._held[hop]:
+                if not free:
                     self._idle_since.pop(hop, None)  # every permit in use again
-                return
-            # One waiter at a time asks the cluster; the others wait for what it gets.
-            if self._held[hop] < self.limit and hop not in self._asking:
-                self._asking.add(hop)
+                return slot
+            # One waiter of each kind at a time asks the cluster; the others wait for
+            # what it gets.
+            asking = (hop, cap == self.limit)
+            if self._busy[hop] + len(free) < self.limit and asking not in self._asking:
+                self._asking.add(asking)
                 try:
-                    got = await self.permits.try_acquire(hop, self.limit)
+                    got = await self.permits.try_acquire(hop, cap)
                 finally:
-                    self._asking.discard(hop)
-                if got:
-                    self._held[hop] += 1
+                    self._asking.discard(asking)
+                if got is not None:
+                    free.append(got)
                     self._freed[hop].set()
                     continue
             freed = self._freed[hop]
@@ -147,27 +160,27 @@ class ClusterGate:
                 await asyncio.wait_for(freed.wait(), wait)
             wait = min(wait * 2, RETRY[1])
 
-    def _release(self, hop: str) -> None:
+    def _release(self, hop: str, slot: int) -> None:
         self._busy[hop] -= 1
-        if self._busy[hop] < self._held[hop]:
-            self._idle_since.setdefault(hop, time.monotonic())
+        self._free[hop].append(slot)
+        self._idle_since.setdefault(hop, time.monotonic())
         self._freed[hop].set()
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:
         """Give back, every LINGER, the permits not used since the last round."""
-        while any(self._held.values()):
+        while any(self._free.values()) or any(self._busy.values()):
             await asyncio.sleep(LINGER)
             now = time.monotonic()
-            for hop in list(self._held):
-                spare = self._held[hop] - self._busy[hop]
+            for hop in list(self._free):
+                spare = self._free[hop]
                 since = self._idle_since.get(hop)
-                if spare > 0 and since is not None and now - since >= LINGER:
-                    self._held[hop] -= spare
+                if spare and since is not None and now - since >= LINGER:
+                    self._free[hop] = []
                     self._idle_since.pop(hop, None)
                     await self.permits.give_back(hop, spare)
-                elif spare <= 0:
+                elif not spare:
                     self._idle_since.pop(hop, None)
         self._reaper = None
 

@@ -7,8 +7,11 @@ advisory lock: nodes starting together do not race to create the schema."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from waypost.store.base import StoreError
 from waypost.store.postgresql.connection import PgConnection
+from waypost.store.schema import ranks_to_set
 
 # The advisory lock every node takes to create or migrate the schema (an arbitrary key,
 # Waypost's own: "WAYPOST" in ASCII, as a 64-bit integer).
@@ -79,9 +82,32 @@ MIGRATIONS: tuple[str, ...] = (
         state        text NOT NULL
     );
     """,
+    # 2: each recipient's rank, its message's priority in the order the queue serves it (0
+    # urgent, 1 normal, 2 non-urgent; set from the envelopes by _set_ranks), and the index
+    # the claim reads each rank's due work from.
+    """
+    ALTER TABLE recipients ADD COLUMN rank integer NOT NULL DEFAULT 1;
+    DROP INDEX recipients_due;
+    CREATE INDEX recipients_due ON recipients (rank, due_at) WHERE due_at IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _set_ranks(conn: PgConnection) -> None:
+    """Migration 2's data: the ranks of the messages that are not of normal priority."""
+    ranks = list(ranks_to_set(conn))
+    if ranks:
+        conn.execute(
+            "UPDATE recipients AS r SET rank = v.rank FROM unnest(?::int[], ?::bigint[]) "
+            "AS v(rank, message_id) WHERE r.message_id = v.message_id",
+            [list(column) for column in zip(*ranks, strict=True)],
+        )
+
+
+# What a migration does beside its SQL, in the same transaction: by version.
+_AFTER: dict[int, Callable[[PgConnection], None]] = {2: _set_ranks}
 
 
 def schema_version(conn: PgConnection) -> int:
@@ -111,6 +137,8 @@ def migrate(conn: PgConnection) -> tuple[int, int]:
             conn.execute("BEGIN")
             try:
                 conn.executescript(MIGRATIONS[version - 1])
+                if version in _AFTER:
+                    _AFTER[version](conn)
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from waypost import __version__, events
 from waypost.clock import Clock
 from waypost.store.base import StoreError
-from waypost.store.group_commit import GroupCommitStore
+from waypost.store.database import Lifetime
+from waypost.store.group_commit import DEFAULT_LIFETIMES, GroupCommitStore
 from waypost.store.postgresql import cluster
 from waypost.store.postgresql.database import PgDatabase, describe
 from waypost.store.postgresql.permits import ClusterGate, ClusterPermits
@@ -38,7 +39,7 @@ class PostgresStore(GroupCommitStore):
         dsn: str,
         *,
         clock: Clock | None = None,
-        lifetime: float = 432000.0,
+        lifetime: Lifetime = DEFAULT_LIFETIMES,
         max_batch: int = 1000,
         node: NodeSettings | None = None,
     ) -> None:
@@ -56,7 +57,7 @@ class PostgresStore(GroupCommitStore):
         dsn: str,
         *,
         clock: Clock | None = None,
-        lifetime: float = 432000.0,
+        lifetime: Lifetime = DEFAULT_LIFETIMES,
         max_batch: int = 1000,
         node: NodeSettings | None = None,
     ) -> PostgresStore:
@@ -75,9 +76,9 @@ class PostgresStore(GroupCommitStore):
         """The lease owner this node's queue manager claims as: its run."""
         return self.member.run
 
-    def delivery_gate(self, limit: int) -> ClusterGate:
+    def delivery_gate(self, limit: int, reserved: int = 0) -> ClusterGate:
         if self._gate is None:
-            self._gate = ClusterGate(ClusterPermits(self.dsn), limit)
+            self._gate = ClusterGate(ClusterPermits(self.dsn), limit, reserved)
         return self._gate
 
     def open_database(self, *, create_schema: bool) -> PgDatabase:
