@@ -19,6 +19,7 @@ class Source(enum.StrEnum):
     P1 = "p1"
     REPORT = "report"  # a DSN or X.411 report made by this MTA
     GATEWAY = "gateway"  # converted from the other world, resubmitted
+    AFTN = "aftn"  # an AFTN message, converted by the AFTN/AMHS gateway
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1019,6 +1019,54 @@ GATEWAY_CONVERTED_ON_ARRIVAL = _define(
     "None: every recipient crosses the gateway, so only the converted message is stored.",
 )
 
+# 1950-1969 the AFTN/AMHS gateway (ICAO Doc 9880 Part II)
+AFTN_RECEIVED = _define(
+    1950,
+    "aftn-received",
+    S.INFO,
+    C.GATEWAY,
+    "AFTN message {transmission_id} from {peer} ({priority}, filed {filing_time} by "
+    "{originator}) queued as AMHS message {message_id} ({mts_id}) for {recipients} "
+    "recipient(s)",
+    "None.",
+)
+AFTN_REFUSED = _define(
+    1951,
+    "aftn-refused",
+    S.WARNING,
+    C.GATEWAY,
+    "AFTN message from {peer} refused: {reason}",
+    "The station sent something that is not an AFTN message in the configured framing "
+    "([amhs] framing); check the framing both sides use.",
+)
+AFTN_SERVICE_MESSAGE = _define(
+    1952,
+    "aftn-service-message",
+    S.WARNING,
+    C.GATEWAY,
+    "AFTN message {transmission_id} from {peer} (filed {filing_time} by {originator}): "
+    "{reason}; service message sent to {originator}",
+    "Check the register of AMHS management domains ([amhs] register) for the addresses named.",
+)
+AFTN_SENT = _define(
+    1953,
+    "aftn-sent",
+    S.INFO,
+    C.GATEWAY,
+    "Message {message_id} ({mts_id}) sent to AFTN station {peer} as {transmission_id} "
+    "({priority}) for {addressees}",
+    "None.",
+)
+AFTN_NOT_QUEUED = _define(
+    1954,
+    "aftn-not-queued",
+    S.ERROR,
+    C.GATEWAY,
+    "AFTN message {transmission_id} from {peer} could not be queued: {error}; the "
+    "connection is closed so that the station sends it again",
+    "See the MTA database's events (12xx).",
+)
+
 del S, C
 
 

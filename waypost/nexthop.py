@@ -1,6 +1,6 @@
 """Next hops: where a recipient goes after this MTA, parsed once from its text form
 (`local`, `smtp:[host]:port`, `lmtp:[host]:port`, `lmtp:unix:/path`, `x400:MTA`,
-`error:text`) and carried typed from then on."""
+`aftn:STATION`, `error:text`) and carried typed from then on."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Transport(enum.StrEnum):
     SMTP = "smtp"
     LMTP = "lmtp"
     X400 = "x400"
+    AFTN = "aftn"
     GATEWAY = "gateway"
     ERROR = "error"
 
@@ -44,6 +45,8 @@ class NextHop:
     * `lmtp`: a message store's LMTP server (RFC 2033), at `destination` and `port`, or
       with no port at the UNIX socket whose path is `destination`; final delivery.
     * `x400`: `destination` is an adjacent MTA, configured elsewhere.
+    * `aftn`: `destination` is an AFTN station ([[amhs.peer]]): the AFTN/AMHS gateway
+      converts the AMHS message to AFTN and sends it there; final delivery on the AMHS side.
     * `gateway`: `destination` names the gateway (`mixer`: X.400 ⇄ Internet mail) that
       converts the message for the other world and submits it again.
     * `error`: refuse the recipient with the text in `destination`.
@@ -76,7 +79,7 @@ class NextHop:
     def final(self) -> bool:
         """Whether the recipient is delivered into its mailbox by this hop (no MTA after it):
         a success is then "delivered", not "relayed" (RFC 3464 §2.3.3)."""
-        return self.transport in (Transport.LOCAL, Transport.LMTP)
+        return self.transport in (Transport.LOCAL, Transport.LMTP, Transport.AFTN)
 
     @property
     def mx_lookup(self) -> bool:
@@ -96,7 +99,7 @@ def parse_next_hop(text: str) -> NextHop:
     """
     spec = text.strip()
     if not spec:
-        raise ValueError("empty (expected local, smtp:…, x400:…, gateway:… or error:…)")
+        raise ValueError("empty (expected local, smtp:…, x400:…, aftn:…, gateway:… or error:…)")
     transport, colon, rest = spec.partition(":")
     transport = transport.strip().lower()
     rest = rest.strip()
@@ -119,6 +122,12 @@ def parse_next_hop(text: str) -> NextHop:
         if not rest.isascii() or any(not ch.isprintable() or ch.isspace() for ch in rest):
             raise ValueError(f"X.400 MTA name {rest!r} must be printable ASCII without spaces")
         return NextHop(Transport.X400, rest)
+    if transport == "aftn":
+        if not rest:
+            raise ValueError("aftn needs the name of an AFTN station: 'aftn:NAME'")
+        if not rest.isascii() or any(not ch.isprintable() or ch.isspace() for ch in rest):
+            raise ValueError(f"AFTN station name {rest!r} must be printable ASCII without spaces")
+        return NextHop(Transport.AFTN, rest)
     if transport == "gateway":
         if rest.lower() not in GATEWAYS:
             raise ValueError(f"gateway needs one of {', '.join(GATEWAYS)}: 'gateway:mixer'")
@@ -130,7 +139,8 @@ def parse_next_hop(text: str) -> NextHop:
             raise ValueError("error text must be printable (it goes into SMTP replies)")
         return NextHop(Transport.ERROR, rest)
     raise ValueError(
-        f"unknown transport {transport!r} (expected local, smtp:…, x400:…, gateway:… or error:…)"
+        f"unknown transport {transport!r} "
+        "(expected local, smtp:…, x400:…, aftn:…, gateway:… or error:…)"
     )
 
 

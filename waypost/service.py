@@ -27,6 +27,10 @@ from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, load_config
 from waypost.config.values import parse_address
 from waypost.console.recent import RecentEvents
+from waypost.aftn.inbound import AftnGateway, AftnServer
+from waypost.amhs.aftn import Framing
+from waypost.amhs.convert import GatewaySettings
+from waypost.delivery.aftn import AftnDeliverer
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
 from waypost.delivery.lmtp import LmtpDeliverer
@@ -50,6 +54,7 @@ from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
 from waypost.queue.slots import reserved_slots
 from waypost.setup.intake import build_intake, database_location, database_path
+from waypost.setup.amhs import aftn_stations, build_register, gateway_settings
 from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (
@@ -89,6 +94,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again once the other instance stopped
 EXIT_DATABASE_UNUSABLE = 76
+EXIT_CONFIG = 78  # EX_CONFIG: the configuration names a file that cannot be used
 RECOVERY_HINT = (
     "Waypost will not start on it: follow the recovery procedure in docs/operations.md "
     "(When the database file itself is damaged)"
@@ -372,6 +378,10 @@ class Service:
         self.gateway: GatewayDeliverer | None = None
         self.x400: X400Server | None = None
         self.x400_deliverer: X400Deliverer | None = None
+        # The AFTN/AMHS gateway, when [amhs] enabled: its settings, listeners and agent.
+        self.aftn_settings: GatewaySettings | None = None
+        self.aftn: AftnServer | None = None
+        self.aftn_deliverer: AftnDeliverer | None = None
         self.reports: ReportGenerator | None = None
         self.local_submission: LocalSubmission | None = None
         self.journal: Journal | None = None
@@ -423,6 +433,14 @@ class Service:
             "error": ErrorDeliverer(),
             "x400": x400_deliverer,
         }
+        aftn = None
+        if config.amhs.enabled:
+            register, problems = build_register(config)
+            if register is None:
+                key, reason = problems[0] if problems else ("amhs.register", "not given")
+                raise ServiceError(f"{config.source}: {key}: {reason}", EXIT_CONFIG)
+            aftn = gateway_settings(config, register)
+            deliverers["aftn"] = AftnDeliverer(aftn, aftn_stations(config))
         gateway = None
         if config.mixer.enabled:
             gateway = deliverers["gateway"] = GatewayDeliverer(
@@ -460,6 +478,11 @@ class Service:
         service.lmtp_deliverer = lmtp_deliverer
         service.gateway = gateway
         service.x400_deliverer = x400_deliverer
+        service.aftn_settings = aftn
+        aftn_deliverer = deliverers.get("aftn")
+        service.aftn_deliverer = (
+            aftn_deliverer if isinstance(aftn_deliverer, AftnDeliverer) else None
+        )
         service.reports = reports
         service.start_tracking()
         service.start_metrics()
@@ -589,6 +612,11 @@ class Service:
                 ),
             )
             await self.x400.start()
+        amhs = self.config.amhs
+        if self.aftn_settings is not None and amhs.listen:
+            gateway = AftnGateway(self.aftn_settings, self.admit, self.intake.clock)
+            self.aftn = AftnServer(gateway, list(amhs.addresses), Framing(amhs.framing))
+            await self.aftn.start()
 
     async def start_http(self) -> None:
         """The metrics endpoint and the console, each when on."""
@@ -782,6 +810,8 @@ class Service:
             await server.close()
         if self.x400 is not None:
             await self.x400.close()
+        if self.aftn is not None:
+            await self.aftn.close()
         if self.reports is not None:
             self.reports.stop()
         await self.manager.stop()
@@ -795,6 +825,8 @@ class Service:
                 await deliverer.close()
         if self.x400_deliverer is not None:
             await self.x400_deliverer.close()
+        if self.aftn_deliverer is not None:
+            await self.aftn_deliverer.close()
         await self.store.close()
         if self.metrics is not None:
             self.metrics.stop()

@@ -1,6 +1,7 @@
-"""ATS message priorities: the AFTN priority indicators and what each maps to in X.400 — the
-envelope's priority, which orders the queue, and the IPM's importance (ICAO Doc 9880 Part II
-§3.1.2.2.3, Table 3-1; Annex 10 Volume II §4.4.1.1)."""
+"""ATS message priorities: the AFTN priority indicators (Annex 10 Volume II §4.4.3.1.1) and
+the X.411 priority an AMHS message of each travels with, which orders the queue (ICAO Doc
+9880 Part II, the ATS message priority: SS urgent, DD and FF normal, GG and KK
+non-urgent). The indicator itself travels in the ATS message header (waypost.amhs.ats)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,8 @@ class PriorityIndicator(enum.StrEnum):
         """The X.411 priority an AMHS message of this indicator travels with."""
         return _ENVELOPE[self]
 
-    @property
-    def importance(self) -> str:
-        """The X.420 importance of its IPM heading (low, normal, high)."""
-        return _IMPORTANCE[self]
 
-
-# Doc 9880 Part II Table 3-1: ATS message priority ⇄ X.411 priority and X.420 importance.
+# Doc 9880 Part II: ATS message priority → X.411 priority.
 _ENVELOPE = {
     PriorityIndicator.SS: Priority.URGENT,
     PriorityIndicator.DD: Priority.NORMAL,
@@ -38,24 +34,17 @@ _ENVELOPE = {
     PriorityIndicator.GG: Priority.NON_URGENT,
     PriorityIndicator.KK: Priority.NON_URGENT,
 }
-_IMPORTANCE = {
-    PriorityIndicator.SS: "high",
-    PriorityIndicator.DD: "high",
-    PriorityIndicator.FF: "normal",
-    PriorityIndicator.GG: "normal",
-    PriorityIndicator.KK: "low",
-}
 
 
-def indicator_of(priority: Priority, importance: str = "normal") -> PriorityIndicator:
-    """The priority indicator of an AMHS message that carries none in an ATS message
-    header (a message from a user of the IPM service): read back from its envelope
-    priority and importance by the same table, FF when nothing says otherwise."""
+def indicator_of(priority: Priority) -> PriorityIndicator:
+    """The priority indicator of an AMHS message that carries no ATS message header (from
+    a user of the plain IPM service): SS for urgent, FF for normal, GG for non-urgent — the
+    first indicator of each X.411 priority that is not kept for a special use (DD, KK)."""
     if priority is Priority.URGENT:
         return PriorityIndicator.SS
     if priority is Priority.NON_URGENT:
-        return PriorityIndicator.KK if importance == "low" else PriorityIndicator.GG
-    return PriorityIndicator.DD if importance == "high" else PriorityIndicator.FF
+        return PriorityIndicator.GG
+    return PriorityIndicator.FF
 
 
 def parse_indicator(text: str) -> PriorityIndicator:

@@ -31,14 +31,18 @@ def _crlf(text: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IA5Text:
-    """An ia5-text body part (X.420 §7.4.1): US-ASCII text, lines ending in CRLF."""
+    """An ia5-text body part (X.420 §7.4.1): US-ASCII text, lines ending in CRLF — or, with
+    `exact`, as given (an ATS message header in its original form ends its lines in LF:
+    waypost.amhs.ats)."""
 
     text: str
+    exact: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.text.isascii():
             raise ValueError("ia5-text: the text has characters outside IA5 (US-ASCII)")
-        object.__setattr__(self, "text", _crlf(self.text))
+        if not self.exact:
+            object.__setattr__(self, "text", _crlf(self.text))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

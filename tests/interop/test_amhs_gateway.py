@@ -1,0 +1,175 @@
+"""The AFTN/AMHS gateway end to end, over real sockets (EUR Doc 020 Appendix D's CT5xx and
+CT4xx shape): an AFTN station sends SS, FF and GG messages into Waypost A's AFTN port; A
+converts them to AMHS messages (ATS message header, envelope priority, CAAS and XF O/R
+addresses) and transfers them over P1 to Waypost B — tshark decodes that association — and
+B's gateway sends them on to an AFTN switch as AFTN messages whose priority, filing time,
+originator, addressees, optional heading information and text are those sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aftn_station import Station, send
+from helpers import free_port, running_service
+from test_x400_tshark import Captured, RecordingRelay, descendants, pdml, shows
+
+from waypost.amhs.aftn import AFTNMessage, Framing
+from waypost.amhs.priority import PriorityIndicator
+from waypost.service import Service
+
+REGISTER = (
+    "prefix,scheme,country,admd,prmd,organization\n"
+    "BA,CAAS,XX,ICAO,AFTNLAND-1,BA-REGION\n"
+    "BB,XF,XX,ICAO,AFTNLAND-2,\n"
+)
+PEERS = 'our_password = "secret-{me}"\npeer_password = "secret-{them}"\n'
+
+
+def config(name: str, register: Path, aftn_port: int, x400_port: int, extra: str) -> str:
+    return (
+        f'[server]\nhostname = "{name}.test"\ndata_dir = "{name}"\n'
+        "[queue]\npoll_interval = 0.05\n"
+        f'[smtp]\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        f'[x400]\nlisten = ["127.0.0.1:{x400_port}"]\nmta_name = "{name.upper()}-MTA"\n'
+        f'global_domain = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-{1 if name == "a" else 2}/"\n'
+        f'[amhs]\nenabled = true\nregister = "{register}"\n'
+        f'aftn_address = "{"BAAAYFYX" if name == "a" else "BBBBYFYX"}"\n'
+        f'listen = ["127.0.0.1:{aftn_port}"]\n' + extra
+    )
+
+
+def sent_messages() -> list[AFTNMessage]:
+    return [
+        AFTNMessage(
+            priority=priority,
+            addressees=("BBBBZQZX", "BBBCYTYX"),
+            filing_time=f"0410{n}0",
+            originator="BAAAFTAA",
+            ohi=f"CT501 {priority}",
+            text=f"TEST MESSAGE {n} OF PRIORITY {priority}\nSECOND LINE (END)",
+            transmission_id=f"BAA00{n}",
+        )
+        for n, priority in enumerate(
+            (PriorityIndicator.GG, PriorityIndicator.FF, PriorityIndicator.SS), 1
+        )
+    ]
+
+
+async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
+    register = tmp_path / "register.csv"
+    register.write_text(REGISTER)
+    switch = Station(Framing.ITA2)  # B's AFTN side speaks the other framing
+    switch_port = await switch.start()
+    originators = Station(Framing.IA5)  # where A sends service messages to AFTNLAND-1
+    originators_port = await originators.start()
+    b_port, a_aftn = free_port(), free_port()
+    relay = RecordingRelay(b_port)
+    relay_port = await relay.start()
+    services: list[Service] = []
+    try:
+        b = await running_service(
+            tmp_path,
+            config(
+                "b",
+                register,
+                free_port(),
+                b_port,
+                '[[amhs.peer]]\nname = "B-SWITCH"\n'
+                f'address = "127.0.0.1:{switch_port}"\nframing = "ita2"\n'
+                '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-2/"\n'
+                'next_hop = "aftn:B-SWITCH"\n'
+                '[[x400.peer]]\nname = "A-MTA"\naddress = "127.0.0.1:1"\n'
+                + PEERS.format(me="b", them="a"),
+            ),
+            name="b",
+        )
+        services.append(b)
+        a = await running_service(
+            tmp_path,
+            config(
+                "a",
+                register,
+                a_aftn,
+                free_port(),
+                '[[amhs.peer]]\nname = "A-STATION"\n'
+                f'address = "127.0.0.1:{originators_port}"\n'
+                '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-2/"\nnext_hop = "x400:B-MTA"\n'
+                '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/"\n'
+                'next_hop = "aftn:A-STATION"\n'
+                f'[[x400.peer]]\nname = "B-MTA"\naddress = "127.0.0.1:{relay_port}"\n'
+                'our_name = "A-MTA"\n' + PEERS.format(me="a", them="b"),
+            ),
+            name="a",
+        )
+        services.insert(0, a)
+        messages = sent_messages()
+        unknown = AFTNMessage(
+            priority=PriorityIndicator.FF,
+            addressees=("BBBBZQZX", "KJFKZTZX"),
+            filing_time="041040",
+            originator="BAAAFTAA",
+            text="TO A KNOWN AND AN UNKNOWN ADDRESSEE",
+            transmission_id="BAA004",
+        )
+        await send(a_aftn, [*messages, unknown])
+        out = await switch.wait_for(4)
+        # The service message for the addressee no AMHS domain holds, from A's gateway.
+        (service,) = await originators.wait_for(1)
+        while services:
+            await services.pop(0).stop()
+    finally:
+        for svc in services:
+            await svc.stop()
+        await relay.close()
+        await switch.close()
+        await originators.close()
+
+    # What leaves B's gateway is what entered A's, in the fields that must survive.
+    by_time = {m.filing_time: m for m in out}
+    for sent in messages:
+        got = by_time[sent.filing_time]
+        assert (got.priority, got.originator, got.addressees, got.ohi, got.text) == (
+            sent.priority,
+            sent.originator,
+            sent.addressees,
+            sent.ohi,
+            sent.text,
+        )
+        assert got.transmission_id.startswith("WPT")  # B's channel to its switch
+    assert by_time["041040"].addressees == ("BBBBZQZX",)
+    assert service.addressees == ("BAAAFTAA",) and service.originator == "BAAAYFYX"
+    assert service.text.splitlines() == [
+        "SVC ADS 041040 BAAAFTAA",
+        "FF BBBBZQZX KJFKZTZX",
+        "UNKNOWN KJFKZTZX",
+    ]
+
+    # tshark reads the P1 transfers: the envelope priority each indicator maps to, the
+    # XF recipients and the CAAS originator, and the ATS message header in the text.
+    packets = []
+    for n, conn in enumerate(relay.connections):
+        pcap = conn.capture(b_port, 65495).write(tmp_path / f"amhs-{n}.pcap")
+        sent_c = b"".join(d for _, fc, d in conn.events if fc)
+        sent_s = b"".join(d for _, fc, d in conn.events if not fc)
+        root = pdml(Captured(pcap, b_port, sent_c, sent_s, conn))
+        packets += [p for p in root.iter("packet") if any(descendants(p, "p1.message_element"))]
+    seen: dict[str, list[str]] = {}
+    for packet in packets:
+        (envelope,) = descendants(packet, "p1.envelope_element")
+        (text,) = shows(packet, "p22.ia5text.data") or [""]
+        # (tshark shows the line ends as spaces)
+        header = " ".join(text.split()[:6])
+        seen[header] = shows(envelope, "p1.priority")
+        recipients = list(descendants(envelope, "p1.recipient_name_element"))
+        organizations = [s for r in recipients for s in shows(r, "p1.organization_name")]
+        assert organizations in (["AFTN"], ["AFTN", "AFTN"])  # XF: O=AFTN
+        (originator,) = descendants(envelope, "p1.originator_name_element")
+        assert shows(originator, "p1.organization_name") == ["BA-REGION"]
+    # X.411 Priority: normal 0, non-urgent 1, urgent 2; normal is left out (its default).
+    assert seen == {
+        "PRI: GG FT: 041010 OHI: CT501": ["1"],
+        "PRI: FF FT: 041020 OHI: CT501": [],
+        "PRI: SS FT: 041030 OHI: CT501": ["2"],
+        "PRI: FF FT: 041040 OHI: TO": [],  # no OHI: the text follows
+    }
