@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from waypost import __version__, events
 from waypost.address import parse_oraddress
+from waypost.aftn.inbound import AftnGateway, AftnServer
+from waypost.amhs.aftn import Framing
+from waypost.amhs.convert import GatewaySettings
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, load_config
 from waypost.config.values import parse_address
 from waypost.console.recent import RecentEvents
-from waypost.aftn.inbound import AftnGateway, AftnServer
-from waypost.amhs.aftn import Framing
-from waypost.amhs.convert import GatewaySettings
 from waypost.delivery.aftn import AftnDeliverer
 from waypost.delivery.error import ErrorDeliverer
 from waypost.delivery.gateway import GatewayDeliverer
@@ -53,8 +53,8 @@ from waypost.net.listener import ConnectionLimits, ListenError
 from waypost.queue.manager import QueueManager
 from waypost.queue.reports import ReportGenerator
 from waypost.queue.slots import reserved_slots
-from waypost.setup.intake import build_intake, database_location, database_path
 from waypost.setup.amhs import aftn_stations, build_register, gateway_settings
+from waypost.setup.intake import build_intake, database_location, database_path
 from waypost.setup.mixer import build_mapper
 from waypost.setup.preflight import directory_problem
 from waypost.setup.reload import (

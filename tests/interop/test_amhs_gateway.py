@@ -7,7 +7,6 @@ originator, addressees, optional heading information and text are those sent."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from aftn_station import Station, send
