@@ -1057,6 +1057,15 @@ AFTN_SENT = _define(
     "({priority}) for {addressees}",
     "None.",
 )
+AFTN_REPORT_ABSORBED = _define(
+    1955,
+    "aftn-report-absorbed",
+    S.INFO,
+    C.GATEWAY,
+    "Report {mts_id} (message {message_id}) to an AFTN user absorbed by the gateway: {reason}",
+    "None: AFTN has no form for delivery reports, nor for non-delivery other than unknown "
+    "addresses.",
+)
 AFTN_NOT_QUEUED = _define(
     1954,
     "aftn-not-queued",

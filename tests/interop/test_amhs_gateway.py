@@ -62,7 +62,7 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
     switch_port = await switch.start()
     originators = Station(Framing.IA5)  # where A sends service messages to AFTNLAND-1
     originators_port = await originators.start()
-    b_port, a_aftn = free_port(), free_port()
+    b_port, a_aftn, a_port = free_port(), free_port(), free_port()
     relay = RecordingRelay(b_port)
     relay_port = await relay.start()
     services: list[Service] = []
@@ -78,8 +78,12 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
                 f'address = "127.0.0.1:{switch_port}"\nframing = "ita2"\n'
                 '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-2/"\n'
                 'next_hop = "aftn:B-SWITCH"\n'
-                '[[x400.peer]]\nname = "A-MTA"\naddress = "127.0.0.1:1"\n'
-                + PEERS.format(me="b", them="a"),
+                # An AFTN address B's switch does not serve: its messages fail, reported.
+                '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-2/O=AFTN/OU1=BBBBNONE/"\n'
+                'next_hop = "error:5.1.1 no such AFTN station"\n'
+                '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/"\nnext_hop = "x400:A-MTA"\n'
+                f'[[x400.peer]]\nname = "A-MTA"\naddress = "127.0.0.1:{a_port}"\n'
+                'our_name = "B-MTA"\n' + PEERS.format(me="b", them="a"),
             ),
             name="b",
         )
@@ -90,7 +94,7 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
                 "a",
                 register,
                 a_aftn,
-                free_port(),
+                a_port,
                 '[[amhs.peer]]\nname = "A-STATION"\n'
                 f'address = "127.0.0.1:{originators_port}"\n'
                 '[[route]]\nmatch = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-2/"\nnext_hop = "x400:B-MTA"\n'
@@ -111,10 +115,22 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
             text="TO A KNOWN AND AN UNKNOWN ADDRESSEE",
             transmission_id="BAA004",
         )
-        await send(a_aftn, [*messages, unknown])
+        missing = AFTNMessage(
+            priority=PriorityIndicator.DD,
+            addressees=("BBBBNONE",),
+            filing_time="041050",
+            originator="BAAAFTAA",
+            text="TO AN ADDRESS NO STATION SERVES",
+            transmission_id="BAA005",
+        )
+        await send(a_aftn, [*messages, unknown, missing])
         out = await switch.wait_for(4)
-        # The service message for the addressee no AMHS domain holds, from A's gateway.
-        (service,) = await originators.wait_for(1)
+        # Service messages to the originator: from A's gateway for the addressee no AMHS
+        # domain holds; and, for the one B refused, from B's non-delivery report that
+        # came back to A over P1 and left A's gateway as AFTN.
+        services_sent = {m.text.splitlines()[0]: m for m in await originators.wait_for(2)}
+        service = services_sent["SVC ADS 041040 BAAAFTAA"]
+        reported = services_sent["SVC ADS 041050 BAAAFTAA"]
         while services:
             await services.pop(0).stop()
     finally:
@@ -142,6 +158,12 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
         "SVC ADS 041040 BAAAFTAA",
         "FF BBBBZQZX KJFKZTZX",
         "UNKNOWN KJFKZTZX",
+    ]
+    assert reported.priority is PriorityIndicator.DD
+    assert reported.text.splitlines() == [
+        "SVC ADS 041050 BAAAFTAA",
+        "DD BBBBNONE",
+        "UNKNOWN BBBBNONE",
     ]
 
     # tshark reads the P1 transfers: the envelope priority each indicator maps to, the
@@ -171,4 +193,5 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
         "PRI: FF FT: 041020 OHI: CT501": [],
         "PRI: SS FT: 041030 OHI: CT501": ["2"],
         "PRI: FF FT: 041040 OHI: TO": [],  # no OHI: the text follows
+        "PRI: DD FT: 041050 OHI: TO": [],
     }

@@ -113,7 +113,9 @@ def check_text(text: str, framing: Framing, *, max_length: int) -> str | None:
 
 
 def encode(message: AFTNMessage, framing: Framing) -> bytes:
-    """The message's octets on the connection."""
+    """The message's octets on the connection (it needs its transmission identification)."""
+    if not message.transmission_id:
+        raise AFTNFormatError("a message is sent with a transmission identification")
     heading = message.transmission_id + (f" {message.service_info}" if message.service_info else "")
     lines = [heading]
     addressees = message.addressees

@@ -11,6 +11,7 @@ enhanced status code the non-delivery report is made from (waypost.x400.report_m
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +23,11 @@ from waypost.amhs.priority import PriorityIndicator
 from waypost.message import ContentType, Envelope, Message, Recipient
 from waypost.x400.ipm_bodies_ber import UnsupportedBodyPartError
 from waypost.x400.ipm_codec import IPMContentError, NotAnIPMError, decode_ipm, encode_ipm
+from waypost.x400.ipn import IPNError, decode_ipn
+from waypost.x400.p1_report import ReportContent
+
+# X.411 NonDeliveryDiagnosticCode unrecognised-OR-name.
+UNRECOGNISED_OR_NAME = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,10 +115,38 @@ def aftn_to_amhs(aftn: AFTNMessage, settings: GatewaySettings, now: float) -> Fr
 
 def _local_id(aftn: AFTNMessage) -> str:
     """A user-relative identifier that names the AFTN message it came from: the transmission
-    identification, filing time and originator, and a random part (IPM identifiers and MTS
-    identifiers must be unique; AFTN's are only for a day)."""
+    identification, filing time, originator and priority, and a random part (IPM and MTS
+    identifiers must be unique; AFTN's are only for a day). A receipt notification or a
+    report names it, and so says which AFTN message it answers (`_answered`)."""
     tid = aftn.transmission_id or "AFTN"
-    return f"{tid}-{aftn.filing_time}-{aftn.originator}-{os.urandom(4).hex()}"
+    return f"{tid}-{aftn.filing_time}-{aftn.originator}-{aftn.priority}-{os.urandom(4).hex()}"
+
+
+_LOCAL_ID = re.compile(
+    r"[A-Z0-9]+-(?P<ft>[0-9]{6})-(?P<orig>[A-Z]{8})-(?P<pri>[A-Z]{2})-[0-9a-f]{8}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The AFTN message an identifier of the gateway's names."""
+
+    filing_time: str
+    originator: str
+    priority: PriorityIndicator
+
+
+def _answered(identifier: str) -> Answered | None:
+    """The AFTN message the gateway made an AMHS message of, from the local part of that
+    message's IPM or MTS identifier; None when it is not one of the gateway's."""
+    match = _LOCAL_ID.fullmatch(identifier.rpartition(";")[2])
+    if match is None:
+        return None
+    try:
+        priority = PriorityIndicator(match["pri"])
+    except ValueError:
+        return None
+    return Answered(match["ft"], match["orig"], priority)
 
 
 def incorrect_originator(aftn: AFTNMessage, settings: GatewaySettings, now: float) -> AFTNMessage:
@@ -168,11 +202,13 @@ def amhs_to_aftn(
     try:
         ipm = decode_ipm(content)
         read = read_ats(ipm, envelope.priority)
+    except NotAnIPMError:
+        return _receipt_to_aftn(content, settings)
     except ATSHeaderError as exc:
         raise ConversionError(
             f"5.6.0 unable to convert to AFTN due to ATS-Message-Header syntax error: {exc}"
         ) from None
-    except (NotAnIPMError, IPMContentError, UnsupportedBodyPartError) as exc:
+    except (IPMContentError, UnsupportedBodyPartError) as exc:
         raise ConversionError(f"5.6.0 unable to convert to AFTN: {exc}") from None
     if len(ipm.body) != 1 or read.files or read.other_parts:
         raise ConversionError("5.6.0 unable to convert to AFTN due to multiple body parts")
@@ -210,7 +246,9 @@ def amhs_to_aftn(
         raise ConversionError(f"5.6.0 unable to convert to AFTN: {exc}") from None
 
 
-def acknowledgement(original: AFTNMessage, settings: GatewaySettings, now: float) -> AFTNMessage:
+def acknowledgement(
+    original: AFTNMessage | Answered, settings: GatewaySettings, now: float
+) -> AFTNMessage:
     """The acknowledgement of an SS message, `R <filing time> <originator>` of the message
     acknowledged, at priority SS to its originator (Annex 10 Volume II §4.4.1.2.3)."""
     return AFTNMessage(
@@ -219,4 +257,58 @@ def acknowledgement(original: AFTNMessage, settings: GatewaySettings, now: float
         filing_time=filing_time(now),
         originator=settings.aftn_address,
         text=f"R {original.filing_time} {original.originator}",
+    )
+
+
+def _receipt_to_aftn(content: bytes, settings: GatewaySettings) -> AFTNMessage:
+    """An IPN to an AFTN user: the receipt notification of an SS message the gateway
+    converted becomes its AFTN acknowledgement (Doc 9880 Part II, the gateway's AMHS to AFTN
+    direction); any other notification has no AFTN form."""
+    try:
+        ipn = decode_ipn(content)
+    except (IPNError, ValueError) as exc:
+        raise ConversionError(f"5.6.0 unable to convert to AFTN: the IPN: {exc}") from None
+    if ipn.receipt is None:
+        raise ConversionError("5.6.1 unable to convert to AFTN: a non-receipt notification")
+    answered = _answered(ipn.subject_ipm.local)
+    if answered is None or answered.priority is not PriorityIndicator.SS:
+        raise ConversionError(
+            "5.6.1 unable to convert RN to AFTN ACK service message: it answers no SS message "
+            "of this gateway"
+        )
+    received = ipn.receipt.receipt_time.timestamp()
+    return acknowledgement(answered, settings, received)
+
+
+def report_to_aftn(
+    report: ReportContent, settings: GatewaySettings, now: float
+) -> AFTNMessage | None:
+    """What an X.411 report to an AFTN user becomes on AFTN: for recipients of an AFTN
+    message the gateway converted that no AMHS domain knows (unrecognised-OR-name), the
+    `SVC ADS … UNKNOWN` service message to its originator; None for any other report, which
+    AFTN has no form for."""
+    answered = _answered(report.subject_id)
+    if answered is None:
+        return None
+    unknown: list[str] = []
+    for recipient in report.recipients:
+        if recipient.reason is None or recipient.diagnostic != UNRECOGNISED_OR_NAME:
+            continue
+        try:
+            unknown.append(settings.register.to_aftn(parse_oraddress(recipient.actual_recipient)))
+        except (AddressingError, AddressError):
+            continue
+    if not unknown:
+        return None
+    lines = [
+        f"SVC ADS {answered.filing_time} {answered.originator}",
+        f"{answered.priority} {' '.join(unknown)}"[:69],
+        f"UNKNOWN {' '.join(unknown)}"[:69],
+    ]
+    return AFTNMessage(
+        priority=answered.priority,
+        addressees=(answered.originator,),
+        filing_time=filing_time(now),
+        originator=settings.aftn_address,
+        text="\n".join(lines),
     )

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field, replace
 
 from waypost import events
-from waypost.amhs.aftn import Framing, encode
-from waypost.amhs.convert import ConversionError, GatewaySettings, amhs_to_aftn
+from waypost.amhs.aftn import AFTNMessage, Framing, encode
+from waypost.amhs.convert import ConversionError, GatewaySettings, amhs_to_aftn, report_to_aftn
+from waypost.asn1 import BERError
 from waypost.handoff import Attempt, Handoff, Result, all_attempts
 from waypost.message import ObjectKind
 from waypost.nexthop import Transport
+from waypost.x400.p1_report import decode_report_content
 
 # Wait before a station that could not be reached is tried again.
 RETRY_AFTER = 60.0
@@ -68,6 +71,8 @@ class AftnDeliverer:
                 claims, Result.DEFERRED, f"no [[amhs.peer]] named {hop.destination}"
             )
         envelope = handoff.envelope
+        if envelope.object_kind is ObjectKind.REPORT:
+            return await self._report(handoff, link)
         if envelope.object_kind is not ObjectKind.MESSAGE:
             detail = f"5.6.1 unable to convert to AFTN: a {envelope.object_kind} has no AFTN form"
             return all_attempts(claims, Result.FAILED, detail)
@@ -81,6 +86,35 @@ class AftnDeliverer:
             )
         except ConversionError as exc:
             return all_attempts(claims, Result.FAILED, exc.detail)
+        return await self._transmit(handoff, link, aftn)
+
+    async def _report(self, handoff: Handoff, link: _Link) -> list[Attempt]:
+        """A report to an AFTN user: an unknown-address service message when it is the
+        non-delivery of an AFTN message the gateway converted; any other is absorbed here
+        with an event (AFTN has no form for it)."""
+        claims = list(handoff.recipients)
+        try:
+            report = decode_report_content(handoff.content)
+        except (BERError, ValueError) as exc:
+            aftn = None
+            why = f"it does not decode: {exc}"
+        else:
+            aftn = report_to_aftn(report, self.settings, time.time())
+            why = "AFTN has no form for it"
+        if aftn is None:
+            events.emit(
+                events.AFTN_REPORT_ABSORBED,
+                message_id=handoff.message_id,
+                mts_id=handoff.envelope.mts_id,
+                reason=why,
+            )
+            detail = f"report absorbed by the AFTN/AMHS gateway: {why}"
+            return all_attempts(claims, Result.DELIVERED, detail)
+        return await self._transmit(handoff, link, aftn)
+
+    async def _transmit(self, handoff: Handoff, link: _Link, aftn: AFTNMessage) -> list[Attempt]:
+        claims = list(handoff.recipients)
+        envelope = handoff.envelope
         async with link.lock:
             tid = link.next_id()
             data = encode(replace(aftn, transmission_id=tid), link.station.framing)
