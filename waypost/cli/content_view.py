@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from waypost.amhs.ats import ATSHeader, ATSHeaderError, split_header
 from waypost.content_summary import headers, shown
 from waypost.x400.ipm import summarize_ipm
 from waypost.x400.ipm_body import body_parts
@@ -54,6 +55,25 @@ def print_ipm_heading(content: bytes, indent: str = "  ") -> None:
     for label, value in ipm.military:
         print(f"{indent}  {label + ':':<16}{value}")
     print(f"{indent}  {'Body parts:':<16}{', '.join(ipm.body_parts) or '(none)'}")
+    header = ats_header(ipm.text)
+    if header is not None:
+        print(f"{indent}ATS message header:")
+        travels = header.priority.envelope_priority.label
+        print(f"{indent}  {'Priority:':<16}{header.priority} (travels {travels})")
+        print(f"{indent}  {'Filing time:':<16}{header.filing_time}")
+        if header.ohi:
+            print(f"{indent}  {'Heading info:':<16}{shown(header.ohi)}")
+
+
+def ats_header(text: str | None) -> ATSHeader | None:
+    """The ATS message header an IPM's first text begins with (ICAO Doc 9880 Part II), if
+    it has a valid one."""
+    if text is None:
+        return None
+    try:
+        return split_header(text)[0]
+    except ATSHeaderError:
+        return None
 
 
 def print_report(content: bytes, indent: str = "  ") -> None:

@@ -4,6 +4,7 @@ its content; `--json` as one JSON object, `--body` the content itself (`postcat 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from waypost import content_summary
@@ -12,6 +13,7 @@ from waypost.cli.common import EXIT_OK, CommandError, format_time
 from waypost.message import Envelope, ObjectKind
 from waypost.store.base import StoreError
 from waypost.store.database import Database
+from waypost.x400.ipm import summarize_ipm
 
 
 def add_parser(actions: Any) -> None:
@@ -127,6 +129,16 @@ def _print_json(
         document.update(queue_json.envelope_fields(envelope))
     document["recipients"] = [queue_json.recipient(r) for r in db.queue_rows(message_id=message_id)]
     document.update(content_summary.document(kind, content))
+    header = None
+    if kind == "ipm" and content is not None:
+        with contextlib.suppress(ValueError):
+            header = content_view.ats_header(summarize_ipm(content).text)
+    if header is not None:
+        document["ats"] = {
+            "priority": header.priority.value,
+            "filing_time": header.filing_time,
+            "ohi": header.ohi,
+        }
     if content is None and kind != "probe":
         document["content_error"] = "missing"
     queue_json.print_line(document)

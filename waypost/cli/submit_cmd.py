@@ -7,6 +7,7 @@ import email.utils
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from waypost.address import (
@@ -18,6 +19,9 @@ from waypost.address import (
     parse_mailbox,
     parse_oraddress,
 )
+from waypost.amhs.ats import ATSHeader, ATSHeaderError, ATSMessage
+from waypost.amhs.convert import filing_time
+from waypost.amhs.priority import PriorityIndicator, parse_indicator
 from waypost.arrival import Arrival, Source, UnroutableError
 from waypost.cli import audit, queue_select
 from waypost.cli.common import CommandError, add_config_option, load
@@ -32,6 +36,8 @@ from waypost.setup.mixer import build_mapper
 from waypost.setup.reload import lifetimes
 from waypost.store.base import StoreError
 from waypost.x400.ipm import build_ipm
+from waypost.x400.ipm_bodies import FileTransfer
+from waypost.x400.ipm_codec import encode_ipm
 
 MAX_SUBMIT_BYTES = 64 * 1024 * 1024
 
@@ -84,6 +90,32 @@ def add_parser(verbs: Any) -> None:
         help="the message's X.411 priority: urgent, normal (the default) or non-urgent; the "
         "queue serves urgent messages first and each priority has its own lifetime",
     )
+    ats = parser.add_argument_group(
+        "ATS messages (ICAO Doc 9880 Part II)",
+        "With an X.400 originator, --ats makes the text an ATS message: the ATS message "
+        "header begins its text body part, and the envelope priority is the indicator's "
+        "(SS urgent; DD, FF normal; GG, KK non-urgent).",
+    )
+    ats.add_argument(
+        "--ats",
+        metavar="PRIORITY",
+        type=_indicator,
+        help="the priority indicator: SS, DD, FF, GG or KK",
+    )
+    ats.add_argument(
+        "--filing-time",
+        metavar="DDHHMM",
+        help="the filing time, UTC (default: now)",
+    )
+    ats.add_argument("--ohi", default="", help="the optional heading information")
+    ats.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="carry FILE beside the text in a file-transfer body part (the Extended ATS "
+        "Message Service: binary data such as IWXXM or BUFR); repeatable",
+    )
     parser.add_argument(
         "file",
         nargs="?",
@@ -92,6 +124,14 @@ def add_parser(verbs: Any) -> None:
         help="the message (default, or -: standard input)",
     )
     parser.set_defaults(run=run)
+
+
+def _indicator(text: str) -> PriorityIndicator:
+    """A priority indicator (an argparse type)."""
+    try:
+        return parse_indicator(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _read(source: str) -> bytes:
@@ -166,6 +206,11 @@ def _x400_message(
         body = text.decode("utf-8")
     except UnicodeDecodeError:
         raise CommandError("the text of an X.400 message must be UTF-8 (sent as IA5)") from None
+    if args.ats is not None:
+        content = _ats_ipm(args, originator, heading_recipients, body, local)
+        return f"{gdi};{local}", ContentType.P22, content
+    if args.filing_time or args.ohi or args.attach:
+        raise CommandError("--filing-time, --ohi and --attach make an ATS message: give --ats")
     try:
         ipm = build_ipm(
             originator=originator,
@@ -177,6 +222,35 @@ def _x400_message(
     except (AddressError, ValueError) as exc:
         raise CommandError(f"cannot build the P22 message: {exc}") from None
     return f"{gdi};{local}", ContentType.P22, ipm
+
+
+def _ats_ipm(
+    args: argparse.Namespace, originator: str, recipients: list[str], text: str, local: str
+) -> bytes:
+    """The P22 IPM of an ATS message: its header, the text, and the files attached."""
+    try:
+        header = ATSHeader(args.ats, args.filing_time or filing_time(time.time()), args.ohi)
+    except ATSHeaderError as exc:
+        raise CommandError(f"ATS message header: {exc}") from None
+    files = []
+    for path in args.attach:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+        files.append(FileTransfer(data=data, filename=Path(path).name))
+    message = ATSMessage(
+        header=header,
+        originator=originator,
+        recipients=tuple(recipients),
+        text=text,
+        subject=args.subject or "",
+        files=tuple(files),
+    )
+    try:
+        return encode_ipm(message.ipm(local))
+    except ValueError as exc:
+        raise CommandError(f"cannot build the ATS message: {exc}") from None
 
 
 def _refuse_without_database(config: Config) -> None:
@@ -215,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
             for i, r in enumerate(recipients)
         ],
         content_type=content_type,
-        priority=args.priority,
+        priority=args.ats.envelope_priority if args.ats is not None else args.priority,
         arrival=time.time(),
     )
     message = Message(envelope=envelope, content=content)
