@@ -38,7 +38,6 @@ def test_submit_ats_builds_the_header_priority_and_attachment(tmp_path: Path) ->
     )
     db = Database.open(str(tmp_path / "data" / "mta.db"))
     try:
-        ((blob,),) = db.conn.execute("SELECT envelope FROM messages").fetchall()
         content = db.read_content(message_id)
         ranks = db.conn.execute("SELECT rank FROM recipients").fetchall()
     finally:
