@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from waypost.address import parse_oraddress
 from waypost.aftn.inbound import AftnGateway, AftnServer
 from waypost.amhs.aftn import Framing
 from waypost.amhs.convert import GatewaySettings
+from waypost.amhs.record import record_of_ipm
 from waypost.arrival import Arrival, Queued, Source
 from waypost.clock import Clock, SystemClock
 from waypost.config import EMBEDDED, Config, ConfigError, load_config
@@ -41,7 +43,7 @@ from waypost.delivery.px_lookup import PxLookup
 from waypost.delivery.smtp import SmtpDeliverer
 from waypost.delivery.x400 import X400Deliverer
 from waypost.delivery.x400_store import X400Store
-from waypost.handoff import Conversion, Deliverer
+from waypost.handoff import Conversion, Deliverer, Handoff
 from waypost.intake import Intake, record_queued
 from waypost.local_submit.dropfile import QUARANTINE, maildrop_dir, public_dir
 from waypost.local_submit.pickup import PickupSettings
@@ -81,6 +83,7 @@ from waypost.store.check.structure import describe_error, reports_damage
 from waypost.store.group_commit import GroupCommitStore
 from waypost.store.schema import connect
 from waypost.store.sqlite import SQLiteStore
+from waypost.tracking.ats_record import ATSRecorder
 from waypost.tracking.journal import Journal, Retention
 from waypost.tracking.recorder import record_into
 from waypost.x400.association import X400Server
@@ -94,6 +97,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: try again once the other instance stopped
 EXIT_DATABASE_UNUSABLE = 76
+ATS_RECORD_FILE = "ats-record.db"
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration names a file that cannot be used
 RECOVERY_HINT = (
     "Waypost will not start on it: follow the recovery procedure in docs/operations.md "
@@ -277,6 +281,35 @@ def check_after_unclean_stop(db_path: str, previous_pid: int) -> None:
         )
 
 
+def open_ats_record(config: Config) -> ATSRecorder:
+    """The ATS record, in the data directory; one that cannot be opened stops the start (an
+    ANSP must keep it)."""
+    path = Path(config.server.data_dir) / ATS_RECORD_FILE
+    try:
+        return ATSRecorder(path, config.amhs.record_retention)
+    except (OSError, sqlite3.Error) as exc:
+        raise ServiceError(f"cannot open the ATS record {path}: {exc}", EXIT_FAILED) from None
+
+
+def _x400_recorded(recorder: ATSRecorder) -> Callable[[Handoff, str], None]:
+    """The X.400 agent's hook: each ATS message it transferred, recorded."""
+
+    def recorded(handoff: Handoff, channel: str) -> None:
+        record = record_of_ipm(
+            handoff.envelope,
+            handoff.content,
+            [c.address for c in handoff.recipients],
+            at=time.time(),
+            direction="out",
+            channel=channel,
+            message_id=handoff.message_id,
+        )
+        if record is not None:
+            recorder.record(record)
+
+    return recorded
+
+
 def check_integrity_at_start(db_path: str) -> None:
     """After a clean stop, SQLite's quick check: a page damaged while Waypost was stopped
     (a torn write, a disk fault) stops the start, rather than surfacing mid-run."""
@@ -382,6 +415,8 @@ class Service:
         self.aftn_settings: GatewaySettings | None = None
         self.aftn: AftnServer | None = None
         self.aftn_deliverer: AftnDeliverer | None = None
+        # The ATS record: every ATS message transferred, kept whole ([amhs] record_retention).
+        self.ats_recorder: ATSRecorder | None = None
         self.reports: ReportGenerator | None = None
         self.local_submission: LocalSubmission | None = None
         self.journal: Journal | None = None
@@ -434,13 +469,18 @@ class Service:
             "x400": x400_deliverer,
         }
         aftn = None
+        ats_recorder = None
         if config.amhs.enabled:
             register, problems = build_register(config)
             if register is None:
                 key, reason = problems[0] if problems else ("amhs.register", "not given")
                 raise ServiceError(f"{config.source}: {key}: {reason}", EXIT_CONFIG)
             aftn = gateway_settings(config, register)
-            deliverers["aftn"] = AftnDeliverer(aftn, aftn_stations(config))
+            ats_recorder = open_ats_record(config)
+            deliverers["aftn"] = AftnDeliverer(
+                aftn, aftn_stations(config), recorder=ats_recorder.record
+            )
+            x400_deliverer.on_transferred = _x400_recorded(ats_recorder)
         gateway = None
         if config.mixer.enabled:
             gateway = deliverers["gateway"] = GatewayDeliverer(
@@ -479,6 +519,7 @@ class Service:
         service.gateway = gateway
         service.x400_deliverer = x400_deliverer
         service.aftn_settings = aftn
+        service.ats_recorder = ats_recorder
         aftn_deliverer = deliverers.get("aftn")
         service.aftn_deliverer = (
             aftn_deliverer if isinstance(aftn_deliverer, AftnDeliverer) else None
@@ -566,6 +607,19 @@ class Service:
         )
         message_id = await self.store.enqueue(stored)
         record_queued(message_id, stored, arrival, came_as=message)
+        if self.ats_recorder is not None and arrival.source is Source.P1:
+            envelope = stored.message.envelope
+            record = record_of_ipm(
+                envelope,
+                stored.message.content,
+                [r.address for r in envelope.recipients],
+                at=self.intake.clock.now(),
+                direction="in",
+                channel=f"x400:{arrival.peer}",
+                message_id=message_id,
+            )
+            if record is not None:
+                self.ats_recorder.record(record)
         if converted is not None:
             self.manager.counters["converted"] += recipients
             events.emit(
@@ -614,7 +668,12 @@ class Service:
             await self.x400.start()
         amhs = self.config.amhs
         if self.aftn_settings is not None and amhs.listen:
-            gateway = AftnGateway(self.aftn_settings, self.admit, self.intake.clock)
+            gateway = AftnGateway(
+                self.aftn_settings,
+                self.admit,
+                self.intake.clock,
+                recorder=self.ats_recorder.record if self.ats_recorder else None,
+            )
             self.aftn = AftnServer(gateway, list(amhs.addresses), Framing(amhs.framing))
             await self.aftn.start()
 
@@ -827,6 +886,8 @@ class Service:
             await self.x400_deliverer.close()
         if self.aftn_deliverer is not None:
             await self.aftn_deliverer.close()
+        if self.ats_recorder is not None:
+            self.ats_recorder.close()
         await self.store.close()
         if self.metrics is not None:
             self.metrics.stop()

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from aftn_station import Station, send
 from helpers import free_port, running_service
+from test_cli import waypost
 from test_x400_tshark import Captured, RecordingRelay, descendants, pdml, shows
 
 from waypost.amhs.aftn import AFTNMessage, Framing
 from waypost.amhs.priority import PriorityIndicator
 from waypost.service import Service
+from waypost.tracking.ats_record import find_ats
 
 REGISTER = (
     "prefix,scheme,country,admd,prmd,organization\n"
@@ -195,3 +197,27 @@ async def test_aftn_to_amhs_over_p1_and_back_to_aftn(tmp_path: Path) -> None:
         "PRI: FF FT: 041040 OHI: TO": [],  # no OHI: the text follows
         "PRI: DD FT: 041050 OHI: TO": [],
     }
+
+    # The ATS record (legal recording): each side kept every ATS message it transferred,
+    # whole, and `waypost track --ats` finds them.
+    a_record = find_ats(tmp_path / "a" / "ats-record.db", limit=1000)
+    b_record = find_ats(tmp_path / "b" / "ats-record.db", limit=1000)
+    received = [r for r in a_record if r.direction == "in" and r.channel.startswith("aftn:")]
+    assert sorted(r.transmission_id or "" for r in received) == [f"BAA00{n}" for n in range(1, 6)]
+    assert {r.text for r in received} >= {m.text for m in messages}
+    transferred = [r for r in a_record if r.direction == "out" and r.channel == "x400:B-MTA"]
+    assert sorted(r.filing_time for r in transferred) == [
+        "041010", "041020", "041030", "041040", "041050"
+    ]  # fmt: skip
+    # (the P1 peer as it bound, and its address)
+    assert len([r for r in b_record if r.channel.startswith("x400:A-MTA (127.0.0.1:")]) == 5
+    sent = [r for r in b_record if r.direction == "out" and r.channel == "aftn:B-SWITCH"]
+    assert sorted((r.priority, r.filing_time) for r in sent) == [
+        ("FF", "041020"), ("FF", "041040"), ("GG", "041010"), ("SS", "041030")
+    ]  # fmt: skip
+    shown = waypost(
+        "track", "--ats", "--aftn", "BBBCYTYX", "-c", str(tmp_path / "b.toml"), cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("out aftn:B-SWITCH") == 3  # the three sent to both addressees
+    assert "  GG BBBBZQZX BBBCYTYX\n  041010 BAAAFTAA CT501 GG\n" in shown.stdout

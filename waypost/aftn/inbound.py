@@ -18,6 +18,7 @@ from waypost import events
 from waypost.address import parse_oraddress
 from waypost.amhs.aftn import AFTNFormatError, AFTNMessage, Deframer, Framing, decode
 from waypost.amhs.convert import FromAFTN, GatewaySettings, aftn_to_amhs, unknown_addressees
+from waypost.amhs.record import Recorder, record_of_aftn
 from waypost.arrival import Admit, Arrival, Source, UnroutableError
 from waypost.clock import Clock
 from waypost.message import Message
@@ -43,10 +44,18 @@ class Received:
 class AftnGateway:
     """Converts AFTN messages to AMHS and queues them through the intake."""
 
-    def __init__(self, settings: GatewaySettings, admit: Admit, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        admit: Admit,
+        clock: Clock,
+        *,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.settings = settings
         self.admit = admit
         self.clock = clock
+        self.recorder = recorder
 
     async def receive(self, aftn: AFTNMessage, peer: str) -> Received:
         """Queue the AMHS message an AFTN message makes, and the service message for what
@@ -70,6 +79,17 @@ class AftnGateway:
                 raise NotQueuedError(str(exc)) from None
             message_id = queued.message_id if queued is not None else None
             break
+        if self.recorder is not None:
+            self.recorder(
+                record_of_aftn(
+                    aftn,
+                    at=now,
+                    direction="in",
+                    channel=f"aftn:{peer}",
+                    message_id=message_id,
+                    mts_id=message.envelope.mts_id if message is not None else None,
+                )
+            )
         service = converted.service
         if len(unknown) != len(converted.unknown):
             service = unknown_addressees(aftn, tuple(unknown), self.settings, now)

@@ -5,6 +5,7 @@ the identifiers the next MTA knows it by."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sqlite3
@@ -14,6 +15,8 @@ from typing import Any
 
 from waypost.cli.common import EXIT_FAILED, EXIT_OK, CommandError, add_config_option, load
 from waypost.cli.queue_select import age
+from waypost.service import ATS_RECORD_FILE
+from waypost.tracking.ats_record import find_ats
 from waypost.tracking.journal import Record
 from waypost.tracking.query import Life, TrackQuery, search
 
@@ -37,6 +40,14 @@ def add_parser(verbs: Any) -> None:
     parser.add_argument("--until", type=when, metavar="TIME", help="ISO time, or an age: 10m")
     parser.add_argument("--limit", type=int, default=100, help="messages at most (100)")
     parser.add_argument("--json", action="store_true", help="one JSON record per line")
+    ats = parser.add_argument_group(
+        "the ATS record ([amhs]: every ATS message transferred, kept whole)",
+        "With --ats, the ATS messages that match are printed whole instead: by --aftn "
+        "address, --transmission-id, --mts-id, --since and --until.",
+    )
+    ats.add_argument("--ats", action="store_true", help="search the ATS record")
+    ats.add_argument("--aftn", metavar="ADDRESS", help="originator or addressee (8 letters)")
+    ats.add_argument("--transmission-id", metavar="ID", help="as on AFTN, e.g. ABC123")
     parser.set_defaults(run=run)
 
 
@@ -60,6 +71,8 @@ def when(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     config = load(args)
+    if args.ats:
+        return _run_ats(args, Path(config.server.data_dir) / ATS_RECORD_FILE)
     query = TrackQuery(
         message_id=args.id,
         msgid=args.msgid,
@@ -86,6 +99,42 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(describe(life))
     return EXIT_OK if lives else EXIT_FAILED
+
+
+def _run_ats(args: argparse.Namespace, path: Path) -> int:
+    """Print the ATS messages of the ATS record that match, each whole."""
+    if not path.exists():
+        raise CommandError(f"no ATS record at {path} ([amhs] enabled, nothing transferred yet)")
+    try:
+        found = find_ats(
+            path,
+            address=args.aftn.upper() if args.aftn else None,
+            mts_id=args.mts_id,
+            transmission_id=args.transmission_id,
+            since=args.since,
+            until=args.until,
+            limit=max(1, args.limit),
+        )
+    except sqlite3.Error as exc:
+        raise CommandError(f"cannot read the ATS record {path}: {exc}") from None
+    for record in found:
+        if args.json:
+            doc = {"time": stamp(record.at), **dataclasses.asdict(record)}
+            del doc["at"]
+            print(json.dumps(doc, ensure_ascii=False))
+            continue
+        ids = [f"message {record.message_id}" if record.message_id is not None else ""]
+        ids += [record.transmission_id or "", record.mts_id or ""]
+        named = "  ".join(i for i in ids if i)
+        print(f"{stamp(record.at)}  {record.direction:<3} {record.channel}  {named}")
+        print(f"  {record.priority} {' '.join(record.addressees)}")
+        print(
+            f"  {record.filing_time} {record.originator}" + (f" {record.ohi}" if record.ohi else "")
+        )
+        for line in record.text.splitlines():
+            print(f"  {line}")
+        print()
+    return EXIT_OK if found else EXIT_FAILED
 
 
 def as_json(record: Record) -> dict[str, object]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from waypost import events
 from waypost.amhs.aftn import AFTNMessage, Framing, encode
 from waypost.amhs.convert import ConversionError, GatewaySettings, amhs_to_aftn, report_to_aftn
+from waypost.amhs.record import Recorder, record_of_aftn
 from waypost.asn1 import BERError
 from waypost.handoff import Attempt, Handoff, Result, all_attempts
 from waypost.message import ObjectKind
@@ -58,9 +59,16 @@ class _Link:
 class AftnDeliverer:
     """Delivers to the next hops `aftn:NAME`."""
 
-    def __init__(self, settings: GatewaySettings, stations: list[AftnStation]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        stations: list[AftnStation],
+        *,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.settings = settings
         self._links = {s.name: _Link(s) for s in stations}
+        self.recorder = recorder
 
     async def deliver(self, handoff: Handoff) -> list[Attempt]:
         claims = list(handoff.recipients)
@@ -126,6 +134,17 @@ class AftnDeliverer:
                 return all_attempts(
                     claims, Result.DEFERRED, detail, retry_after=RETRY_AFTER, hop_failure=True
                 )
+        if self.recorder is not None:
+            self.recorder(
+                record_of_aftn(
+                    replace(aftn, transmission_id=tid),
+                    at=time.time(),
+                    direction="out",
+                    channel=f"aftn:{link.station.name}",
+                    message_id=handoff.message_id,
+                    mts_id=envelope.mts_id,
+                )
+            )
         events.emit(
             events.AFTN_SENT,
             message_id=handoff.message_id,
