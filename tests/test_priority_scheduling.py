@@ -9,15 +9,27 @@ from pathlib import Path
 
 from helpers import new_message
 
+from waypost.amhs.addressing import load_register
+from waypost.amhs.aftn import AFTNMessage
+from waypost.amhs.convert import GatewaySettings, aftn_to_amhs
+from waypost.amhs.priority import PriorityIndicator
 from waypost.clock import SystemClock
 from waypost.handoff import Attempt, Handoff, Result
 from waypost.message import Priority
+from waypost.nexthop import parse_next_hop
 from waypost.queue.manager import LocalGate, QueueManager, QueueSettings
 from waypost.queue.policy import RetryPolicy
 from waypost.queue.slots import Slots, reserved_slots
-from waypost.store import SQLiteStore
+from waypost.store import NewMessage, SQLiteStore
 
 HOP = "smtp:[peer.example]:25"
+GATEWAY = GatewaySettings(
+    register=load_register(
+        "prefix,scheme,country,admd,prmd\nBA,XF,XX,ICAO,AFTNLAND-1\nBB,XF,XX,ICAO,AFTNLAND-2\n"
+    ),
+    aftn_address="BAAAYFYX",
+    global_domain="/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/",
+)
 
 
 def test_the_reserved_share_is_rounded_and_never_every_slot() -> None:
@@ -108,7 +120,7 @@ class Recording:
         ]
 
 
-async def test_an_urgent_message_overtakes_a_backlog_of_ten_thousand(tmp_path: Path) -> None:
+async def test_an_ss_message_overtakes_a_backlog_of_ten_thousand(tmp_path: Path) -> None:
     store = await SQLiteStore.open(str(tmp_path / "mta.db"), lifetime=86400)
     backlog = 10_000
     for start in range(0, backlog, 500):
@@ -129,7 +141,18 @@ async def test_an_urgent_message_overtakes_a_backlog_of_ten_thousand(tmp_path: P
     await asyncio.wait_for(agent.started.wait(), 10)
     while len(agent.order) < 50:
         await asyncio.sleep(0.005)
-    await store.enqueue(new_message(("u@peer.example",), hop=HOP, priority=Priority.URGENT))
+    # An AFTN SS message as the AFTN/AMHS gateway makes it: an AMHS message, urgent.
+    ss = AFTNMessage(
+        priority=PriorityIndicator.SS,
+        addressees=("BBBBZQZX",),
+        filing_time="041030",
+        originator="BAAAFTAA",
+        text="DISTRESS",
+        transmission_id="BAA001",
+    )
+    converted = aftn_to_amhs(ss, GATEWAY, 0.0).message
+    assert converted is not None and converted.envelope.priority is Priority.URGENT
+    await store.enqueue(NewMessage(message=converted, next_hops=[parse_next_hop(HOP)]))
     manager.wake()  # as the intake does for each message it queues
     while Priority.URGENT not in agent.order:
         await asyncio.sleep(0.005)
