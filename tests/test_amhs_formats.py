@@ -471,3 +471,74 @@ def test_a_non_delivery_for_an_unknown_address_becomes_svc_ads() -> None:
     assert (
         report_to_aftn(ReportContent(subject_id=mts_id, recipients=(other,)), SETTINGS, NOW) is None
     )
+
+
+def test_an_extended_ats_message_carries_its_header_in_heading_fields() -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from waypost.amhs.ats import ATSMessage, read_ats  # noqa: PLC0415
+    from waypost.amhs.extended import (  # noqa: PLC0415
+        AMHS_PRECEDENCE_POLICY,
+        ID_HEX_AUTHORIZATION_TIME,
+        ID_HEX_ORIGINATORS_REFERENCE,
+        ID_HEX_PRECEDENCE_POLICY_ID,
+        ID_REX_PRECEDENCE,
+        filed_at,
+    )
+
+    message = ATSMessage(
+        header=ATSHeader(P.DD, "011200", "REF 7"),
+        originator="/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/O=BA-REGION/OU1=BAAA/CN=BAAAFTAA/",
+        recipients=RCPT,  # type: ignore[arg-type]
+        text="TEXT ONLY",
+        extended=True,
+    )
+    ipm = decode_ipm(encode_ipm(message.ipm("id-2")))
+    (part,) = ipm.body
+    assert isinstance(part, IA5Text) and part.text == "TEXT ONLY"  # no header in the text
+    types = [e.type for e in ipm.heading.other_extensions]
+    assert types == [
+        ID_HEX_AUTHORIZATION_TIME,
+        ID_HEX_PRECEDENCE_POLICY_ID,
+        ID_HEX_ORIGINATORS_REFERENCE,
+    ]
+    (precedence,) = ipm.heading.primary_recipients[0].recipient_extensions
+    assert (precedence.type, precedence.value) == (ID_REX_PRECEDENCE, b"\x02\x01\x47")  # 71: DD
+    policy = ipm.heading.other_extensions[1].value
+    assert policy == b"\x06\x05\x2b\x1b\x08\x00\x00"  # 1.3.27.8.0.0
+    assert AMHS_PRECEDENCE_POLICY == "1.3.27.8.0.0"
+    read = read_ats(ipm, Priority.NORMAL)
+    assert read.header == ATSHeader(P.DD, "011200", "REF 7") and read.text == "TEXT ONLY"
+    # A filing time is never in the future: day 31 filed on the 1st is last month's.
+    now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    assert filed_at("311200", now) == datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    assert filed_at("010700", now) == datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+
+
+def test_an_extended_ats_message_converts_to_aftn() -> None:
+    from waypost.amhs.ats import ATSMessage  # noqa: PLC0415
+    from waypost.message import ContentType, Envelope, Recipient  # noqa: PLC0415
+
+    originator = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/O=BA-REGION/OU1=BAAA/CN=BAAAFTAA/"
+    message = ATSMessage(
+        header=ATSHeader(P.SS, "041030", "OHI X"),
+        originator=originator,
+        recipients=tuple(RCPT),
+        text="EXTENDED",
+        extended=True,
+    )
+    envelope = Envelope(
+        mts_id="/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/;e",
+        originator=originator,
+        recipients=[Recipient(address=RCPT[0])],
+        content_type=ContentType.P22,
+        priority=Priority.URGENT,
+    )
+    content = encode_ipm(message.ipm("id-3"))
+    aftn = amhs_to_aftn(envelope, content, RCPT, SETTINGS, Framing.IA5)
+    assert (aftn.priority, aftn.filing_time, aftn.ohi, aftn.text) == (
+        P.SS,
+        "041030",
+        "OHI X",
+        "EXTENDED",
+    )

@@ -22,6 +22,7 @@ from waypost.amhs.record import Recorder, record_of_aftn
 from waypost.arrival import Admit, Arrival, Source, UnroutableError
 from waypost.clock import Clock
 from waypost.message import Message
+from waypost.net.driver import SessionServer
 from waypost.net.listener import Admission, ConnectionLimits, Listener
 from waypost.store.base import StoreError
 
@@ -147,7 +148,17 @@ def _without(message: Message, refused: set[str]) -> tuple[Message | None, list[
     return msgspec.structs.replace(message, envelope=trimmed), dropped
 
 
-class AftnServer:
+@dataclass(slots=True)
+class _Session:
+    """One connection's reader task."""
+
+    task: asyncio.Task[None]
+
+    def shutdown(self) -> None:
+        self.task.cancel()
+
+
+class AftnServer(SessionServer):
     """The AFTN-over-TCP listeners: each connection's octets cut into messages by the
     framing, each message handed to the gateway in turn."""
 
@@ -162,28 +173,22 @@ class AftnServer:
         self.gateway = gateway
         self.framing = framing
         self.listener = Listener("aftn", addresses, self._protocol, limits=limits)
-        self._sessions: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        await self.listener.start()
-
-    @property
-    def bound(self) -> list[tuple[str, int]]:
-        return self.listener.bound
+        self.sessions: set[_Session] = set()
 
     async def close(self) -> None:
-        await self.listener.close()
-        for task in list(self._sessions):
-            task.cancel()
-        await asyncio.gather(*self._sessions, return_exceptions=True)
+        """Stop accepting, stop reading, and wait for the messages being queued."""
+        tasks = [session.task for session in self.sessions]
+        await super().close()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _protocol(self, admission: Admission, release: Callable[[], None]) -> asyncio.Protocol:
         reader = asyncio.StreamReader(limit=READ_SIZE)
 
         def connected(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.get_running_loop().create_task(self._serve(admission, r, writer))
-            self._sessions.add(task)
-            task.add_done_callback(self._sessions.discard)
+            session = _Session(task)
+            self.sessions.add(session)
+            task.add_done_callback(lambda _: self.sessions.discard(session))
             task.add_done_callback(lambda _: release())
 
         return asyncio.StreamReaderProtocol(reader, connected)

@@ -5,8 +5,9 @@ text. The header is three lines, `PRI: `, `FT: ` and `OHI: ` each followed by it
 then an end of heading: a blank line of CRLF (the amended form, which common user agents
 need), of LF (the original form), or none, as `EndOfHeading` says. Reading accepts the three.
 
-The Extended service adds body parts after the text: a file-transfer body part carries
-binary data such as IWXXM or BUFR (its name and octets whole).
+The Extended service carries the header's three fields in IPM heading fields instead
+(waypost.amhs.extended), and adds body parts after the text: a file-transfer body part
+carries binary data such as IWXXM or BUFR (its name and octets whole).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from waypost.amhs.extended import heading_fields, read_heading_fields
 from waypost.amhs.priority import PriorityIndicator, indicator_of, parse_indicator
 from waypost.message import Priority
 from waypost.x400.ipm_bodies import BodyPart, FileTransfer, GeneralText, IA5Text
 from waypost.x400.ipm_codec import InterpersonalMessage
-from waypost.x400.ipm_heading import IPMHeading, IPMIdentifier, ORDescriptor
+from waypost.x400.ipm_heading import HeadingExtension, IPMHeading, IPMIdentifier, ORDescriptor
 
 # The optional heading information fits the AFTN origin line (69 characters) beside the
 # filing time, the originator and their spaces: 53 characters; 48 for an SS message, whose
@@ -105,6 +108,8 @@ class ATSMessage:
     text: str
     subject: str = ""
     files: tuple[FileTransfer, ...] = field(default=())
+    # The Extended service: the header's fields in the IPM heading, the text alone.
+    extended: bool = False
 
     @property
     def envelope_priority(self) -> Priority:
@@ -117,16 +122,30 @@ class ATSMessage:
         notifications = (
             frozenset({"rn"}) if self.header.priority is PriorityIndicator.SS else frozenset()
         )
+        header = self.header
+        extensions: tuple[HeadingExtension, ...] = ()
+        per_recipient: tuple[HeadingExtension, ...] = ()
+        if self.extended:
+            extensions, precedence = heading_fields(
+                header.priority, header.filing_time, header.ohi, datetime.now(UTC)
+            )
+            per_recipient = (precedence,)
         heading = IPMHeading(
             this_ipm=IPMIdentifier(user=self.originator, local=ipm_id[:64]),
             originator=ORDescriptor(address=self.originator),
             primary_recipients=tuple(
-                ORDescriptor(address=r, notification_requests=notifications)
+                ORDescriptor(
+                    address=r,
+                    notification_requests=notifications,
+                    recipient_extensions=per_recipient,
+                )
                 for r in self.recipients
             ),
             subject=self.subject or None,
+            other_extensions=extensions,
         )
-        body_text = self.header.render(end) + _text_lines(self.text, end)
+        rendered = "" if self.extended else header.render(end)
+        body_text = rendered + _text_lines(self.text, end)
         body: tuple[BodyPart, ...] = (IA5Text(text=body_text, exact=True), *self.files)
         return InterpersonalMessage(heading=heading, body=body)
 
@@ -165,5 +184,9 @@ def read_ats(ipm: InterpersonalMessage, envelope_priority: Priority) -> ReadATS:
             files.append(part)
         else:
             other.append(type(part).__name__)
+    if header is None:
+        fields = read_heading_fields(ipm.heading)
+        if fields is not None:
+            header = ATSHeader(*fields)
     priority = header.priority if header is not None else indicator_of(envelope_priority)
     return ReadATS(header, priority, text, tuple(files), tuple(other))

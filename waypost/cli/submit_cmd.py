@@ -109,6 +109,13 @@ def add_parser(verbs: Any) -> None:
     )
     ats.add_argument("--ohi", default="", help="the optional heading information")
     ats.add_argument(
+        "--extended",
+        action="store_true",
+        help="the Extended ATS Message Service: the priority, filing time and OHI in IPM "
+        "heading fields (precedence, authorization time, originator's reference) instead "
+        "of a header in the text",
+    )
+    ats.add_argument(
         "--attach",
         action="append",
         default=[],
@@ -209,8 +216,10 @@ def _x400_message(
     if args.ats is not None:
         content = _ats_ipm(args, originator, heading_recipients, body, local)
         return f"{gdi};{local}", ContentType.P22, content
-    if args.filing_time or args.ohi or args.attach:
-        raise CommandError("--filing-time, --ohi and --attach make an ATS message: give --ats")
+    if args.filing_time or args.ohi or args.attach or args.extended:
+        raise CommandError(
+            "--filing-time, --ohi, --attach and --extended make an ATS message: give --ats"
+        )
     try:
         ipm = build_ipm(
             originator=originator,
@@ -246,6 +255,7 @@ def _ats_ipm(
         text=text,
         subject=args.subject or "",
         files=tuple(files),
+        extended=args.extended,
     )
     try:
         return encode_ipm(message.ipm(local))
