@@ -112,7 +112,7 @@ class Recording:
 
     async def deliver(self, transfer: Handoff) -> list[Attempt]:
         self.started.set()
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
         self.order.append(transfer.envelope.priority)
         return [
             Attempt(recipient_id=c.recipient_id, result=Result.DELIVERED, detail="2.0.0 ok")
@@ -152,6 +152,7 @@ async def test_an_ss_message_overtakes_a_backlog_of_ten_thousand(tmp_path: Path)
     )
     converted = aftn_to_amhs(ss, GATEWAY, 0.0).message
     assert converted is not None and converted.envelope.priority is Priority.URGENT
+    before = len(agent.order)
     await store.enqueue(NewMessage(message=converted, next_hops=[parse_next_hop(HOP)]))
     manager.wake()  # as the intake does for each message it queues
     while Priority.URGENT not in agent.order:
@@ -160,7 +161,8 @@ async def test_an_ss_message_overtakes_a_backlog_of_ten_thousand(tmp_path: Path)
     await manager.stop()
     runner.cancel()
     await store.close()
-    # Delivered ahead of the 256 claimed and waiting, and of the 9,700 still queued: what
-    # was in flight when it came (at most the 9 normal deliveries one hop allows) and a
-    # few finishing meanwhile may go before it.
-    assert 50 <= position <= 50 + 20, position
+    # Delivered ahead of the 256 claimed and waiting, and of the 9,700 still queued: only
+    # what was in flight when it came (the 9 normal deliveries the hop allows) and those
+    # that finished while it was stored and claimed (10 ms each) go before it. Without
+    # priorities it would come after the batch claimed before it: position 256 or more.
+    assert before <= position < before + 100, (before, position)
