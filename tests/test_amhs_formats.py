@@ -542,3 +542,41 @@ def test_an_extended_ats_message_converts_to_aftn() -> None:
         "OHI X",
         "EXTENDED",
     )
+
+
+@given(data=st.binary(max_size=400), framing=st.sampled_from(list(Framing)))
+def test_any_octets_decode_or_are_refused_with_a_reason(data: bytes, framing: Framing) -> None:
+    # What a peer sends never raises anything but the format's own error.
+    for raw in Deframer(framing).feed(data) or [data]:
+        try:
+            decode(raw, framing)
+        except AFTNFormatError:
+            pass
+
+
+@given(text=st.text(max_size=300))
+def test_any_text_splits_or_is_text(text: str) -> None:
+    try:
+        header, rest = split_header(text)
+    except ATSHeaderError:
+        return
+    assert header is not None or rest == text
+
+
+@given(
+    framing=st.sampled_from(list(Framing)),
+    edits=st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.integers(0, 130),
+)
+def test_a_damaged_message_is_refused_with_a_reason(
+    framing: Framing, edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(encode(ANNEX_EXAMPLE, framing))
+    for position, value in edits:
+        data[position % len(data)] = value
+    for raw in Deframer(framing).feed(bytes(data[: max(cut, 10)])) or [bytes(data)]:
+        try:
+            message = decode(raw, framing)
+        except AFTNFormatError:
+            continue
+        assert message.addressees and message.originator  # whatever it read is whole
