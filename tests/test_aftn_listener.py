@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,24 @@ async def test_a_queue_that_cannot_take_a_message_closes_the_connection(
         await station.close()
     (not_queued,) = named(caplog, events.AFTN_NOT_QUEUED)
     assert "BAA002" in not_queued and "disk full" in not_queued
+
+
+async def test_a_gap_in_the_channel_sequence_numbers_is_an_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="waypost")
+    station = Station()
+    aftn_port = free_port()
+    svc = await start(tmp_path, await station.start(), aftn_port)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", aftn_port)
+        for number in ("998", "999", "001", "004"):  # 999 is followed by 001; 002, 003 lost
+            writer.write(encode(replace(GOOD, transmission_id=f"BAA{number}"), Framing.IA5))
+        await writer.drain()
+        await station.wait_for(4)
+        writer.close()
+    finally:
+        await svc.stop()
+        await station.close()
+    (gap,) = named(caplog, events.AFTN_SEQUENCE_GAP)
+    assert "message BAA004 came where number 002 was expected" in gap

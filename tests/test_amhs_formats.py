@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -579,3 +580,39 @@ def test_a_damaged_message_is_refused_with_a_reason(
         except AFTNFormatError:
             continue
         assert message.addressees and message.originator  # whatever it read is whole
+
+
+async def test_a_probe_is_answered_as_its_message_would_be() -> None:
+    from waypost.delivery.aftn import AftnDeliverer, AftnStation  # noqa: PLC0415
+    from waypost.handoff import Claim, Handoff, Result  # noqa: PLC0415
+    from waypost.message import ContentType, Envelope, ObjectKind, Recipient  # noqa: PLC0415
+    from waypost.nexthop import parse_next_hop  # noqa: PLC0415
+
+    originator = "/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/O=BA-REGION/OU1=BAAA/CN=BAAAFTAA/"
+    unknown = "/C=GB/ADMD= /PRMD=ACME/S=SMITH/"
+    probe = Envelope(
+        mts_id="/C=XX/ADMD=ICAO/PRMD=AFTNLAND-1/;probe",
+        originator=originator,
+        recipients=[Recipient(address=RCPT[0]), Recipient(address=unknown)],
+        content_type=ContentType.P22,
+        object_kind=ObjectKind.PROBE,
+        content_length=900,
+    )
+    claims = [
+        Claim(recipient_id=n, message_id=1, rcpt_index=n, address=r.address,
+              next_hop="aftn:SINK", attempts=0, received_at=NOW, expires_at=NOW + 60,
+              size=0, envelope=probe)
+        for n, r in enumerate(probe.recipients)
+    ]  # fmt: skip
+    station = AftnStation(name="SINK", host="127.0.0.1", port=1, framing=Framing.IA5, channel="WPT")
+    agent = AftnDeliverer(SETTINGS, [station])
+    handoff = Handoff(
+        next_hop=parse_next_hop("aftn:SINK"), message_id=1, envelope=probe, content=b"",
+        recipients=claims,
+    )  # fmt: skip
+    known, other = await agent.deliver(handoff)
+    # Nothing is sent (the station is not even listening): a probe is answered here.
+    assert known.result is Result.DELIVERED and "would be converted" in known.detail
+    assert other.result is Result.FAILED and other.detail.startswith("5.1.1 no AFTN address")
+    long = msgspec.structs.replace(probe, content_length=1800 + 4097)
+    assert (await agent.deliver(replace(handoff, envelope=long)))[0].detail.startswith("5.3.4")

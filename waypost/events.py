@@ -1066,6 +1066,16 @@ AFTN_REPORT_ABSORBED = _define(
     "None: AFTN has no form for delivery reports, nor for non-delivery other than unknown "
     "addresses.",
 )
+AFTN_SEQUENCE_GAP = _define(
+    1956,
+    "aftn-sequence-gap",
+    S.WARNING,
+    C.GATEWAY,
+    "AFTN circuit {circuit} from {peer}: message {transmission_id} came where number "
+    "{expected} was expected; messages may be missing",
+    "Ask the sending station about the numbers between (Annex 10 Volume II: the "
+    "channel-sequence number shows a lost message).",
+)
 AFTN_NOT_QUEUED = _define(
     1954,
     "aftn-not-queued",

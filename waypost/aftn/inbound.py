@@ -158,6 +158,32 @@ class _Session:
         self.task.cancel()
 
 
+class SequenceCheck:
+    """The channel-sequence numbers of one connection's circuits (Annex 10 Volume II
+    §4.4.2.1.1): each message's number follows the last of its circuit (999 by 001); one
+    that does not shows messages missing in between (event 1956)."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self._last: dict[str, int] = {}
+
+    def check(self, transmission_id: str) -> None:
+        circuit, number = transmission_id[:3], int(transmission_id[3:] or 0)
+        last = self._last.get(circuit)
+        self._last[circuit] = number
+        if last is None:
+            return
+        expected = last % 999 + 1
+        if number != expected:
+            events.emit(
+                events.AFTN_SEQUENCE_GAP,
+                circuit=circuit,
+                peer=self.peer,
+                transmission_id=transmission_id,
+                expected=f"{expected:03d}",
+            )
+
+
 class AftnServer(SessionServer):
     """The AFTN-over-TCP listeners: each connection's octets cut into messages by the
     framing, each message handed to the gateway in turn."""
@@ -202,6 +228,7 @@ class AftnServer(SessionServer):
                 events.emit(events.AFTN_REFUSED, peer=peer, reason=admission.refused)
                 return
             deframer = Deframer(self.framing)
+            numbers = SequenceCheck(peer)
             while True:
                 try:
                     data = await reader.read(READ_SIZE)
@@ -210,7 +237,7 @@ class AftnServer(SessionServer):
                 if not data:
                     return
                 for raw in deframer.feed(data):
-                    if not await self._one(raw, peer):
+                    if not await self._one(raw, peer, numbers):
                         return
         except Exception as exc:  # one connection's fault never stops the listener
             events.emit(events.UNEXPECTED_ERROR, component="aftn listener", error=repr(exc))
@@ -219,13 +246,14 @@ class AftnServer(SessionServer):
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def _one(self, raw: bytes, peer: str) -> bool:
+    async def _one(self, raw: bytes, peer: str, numbers: SequenceCheck) -> bool:
         """Handle one message; False when the connection must close."""
         try:
             aftn = decode(raw, self.framing)
         except AFTNFormatError as exc:
             events.emit(events.AFTN_REFUSED, peer=peer, reason=str(exc))
             return True
+        numbers.check(aftn.transmission_id)
         try:
             await self.gateway.receive(aftn, peer)
         except NotQueuedError as exc:

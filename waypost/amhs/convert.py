@@ -246,6 +246,29 @@ def amhs_to_aftn(
         raise ConversionError(f"5.6.0 unable to convert to AFTN: {exc}") from None
 
 
+def probe_answer(envelope: Envelope, recipient: str, settings: GatewaySettings) -> str | None:
+    """Why a message this probe stands for could not be converted to AFTN for `recipient`
+    (the detail of the non-delivery), or None when it could: an interpersonal message no
+    longer than an AFTN text, from an originator and to a recipient that have AFTN
+    addresses (Doc 9880 Part II: the gateway answers probes as it would the message)."""
+    if envelope.content_type != ContentType.P22:
+        return f"5.6.1 unable to convert to AFTN: content type {envelope.content_type}"
+    length = envelope.content_length
+    # The text and the IPM around it (a heading, the ATS message header: well under 4 KiB).
+    if length is not None and length > settings.max_text_length + 4096:
+        return f"5.3.4 unable to convert to AFTN due to message text length ({length} octets)"
+    register = settings.register
+    try:
+        register.to_aftn(parse_oraddress(envelope.originator))
+    except (AddressingError, AddressError) as exc:
+        return f"5.5.4 unable to convert to AFTN due to unrecognized originator O/R address: {exc}"
+    try:
+        register.to_aftn(parse_oraddress(recipient))
+    except (AddressingError, AddressError) as exc:
+        return f"5.1.1 no AFTN address for {recipient}: {exc}"
+    return None
+
+
 def acknowledgement(
     original: AFTNMessage | Answered, settings: GatewaySettings, now: float
 ) -> AFTNMessage:

@@ -15,11 +15,17 @@ from dataclasses import dataclass, field, replace
 
 from waypost import events
 from waypost.amhs.aftn import AFTNMessage, Framing, encode
-from waypost.amhs.convert import ConversionError, GatewaySettings, amhs_to_aftn, report_to_aftn
+from waypost.amhs.convert import (
+    ConversionError,
+    GatewaySettings,
+    amhs_to_aftn,
+    probe_answer,
+    report_to_aftn,
+)
 from waypost.amhs.record import Recorder, record_of_aftn
 from waypost.asn1 import BERError
-from waypost.handoff import Attempt, Handoff, Result, all_attempts
-from waypost.message import ObjectKind
+from waypost.handoff import Attempt, Claim, Handoff, Result, all_attempts
+from waypost.message import Envelope, ObjectKind
 from waypost.nexthop import Transport
 from waypost.x400.p1_report import decode_report_content
 
@@ -81,9 +87,8 @@ class AftnDeliverer:
         envelope = handoff.envelope
         if envelope.object_kind is ObjectKind.REPORT:
             return await self._report(handoff, link)
-        if envelope.object_kind is not ObjectKind.MESSAGE:
-            detail = f"5.6.1 unable to convert to AFTN: a {envelope.object_kind} has no AFTN form"
-            return all_attempts(claims, Result.FAILED, detail)
+        if envelope.object_kind is ObjectKind.PROBE:
+            return [self._probe(envelope, claim, link) for claim in claims]
         try:
             aftn = amhs_to_aftn(
                 envelope,
@@ -95,6 +100,18 @@ class AftnDeliverer:
         except ConversionError as exc:
             return all_attempts(claims, Result.FAILED, exc.detail)
         return await self._transmit(handoff, link, aftn)
+
+    def _probe(self, envelope: Envelope, claim: Claim, link: _Link) -> Attempt:
+        """A probe is answered as its message would be: convertible or not."""
+        why = probe_answer(envelope, claim.address, self.settings)
+        if why is not None:
+            return Attempt(recipient_id=claim.recipient_id, result=Result.FAILED, detail=why)
+        return Attempt(
+            recipient_id=claim.recipient_id,
+            result=Result.DELIVERED,
+            detail=f"would be converted and sent to AFTN station {link.station.name}",
+            remote_mta=link.station.name,
+        )
 
     async def _report(self, handoff: Handoff, link: _Link) -> list[Attempt]:
         """A report to an AFTN user: an unknown-address service message when it is the
