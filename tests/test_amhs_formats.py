@@ -616,3 +616,28 @@ async def test_a_probe_is_answered_as_its_message_would_be() -> None:
     assert other.result is Result.FAILED and other.detail.startswith("5.1.1 no AFTN address")
     long = msgspec.structs.replace(probe, content_length=1800 + 4097)
     assert (await agent.deliver(replace(handoff, envelope=long)))[0].detail.startswith("5.3.4")
+
+
+def test_the_gateway_writes_the_extended_form_for_domains_that_take_it() -> None:
+    from waypost.amhs.ats import read_ats  # noqa: PLC0415
+
+    extended = replace(SETTINGS, extended_domains=frozenset({"aftnland-2"}))
+    message = AFTNMessage(
+        priority=P.GG,
+        addressees=("BBBBZQZX",),
+        filing_time="041030",
+        originator="BAAAFTAA",
+        ohi="X",
+        text="TEXT",
+        transmission_id="BAA001",
+    )
+    converted = aftn_to_amhs(message, extended, NOW).message
+    assert converted is not None
+    ipm = decode_ipm(converted.content)
+    assert ipm.body[0] == IA5Text(text="TEXT")  # no header in the text: the heading has it
+    assert read_ats(ipm, Priority.NON_URGENT).header == ATSHeader(P.GG, "041030", "X")
+    # One recipient outside those domains: the basic form for all.
+    mixed = replace(message, addressees=("BBBBZQZX", "EGLLZPZX"))
+    converted = aftn_to_amhs(mixed, extended, NOW).message
+    assert converted is not None
+    assert decode_ipm(converted.content).body[0].text.startswith("PRI: GG")  # type: ignore[union-attr]

@@ -40,6 +40,8 @@ class GatewaySettings:
     global_domain: str
     end_of_heading: EndOfHeading = EndOfHeading.CRLF
     max_text_length: int = 1800
+    # PRMD names (folded) whose users take the Extended service.
+    extended_domains: frozenset[str] = frozenset()
 
 
 class ConversionError(ValueError):
@@ -93,8 +95,16 @@ def aftn_to_amhs(aftn: AFTNMessage, settings: GatewaySettings, now: float) -> Fr
     if not recipients:
         return FromAFTN(None, tuple(unknown), service)
     header = ATSHeader(aftn.priority, aftn.filing_time, aftn.ohi)
+    # The extended form only when every recipient takes it (EUR Doc 047 chooses so too).
+    extended = bool(settings.extended_domains) and all(
+        (parse_oraddress(r).prmd or "").casefold() in settings.extended_domains for r in recipients
+    )
     ats = ATSMessage(
-        header=header, originator=originator, recipients=tuple(recipients), text=aftn.text
+        header=header,
+        originator=originator,
+        recipients=tuple(recipients),
+        text=aftn.text,
+        extended=extended,
     )
     local = _local_id(aftn)
     content = encode_ipm(ats.ipm(local, settings.end_of_heading))

@@ -378,6 +378,10 @@ class AmhsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # The register of AMHS management domains: a CSV or LDIF file (docs/amhs.md).
     register: PathText = ""
     end_of_heading: EndOfHeading = "crlf"
+    # The management domains (PRMD names) whose users take the Extended ATS Message
+    # Service: a message converted from AFTN whose every recipient is in one of them is
+    # written in the extended form, any other in the basic form.
+    extended_domains: tuple[str, ...] = ()
     # The gateway's own AFTN address: the originator of its AFTN service messages.
     aftn_address: AftnAddress = ""
     listen: tuple[str, ...] = ()

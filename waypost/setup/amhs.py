@@ -45,6 +45,7 @@ def gateway_settings(config: Config, register: Register) -> GatewaySettings:
         global_domain=config.x400.global_domain,
         end_of_heading=EndOfHeading(amhs.end_of_heading),
         max_text_length=amhs.max_text_length,
+        extended_domains=frozenset(d.strip().casefold() for d in amhs.extended_domains),
     )
 
 

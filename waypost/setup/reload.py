@@ -53,6 +53,7 @@ RESTART_ONLY = (
     "amhs.enabled",
     "amhs.register",
     "amhs.end_of_heading",
+    "amhs.extended_domains",
     "amhs.aftn_address",
     "amhs.listen",
     "amhs.framing",
