@@ -60,7 +60,14 @@ async def test_a_bad_message_costs_only_itself(
         writer.write(b"\x16\x16" + bad + encode(GOOD, Framing.IA5))
         await writer.drain()
         (received,) = await station.wait_for(1)
+        assert svc.aftn is not None and len(svc.aftn.sessions) == 1
         writer.close()
+        # The connection ends: its session and its place under the limits go with it.
+        for _ in range(100):
+            if not svc.aftn.sessions and svc.aftn.listener.open_connections == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (len(svc.aftn.sessions), svc.aftn.listener.open_connections) == (0, 0)
     finally:
         await svc.stop()
         await station.close()

@@ -81,7 +81,7 @@ class AftnGateway:
             message_id = queued.message_id if queued is not None else None
             break
         if self.recorder is not None:
-            self.recorder(
+            await self.recorder(
                 record_of_aftn(
                     aftn,
                     at=now,
@@ -148,7 +148,7 @@ def _without(message: Message, refused: set[str]) -> tuple[Message | None, list[
     return msgspec.structs.replace(message, envelope=trimmed), dropped
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one per connection, kept in a set by identity
 class _Session:
     """One connection's reader task."""
 
