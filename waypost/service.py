@@ -16,7 +16,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -291,10 +291,10 @@ def open_ats_record(config: Config) -> ATSRecorder:
         raise ServiceError(f"cannot open the ATS record {path}: {exc}", EXIT_FAILED) from None
 
 
-def _x400_recorded(recorder: ATSRecorder) -> Callable[[Handoff, str], None]:
+def _x400_recorded(recorder: ATSRecorder) -> Callable[[Handoff, str], Awaitable[None]]:
     """The X.400 agent's hook: each ATS message it transferred, recorded."""
 
-    def recorded(handoff: Handoff, channel: str) -> None:
+    async def recorded(handoff: Handoff, channel: str) -> None:
         record = record_of_ipm(
             handoff.envelope,
             handoff.content,
@@ -305,7 +305,7 @@ def _x400_recorded(recorder: ATSRecorder) -> Callable[[Handoff, str], None]:
             message_id=handoff.message_id,
         )
         if record is not None:
-            recorder.record(record)
+            await recorder.record(record)
 
     return recorded
 
@@ -619,7 +619,7 @@ class Service:
                 message_id=message_id,
             )
             if record is not None:
-                self.ats_recorder.record(record)
+                await self.ats_recorder.record(record)
         if converted is not None:
             self.manager.counters["converted"] += recipients
             events.emit(

@@ -3,7 +3,7 @@ gateway and the X.400 agents hand to the recorder when they transfer one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from waypost.amhs.aftn import AFTNMessage
@@ -66,8 +66,9 @@ class ATSRecord:
         )
 
 
-# Told of each ATS message transferred (the service's ATS recorder, when it keeps one).
-Recorder = Callable[[ATSRecord], None]
+# Told of each ATS message transferred (the service's ATS recorder, when it keeps one);
+# returns once it is recorded.
+Recorder = Callable[[ATSRecord], Awaitable[None]]
 
 
 def record_of_aftn(

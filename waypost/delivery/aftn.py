@@ -152,7 +152,7 @@ class AftnDeliverer:
                     claims, Result.DEFERRED, detail, retry_after=RETRY_AFTER, hop_failure=True
                 )
         if self.recorder is not None:
-            self.recorder(
+            await self.recorder(
                 record_of_aftn(
                     replace(aftn, transmission_id=tid),
                     at=time.time(),

@@ -559,7 +559,7 @@ class X400Deliverer:
         self._interrupted = _Interrupted()
         self._connections = itertools.count(1)
         # Told of each message transferred (the ATS record's hook), with its channel.
-        self.on_transferred: Callable[[Handoff, str], None] | None = None
+        self.on_transferred: Callable[[Handoff, str], Awaitable[None]] | None = None
         # Each pool's keeper of its permanent associations, once started.
         self._keepers: dict[str, asyncio.Task[None]] | None = None
 
@@ -674,7 +674,7 @@ class X400Deliverer:
                 raise
             pool.release(conn)
             if self.on_transferred is not None:
-                self.on_transferred(handoff, f"x400:{peer.name}")
+                await self.on_transferred(handoff, f"x400:{peer.name}")
             return _delivered(peer, claims)
 
     async def _try_recovery(

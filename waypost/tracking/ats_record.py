@@ -3,16 +3,19 @@ for the period an air navigation service provider must keep it (ICAO Annex 10 Vo
 §3.5.1.5: at least 30 days), in an SQLite file of its own beside the tracking journal.
 
 A record is written when the message is transferred (received from or sent to an AFTN
-station, received or transferred over P1), synchronously with synchronous=FULL: a record
-once written survives a power cut. It is found by `waypost track --ats`.
+station, received or transferred over P1), with synchronous=FULL, before the transfer goes
+on: a record once written survives a power cut. It is found by `waypost track --ats`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import queue
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from waypost import events
@@ -59,8 +62,10 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 class ATSRecorder:
-    """Writes ATS records, from any thread, each at once; prunes past `retention` seconds
-    at most once a minute."""
+    """Writes ATS records in a thread of its own, with group commit: `record` returns once
+    its record is durable, and the records of messages transferred together share one
+    commit (the event loop never waits for the disk). Records past `retention` seconds
+    are pruned at most once a minute."""
 
     PRUNE_EVERY = 60.0
 
@@ -68,31 +73,80 @@ class ATSRecorder:
         self.path = Path(path)
         self.retention = retention
         self._conn = connect(self.path)
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._pruned_at = 0.0
         self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="waypost-ats-record", daemon=True)
+        self._thread.start()
 
-    def record(self, record: ATSRecord) -> None:
-        """Write one record; a failure is an event (the message goes on regardless)."""
-        with self._lock:
-            try:
+    async def record(self, record: ATSRecord) -> None:
+        """Write one record; returns once it is durable. A failure is an event, not an
+        exception: the message goes on regardless."""
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Pending(record, written, loop))
+        await written
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 1000:
+                    more = self._queue.get_nowait()
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+            self._write([pending.record for pending in batch])
+            for pending in batch:
+                # (a loop closed meanwhile has no one waiting any more)
+                with contextlib.suppress(RuntimeError):
+                    pending.loop.call_soon_threadsafe(_resolve, pending.written)
+            if stop:
+                return
+
+    def _write(self, records: list[ATSRecord]) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                f"INSERT INTO ats_messages ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [record.row() for record in records],
+            )
+            latest = records[-1].at
+            if latest - self._pruned_at >= self.PRUNE_EVERY:
+                self._pruned_at = latest
                 self._conn.execute(
-                    f"INSERT INTO ats_messages ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    record.row(),
+                    "DELETE FROM ats_messages WHERE at < ?", (latest - self.retention,)
                 )
-                if record.at - self._pruned_at >= self.PRUNE_EVERY:
-                    self._prune(record.at)
-            except sqlite3.Error as exc:
-                self.failed += 1
-                events.emit(events.TRACKING_WRITE_FAILED, path=self.path, count=1, error=exc)
-
-    def _prune(self, now: float) -> None:
-        self._pruned_at = now
-        self._conn.execute("DELETE FROM ats_messages WHERE at < ?", (now - self.retention,))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+            self.failed += len(records)
+            events.emit(events.TRACKING_WRITE_FAILED, path=self.path, count=len(records), error=exc)
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(sqlite3.Error):
+        """Write what is pending, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+        with contextlib.suppress(sqlite3.Error):
             self._conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    record: ATSRecord
+    written: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(written: asyncio.Future[None]) -> None:
+    if not written.done():
+        written.set_result(None)
 
 
 def find_ats(
