@@ -95,27 +95,32 @@ def count_rows(db: Database, where: QueueFilter) -> int:
 
 
 def queue_summary(db: Database) -> QueueSummary:
-    """One pass over the recipients still in the queue, grouped by next hop and state."""
+    """One pass over the recipients still in the queue, grouped by next hop, state and
+    rank: the queue by next hop and state, and by priority and state, are both read from
+    it."""
     marks = ", ".join("?" for _ in WAITING_STATES)
     rows = db.conn.execute(
-        "SELECT r.next_hop, r.state, count(*), coalesce(sum(m.size), 0), min(m.received_at) "
-        "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
-        f"WHERE r.state IN ({marks}) GROUP BY r.next_hop, r.state",
+        "SELECT r.next_hop, r.state, r.rank, count(*), coalesce(sum(m.size), 0), "
+        "min(m.received_at) FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
+        f"WHERE r.state IN ({marks}) GROUP BY r.next_hop, r.state, r.rank",
         WAITING_STATES,
     ).fetchall()
+    by_hop: dict[tuple[str, str], list[float]] = {}
+    by_rank: dict[tuple[object, str], list[float]] = {}
+    for hop, state, rank, count, octets, oldest in rows:
+        first = float(oldest or 0.0)
+        for totals, key in ((by_hop, (str(hop), str(state))), (by_rank, (rank, str(state)))):
+            total = totals.setdefault(key, [0, 0, first])
+            total[0] += int(count)
+            total[1] += int(octets or 0)
+            total[2] = min(total[2], first)
     hops = [
-        HopState(str(hop), str(state), int(count), int(octets or 0), float(oldest or 0.0))
-        for hop, state, count, octets, oldest in rows
+        HopState(hop, state, int(count), int(octets), oldest)
+        for (hop, state), (count, octets, oldest) in by_hop.items()
     ]
-    ranked = db.conn.execute(
-        "SELECT r.rank, r.state, count(*), min(m.received_at) "
-        "FROM recipients AS r JOIN messages AS m ON m.id = r.message_id "
-        f"WHERE r.state IN ({marks}) GROUP BY r.rank, r.state",
-        WAITING_STATES,
-    ).fetchall()
     priorities = [
-        PriorityState(_priority_name(rank), str(state), int(count), float(oldest or 0.0))
-        for rank, state, count, oldest in ranked
+        PriorityState(_priority_name(rank), state, int(count), oldest)
+        for (rank, state), (count, _, oldest) in by_rank.items()
     ]
     messages = db.conn.execute("SELECT count(*) FROM messages WHERE state = 'active'").fetchone()
     owed = db.conn.execute("SELECT count(*) FROM recipients WHERE report IS NOT NULL").fetchone()
