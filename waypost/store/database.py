@@ -225,23 +225,22 @@ class Database:
         except sqlite3.Error as exc:
             raise translate(exc) from None
         db = cls(conn, path)
-        if not create_schema or readonly:
-            found = recorded_version(conn)
-            if found is not None and found != SCHEMA_VERSION:
-                conn.close()
-                raise StoreError(
-                    f"the database's schema is version {found}, this Waypost's is "
-                    f"{SCHEMA_VERSION}: start this Waypost's `waypost serve` to migrate it"
-                )
-        elif create_schema:
-            try:
+        try:
+            if create_schema and not readonly:
                 db.migrated = create(conn)
-            except sqlite3.Error as exc:
-                conn.close()
-                raise translate(exc) from None
-            except StoreError:
-                conn.close()
-                raise
+            else:
+                found = recorded_version(conn)
+                if found is not None and found != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the database's schema is version {found}, this Waypost's is "
+                        f"{SCHEMA_VERSION}: start this Waypost's `waypost serve` to migrate it"
+                    )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate(exc) from None
+        except StoreError:
+            conn.close()
+            raise
         return db
 
     def close(self) -> None:
