@@ -204,7 +204,7 @@ class Scanner:
             return self._problem(
                 "recipient",
                 rid,
-                f"has rank {r[10]!r}, its message's priority ({envelope.priority.name.lower()}) "
+                f"has rank {r[10]!r}, its message's priority ({envelope.priority.label}) "
                 f"is rank {envelope.priority.rank}",
                 Repair.SET_RANK,
             )
