@@ -135,6 +135,7 @@ class QueueManager:
         self._slots = Slots(concurrency, reserved_slots(concurrency, self.settings.urgent_share))
         # Claimed work waiting for a slot, the most urgent first.
         self._jobs: list[_Job] = []
+        self._waiting = 0  # recipients in those jobs
         self._seq = 0
         # The claim asked for only urgent work (the jobs waiting were a batch already):
         # wake when they fall to half a batch.
@@ -198,7 +199,7 @@ class QueueManager:
     def _room(self) -> int:
         """How many recipients the next claim asks for: a batch less the jobs waiting; a
         whole batch of urgent ones only, when a batch is waiting already."""
-        room = self.settings.batch_size - self._waiting()
+        room = self.settings.batch_size - self._waiting
         return room if room > 0 else self.settings.batch_size
 
     async def stop(self) -> None:
@@ -208,6 +209,7 @@ class QueueManager:
         # Claimed work not yet started stays leased: released when the MTA starts again
         # (or, in a cluster, when this node leaves), delivered then.
         self._jobs.clear()
+        self._waiting = 0
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -215,7 +217,7 @@ class QueueManager:
         """Claim one batch of due work and start delivering it, the most urgent first;
         returns how many were claimed. While a batch waits for delivery slots already,
         only urgent work is claimed, to go before it."""
-        urgent_only = self._waiting() >= self.settings.batch_size
+        urgent_only = self._waiting >= self.settings.batch_size
         self._jobs_full = urgent_only
         batch = await self.store.claim(
             owner=self.owner,
@@ -251,6 +253,7 @@ class QueueManager:
             self._seq += 1
             rank = claims[0].envelope.priority.rank
             heapq.heappush(self._jobs, _Job(rank, self._seq, hop, claims, probe))
+            self._waiting += len(claims)
         self._start_jobs()
         return len(batch.claims) + len(batch.quarantined)
 
@@ -262,6 +265,7 @@ class QueueManager:
             if not self._slots.free_for(urgent=job.rank == 0):
                 return  # the most urgent cannot start: neither can any other
             heapq.heappop(self._jobs)
+            self._waiting -= len(job.claims)
             self._slots.take()
             task = asyncio.create_task(self._transfer(job.hop, job.claims, probe=job.probe))
             self._tasks.add(task)
@@ -293,13 +297,9 @@ class QueueManager:
             self._start_jobs()
             if not self._tasks - {asyncio.current_task()}:
                 self._wake.set()
-            elif self._jobs_full and 2 * self._waiting() <= self.settings.batch_size:
+            elif self._jobs_full and 2 * self._waiting <= self.settings.batch_size:
                 self._jobs_full = False
                 self._wake.set()  # room for more than urgent work: claim again
-
-    def _waiting(self) -> int:
-        """Recipients claimed and waiting for a slot."""
-        return sum(len(job.claims) for job in self._jobs)
 
     async def _send(
         self, hop: str, claims: list[Claim], *, probe: bool = False, content: bytes | None = None
